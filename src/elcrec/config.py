@@ -1,0 +1,206 @@
+"""One typed configuration for a run: defaults here, values from a YAML/TOML file, then flags.
+
+Every field is documented in its metadata; `elcrec train --help` shows the same text. Unknown keys,
+wrong types and out-of-range values are errors raised before any data is read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CHOICES = {
+    "data_format": ("auto", "benchmark", "csv", "tsv", "parquet", "rechorus", "recbole"),
+    "dedup": ("none", "all", "consecutive"),
+    "model": ("sasrec", "pop"),
+    "loss": ("bce", "ce"),
+    "mask_history": ("none", "exclude", "reference"),
+    "device": ("auto", "cpu", "cuda"),
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is not acceptable."""
+
+
+def _opt(default: Any, help: str) -> Any:
+    if isinstance(default, tuple):
+        return field(default_factory=lambda: default, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class Config:
+    # --- data
+    data: str = _opt("synthetic", "data file or folder, or 'synthetic' for the built-in planted-intent data")
+    data_format: str = _opt("auto", "reader: auto (by name/suffix), benchmark, csv, tsv, parquet, rechorus, recbole")
+    user_col: str = _opt("user_id", "user column of CSV/TSV/Parquet logs")
+    item_col: str = _opt("item_id", "item column of CSV/TSV/Parquet logs")
+    time_col: str = _opt("timestamp", "timestamp column of CSV/TSV/Parquet logs ('' keeps file order)")
+    dedup: str = _opt("none", "repeated user-item pairs: none (keep), all (keep the first), consecutive (drop immediate repeats)")
+    kcore: int = _opt(0, "iterated k-core: keep users and items with at least k interactions (0 = off)")
+    synthetic_users: int = _opt(2000, "synthetic data: number of users")
+    synthetic_items: int = _opt(400, "synthetic data: number of items")
+    synthetic_intents: int = _opt(8, "synthetic data: number of planted intents")
+    # --- model
+    model: str = _opt("sasrec", "model to train: sasrec, or pop (most-popular baseline)")
+    hidden_size: int = _opt(64, "hidden size d")
+    num_layers: int = _opt(2, "transformer blocks")
+    num_heads: int = _opt(2, "attention heads (must divide hidden_size)")
+    max_len: int = _opt(50, "most recent items the encoder reads")
+    dropout: float = _opt(0.5, "dropout on hidden states")
+    attn_dropout: float = _opt(0.5, "dropout on attention probabilities")
+    loss: str = _opt("bce", "recommendation loss: bce (one sampled negative per position) or ce (softmax over all items)")
+    # --- training
+    epochs: int = _opt(300, "most training epochs")
+    batch_size: int = _opt(256, "training sequences per step")
+    lr: float = _opt(1e-3, "Adam learning rate")
+    weight_decay: float = _opt(0.0, "Adam weight decay")
+    patience: int = _opt(40, "epochs without improvement of `metric` on valid before stopping (0 = never stop early)")
+    metric: str = _opt("NDCG@20", "validation metric for early stopping and the best checkpoint, e.g. NDCG@20, HR@10, MRR@5")
+    seed: int = _opt(1, "seed for data generation, initialisation, sampling and dropout")
+    device: str = _opt("auto", "auto (cuda when present), cpu or cuda")
+    output_dir: str = _opt("", "run folder for checkpoint, config and metrics ('' = runs/<model>-<data>-seed<seed>)")
+    # --- evaluation
+    eval_ks: tuple[int, ...] = _opt((5, 10, 20), "cut-offs k for HR@k, NDCG@k, MRR@k")
+    mask_history: str = _opt("exclude", "seen items: exclude (never ranked), reference (scored 0, as the reference code), none")
+    sampled_negatives: int = _opt(0, "rank the target among N uniform unseen negatives instead of all items (0 = full ranking)")
+    eval_batch_size: int = _opt(1024, "users per evaluation batch")
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, _coerce(f.name, _field_type(f), getattr(self, f.name)))
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(allowed)}")
+        positive = ("hidden_size", "num_layers", "num_heads", "max_len", "epochs", "batch_size",
+                    "eval_batch_size", "synthetic_users", "synthetic_items", "synthetic_intents")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)}: must be at least 1")
+        for name in ("kcore", "patience", "sampled_negatives"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}={getattr(self, name)}: must be 0 or more")
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(f"hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}")
+        for name in ("dropout", "attn_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name}={getattr(self, name)}: must be in [0, 1)")
+        if self.lr <= 0:
+            raise ConfigError(f"lr={self.lr}: must be positive")
+        if not self.eval_ks or min(self.eval_ks) < 1:
+            raise ConfigError(f"eval_ks={self.eval_ks}: give one or more cut-offs >= 1")
+        name, _, k = self.metric.partition("@")
+        if name not in ("HR", "NDCG", "MRR") or not k.isdigit() or int(k) not in self.eval_ks:
+            raise ConfigError(f"metric={self.metric!r}: use HR@k, NDCG@k or MRR@k with k in eval_ks {list(self.eval_ks)}")
+
+    # --- construction
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Config:
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key in values:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"unknown config key {key!r}{hint}")
+        return cls(**values)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, **overrides: Any) -> Config:
+        """Defaults, then the file's values (YAML or TOML), then `overrides` (None values are ignored)."""
+        values = read_config_file(path) if path else {}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_dict(values)
+
+    def replace(self, **changes: Any) -> Config:
+        return self.from_dict({**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        values["eval_ks"] = list(self.eval_ks)
+        return values
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @property
+    def data_name(self) -> str:
+        return "synthetic" if self.data == "synthetic" else Path(self.data).stem
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir or f"runs/{self.model}-{self.data_name}-seed{self.seed}")
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    text = path.read_text()
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        values = yaml.safe_load(text) or {}
+    elif path.suffix == ".toml":
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            import tomli as tomllib
+        values = tomllib.loads(text)
+    elif path.suffix == ".json":
+        values = json.loads(text)
+    else:
+        raise ConfigError(f"config file {path}: use .yaml, .yml, .toml or .json")
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path}: expected a mapping of keys to values")
+    return values
+
+
+def config_fields() -> list[tuple[str, type, Any, str]]:
+    """(name, type, default, help) for every field, in declaration order."""
+    defaults = Config()
+    return [(f.name, _field_type(f), getattr(defaults, f.name), f.metadata["help"]) for f in dataclasses.fields(Config)]
+
+
+def _field_type(f: dataclasses.Field) -> type:
+    return _type_hints()[f.name]
+
+
+@functools.cache
+def _type_hints() -> dict[str, Any]:
+    return typing.get_type_hints(Config)
+
+
+def _coerce(name: str, kind: Any, value: Any) -> Any:
+    """Accept the obvious spellings (1e-3 as text from YAML, '5,10,20' from a flag); reject the rest."""
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+        elif kind is int:
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+                return int(value)
+        elif kind is float:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
+            if isinstance(value, str):
+                return float(value)
+        elif kind is str:
+            if isinstance(value, str):
+                return value
+        elif typing.get_origin(kind) is tuple:
+            items = value.split(",") if isinstance(value, str) else value
+            if isinstance(items, (list, tuple)):
+                return tuple(_coerce(name, int, v.strip() if isinstance(v, str) else v) for v in items)
+    except (ValueError, ConfigError):
+        pass
+    type_name = getattr(kind, "__name__", str(kind))
+    raise ConfigError(f"{name}={value!r}: expected {type_name}")

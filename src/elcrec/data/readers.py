@@ -1,0 +1,166 @@
+"""Readers: each turns a file (or folder) into a flat interaction table with the original ids.
+
+Formats:
+- benchmark: one line per user, `user item item ...`, oldest first (the ELCRec/ICLRec files);
+- csv / tsv / parquet: an interaction log with user, item and (optional) timestamp columns, any id type;
+- rechorus: a folder with train.csv, dev.csv, test.csv (tab-separated user_id, item_id, time);
+- recbole: an atomic `.inter` file whose header names fields as `name:type`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+class DataError(ValueError):
+    """A data file cannot be read as asked; the message names the file and, where it can, the line."""
+
+
+@dataclass
+class Interactions:
+    users: np.ndarray  # original user ids
+    items: np.ndarray  # original item ids
+    times: np.ndarray  # sort key within a user (timestamps, or the file order)
+    source: str
+
+
+def read_interactions(path: str | Path, data_format: str = "auto", user_col: str = "user_id",
+                      item_col: str = "item_id", time_col: str = "timestamp") -> Interactions:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    data_format = detect_format(path) if data_format == "auto" else data_format
+    if data_format == "benchmark":
+        return read_benchmark(path)
+    if data_format in ("csv", "tsv", "parquet"):
+        return read_log(path, data_format, user_col, item_col, time_col)
+    if data_format == "rechorus":
+        return read_rechorus(path)
+    if data_format == "recbole":
+        return read_recbole(path)
+    raise DataError(f"{path}: unknown data format {data_format!r}")
+
+
+def detect_format(path: Path) -> str:
+    if path.is_dir():
+        if (path / "train.csv").is_file():
+            return "rechorus"
+        inter = sorted(path.glob("*.inter"))
+        if len(inter) == 1:
+            return "recbole"
+        raise DataError(f"{path}: a folder must hold ReChorus train/dev/test.csv or one RecBole .inter file")
+    by_suffix = {".txt": "benchmark", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".inter": "recbole"}
+    if path.suffix.lower() in by_suffix:
+        return by_suffix[path.suffix.lower()]
+    raise DataError(f"{path}: cannot tell the format from the name; pass data_format explicitly")
+
+
+def read_benchmark(path: Path) -> Interactions:
+    users: list[int] = []
+    items: list[int] = []
+    positions: list[int] = []
+    first_line: dict[int, int] = {}
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            fields = line.split()
+            if not fields:
+                continue  # blank lines carry nothing
+            try:
+                ids = [int(f) for f in fields]
+            except ValueError:
+                bad = next(f for f in fields if not _is_int(f))
+                raise DataError(f"{path}:{number}: {bad!r} is not an integer id (expected 'user item item ...')") from None
+            user = ids[0]
+            if user in first_line:
+                raise DataError(f"{path}:{number}: user {user} already has a line ({first_line[user]})")
+            first_line[user] = number
+            users.extend([user] * (len(ids) - 1))
+            items.extend(ids[1:])
+            positions.extend(range(len(ids) - 1))
+    if not items:
+        raise DataError(f"{path}: no interactions found (expected lines 'user item item ...')")
+    return Interactions(np.array(users), np.array(items), np.array(positions), str(path))
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
+def read_log(path: Path, data_format: str, user_col: str, item_col: str, time_col: str) -> Interactions:
+    import pyarrow as pa
+
+    try:
+        if data_format == "parquet":
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(path)
+        else:
+            import pyarrow.csv as pacsv
+
+            delimiter = "\t" if data_format == "tsv" else ","
+            table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(delimiter=delimiter))
+    except (pa.ArrowInvalid, OSError) as error:
+        raise DataError(f"{path}: cannot read as {data_format}: {error}") from None
+    return _from_table(table, str(path), user_col, item_col, time_col)
+
+
+def _from_table(table, source: str, user_col: str, item_col: str, time_col: str) -> Interactions:
+    needed = [user_col, item_col] + ([time_col] if time_col else [])
+    missing = [c for c in needed if c not in table.column_names]
+    if missing:
+        raise DataError(f"{source}: missing column(s) {missing}; found {table.column_names} "
+                        "(set user_col / item_col / time_col)")
+    if table.num_rows == 0:
+        raise DataError(f"{source}: no interactions found")
+    columns = {}
+    for name in needed:
+        column = table.column(name)
+        if column.null_count:
+            raise DataError(f"{source}: column {name!r} has {column.null_count} empty value(s)")
+        columns[name] = column.to_numpy(zero_copy_only=False)
+    times = columns[time_col] if time_col else np.arange(table.num_rows)
+    if times.dtype.kind not in "iufM":
+        raise DataError(f"{source}: time column {time_col!r} must be numeric or a timestamp, got {table.column(time_col).type}")
+    return Interactions(columns[user_col], columns[item_col], times, source)
+
+
+def read_rechorus(folder: Path) -> Interactions:
+    """ReChorus keeps the last two items of each user in dev/test; we rejoin the three files and re-split."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    tables = []
+    for part in ("train", "dev", "test"):
+        file = folder / f"{part}.csv"
+        if not file.is_file():
+            raise DataError(f"{folder}: missing {part}.csv of the ReChorus layout")
+        table = pacsv.read_csv(file, parse_options=pacsv.ParseOptions(delimiter="\t"))
+        missing = {"user_id", "item_id", "time"} - set(table.column_names)
+        if missing:
+            raise DataError(f"{file}: missing column(s) {sorted(missing)}")
+        tables.append(table.select(["user_id", "item_id", "time"]))
+    return _from_table(pa.concat_tables(tables), str(folder), "user_id", "item_id", "time")
+
+
+def read_recbole(path: Path) -> Interactions:
+    import pyarrow.csv as pacsv
+
+    if path.is_dir():
+        path = sorted(path.glob("*.inter"))[0]
+    with open(path, encoding="utf-8") as handle:
+        header = handle.readline().rstrip("\n").split("\t")
+    names = [h.split(":")[0] for h in header]
+    table = pacsv.read_csv(
+        path,
+        read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
+        parse_options=pacsv.ParseOptions(delimiter="\t"),
+    )
+    time_col = "timestamp" if "timestamp" in names else ""
+    return _from_table(table, str(path), "user_id", "item_id", time_col)

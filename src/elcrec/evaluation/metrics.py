@@ -1,0 +1,42 @@
+"""Ranking metrics with one held-out target per user.
+
+rank = number of candidates scored strictly above the target + number of other candidates scored
+exactly equal to it (ties counted pessimistically: a tied target is placed after every tie, so a
+model that scores everything equal earns nothing). rank 0 is the top.
+HR@k = [rank < k];  NDCG@k = [rank < k] / log2(rank + 2);  MRR@k = [rank < k] / (rank + 1).
+"""
+
+from __future__ import annotations
+
+import torch
+
+METRICS = ("HR", "NDCG", "MRR")
+
+
+def pessimistic_rank(scores: torch.Tensor, target_scores: torch.Tensor) -> torch.Tensor:
+    """scores [B, C] over every candidate including the target, target_scores [B] -> rank [B]."""
+    t = target_scores[:, None]
+    return (scores > t).sum(1) + (scores == t).sum(1) - 1
+
+
+class RankingMetrics:
+    """Accumulates per-user metric sums in float64 over batches; `result()` gives the means."""
+
+    def __init__(self, ks: tuple[int, ...] = (5, 10, 20)) -> None:
+        self.ks = tuple(sorted(ks))
+        self.sums = {f"{m}@{k}": 0.0 for m in METRICS for k in self.ks}
+        self.count = 0
+
+    def update(self, ranks: torch.Tensor) -> None:
+        ranks = ranks.double()
+        for k in self.ks:
+            hit = ranks < k
+            self.sums[f"HR@{k}"] += hit.sum().item()
+            self.sums[f"NDCG@{k}"] += (hit / torch.log2(ranks + 2)).sum().item()
+            self.sums[f"MRR@{k}"] += (hit / (ranks + 1)).sum().item()
+        self.count += len(ranks)
+
+    def result(self) -> dict[str, float]:
+        if not self.count:
+            raise ValueError("no users were evaluated")
+        return {name: total / self.count for name, total in self.sums.items()}

@@ -1,0 +1,76 @@
+"""A run folder: `model.pt` (plain state dict), `config.json` (every setting), `items.json` (original id
+of each internal item id), `metrics.json`. Every file is written atomically (temp file + rename), so an
+interrupted write never leaves a half file behind. `model.pt` loads with torch.load(weights_only=True).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..config import Config
+from ..models import SequentialRecommender, build_model
+
+MODEL_FILE, CONFIG_FILE, ITEMS_FILE, METRICS_FILE = "model.pt", "config.json", "items.json", "metrics.json"
+
+
+def atomic_write(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | Path, value: Any) -> None:
+    atomic_write(path, (json.dumps(value, indent=2) + "\n").encode())
+
+
+def save_state(path: str | Path, state: dict[str, Any]) -> None:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write(path, buffer.getvalue())
+
+
+def save_run(run_dir: str | Path, model: SequentialRecommender, config: Config, item_ids: np.ndarray) -> None:
+    run_dir = Path(run_dir)
+    write_json(run_dir / CONFIG_FILE, config.to_dict())
+    write_json(run_dir / ITEMS_FILE, np.asarray(item_ids).tolist())
+    save_state(run_dir / MODEL_FILE, {k: v.detach().cpu() for k, v in model.state_dict().items()})
+
+
+@dataclass
+class Run:
+    model: SequentialRecommender
+    config: Config
+    item_ids: np.ndarray  # original id of internal item id i is item_ids[i - 1]
+    path: Path
+
+
+def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
+    """Load a run folder (or its model.pt): config, item mapping and weights, model in eval mode."""
+    path = Path(path)
+    run_dir = path.parent if path.is_file() else path
+    missing = [name for name in (MODEL_FILE, CONFIG_FILE, ITEMS_FILE) if not (run_dir / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{run_dir} is not a run folder: missing {', '.join(missing)}")
+    config = Config.from_dict(json.loads((run_dir / CONFIG_FILE).read_text()))
+    item_ids = np.array(json.loads((run_dir / ITEMS_FILE).read_text()))
+    model = build_model(config, len(item_ids))
+    model.load_state_dict(torch.load(run_dir / MODEL_FILE, map_location="cpu", weights_only=True))
+    return Run(model.to(device).eval(), config, item_ids, run_dir)

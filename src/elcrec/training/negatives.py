@@ -1,0 +1,33 @@
+"""Uniform negative items that the user never interacted with (anywhere in the sequence, as the reference)."""
+
+from __future__ import annotations
+
+import torch
+
+from ..data import SequenceData
+
+
+class NegativeSampler:
+    def __init__(self, data: SequenceData, device: torch.device, seed: int = 0) -> None:
+        self.n_items = data.n_items
+        users = torch.repeat_interleave(torch.arange(data.n_users), torch.from_numpy(data.lengths))
+        # one sorted key per (user, item) pair: membership is a binary search, on any device
+        self.keys = torch.unique(users * (self.n_items + 1) + torch.from_numpy(data.items)).to(device)
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+
+    def seen(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        keys = users * (self.n_items + 1) + items
+        where = torch.searchsorted(self.keys, keys).clamp_(max=len(self.keys) - 1)
+        return self.keys[where] == keys
+
+    def sample(self, users: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+        """[len(users), *shape[1:]] items in 1..n_items, none seen by its row's user."""
+        users = users.view(-1, *([1] * (len(shape) - 1))).expand(shape)
+        items = torch.randint(1, self.n_items + 1, shape, device=self.keys.device, generator=self.generator)
+        for _ in range(1000):
+            clash = self.seen(users, items)
+            if not clash.any():
+                return items
+            items[clash] = torch.randint(1, self.n_items + 1, (int(clash.sum()),), device=items.device,
+                                         generator=self.generator)
+        raise RuntimeError("could not draw unseen negatives: some user has interacted with almost every item")

@@ -1,0 +1,109 @@
+"""The training loop, top to bottom: data -> split -> model -> epochs of (train, validate, keep the
+best) -> early stop -> test the best checkpoint -> metrics.json next to it."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..config import Config
+from ..data import SequenceData, eval_set, load_dataset, train_set
+from ..evaluation import evaluate, trim_padding
+from ..models import build_model
+from .checkpoint import METRICS_FILE, load_run, save_run, write_json
+from .negatives import NegativeSampler
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device=cuda but no CUDA device is available (use device=auto or cpu)")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def format_metrics(metrics: dict[str, float], names: tuple[str, ...] = ("HR", "NDCG")) -> str:
+    return "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.partition("@")[0] in names)
+
+
+def train(config: Config, data: SequenceData | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train `config.model`, keep the best validation checkpoint in `config.run_dir`, test it, and return
+    (and write to metrics.json) the best epoch's valid metrics and the test metrics."""
+    seed_everything(config.seed)
+    device = resolve_device(config.device)
+    run_dir = config.run_dir
+    print(f"run folder: {run_dir}\nsettings: {config.to_json()}")
+    data = load_dataset(config) if data is None else data
+    print(data.summary())
+    train_data = train_set(data, config.max_len)
+    valid, test = eval_set(data, config.max_len, "valid"), eval_set(data, config.max_len, "test")
+    eval_options = dict(ks=config.eval_ks, mask_history=config.mask_history,
+                        sampled_negatives=config.sampled_negatives, batch_size=config.eval_batch_size, seed=config.seed)
+
+    model = build_model(config, data.n_items).to(device)
+    model.prepare(train_data)
+    save_run(run_dir, model, config, data.item_ids)  # a usable checkpoint exists from the start
+    inputs = torch.from_numpy(train_data.inputs)
+    targets = torch.from_numpy(train_data.targets)
+    users = torch.from_numpy(train_data.users)
+    sampler = NegativeSampler(data, device, seed=config.seed) if model.needs_negatives else None
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay) \
+        if model.trainable else None
+    order = torch.Generator().manual_seed(config.seed)
+
+    best_score, best_epoch, best_valid, history = -math.inf, -1, {}, []
+    for epoch in range(config.epochs if optimizer else 0):
+        model.train()
+        started, total_loss, steps = time.perf_counter(), 0.0, 0
+        bar = tqdm(total=len(inputs), desc=f"epoch {epoch}", unit="seq", disable=not progress, leave=False)
+        for rows in torch.randperm(len(inputs), generator=order).split(config.batch_size):
+            batch_inputs = trim_padding(inputs[rows])
+            width = batch_inputs.shape[1]
+            batch = {"inputs": batch_inputs.to(device), "targets": targets[rows, -width:].to(device)}
+            if sampler is not None:
+                batch["negatives"] = sampler.sample(users[rows].to(device), tuple(batch["targets"].shape))
+            loss = model.loss(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss, steps = total_loss + loss.item(), steps + 1
+            bar.update(len(rows))
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        bar.close()
+        seconds = time.perf_counter() - started
+        valid_metrics = evaluate(model, valid, **eval_options)
+        score = valid_metrics[config.metric]
+        improved = score > best_score
+        history.append({"epoch": epoch, "loss": total_loss / steps, "seconds": seconds, config.metric: score})
+        tqdm.write(f"epoch {epoch:3d}  loss {total_loss / steps:.4f}  {len(inputs) / seconds:,.0f} seq/s  "
+                   f"valid {format_metrics(valid_metrics)}{'  *' if improved else ''}")
+        if improved:
+            best_score, best_epoch, best_valid = score, epoch, valid_metrics
+            save_run(run_dir, model, config, data.item_ids)
+        elif config.patience and epoch - best_epoch >= config.patience:
+            tqdm.write(f"early stop: {config.metric} has not improved for {config.patience} epochs")
+            break
+
+    best = load_run(run_dir, device).model
+    if not best_valid:  # nothing to train (popularity) or zero epochs
+        best_valid = evaluate(best, valid, **eval_options)
+    test_metrics = evaluate(best, test, **eval_options)
+    print(f"best epoch {best_epoch}  valid {format_metrics(best_valid)}\ntest  {format_metrics(test_metrics)}")
+    result = {"model": config.model, "data": config.data_name, "best_epoch": best_epoch, "metric": config.metric,
+              "mask_history": config.mask_history, "sampled_negatives": config.sampled_negatives,
+              "valid": best_valid, "test": test_metrics, "history": history}
+    write_json(Path(run_dir) / METRICS_FILE, result)
+    return result
