@@ -104,11 +104,12 @@ def evaluate(checkpoint: Path = typer.Argument(..., help="run folder (or its mod
 
     try:
         run = load_run(checkpoint, resolve_device(device))
-        config = run.config.replace(**{k: v for k, v in dict(data=data, mask_history=mask_history, eval_ks=ks,
+        config = run.config.replace(**{k: v for k, v in dict(data=data, mask_history=mask_history,
                                         sampled_negatives=sampled_negatives).items() if v is not None})
+        cutoffs = _parse_ks(ks) if ks else config.eval_ks
         dataset = load_dataset(config)
         _check_items(dataset.item_ids, run.item_ids)
-        result = run_evaluation(run.model, eval_set(dataset, config.max_len, split), ks=config.eval_ks,
+        result = run_evaluation(run.model, eval_set(dataset, config.max_len, split), ks=cutoffs,
                                 mask_history=config.mask_history, sampled_negatives=config.sampled_negatives,
                                 batch_size=config.eval_batch_size, seed=config.seed)
     except (ConfigError, ValueError, FileNotFoundError) as error:
@@ -119,7 +120,17 @@ def evaluate(checkpoint: Path = typer.Argument(..., help="run folder (or its mod
         mode = f"{config.sampled_negatives} sampled negatives" if config.sampled_negatives else \
             f"full ranking, mask_history={config.mask_history}"
         typer.echo(f"{dataset.summary()}\n{split} ({mode}):")
-        typer.echo(metrics_table({config.model: result}, config.eval_ks))
+        typer.echo(metrics_table({config.model: result}, cutoffs))
+
+
+def _parse_ks(text: str) -> tuple[int, ...]:
+    try:
+        ks = tuple(int(k) for k in text.split(","))
+    except ValueError:
+        raise ValueError(f"--ks {text!r}: give cut-offs like 5,10,20") from None
+    if min(ks) < 1:
+        raise ValueError(f"--ks {text!r}: cut-offs must be at least 1")
+    return ks
 
 
 def _check_items(data_ids, run_ids) -> None:

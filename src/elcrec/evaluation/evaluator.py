@@ -47,7 +47,9 @@ def evaluate(model: SequentialRecommender, data: EvalSet, ks: tuple[int, ...] = 
         else:
             if mask_history != "none":
                 scores.index_put_((rows, cols), torch.tensor(MASK_VALUES[mask_history], device=device))
-            ranks = pessimistic_rank(scores, scores.gather(1, target[:, None]).squeeze(1))
+            target_scores = scores.gather(1, target[:, None]).squeeze(1)
+            ranks = pessimistic_rank(scores, target_scores)
+            ranks[target_scores == float("-inf")] = scores.shape[1]  # an excluded target is never hit
         metrics.update(ranks)
     model.train(was_training)
     return metrics.result()

@@ -5,7 +5,8 @@
     h' = LayerNorm(a + Dropout(W_2 · GELU(W_1 · a)))
 
 The mask lets position i attend to positions j <= i that hold an item; blocked pairs get -10000 added
-to their logits (not -inf), as in the reference, so rows of pure padding stay finite.
+to their logits (not -inf), as in the reference, so rows of pure padding stay finite (those rows
+spread attention over every position, future ones included; nothing ever reads them).
 Inputs are right-aligned and left-padded with 0; a batch narrower than max_len takes the last
 positions of the position table, so trimming leading padding never changes an output.
 """

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,8 @@ def train(config: Config, data: SequenceData | None = None, progress: bool = Tru
     seed_everything(config.seed)
     device = resolve_device(config.device)
     run_dir = config.run_dir
-    print(f"run folder: {run_dir}\nsettings: {config.to_json()}")
+    settings = " ".join(f"{key}={value}" for key, value in config.to_dict().items())
+    print(f"run folder: {run_dir}\n" + textwrap.fill(f"settings: {settings}", 110, subsequent_indent="  "))
     data = load_dataset(config) if data is None else data
     print(data.summary())
     train_data = train_set(data, config.max_len)

@@ -1,0 +1,22 @@
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("ELCREC_DATA_DIR", ROOT.parent / "shared" / "data"))
+REFERENCE_DIR = DATA_DIR.parent / "reference"
+
+
+def benchmark_file(name: str) -> Path:
+    path = DATA_DIR / f"{name}.txt"
+    if not path.is_file():
+        pytest.skip(f"{path} not found: set ELCREC_DATA_DIR to the folder holding the benchmark files")
+    return path
+
+
+@pytest.fixture
+def tiny_data():
+    from elcrec.data import make_synthetic
+
+    return make_synthetic(n_users=120, n_items=60, n_intents=4, seed=3)

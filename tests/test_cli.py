@@ -1,0 +1,38 @@
+import json
+
+from typer.testing import CliRunner
+
+from elcrec.cli.main import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_train_evaluate_recommend(tmp_path):
+    run = tmp_path / "run"
+    config = tmp_path / "c.yaml"
+    config.write_text("synthetic_users: 150\nsynthetic_items: 50\nhidden_size: 16\nepochs: 5\n")
+    result = invoke("train", "--config", config, "--epochs", 1, "--output-dir", run, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["epochs"] == 1 and saved["hidden_size"] == 16  # flag beats file, file beats default
+
+    result = invoke("evaluate", run, "--split", "valid", "--json", "--ks", "1,5")
+    assert result.exit_code == 0, result.output
+    assert set(json.loads(result.output)) == {f"{m}@{k}" for m in ("HR", "NDCG", "MRR") for k in (1, 5)}
+
+    result = invoke("recommend", run, "--history", "3 7 11", "-k", 4)
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()[1:]
+    items = [line.split()[1] for line in lines]
+    assert len(items) == 4 and not {"3", "7", "11"} & set(items)
+
+
+def test_clear_errors(tmp_path):
+    result = invoke("train", "--loss", "mse")
+    assert result.exit_code == 2 and "choose one of bce, ce" in result.output
+    result = invoke("evaluate", tmp_path)
+    assert result.exit_code == 2 and "not a run folder" in result.output

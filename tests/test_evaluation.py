@@ -1,0 +1,83 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from elcrec.data import EvalSet
+from elcrec.evaluation import RankingMetrics, evaluate, pessimistic_rank
+from elcrec.models import SequentialRecommender
+
+
+class FixedScores(SequentialRecommender):
+    """Scores each row with a fixed vector (rows looked up by the first input column)."""
+
+    def __init__(self, scores):
+        super().__init__()
+        self.register_buffer("table", torch.tensor(scores, dtype=torch.float32))
+
+    def score(self, histories):
+        return self.table[histories[:, -1] - 1].clone()
+
+
+def eval_data(last_items, targets, histories):
+    offsets = np.concatenate([[0], np.cumsum([len(h) for h in histories])])
+    return EvalSet(users=np.arange(len(targets)), inputs=np.array(last_items)[:, None],
+                   targets=np.array(targets), history=np.concatenate(histories).astype(np.int64),
+                   history_offsets=offsets)
+
+
+def test_ranks_count_ties_pessimistically():
+    scores = torch.tensor([[0.9, 0.5, 0.5, 0.1], [1.0, 1.0, 1.0, 1.0]])
+    ranks = pessimistic_rank(scores, scores[:, 1])
+    assert ranks.tolist() == [2, 3]  # tie with one other item -> placed after it; all equal -> last
+
+
+def test_metrics_against_hand_computed_values():
+    metrics = RankingMetrics((1, 3))
+    metrics.update(torch.tensor([0, 2, 5]))
+    result = metrics.result()
+    assert result["HR@1"] == pytest.approx(1 / 3)
+    assert result["HR@3"] == pytest.approx(2 / 3)
+    assert result["NDCG@3"] == pytest.approx((1 + 1 / math.log2(4)) / 3)
+    assert result["MRR@3"] == pytest.approx((1 + 1 / 3) / 3)
+
+
+def test_history_masking_modes():
+    # 5 items; user 0's target is item 3 (score 0.2); history items 1 and 2 score above it.
+    # user 1's target item 5 scores -0.5: under 'reference' the seen items (set to 0) outrank it.
+    table = [[0.9, 0.8, 0.2, 0.1, -1.0], [-0.1, -0.2, -0.3, -0.4, -0.5]]
+    data = eval_data([1, 2], [3, 5], [[1, 2], [1, 2]])
+    model = FixedScores(table)
+    run = lambda mode: evaluate(model, data, ks=(1, 3), mask_history=mode)  # noqa: E731
+    # exclude: user 0 rank 0, user 1 rank 2 (items 3, 4 above)
+    assert run("exclude")["HR@1"] == 0.5 and run("exclude")["NDCG@3"] == pytest.approx((1 + 1 / 2) / 2)
+    # none: user 0 rank 2, user 1 rank 4
+    assert run("none")["HR@3"] == 0.5 and run("none")["HR@1"] == 0.0
+    # reference: user 0 rank 0 (seen -> 0 < 0.2); user 1: seen items at 0 beat -0.5 -> rank 4
+    assert run("reference")["HR@1"] == 0.5 and run("reference")["HR@3"] == 0.5
+
+
+def test_excluded_target_in_history_cannot_be_hit():
+    data = eval_data([1], [2], [[2]])  # repeat consumption: the target was seen before
+    model = FixedScores([[0.0, 5.0, 1.0]])
+    assert evaluate(model, data, ks=(1,), mask_history="none")["HR@1"] == 1.0
+    assert evaluate(model, data, ks=(3,), mask_history="exclude")["HR@3"] == 0.0
+
+
+def test_sampled_mode_never_draws_seen_items_and_is_seeded():
+    n_items = 50
+    table = torch.zeros(1, n_items)
+    table[0, :10] = 10.0  # seen items score highest: if drawn as negatives, the target could never hit
+    table[0, 10] = 5.0  # the target
+    data = eval_data([1] * 64, [11] * 64, [list(range(1, 11))] * 64)
+    model = FixedScores(table.tolist())
+    result = evaluate(model, data, ks=(1,), sampled_negatives=39, batch_size=16)
+    assert result["HR@1"] == 1.0
+    with pytest.raises(ValueError, match="unseen items"):
+        evaluate(model, data, sampled_negatives=40)
+    scores = torch.rand(1, n_items).tolist()
+    model = FixedScores(scores)
+    a = evaluate(model, data, ks=(5,), sampled_negatives=10, seed=4)
+    b = evaluate(model, data, ks=(5,), sampled_negatives=10, seed=4)
+    assert a == b

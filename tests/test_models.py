@@ -1,0 +1,81 @@
+import pytest
+import torch
+
+from elcrec import Config
+from elcrec.evaluation import trim_padding
+from elcrec.models import SASRec, build_model
+
+
+def model(**kwargs):
+    torch.manual_seed(0)
+    return SASRec(n_items=30, hidden_size=16, num_layers=2, num_heads=2, max_len=8, **kwargs).eval()
+
+
+def test_future_items_cannot_change_earlier_outputs():
+    m = model()
+    x = torch.tensor([[0, 0, 3, 4, 5, 6, 7, 8]])
+    base = m.encoder(x)
+    for t in range(3, 8):
+        changed = x.clone()
+        changed[0, t] = 29
+        out = m.encoder(changed)
+        # item positions before t are untouched (outputs under padding are never read: see transformer.py)
+        assert torch.allclose(out[0, 2:t], base[0, 2:t], atol=1e-6)
+        assert not torch.allclose(out[0, t:], base[0, t:], atol=1e-4)
+
+
+def test_padding_never_leaks_into_item_positions():
+    m = model()
+    x = torch.tensor([[0, 0, 0, 5, 9, 2, 7, 1]])
+    base = m.encoder(x)
+    with torch.no_grad():
+        m.encoder.item_embeddings.weight[0].normal_()  # padding embedding is read but must be masked out
+    assert torch.allclose(m.encoder(x)[0, 3:], base[0, 3:], atol=1e-6)
+    # dropping leading padding columns keeps the right-aligned positions, so outputs are identical
+    assert torch.allclose(m.encoder(trim_padding(x))[0], m.encoder(x)[0, 3:], atol=1e-6)
+
+
+def test_score_and_encode_shapes_and_contract():
+    m = model()
+    x = torch.tensor([[0, 1, 2, 3, 4, 5, 6, 7], [0, 0, 0, 0, 0, 0, 3, 9]])
+    assert m.encode(x).shape == (2, 16)
+    scores = m.score(x)
+    assert scores.shape == (2, 30)  # column j is item j + 1; padding is never scored
+    assert torch.allclose(scores[:, 4], m.encode(x) @ m.encoder.item_embeddings.weight[5])
+    with pytest.raises(ValueError, match="max_len"):
+        m.encoder(torch.ones(1, 9, dtype=torch.long))
+
+
+@pytest.mark.parametrize("loss", ["bce", "ce"])
+def test_losses_train_the_model(loss):
+    m = model(loss=loss, dropout=0.0, attn_dropout=0.0).train()
+    torch.manual_seed(1)
+    inputs = torch.randint(1, 31, (16, 8))
+    inputs[:8, :3] = 0
+    targets = torch.roll(inputs, -1, dims=1)
+    targets[inputs == 0] = 0
+    batch = {"inputs": inputs, "targets": targets, "negatives": torch.randint(1, 31, (16, 8))}
+    optimizer = torch.optim.Adam(m.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(30):
+        value = m.loss(batch)
+        optimizer.zero_grad()
+        value.backward()
+        optimizer.step()
+        losses.append(value.item())
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_bce_ignores_padding_targets():
+    m = model()
+    batch = {"inputs": torch.tensor([[0, 0, 0, 0, 0, 0, 1, 2]]), "targets": torch.tensor([[0, 0, 0, 0, 0, 0, 2, 3]]),
+             "negatives": torch.tensor([[9, 9, 9, 9, 9, 9, 4, 5]])}
+    value = m.loss(batch)
+    batch["negatives"][0, :6] = 17  # negatives under padding must not matter
+    assert m.loss(batch).item() == pytest.approx(value.item())
+
+
+def test_build_model_from_config():
+    m = build_model(Config(hidden_size=32, num_heads=4, num_layers=1, max_len=20), n_items=11)
+    assert isinstance(m, SASRec) and len(m.encoder.blocks) == 1 and m.score(torch.ones(2, 5, dtype=torch.long)).shape == (2, 11)

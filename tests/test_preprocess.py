@@ -1,0 +1,45 @@
+import logging
+
+import numpy as np
+
+from elcrec.data import Interactions, build_sequences, kcore_filter
+
+
+def interactions(pairs):
+    users, items = zip(*pairs)
+    return Interactions(np.array(users), np.array(items), np.arange(len(pairs)), "test")
+
+
+def test_kcore_is_iterated_until_stable():
+    # k=2: item 9 occurs once -> removed; then user 3 has one interaction left -> removed;
+    # then item 7 (only user 3 and 1) drops to one -> removed, leaving users 1, 2 on items 5, 6.
+    users = np.array([1, 1, 1, 2, 2, 3, 3])
+    items = np.array([5, 6, 7, 5, 6, 7, 9])
+    u, i = kcore_filter(users, items, 2)
+    assert list(zip(u, i)) == [(1, 5), (1, 6), (2, 5), (2, 6)]
+    assert np.bincount(u).max() >= 2 and (np.bincount(i)[np.unique(i)] >= 2).all()
+
+
+def test_dedup_modes():
+    pairs = [(1, "a"), (1, "a"), (1, "b"), (1, "a"), (1, "c")]
+    def seq(mode):
+        d = build_sequences(interactions(pairs), dedup=mode)
+        return [d.item_ids[i - 1] for i in d.sequence(0)]
+    assert seq("none") == ["a", "a", "b", "a", "c"]
+    assert seq("consecutive") == ["a", "b", "a", "c"]
+    assert seq("all") == ["a", "b", "c"]
+
+
+def test_short_users_dropped_with_a_warning(caplog):
+    pairs = [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2)]
+    with caplog.at_level(logging.WARNING):
+        data = build_sequences(interactions(pairs))
+    assert list(data.user_ids) == [1]
+    assert "dropped 1 user" in caplog.text
+
+
+def test_ids_are_remapped_contiguously_after_filtering():
+    pairs = [(7, 100), (7, 300), (7, 500), (8, 300), (8, 500), (8, 900)]
+    data = build_sequences(interactions(pairs))
+    assert data.n_items == 4 and sorted(set(data.items)) == [1, 2, 3, 4]
+    assert [data.item_ids[i - 1] for i in data.sequence(1)] == [300, 500, 900]

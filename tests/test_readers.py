@@ -1,0 +1,89 @@
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from elcrec.data import DataError, build_sequences, read_interactions
+
+
+def sequences(data):
+    return {str(data.user_ids[u]): [str(data.item_ids[i - 1]) for i in data.sequence(u)] for u in range(data.n_users)}
+
+
+def test_benchmark_format_keeps_order_and_ids(tmp_path):
+    path = tmp_path / "b.txt"
+    path.write_text("1 3 1 2\n2 2 3 1 3\n\n")
+    data = build_sequences(read_interactions(path))
+    assert sequences(data) == {"1": ["3", "1", "2"], "2": ["2", "3", "1", "3"]}
+    assert data.n_items == 3 and list(data.item_ids) == [1, 2, 3]  # ids 1..n kept as they are
+
+
+@pytest.mark.parametrize("content, message", [
+    ("1 2 x\n", "b.txt:1"),
+    ("1 2 3\n1 4 5\n", "already has a line"),
+    ("\n\n", "no interactions"),
+])
+def test_benchmark_errors_name_file_and_line(tmp_path, content, message):
+    path = tmp_path / "b.txt"
+    path.write_text(content)
+    with pytest.raises(DataError, match=message):
+        read_interactions(path)
+
+
+def test_csv_log_with_string_ids_sorted_by_time(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("user_id,item_id,timestamp\nu1,apple,30\nu1,pear,10\nu2,fig,5\nu1,kiwi,20\nu2,apple,6\nu2,pear,7\n")
+    data = build_sequences(read_interactions(path))
+    assert sequences(data) == {"u1": ["pear", "kiwi", "apple"], "u2": ["fig", "apple", "pear"]}
+    assert sorted(data.item_ids) == ["apple", "fig", "kiwi", "pear"]
+
+
+def test_tsv_and_parquet_give_the_same_sequences(tmp_path):
+    rows = {"user": [5, 5, 5, 9, 9, 9], "item": [100, 200, 300, 300, 100, 200], "ts": [3, 1, 2, 1, 2, 3]}
+    tsv = tmp_path / "log.tsv"
+    tsv.write_text("user\titem\tts\n" + "".join(f"{u}\t{i}\t{t}\n" for u, i, t in zip(*rows.values())))
+    parquet = tmp_path / "log.parquet"
+    pq.write_table(pa.table(rows), parquet)
+    kwargs = dict(user_col="user", item_col="item", time_col="ts")
+    a = build_sequences(read_interactions(tsv, **kwargs))
+    b = build_sequences(read_interactions(parquet, **kwargs))
+    assert sequences(a) == sequences(b) == {"5": ["200", "300", "100"], "9": ["300", "100", "200"]}
+
+
+def test_log_errors(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("user,item,timestamp\n1,2,3\n")
+    with pytest.raises(DataError, match="missing column"):
+        read_interactions(path)
+    path.write_text("user_id,item_id,timestamp\n1,2,\n")
+    with pytest.raises(DataError, match="empty value"):
+        read_interactions(path)
+    with pytest.raises(DataError, match="no such file"):
+        read_interactions(tmp_path / "absent.csv")
+    with pytest.raises(DataError, match="cannot tell the format"):
+        (tmp_path / "x.dat").write_text("1 2 3\n")
+        read_interactions(tmp_path / "x.dat")
+
+
+def test_rechorus_folder_rejoins_the_three_files(tmp_path):
+    header = "user_id\titem_id\ttime\n"
+    (tmp_path / "train.csv").write_text(header + "1\t10\t1\n1\t11\t2\n2\t12\t1\n2\t10\t2\n")
+    (tmp_path / "dev.csv").write_text(header + "1\t12\t3\n2\t11\t3\n")
+    (tmp_path / "test.csv").write_text(header + "1\t13\t4\n2\t13\t4\n")
+    data = build_sequences(read_interactions(tmp_path))
+    assert sequences(data) == {"1": ["10", "11", "12", "13"], "2": ["12", "10", "11", "13"]}
+
+
+def test_recbole_inter_file(tmp_path):
+    path = tmp_path / "ml.inter"
+    path.write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+                    "a\tx\t5\t3\na\ty\t4\t1\na\tz\t3\t2\n")
+    data = build_sequences(read_interactions(path))
+    assert sequences(data) == {"a": ["y", "z", "x"]}
+
+
+def test_equal_timestamps_keep_file_order(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("user_id,item_id,timestamp\n1,c,0\n1,a,0\n1,b,0\n")
+    assert sequences(build_sequences(read_interactions(path))) == {"1": ["c", "a", "b"]}
+    assert np.all(build_sequences(read_interactions(path)).lengths == 3)

@@ -1,0 +1,40 @@
+"""The public ELCRec checkpoint must score exactly the published numbers (REFERENCE_NUMBERS.md)."""
+
+import pytest
+
+from conftest import REFERENCE_DIR, benchmark_file
+
+EXPECTED = {"HR@5": 0.0529, "NDCG@5": 0.0355, "HR@20": 0.1079, "NDCG@20": 0.0509}
+
+
+@pytest.fixture(scope="module")
+def beauty():
+    from elcrec import Config
+    from elcrec.data import load_dataset
+
+    return load_dataset(Config(data=str(benchmark_file("Beauty"))))
+
+
+@pytest.fixture(scope="module")
+def reference_model(beauty):
+    from elcrec.models.reference import import_reference
+
+    path = REFERENCE_DIR / "ELCRec-Beauty-1.pt"
+    if not path.is_file():
+        pytest.skip(f"{path} not found: the reference checkpoint lives in ../shared/reference")
+    model, config, left_out = import_reference(path, beauty.item_ids)
+    assert left_out == ["cluster_centers"] and config.num_layers == 1
+    return model
+
+
+@pytest.mark.parametrize("mask_history", ["reference", "exclude"])
+def test_reference_checkpoint_reproduces_published_numbers(beauty, reference_model, mask_history):
+    from elcrec.data import eval_set
+    from elcrec.evaluation import evaluate
+
+    result = evaluate(reference_model, eval_set(beauty, 50, "test"), ks=(5, 20), mask_history=mask_history)
+    assert {k: round(result[k], 4) for k in EXPECTED} == EXPECTED
+
+
+def test_beauty_statistics(beauty):
+    assert (beauty.n_users, beauty.n_items, beauty.n_interactions) == (22363, 12101, 198502)
