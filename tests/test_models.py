@@ -2,13 +2,13 @@ import pytest
 import torch
 
 from elcrec import Config
-from elcrec.evaluation import trim_padding
 from elcrec.models import SASRec, build_model
+from elcrec.models.transformer import trim_padding
 
 
 def model(**kwargs):
     torch.manual_seed(0)
-    return SASRec(n_items=30, hidden_size=16, num_layers=2, num_heads=2, max_len=8, **kwargs).eval()
+    return SASRec(30, Config(hidden_size=16, num_layers=2, num_heads=2, max_len=8, **kwargs)).eval()
 
 
 def test_future_items_cannot_change_earlier_outputs():

@@ -22,8 +22,8 @@ def reference_model(beauty):
     path = REFERENCE_DIR / "ELCRec-Beauty-1.pt"
     if not path.is_file():
         pytest.skip(f"{path} not found: the reference checkpoint lives in ../shared/reference")
-    model, config, left_out = import_reference(path, beauty.item_ids)
-    assert left_out == ["cluster_centers"] and config.num_layers == 1
+    model, config, left_out = import_reference(path, beauty.item_ids, preset="beauty")
+    assert left_out == [] and (config.model, config.num_layers, config.num_clusters) == ("elcrec", 1, 256)
     return model
 
 

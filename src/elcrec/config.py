@@ -18,10 +18,23 @@ from typing import Any
 CHOICES = {
     "data_format": ("auto", "benchmark", "csv", "tsv", "parquet", "rechorus", "recbole"),
     "dedup": ("none", "all", "consecutive"),
-    "model": ("sasrec", "pop"),
+    "model": ("sasrec", "cl4srec", "iclrec", "elcrec", "pop"),
+    "augment": ("random", "crop", "mask", "reorder"),
+    "intent_fusion": ("shift", "concat"),
+    "preset": ("", "beauty", "sports", "toys", "yelp"),
     "loss": ("bce", "ce"),
     "mask_history": ("none", "exclude", "reference"),
     "device": ("auto", "cpu", "cuda"),
+}
+
+
+# The paper's per-dataset settings (ELCRec, NeurIPS 2024). A preset fills the keys it names unless the
+# file or a flag sets them; the resolved values are printed and saved with the run like any other.
+PRESETS: dict[str, dict[str, Any]] = {
+    "beauty": {"num_layers": 1, "num_clusters": 256, "trade_off": 10.0, "intent_fusion": "shift"},
+    "sports": {"num_layers": 2, "num_clusters": 512, "trade_off": 1.0, "intent_fusion": "concat"},
+    "toys": {"num_layers": 3, "num_clusters": 512, "trade_off": 1.0, "intent_fusion": "concat"},
+    "yelp": {"num_layers": 2, "num_clusters": 256, "trade_off": 0.1, "intent_fusion": "concat"},
 }
 
 
@@ -49,7 +62,8 @@ class Config:
     synthetic_items: int = _opt(400, "synthetic data: number of items")
     synthetic_intents: int = _opt(8, "synthetic data: number of planted intents")
     # --- model
-    model: str = _opt("sasrec", "model to train: sasrec, or pop (most-popular baseline)")
+    preset: str = _opt("", "paper settings for a dataset: beauty, sports, toys, yelp (file and flags still win)")
+    model: str = _opt("sasrec", "model: sasrec, cl4srec, iclrec, elcrec, or pop (most-popular baseline)")
     hidden_size: int = _opt(64, "hidden size d")
     num_layers: int = _opt(2, "transformer blocks")
     num_heads: int = _opt(2, "attention heads (must divide hidden_size)")
@@ -57,6 +71,21 @@ class Config:
     dropout: float = _opt(0.5, "dropout on hidden states")
     attn_dropout: float = _opt(0.5, "dropout on attention probabilities")
     loss: str = _opt("bce", "recommendation loss: bce (one sampled negative per position) or ce (softmax over all items)")
+    # --- contrastive learning and intents (cl4srec, iclrec, elcrec)
+    augment: str = _opt("random", "view augmentation: random (one per row), crop, mask, reorder")
+    crop_ratio: float = _opt(0.2, "crop keeps this share of the items")
+    mask_ratio: float = _opt(0.7, "mask blanks this share of the items")
+    reorder_ratio: float = _opt(0.2, "reorder shuffles a slice of this share of the items")
+    cl_weight: float = _opt(0.1, "weight of the instance contrastive loss")
+    intent_cl_weight: float = _opt(0.1, "weight of the intent contrastive loss (PCL)")
+    temperature: float = _opt(1.0, "temperature of the contrastive losses")
+    num_clusters: int = _opt(256, "number of intents K")
+    trade_off: float = _opt(1.0, "elcrec: weight of the cluster loss")
+    intent_fusion: str = _opt("concat", "elcrec: nearest centre added to (shift) or concatenated with (concat) each position in instance CL")
+    elcm: bool = _opt(True, "elcrec: learnable cluster module (off: k-means centres stay fixed, no cluster loss)")
+    icl: bool = _opt(True, "elcrec: intent-assisted CL and PCL (off: plain instance CL)")
+    kmeans_iters: int = _opt(20, "k-means iterations (iclrec every epoch, elcrec initialisation)")
+    kmeans_restarts: int = _opt(5, "k-means restarts")
     # --- training
     epochs: int = _opt(300, "most training epochs")
     batch_size: int = _opt(256, "training sequences per step")
@@ -79,7 +108,8 @@ class Config:
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(allowed)}")
-        positive = ("hidden_size", "num_layers", "num_heads", "max_len", "epochs", "batch_size",
+        positive = ("hidden_size", "num_layers", "num_heads", "max_len", "epochs", "batch_size", "num_clusters",
+                    "kmeans_iters", "kmeans_restarts",
                     "eval_batch_size", "synthetic_users", "synthetic_items", "synthetic_intents")
         for name in positive:
             if getattr(self, name) < 1:
@@ -89,11 +119,15 @@ class Config:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be 0 or more")
         if self.hidden_size % self.num_heads:
             raise ConfigError(f"hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}")
-        for name in ("dropout", "attn_dropout"):
+        for name in ("dropout", "attn_dropout", "crop_ratio", "mask_ratio", "reorder_ratio"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be in [0, 1)")
-        if self.lr <= 0:
-            raise ConfigError(f"lr={self.lr}: must be positive")
+        for name in ("lr", "temperature"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}={getattr(self, name)}: must be positive")
+        for name in ("cl_weight", "intent_cl_weight", "trade_off"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}={getattr(self, name)}: must be 0 or more")
         if not self.eval_ks or min(self.eval_ks) < 1:
             raise ConfigError(f"eval_ks={self.eval_ks}: give one or more cut-offs >= 1")
         name, _, k = self.metric.partition("@")
@@ -109,7 +143,10 @@ class Config:
                 close = difflib.get_close_matches(key, known, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise ConfigError(f"unknown config key {key!r}{hint}")
-        return cls(**values)
+        preset = values.get("preset") or ""
+        if preset not in CHOICES["preset"]:
+            raise ConfigError(f"preset={preset!r}: choose one of {', '.join(p for p in CHOICES['preset'] if p)}")
+        return cls(**{**PRESETS.get(preset, {}), **values})
 
     @classmethod
     def load(cls, path: str | Path | None = None, **overrides: Any) -> Config:
@@ -183,6 +220,8 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
         if kind is bool:
             if isinstance(value, bool):
                 return value
+            if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+                return value.lower() in ("true", "1", "yes")
         elif kind is int:
             if isinstance(value, int) and not isinstance(value, bool):
                 return value

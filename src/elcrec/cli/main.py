@@ -74,10 +74,11 @@ def _train_signature() -> None:
     params = [inspect.signature(_train).parameters["config"]]
     annotations: dict[str, Any] = {"config": Optional[Path], "return": None}
     for name, kind, default, help_text in config_fields():
-        kind = str if kind not in (int, float, str) else kind
+        kind = str if kind not in (int, float, str, bool) else kind
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        option = typer.Option(None, f"--{name.replace('_', '-')}", help=f"{help_text} [default: {shown}]",
-                              show_default=False)
+        flag = f"--{name.replace('_', '-')}"
+        flags = f"{flag}/--no-{flag[2:]}" if kind is bool else flag
+        option = typer.Option(None, flags, help=f"{help_text} [default: {shown}]", show_default=False)
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=Optional[kind]))
         annotations[name] = Optional[kind]
     _train.__signature__ = inspect.Signature(params)
@@ -179,6 +180,7 @@ def import_reference(checkpoint: Path = typer.Argument(..., help="state dict of 
                      out: Path = typer.Option(Path("runs/reference"), help="run folder to write"),
                      data: Optional[str] = typer.Option(None, help="benchmark file it was trained on; evaluates test when given"),
                      num_heads: int = typer.Option(2, help="attention heads (not recorded in the state dict)"),
+                     preset: str = typer.Option("", help="paper preset of the dataset it was trained on (beauty, ...)"),
                      mask_history: str = typer.Option("reference", help="masking for the evaluation")) -> None:
     """Convert a reference checkpoint into an elcrec run folder (and evaluate it on --data)."""
     from ..data import eval_set, load_dataset
@@ -189,15 +191,16 @@ def import_reference(checkpoint: Path = typer.Argument(..., help="state dict of 
     try:
         dataset = load_dataset(Config(data=data)) if data else None
         model, config, left = convert(checkpoint, None if dataset is None else dataset.item_ids, num_heads,
-                                      data=data or "synthetic", mask_history=mask_history, output_dir=str(out))
+                                      data=data or "synthetic", mask_history=mask_history, output_dir=str(out),
+                                      preset=preset)
     except (ConfigError, ValueError, FileNotFoundError) as error:
         fail(str(error))
     item_ids = dataset.item_ids if dataset is not None else range(1, model.encoder.item_embeddings.num_embeddings)
     save_run(out, model, config, item_ids)
-    typer.echo(f"imported {config.num_layers} layer(s), hidden {config.hidden_size}, max_len {config.max_len}, "
+    typer.echo(f"imported {config.model}: {config.num_layers} layer(s), hidden {config.hidden_size}, max_len {config.max_len}, "
                f"{model.encoder.item_embeddings.num_embeddings - 1:,} items -> {out}")
     if left:
-        typer.echo(f"not carried over (the sasrec encoder does not use them): {', '.join(left)}")
+        typer.echo(f"not carried over (the {config.model} model has no place for them): {', '.join(left)}")
     if dataset is not None:
         result = run_evaluation(model, eval_set(dataset, config.max_len, "test"), ks=config.eval_ks,
                                 mask_history=mask_history)

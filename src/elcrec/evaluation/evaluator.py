@@ -38,7 +38,7 @@ def evaluate(model: SequentialRecommender, data: EvalSet, ks: tuple[int, ...] = 
     metrics = RankingMetrics(ks)
     for start in range(0, len(inputs), batch_size):
         stop = min(start + batch_size, len(inputs))
-        batch = trim_padding(inputs[start:stop]).to(device)
+        batch = inputs[start:stop].to(device)
         scores = model.score(batch).float()
         rows, cols = _history_entries(history, offsets, start, stop)
         target = targets[start:stop]
@@ -59,13 +59,6 @@ def model_device(model: torch.nn.Module) -> torch.device:
     tensor = next(model.parameters(), None)
     tensor = next(model.buffers()) if tensor is None else tensor
     return tensor.device
-
-
-def trim_padding(inputs: torch.Tensor) -> torch.Tensor:
-    """Drop leading columns that are padding in every row (outputs are unchanged, see transformer.py)."""
-    occupied = (inputs > 0).any(0).nonzero()
-    first = int(occupied[0]) if len(occupied) else inputs.shape[1] - 1
-    return inputs[:, first:]
 
 
 def _history_entries(history: torch.Tensor, offsets, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,9 +1,12 @@
 """Models keep one contract (see `base.py`); `build_model` makes the one a config names.
 
-| model | what | defaults that matter |
+| model | what | settings it reads (defaults) |
 |---|---|---|
-| sasrec | transformer backbone alone (METHODS.md) | hidden 64, 2 layers, 2 heads, max_len 50, dropout 0.5, loss bce |
-| pop    | most-popular baseline, no training       | none |
+| sasrec  | transformer backbone alone (METHODS.md) | hidden_size 64, num_layers 2, num_heads 2, max_len 50, dropout 0.5, attn_dropout 0.5, loss bce |
+| cl4srec | sasrec + instance CL between two augmented views | + augment random, cl_weight 0.1, temperature 1.0 |
+| iclrec  | cl4srec + per-epoch k-means intents + PCL | + num_clusters 256, intent_cl_weight 0.1, kmeans_iters 20, kmeans_restarts 5 |
+| elcrec  | cl4srec + learnable centres, cluster loss, intent-assisted CL, PCL | + trade_off 1.0, intent_fusion concat, elcm on, icl on |
+| pop     | most-popular baseline, no training | none |
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .base import SequentialRecommender
+from .contrastive import CL4SRec
+from .intent import ELCRec, ICLRec
 from .popularity import Popularity
 from .sasrec import SASRec
 from .transformer import TransformerEncoder
@@ -18,13 +23,15 @@ from .transformer import TransformerEncoder
 if TYPE_CHECKING:
     from ..config import Config
 
-__all__ = ["Popularity", "SASRec", "SequentialRecommender", "TransformerEncoder", "build_model"]
+MODELS: dict[str, type[SequentialRecommender]] = {
+    "sasrec": SASRec, "cl4srec": CL4SRec, "iclrec": ICLRec, "elcrec": ELCRec, "pop": Popularity,
+}
+
+__all__ = ["CL4SRec", "ELCRec", "ICLRec", "MODELS", "Popularity", "SASRec", "SequentialRecommender",
+           "TransformerEncoder", "build_model"]
 
 
 def build_model(config: Config, n_items: int) -> SequentialRecommender:
-    if config.model == "sasrec":
-        return SASRec(n_items, config.hidden_size, config.num_layers, config.num_heads, config.max_len,
-                      config.dropout, config.attn_dropout, config.loss)
-    if config.model == "pop":
-        return Popularity(n_items)
-    raise ValueError(f"model={config.model!r} is not known")
+    if config.model not in MODELS:
+        raise ValueError(f"model={config.model!r}: choose one of {', '.join(MODELS)}")
+    return MODELS[config.model](n_items, config)

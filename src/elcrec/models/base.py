@@ -5,7 +5,9 @@
 - `encode(histories)` -> [B, d], the user representation the scores are built from.
 - `loss(batch)` -> scalar training loss; `batch` holds `inputs`, `targets` ([B, L]) and, when
   `needs_negatives`, `negatives` ([B, L] items the user never interacted with).
-- `prepare(train)` runs once before the first epoch (counting, cluster initialisation, ...).
+- `prepare(train)` runs once before the first epoch (counting, cluster initialisation, ...);
+  `start_epoch(train)` before every epoch (ICLRec's k-means E-step).
+Models read their settings from the run's Config (`self.config`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ class SequentialRecommender(nn.Module):
 
     def prepare(self, train: TrainSet) -> None:
         """Nothing to prepare by default."""
+
+    def start_epoch(self, train: TrainSet) -> None:
+        """Nothing to do per epoch by default."""
 
     @property
     def trainable(self) -> bool:

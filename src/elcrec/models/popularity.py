@@ -10,12 +10,14 @@ import torch
 from .base import SequentialRecommender
 
 if TYPE_CHECKING:
+    from ..config import Config
     from ..data import TrainSet
 
 
 class Popularity(SequentialRecommender):
-    def __init__(self, n_items: int) -> None:
+    def __init__(self, n_items: int, config: Config) -> None:
         super().__init__()
+        self.config = config
         self.register_buffer("counts", torch.zeros(n_items, dtype=torch.float32))
 
     def prepare(self, train: TrainSet) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..config import Config
+from . import build_model
 from .sasrec import SASRec
 
 _BLOCK_NAMES = {
@@ -23,14 +24,15 @@ _BLOCK_NAMES = {
     "intermediate.LayerNorm": "ffn_norm",
 }
 _BLOCK_KEY = re.compile(r"item_encoder\.layer\.(\d+)\.(\w+\.\w+)\.(weight|bias)")
-IGNORED = ("cluster_centers",)  # intent centres: used by the ELCRec model, not by the encoder
 
 
 def import_reference(path: str | Path, item_ids: np.ndarray | None = None, num_heads: int = 2,
                      **config_values) -> tuple[SASRec, Config, list[str]]:
     """Returns the model (eval mode), its config, and the reference keys not carried over.
 
+    A checkpoint with `cluster_centers` becomes an ELCRec model (K from its shape), otherwise SASRec.
     `item_ids`: the dataset's original id of each internal id (SequenceData.item_ids); None means 1..n.
+    `config_values`: further settings (preset, intent_fusion, ...) the state dict does not record.
     """
     state = torch.load(path, map_location="cpu", weights_only=True)
     if "item_embeddings.weight" not in state:
@@ -55,8 +57,12 @@ def import_reference(path: str | Path, item_ids: np.ndarray | None = None, num_h
             if name in _BLOCK_NAMES:
                 ours[f"encoder.blocks.{block}.{_BLOCK_NAMES[name]}.{kind}"] = value
                 carried.add(key)
-    config = Config(model="sasrec", hidden_size=hidden, num_layers=layers, num_heads=num_heads, max_len=max_len,
-                    **config_values)
-    model = SASRec(len(rows), hidden, layers, num_heads, max_len, config.dropout, config.attn_dropout, config.loss)
+    shape = dict(hidden_size=hidden, num_layers=layers, num_heads=num_heads, max_len=max_len)
+    if "cluster_centers" in state:
+        ours["cluster_centers"] = state["cluster_centers"]
+        carried.add("cluster_centers")
+        shape.update(model="elcrec", num_clusters=state["cluster_centers"].shape[0])
+    config = Config.from_dict({**config_values, **shape})
+    model = build_model(config, len(rows))
     model.load_state_dict(ours)  # strict: every parameter of ours must come from the checkpoint
     return model.eval(), config, sorted(set(state) - carried)

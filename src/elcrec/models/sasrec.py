@@ -10,41 +10,46 @@ Losses, averaged over non-padding target positions:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 
 from .base import SequentialRecommender
-from .transformer import TransformerEncoder
+from .transformer import TransformerEncoder, trim_padding
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 
 class SASRec(SequentialRecommender):
-    def __init__(self, n_items: int, hidden_size: int = 64, num_layers: int = 2, num_heads: int = 2,
-                 max_len: int = 50, dropout: float = 0.5, attn_dropout: float = 0.5, loss: str = "bce") -> None:
+    def __init__(self, n_items: int, config: Config) -> None:
         super().__init__()
-        if loss not in ("bce", "ce"):
-            raise ValueError(f"loss={loss!r}: choose bce or ce")
-        self.loss_type = loss
-        self.needs_negatives = loss == "bce"
-        self.encoder = TransformerEncoder(n_items, hidden_size, num_layers, num_heads, max_len, dropout, attn_dropout)
+        self.config = config
+        self.needs_negatives = config.loss == "bce"
+        self.encoder = TransformerEncoder(n_items, config.hidden_size, config.num_layers, config.num_heads,
+                                          config.max_len, config.dropout, config.attn_dropout)
 
     @property
     def item_embeddings(self) -> torch.Tensor:
         return self.encoder.item_embeddings.weight
 
     def encode(self, histories: torch.Tensor) -> torch.Tensor:
-        return self.encoder(histories)[:, -1]
+        return self.encoder(trim_padding(histories))[:, -1]
 
     def score(self, histories: torch.Tensor) -> torch.Tensor:
         return self.encode(histories) @ self.item_embeddings[1:].T
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.rec_loss(self.encoder(batch["inputs"]), batch)
+        inputs = trim_padding(batch["inputs"])  # exact: leading padding never reaches item positions
+        width = inputs.shape[1]
+        return self.rec_loss(self.encoder(inputs), {k: v[:, -width:] for k, v in batch.items() if k != "users"})
 
     def rec_loss(self, h: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The recommendation loss from the encoder output `h` [B, L, d] (shared with the CL models)."""
         targets = batch["targets"]
         present = targets > 0
-        if self.loss_type == "ce":
+        if self.config.loss == "ce":
             logits = h[present] @ self.item_embeddings[1:].T
             return F.cross_entropy(logits, targets[present] - 1)
         pos = (h * self.item_embeddings[targets]).sum(-1)

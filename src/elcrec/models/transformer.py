@@ -83,3 +83,10 @@ def _init_weights(module: nn.Module) -> None:
     elif isinstance(module, nn.LayerNorm):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)
+
+
+def trim_padding(inputs: torch.Tensor) -> torch.Tensor:
+    """Drop leading columns that are padding in every row: item positions' outputs do not change."""
+    occupied = (inputs > 0).any(0).nonzero()
+    first = int(occupied[0]) if len(occupied) else inputs.shape[1] - 1
+    return inputs[:, first:]

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..config import Config
+from ..config import PRESETS, Config
 from ..data import SequenceData, eval_set, load_dataset, train_set
-from ..evaluation import evaluate, trim_padding
+from ..evaluation import evaluate
 from ..models import build_model
 from .checkpoint import METRICS_FILE, load_run, save_run, write_json
 from .negatives import NegativeSampler
@@ -48,6 +48,8 @@ def train(config: Config, data: SequenceData | None = None, progress: bool = Tru
     run_dir = config.run_dir
     settings = " ".join(f"{key}={value}" for key, value in config.to_dict().items())
     print(f"run folder: {run_dir}\n" + textwrap.fill(f"settings: {settings}", 110, subsequent_indent="  "))
+    if config.preset:
+        print(f"preset {config.preset}: " + " ".join(f"{k}={getattr(config, k)}" for k in PRESETS[config.preset]))
     data = load_dataset(config) if data is None else data
     print(data.summary())
     train_data = train_set(data, config.max_len)
@@ -68,13 +70,12 @@ def train(config: Config, data: SequenceData | None = None, progress: bool = Tru
 
     best_score, best_epoch, best_valid, history = -math.inf, -1, {}, []
     for epoch in range(config.epochs if optimizer else 0):
+        model.start_epoch(train_data)
         model.train()
         started, total_loss, steps = time.perf_counter(), 0.0, 0
         bar = tqdm(total=len(inputs), desc=f"epoch {epoch}", unit="seq", disable=not progress, leave=False)
         for rows in torch.randperm(len(inputs), generator=order).split(config.batch_size):
-            batch_inputs = trim_padding(inputs[rows])
-            width = batch_inputs.shape[1]
-            batch = {"inputs": batch_inputs.to(device), "targets": targets[rows, -width:].to(device)}
+            batch = {"inputs": inputs[rows].to(device), "targets": targets[rows].to(device)}
             if sampler is not None:
                 batch["negatives"] = sampler.sample(users[rows].to(device), tuple(batch["targets"].shape))
             loss = model.loss(batch)

@@ -1,0 +1,143 @@
+"""Intent learning: ICLRec (alternating k-means EM) and ELCRec (end-to-end learnable cluster centres).
+
+Sequence representation for clustering: the encoder output averaged over all max_len positions (padding
+included, as the reference). Both add, to CL4SRec's rec + instance CL, the intent CL (PCL):
+    PCL = (nce(p1, c) + nce(p2, c)) / 2,   p = mean-pooled view outputs, c = each sequence's intent.
+
+ICLRec: every epoch, k-means (faiss) over all training sequences (eval mode); each sequence's intent is
+the nearest centroid to its (detached) train-mode representation; centroids L2-normalised.
+
+ELCRec: centres are a learnable [K, d] parameter, k-means-initialised once from the untrained encoder.
+Each step: centres renormalised in place; z = normalize(mean_l h); intent = argmin_k ||z - c_k||²;
+    cluster = trade_off * (mean_{i,k} ||z_i - c_k||² - mean_{j,k} ||c_j - c_k||²)
+and instance CL reads every position with its nearest centre added (shift) or concatenated (concat).
+Ablations (paper): elcm=False freezes the k-means centres and drops the cluster loss; icl=False drops
+the intent fusion and PCL. Both off is CL4SRec.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .contrastive import CL4SRec, nce
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..data import TrainSet
+
+
+def kmeans(x: np.ndarray, k: int, iters: int, restarts: int, seed: int) -> np.ndarray:
+    """faiss k-means (GPU faiss when it is installed and a GPU is present); returns [k, d] centroids."""
+    import faiss
+
+    if len(x) < k:
+        raise ValueError(f"num_clusters={k} exceeds the {len(x)} training sequences; lower num_clusters")
+    gpu = hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0
+    model = faiss.Kmeans(x.shape[1], k, niter=iters, nredo=restarts, seed=seed, gpu=gpu, verbose=False)
+    model.train(np.ascontiguousarray(x, dtype=np.float32))
+    return model.centroids
+
+
+def squared_distances(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """||x_i - c_k||² as x² + c² - 2x·c (the reference's form), [..., K]."""
+    return (x * x).sum(-1, keepdim=True) + (c * c).sum(-1) - 2 * x @ c.T
+
+
+class IntentModel(CL4SRec):
+    """Shared: mean-pooled representations of all training sequences, and the PCL term."""
+
+    @torch.no_grad()
+    def pooled(self, inputs: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        was_training = self.training
+        self.eval()
+        device = self.item_embeddings.device
+        out = [self.encoder(torch.from_numpy(inputs[i : i + batch_size]).to(device)).mean(1).float().cpu()
+               for i in range(0, len(inputs), batch_size)]
+        self.train(was_training)
+        return torch.cat(out).numpy()
+
+    def cluster(self, train: TrainSet) -> torch.Tensor:
+        c = self.config
+        x = self.pooled(train.inputs, c.eval_batch_size)
+        return torch.from_numpy(kmeans(x, c.num_clusters, c.kmeans_iters, c.kmeans_restarts, c.seed))
+
+    def intent_cl(self, views: torch.Tensor, intents: torch.Tensor) -> torch.Tensor:
+        p1, p2 = self.encoder(views).mean(1).chunk(2)
+        t = self.config.temperature
+        return (nce(p1, intents, t) + nce(p2, intents, t)) / 2
+
+
+class ICLRec(IntentModel):
+    def __init__(self, n_items: int, config: Config) -> None:
+        super().__init__(n_items, config)
+        self.register_buffer("centroids", torch.zeros(config.num_clusters, config.hidden_size))
+        self.register_buffer("unit_centroids", torch.zeros(config.num_clusters, config.hidden_size))
+
+    def start_epoch(self, train: TrainSet) -> None:
+        centroids = self.cluster(train).to(self.centroids.device)
+        self.centroids.copy_(centroids)
+        self.unit_centroids.copy_(F.normalize(centroids, dim=1))
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        c = self.config
+        inputs = batch["inputs"]
+        h = self.encoder(inputs)
+        views = self.views(inputs)
+        v1, v2 = self.encoder(views).flatten(1).chunk(2)
+        nearest = squared_distances(h.detach().mean(1), self.centroids).argmin(1)
+        return (self.rec_loss(h, batch) + c.cl_weight * nce(v1, v2, c.temperature)
+                + c.intent_cl_weight * self.intent_cl(views, self.unit_centroids[nearest]))
+
+
+class ELCRec(IntentModel):
+    def __init__(self, n_items: int, config: Config) -> None:
+        super().__init__(n_items, config)
+        # the reference's name, so its checkpoints load as they are
+        self.cluster_centers = nn.Parameter(torch.zeros(config.num_clusters, config.hidden_size),
+                                            requires_grad=config.elcm)
+
+    def prepare(self, train: TrainSet) -> None:
+        with torch.no_grad():
+            self.cluster_centers.copy_(F.normalize(self.cluster(train), dim=1))
+
+    def fuse(self, out: torch.Tensor) -> torch.Tensor:
+        """Give every position its nearest centre: added (shift) or concatenated (concat)."""
+        centres = self.cluster_centers
+        nearest = centres[squared_distances(out.detach(), centres.detach()).argmin(-1)]
+        return out + nearest if self.config.intent_fusion == "shift" else torch.cat([out, nearest], -1)
+
+    def intents(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unit sequence representations z [B, d] and their squared distances to every centre [B, K]."""
+        z = F.normalize(h.mean(1), dim=1)
+        return z, squared_distances(z, self.cluster_centers)
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        c = self.config
+        inputs = batch["inputs"]
+        h = self.encoder(inputs)
+        total = self.rec_loss(h, batch)
+        views = self.views(inputs)
+        out = self.encoder(views)
+        v1, v2 = (self.fuse(out) if c.icl else out).flatten(1).chunk(2)
+        total = total + c.cl_weight * nce(v1, v2, c.temperature)
+        with torch.no_grad():
+            self.cluster_centers.copy_(F.normalize(self.cluster_centers, dim=1))
+        _, distances = self.intents(h)
+        if c.elcm:
+            centres = self.cluster_centers
+            total = total + c.trade_off * (distances.mean() - squared_distances(centres, centres).mean())
+        if c.icl:
+            total = total + c.intent_cl_weight * self.intent_cl(views, self.cluster_centers[distances.argmin(1)])
+        return total
+
+    @torch.no_grad()
+    def assign(self, histories: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each history's intent (nearest centre) and its distance."""
+        _, distances = self.intents(self.encoder(histories))
+        best = distances.min(1)
+        return best.indices, best.values.clamp(min=0).sqrt()
