@@ -36,3 +36,16 @@ def test_clear_errors(tmp_path):
     assert result.exit_code == 2 and "choose one of bce, ce" in result.output
     result = invoke("evaluate", tmp_path)
     assert result.exit_code == 2 and "not a run folder" in result.output
+
+
+def test_elcrec_trains_and_reports_intents(tmp_path):
+    run = tmp_path / "elcrec"
+    result = invoke("train", "--model", "elcrec", "--synthetic-users", 150, "--synthetic-items", 50, "--hidden-size", 16,
+                    "--num-clusters", 4, "--kmeans-restarts", 1, "--no-elcm", "--epochs", 1, "--output-dir", run)
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "config.json").read_text())["elcm"] is False
+    result = invoke("intents", run)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((run / "intents.json").read_text())
+    assert summary["users"] == 150 and 0.0 <= summary["NMI"] <= 1.0
+    assert len((run / "intents.csv").read_text().splitlines()) == 151

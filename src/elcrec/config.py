@@ -21,6 +21,7 @@ CHOICES = {
     "model": ("sasrec", "cl4srec", "iclrec", "elcrec", "pop"),
     "augment": ("random", "crop", "mask", "reorder"),
     "intent_fusion": ("shift", "concat"),
+    "pooling": ("all", "items"),
     "preset": ("", "beauty", "sports", "toys", "yelp"),
     "loss": ("bce", "ce"),
     "mask_history": ("none", "exclude", "reference"),
@@ -84,6 +85,7 @@ class Config:
     intent_fusion: str = _opt("concat", "elcrec: nearest centre added to (shift) or concatenated with (concat) each position in instance CL")
     elcm: bool = _opt(True, "elcrec: learnable cluster module (off: k-means centres stay fixed, no cluster loss)")
     icl: bool = _opt(True, "elcrec: intent-assisted CL and PCL (off: plain instance CL)")
+    pooling: str = _opt("all", "sequence representation for intents: mean over all max_len positions (all, the reference) or over item positions only (items)")
     kmeans_iters: int = _opt(20, "k-means iterations (iclrec every epoch, elcrec initialisation)")
     kmeans_restarts: int = _opt(5, "k-means restarts")
     # --- training

@@ -175,6 +175,44 @@ def recommend(checkpoint: Path = typer.Argument(..., help="run folder (or its mo
         typer.echo(f"{rank:>4}  {str(run.item_ids[column]):>10}  {score:.4f}")
 
 
+@app.command()
+def intents(checkpoint: Path = typer.Argument(..., help="run folder of an iclrec or elcrec model"),
+            out: Optional[Path] = typer.Option(None, help="folder for intents.csv and centres.npy [default: the run folder]"),
+            data: Optional[str] = typer.Option(None, help="dataset [default: the run's own]"),
+            device: str = typer.Option("auto", help="auto, cpu or cuda")) -> None:
+    """Each user's current intent (nearest centre) and distance; NMI/ARI against planted intents on synthetic data."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from ..data import load_dataset
+    from ..evaluation.intents import assign_intents, intent_agreement, planted_intents
+    from ..training import load_run, resolve_device, write_json
+
+    try:
+        run = load_run(checkpoint, resolve_device(device))
+        config = run.config.replace(data=data) if data else run.config
+        dataset = load_dataset(config)
+        _check_items(dataset.item_ids, run.item_ids)
+        ids, distances = assign_intents(run.model, dataset, config.eval_batch_size)
+    except (ConfigError, ValueError, TypeError, FileNotFoundError) as error:
+        fail(str(error))
+    out = out or run.path
+    out.mkdir(parents=True, exist_ok=True)
+    table = pa.table({"user_id": dataset.user_ids.astype(str) if dataset.user_ids.dtype.kind in "OU" else dataset.user_ids,
+                      "intent": ids, "distance": distances})
+    pacsv.write_csv(table, out / "intents.csv")
+    np.save(out / "centres.npy", run.model.centres.detach().cpu().numpy())
+    used = np.bincount(ids, minlength=config.num_clusters)
+    summary: dict[str, Any] = {"users": dataset.n_users, "clusters": config.num_clusters,
+                               "clusters_used": int((used > 0).sum()), "largest_cluster_share": float(used.max() / len(ids))}
+    if dataset.intents is not None:
+        summary.update(intent_agreement(ids, planted_intents(dataset, config.max_len)))
+    write_json(out / "intents.json", summary)
+    typer.echo(f"wrote {out / 'intents.csv'}, {out / 'centres.npy'}, {out / 'intents.json'}")
+    typer.echo("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items()))
+
+
 @app.command("import-reference")
 def import_reference(checkpoint: Path = typer.Argument(..., help="state dict of the reference ELCRec/ICLRec code"),
                      out: Path = typer.Option(Path("runs/reference"), help="run folder to write"),

@@ -56,8 +56,10 @@ class IntentModel(CL4SRec):
         was_training = self.training
         self.eval()
         device = self.item_embeddings.device
-        out = [self.encoder(torch.from_numpy(inputs[i : i + batch_size]).to(device)).mean(1).float().cpu()
-               for i in range(0, len(inputs), batch_size)]
+        out = []
+        for i in range(0, len(inputs), batch_size):
+            batch = torch.from_numpy(inputs[i : i + batch_size]).to(device)
+            out.append(self.pool(self.encoder(batch), batch).float().cpu())
         self.train(was_training)
         return torch.cat(out).numpy()
 
@@ -66,8 +68,23 @@ class IntentModel(CL4SRec):
         x = self.pooled(train.inputs, c.eval_batch_size)
         return torch.from_numpy(kmeans(x, c.num_clusters, c.kmeans_iters, c.kmeans_restarts, c.seed))
 
+    def pool(self, h: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        """[B, L, d] -> [B, d]: mean over all positions (pooling=all, the reference) or over item positions."""
+        if self.config.pooling == "all":
+            return h.mean(1)
+        present = (inputs > 0).unsqueeze(-1).to(h.dtype)
+        return (h * present).sum(1) / present.sum(1).clamp(min=1)
+
+    @property
+    def centres(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def assign(self, histories: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Intent of each full-width [B, max_len] history (nearest centre) and the distance to it."""
+        raise NotImplementedError
+
     def intent_cl(self, views: torch.Tensor, intents: torch.Tensor) -> torch.Tensor:
-        p1, p2 = self.encoder(views).mean(1).chunk(2)
+        p1, p2 = self.pool(self.encoder(views), views).chunk(2)
         t = self.config.temperature
         return (nce(p1, intents, t) + nce(p2, intents, t)) / 2
 
@@ -83,13 +100,22 @@ class ICLRec(IntentModel):
         self.centroids.copy_(centroids)
         self.unit_centroids.copy_(F.normalize(centroids, dim=1))
 
+    @property
+    def centres(self) -> torch.Tensor:
+        return self.centroids
+
+    @torch.no_grad()
+    def assign(self, histories: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        best = squared_distances(self.pool(self.encoder(histories), histories), self.centroids).min(1)
+        return best.indices, best.values.clamp(min=0).sqrt()
+
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         c = self.config
         inputs = batch["inputs"]
         h = self.encoder(inputs)
         views = self.views(inputs)
         v1, v2 = self.encoder(views).flatten(1).chunk(2)
-        nearest = squared_distances(h.detach().mean(1), self.centroids).argmin(1)
+        nearest = squared_distances(self.pool(h.detach(), inputs), self.centroids).argmin(1)
         return (self.rec_loss(h, batch) + c.cl_weight * nce(v1, v2, c.temperature)
                 + c.intent_cl_weight * self.intent_cl(views, self.unit_centroids[nearest]))
 
@@ -101,6 +127,10 @@ class ELCRec(IntentModel):
         self.cluster_centers = nn.Parameter(torch.zeros(config.num_clusters, config.hidden_size),
                                             requires_grad=config.elcm)
 
+    @property
+    def centres(self) -> torch.Tensor:
+        return self.cluster_centers
+
     def prepare(self, train: TrainSet) -> None:
         with torch.no_grad():
             self.cluster_centers.copy_(F.normalize(self.cluster(train), dim=1))
@@ -111,9 +141,9 @@ class ELCRec(IntentModel):
         nearest = centres[squared_distances(out.detach(), centres.detach()).argmin(-1)]
         return out + nearest if self.config.intent_fusion == "shift" else torch.cat([out, nearest], -1)
 
-    def intents(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def intents(self, h: torch.Tensor, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Unit sequence representations z [B, d] and their squared distances to every centre [B, K]."""
-        z = F.normalize(h.mean(1), dim=1)
+        z = F.normalize(self.pool(h, inputs), dim=1)
         return z, squared_distances(z, self.cluster_centers)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -127,7 +157,7 @@ class ELCRec(IntentModel):
         total = total + c.cl_weight * nce(v1, v2, c.temperature)
         with torch.no_grad():
             self.cluster_centers.copy_(F.normalize(self.cluster_centers, dim=1))
-        _, distances = self.intents(h)
+        _, distances = self.intents(h, inputs)
         if c.elcm:
             centres = self.cluster_centers
             total = total + c.trade_off * (distances.mean() - squared_distances(centres, centres).mean())
@@ -137,7 +167,6 @@ class ELCRec(IntentModel):
 
     @torch.no_grad()
     def assign(self, histories: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each history's intent (nearest centre) and its distance."""
-        _, distances = self.intents(self.encoder(histories))
+        _, distances = self.intents(self.encoder(histories), histories)
         best = distances.min(1)
         return best.indices, best.values.clamp(min=0).sqrt()

@@ -1,0 +1,46 @@
+"""Which intent each user is in now, and how well learned intents match planted ones (synthetic data)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..data import SequenceData, pad_left
+from ..models.intent import IntentModel
+from .evaluator import model_device
+
+
+@torch.no_grad()
+def assign_intents(model: IntentModel, data: SequenceData, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Intent id and distance to its centre for every user, from the last max_len items of the sequence."""
+    if not isinstance(model, IntentModel):
+        raise TypeError(f"{type(model).__name__} learns no intents; use an iclrec or elcrec run")
+    was_training = model.training
+    model.eval()
+    histories = pad_left(data.items, data.offsets[:-1], data.offsets[1:], model.config.max_len)
+    device = model_device(model)
+    ids, distances = [], []
+    for start in range(0, len(histories), batch_size):
+        intent, distance = model.assign(torch.from_numpy(histories[start : start + batch_size]).to(device))
+        ids.append(intent.cpu())
+        distances.append(distance.float().cpu())
+    model.train(was_training)
+    return torch.cat(ids).numpy(), torch.cat(distances).numpy()
+
+
+def planted_intents(data: SequenceData, max_len: int) -> np.ndarray:
+    """Each user's most frequent planted intent over the window the model reads (synthetic data only)."""
+    if data.intents is None:
+        raise ValueError(f"{data.name} has no planted intents (only the built-in synthetic data has them)")
+    window = pad_left(data.intents + 1, data.offsets[:-1], data.offsets[1:], max_len)  # 0 marks padding
+    counts = np.zeros((data.n_users, data.intents.max() + 2), dtype=np.int64)
+    np.add.at(counts, (np.repeat(np.arange(data.n_users), max_len), window.ravel()), 1)
+    return counts[:, 1:].argmax(1)
+
+
+def intent_agreement(learned: np.ndarray, planted: np.ndarray) -> dict[str, float]:
+    """NMI and ARI between learned and planted intents (1 = identical partitions, about 0 = chance)."""
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    return {"NMI": float(normalized_mutual_info_score(planted, learned)),
+            "ARI": float(adjusted_rand_score(planted, learned))}

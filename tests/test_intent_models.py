@@ -1,0 +1,105 @@
+import math
+
+import pytest
+import torch
+
+from elcrec import Config
+from elcrec.data import train_set
+from elcrec.models import build_model
+from elcrec.models.augment import augment, crop, mask, reorder
+from elcrec.models.contrastive import nce
+
+X = torch.tensor([[0, 0, 0, 0, 1, 2, 3, 4, 5, 6], [11, 12, 13, 14, 15, 16, 17, 18, 19, 20], [0] * 9 + [7]])
+
+
+def items(row):
+    return [int(v) for v in row if v > 0]
+
+
+def test_crop_keeps_a_contiguous_slice_right_aligned():
+    torch.manual_seed(0)
+    for _ in range(20):
+        out = crop(X, 0.5)
+        for row, original in zip(out, X):
+            kept, source = items(row), items(original)
+            assert len(kept) == max(1, int(0.5 * len(source)))
+            start = source.index(kept[0])
+            assert source[start : start + len(kept)] == kept and row[-1] > 0
+
+
+def test_mask_blanks_the_share_of_items():
+    torch.manual_seed(0)
+    out = mask(X, 0.7)
+    for row, original in zip(out, X):
+        n = len(items(original))
+        assert len(items(row)) == n - int(0.7 * n)
+        assert set(items(row)) <= set(items(original))
+        assert all(row[j] in (0, original[j]) for j in range(len(row)))  # positions stay
+
+
+def test_reorder_shuffles_only_a_slice():
+    torch.manual_seed(0)
+    for _ in range(20):
+        out = reorder(X, 0.5)
+        assert torch.equal(out == 0, X == 0)
+        for row, original in zip(out, X):
+            changed = (row != original).nonzero().flatten().tolist()
+            assert sorted(items(row)) == sorted(items(original))
+            if changed:
+                assert changed[-1] - changed[0] < int(0.5 * len(items(original)))
+
+
+def test_random_augment_mixes_operators():
+    torch.manual_seed(0)
+    big = X[1:2].repeat(200, 1)
+    out = augment(big)
+    lengths = set((out > 0).sum(1).tolist())
+    assert {2, 3, 10} <= lengths  # crop (2 items), mask (3 left), reorder (all 10)
+
+
+def test_nce_matches_the_definition():
+    torch.manual_seed(0)
+    a, b = torch.randn(4, 3), torch.randn(4, 3)
+    rows = torch.cat([a, b])
+    total = 0.0
+    for i in range(8):
+        j = (i + 4) % 8
+        logits = [float(rows[i] @ rows[k] / 0.5) for k in range(8) if k != i]
+        target = float(rows[i] @ rows[j] / 0.5)
+        total += -(target - math.log(sum(math.exp(v) for v in logits)))
+    assert nce(a, b, 0.5).item() == pytest.approx(total / 8, rel=1e-5)
+
+
+def batch_for(data, config):
+    train = train_set(data, config.max_len)
+    inputs, targets = torch.from_numpy(train.inputs[:32]), torch.from_numpy(train.targets[:32])
+    return train, {"inputs": inputs, "targets": targets, "negatives": torch.randint(1, data.n_items + 1, targets.shape)}
+
+
+@pytest.mark.parametrize("options", [
+    dict(model="cl4srec"), dict(model="iclrec"), dict(model="elcrec"), dict(model="elcrec", intent_fusion="shift"),
+    dict(model="elcrec", elcm=False), dict(model="elcrec", icl=False), dict(model="elcrec", pooling="items"),
+])
+def test_intent_models_train_step(tiny_data, options):
+    torch.manual_seed(0)
+    config = Config(hidden_size=16, num_clusters=4, max_len=20, kmeans_restarts=1, **options)
+    model = build_model(config, tiny_data.n_items)
+    train, batch = batch_for(tiny_data, config)
+    model.prepare(train)
+    model.start_epoch(train)
+    model.train()
+    loss = model.loss(batch)
+    loss.backward()
+    assert torch.isfinite(loss)
+    if config.model == "elcrec":
+        centres = model.cluster_centers
+        assert torch.allclose(centres.norm(dim=1), torch.ones(4), atol=1e-5)  # renormalised every step
+        gets_gradient = centres.grad is not None and centres.grad.abs().sum() > 0
+        assert gets_gradient == config.elcm
+    assert model.score(batch["inputs"]).shape == (32, tiny_data.n_items)
+
+
+def test_presets_fill_what_is_not_given():
+    config = Config.from_dict({"preset": "beauty", "num_clusters": 64})
+    assert (config.num_layers, config.trade_off, config.intent_fusion, config.num_clusters) == (1, 10.0, "shift", 64)
+    assert Config.from_dict({"preset": "toys"}).num_layers == 3
