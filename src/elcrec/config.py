@@ -22,6 +22,7 @@ CHOICES = {
     "augment": ("random", "crop", "mask", "reorder"),
     "intent_fusion": ("shift", "concat"),
     "pooling": ("all", "items"),
+    "cluster_pull": ("all", "nearest"),
     "preset": ("", "beauty", "sports", "toys", "yelp"),
     "loss": ("bce", "ce"),
     "mask_history": ("none", "exclude", "reference"),
@@ -83,6 +84,8 @@ class Config:
     num_clusters: int = _opt(256, "number of intents K")
     trade_off: float = _opt(1.0, "elcrec: weight of the cluster loss")
     intent_fusion: str = _opt("concat", "elcrec: nearest centre added to (shift) or concatenated with (concat) each position in instance CL")
+    cluster_pull: str = _opt("all", "elcrec: cluster loss pulls z towards every centre (all, the reference) or only its nearest (nearest)")
+    intent_centering: bool = _opt(False, "elcrec: standardise sequence representations (running mean/variance) before normalising them (off: the reference)")
     elcm: bool = _opt(True, "elcrec: learnable cluster module (off: k-means centres stay fixed, no cluster loss)")
     icl: bool = _opt(True, "elcrec: intent-assisted CL and PCL (off: plain instance CL)")
     pooling: str = _opt("all", "sequence representation for intents: mean over all max_len positions (all, the reference) or over item positions only (items)")

@@ -1,0 +1,97 @@
+"""Train each model with the paper's preset on one benchmark dataset and write a markdown table of
+HR@5/20 and NDCG@5/20 beside the paper's numbers (read from REFERENCE_NUMBERS.md), with seconds per
+epoch and epochs run.
+
+    python benchmarks/reproduce.py --dataset beauty --models sasrec,elcrec [--epochs 300] [--out FILE]
+
+Data comes from ELCREC_DATA_DIR (default ../shared/data); runs go to runs/reproduce/<dataset>/<model>.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from elcrec import Config
+from elcrec.data import load_dataset
+from elcrec.training import train
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("ELCREC_DATA_DIR", ROOT.parent / "shared" / "data"))
+FILES = {"beauty": "Beauty", "sports": "Sports_and_Outdoors", "toys": "Toys_and_Games", "yelp": "Yelp"}
+TABLE_NAMES = {"beauty": "Beauty", "sports": "Sports", "toys": "Toys", "yelp": "Yelp"}
+PAPER_COLUMNS = {"sasrec": "SASRec", "bert4rec": "BERT4Rec", "cl4srec": "CL4SRec", "iclrec": "ICLRec", "elcrec": "ELCRec (paper)"}
+METRICS = ("HR@5", "HR@20", "NDCG@5", "NDCG@20")
+
+
+def paper_numbers(dataset: str) -> dict[str, dict[str, float]]:
+    """{model: {metric: value}} from the paper's table in REFERENCE_NUMBERS.md (empty if the file is absent)."""
+    path = DATA_DIR.parent / "docs" / "REFERENCE_NUMBERS.md"
+    if not path.is_file():
+        return {}
+    lines = [line for line in path.read_text().splitlines() if line.startswith("| ")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    numbers: dict[str, dict[str, float]] = {}
+    for line in lines[1:]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if cells[0] != TABLE_NAMES[dataset] or cells[1] not in METRICS:
+            continue
+        for model, column in PAPER_COLUMNS.items():
+            if column in header:
+                numbers.setdefault(model, {})[cells[1]] = float(cells[header.index(column)])
+    return numbers
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=FILES, default="beauty")
+    parser.add_argument("--models", default="sasrec,cl4srec,iclrec,elcrec")
+    parser.add_argument("--epochs", type=int, default=300)
+    parser.add_argument("--patience", type=int, default=40)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", type=Path, default=None, help="markdown file [default: benchmarks/results/reproduce-<dataset>.md]")
+    args = parser.parse_args()
+
+    path = DATA_DIR / f"{FILES[args.dataset]}.txt"
+    if not path.is_file():
+        raise SystemExit(f"{path} not found: set ELCREC_DATA_DIR to the folder holding the benchmark files")
+    base = Config.from_dict({"data": str(path), "preset": args.dataset, "epochs": args.epochs,
+                             "patience": args.patience, "device": args.device})
+    data = load_dataset(base)
+    paper = paper_numbers(args.dataset)
+    rows = []
+    for model in args.models.split(","):
+        config = base.replace(model=model, output_dir=str(ROOT / "runs" / "reproduce" / args.dataset / model))
+        started = time.perf_counter()
+        result = train(config, data=data)
+        wall = time.perf_counter() - started
+        epochs = len(result["history"])
+        per_epoch = sum(h["seconds"] for h in result["history"]) / max(epochs, 1)
+        rows.append((model, result, epochs, per_epoch, wall))
+
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
+    if torch.cuda.is_available() and base.device != "cpu":
+        machine += f", {torch.cuda.get_device_name()}"
+    lines = [f"# Reproduction on {FILES[args.dataset]} (preset {args.dataset})", "",
+             f"Machine: {machine}. Command: `python benchmarks/reproduce.py --dataset {args.dataset} "
+             f"--models {args.models} --epochs {args.epochs} --patience {args.patience}`.",
+             "Full ranking, seen items excluded, test split of the best validation epoch (NDCG@20).", "",
+             "| model | " + " | ".join(f"{m} (ours / paper)" for m in METRICS) + " | best epoch | epochs run | s/epoch | total s |",
+             "|---" * (len(METRICS) + 5) + "|"]
+    for model, result, epochs, per_epoch, wall in rows:
+        cells = [f"{result['test'][m]:.4f} / {paper[model][m]:.4f}" if model in paper else f"{result['test'][m]:.4f} / -"
+                 for m in METRICS]
+        lines.append(f"| {model} | " + " | ".join(cells) + f" | {result['best_epoch']} | {epochs} | {per_epoch:.1f} | {wall:.0f} |")
+    out = args.out or ROOT / "benchmarks" / "results" / f"reproduce-{args.dataset}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

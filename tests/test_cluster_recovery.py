@@ -1,0 +1,28 @@
+"""ELCRec's learned intents must follow the planted ones on synthetic data, clearly better than chance.
+
+With the reference's representation (mean over all positions, no centring) every user lands in one
+intent, as the public Beauty checkpoint does (99.8% of users); the test uses the documented options
+intent_centering + pooling=items. Measured NMI: 0.23 here (seed 1); 0.09 to 0.27 over seeds 1-3 and
+batch sizes 16/64, against 0.002-0.005 for shuffled assignments. The bounds leave room for that spread.
+"""
+
+import numpy as np
+
+from elcrec import Config
+from elcrec.data import make_synthetic
+from elcrec.evaluation.intents import assign_intents, intent_agreement, planted_intents
+from elcrec.training import load_run, train
+
+
+def test_elcrec_recovers_planted_intents(tmp_path):
+    data = make_synthetic(800, 120, 4, seed=2)
+    config = Config(model="elcrec", num_clusters=4, hidden_size=32, epochs=10, patience=0, batch_size=64,
+                    intent_centering=True, pooling="items", device="cpu", output_dir=str(tmp_path))
+    train(config, data=data, progress=False)
+    learned, _ = assign_intents(load_run(tmp_path).model, data)
+    planted = planted_intents(data, config.max_len)
+    agreement = intent_agreement(learned, planted)
+    chance = intent_agreement(np.random.default_rng(0).permutation(learned), planted)
+    assert np.bincount(learned).max() < 0.9 * len(learned)  # not one intent for everybody
+    assert agreement["NMI"] > 0.06 and agreement["NMI"] > 10 * max(chance["NMI"], 0.005)
+    assert agreement["ARI"] > 0.01
