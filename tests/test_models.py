@@ -3,7 +3,7 @@ import torch
 
 from elcrec import Config
 from elcrec.models import SASRec, build_model
-from elcrec.models.transformer import trim_padding
+from elcrec.models.base import trim_padding
 
 
 def model(**kwargs):
@@ -41,7 +41,7 @@ def test_score_and_encode_shapes_and_contract():
     assert m.encode(x).shape == (2, 16)
     scores = m.score(x)
     assert scores.shape == (2, 30)  # column j is item j + 1; padding is never scored
-    assert torch.allclose(scores[:, 4], m.encode(x) @ m.encoder.item_embeddings.weight[5])
+    assert torch.allclose(scores[:, 4], m.encode(x) @ m.item_table[5])
     with pytest.raises(ValueError, match="max_len"):
         m.encoder(torch.ones(1, 9, dtype=torch.long))
 
@@ -79,3 +79,32 @@ def test_bce_ignores_padding_targets():
 def test_build_model_from_config():
     m = build_model(Config(hidden_size=32, num_heads=4, num_layers=1, max_len=20), n_items=11)
     assert isinstance(m, SASRec) and len(m.encoder.blocks) == 1 and m.score(torch.ones(2, 5, dtype=torch.long)).shape == (2, 11)
+
+
+def test_gru4rec_ignores_padding_and_reads_only_the_past():
+    from elcrec.models import GRU4Rec
+
+    torch.manual_seed(0)
+    m = GRU4Rec(30, Config(hidden_size=16, num_layers=1, max_len=8)).eval()
+    x = torch.tensor([[0, 0, 0, 5, 9, 2, 7, 1], [3, 4, 5, 6, 7, 8, 9, 10]])
+    out = m.sequence_output(x)
+    assert torch.allclose(m.sequence_output(x[:1, 3:])[0], out[0, 3:], atol=1e-6)  # padding never enters
+    changed = x.clone()
+    changed[1, 5] = 29
+    assert torch.allclose(m.sequence_output(changed)[1, :5], out[1, :5], atol=1e-6)
+    assert m.score(x).shape == (2, 30)
+
+
+def test_bert4rec_is_bidirectional_and_never_ranks_its_mask_token():
+    from elcrec.models import BERT4Rec
+
+    torch.manual_seed(0)
+    m = BERT4Rec(30, Config(hidden_size=16, max_len=8)).eval()
+    x = torch.tensor([[0, 0, 3, 4, 5, 6, 7, 8]])
+    changed = x.clone()
+    changed[0, 7] = 29
+    assert not torch.allclose(m.encoder(changed)[0, 2:7], m.encoder(x)[0, 2:7], atol=1e-4)
+    assert m.score(x).shape == (1, 30) and m.encoder.item_embeddings.num_embeddings == 32
+    batch = {"inputs": x, "targets": torch.tensor([[0, 0, 4, 5, 6, 7, 8, 9]])}
+    m.train()
+    assert torch.isfinite(m.loss(batch))

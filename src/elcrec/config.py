@@ -18,7 +18,7 @@ from typing import Any
 CHOICES = {
     "data_format": ("auto", "benchmark", "csv", "tsv", "parquet", "rechorus", "recbole"),
     "dedup": ("none", "all", "consecutive"),
-    "model": ("sasrec", "cl4srec", "iclrec", "elcrec", "pop"),
+    "model": ("sasrec", "cl4srec", "iclrec", "elcrec", "gru4rec", "bert4rec", "pop"),
     "augment": ("random", "crop", "mask", "reorder"),
     "intent_fusion": ("shift", "concat"),
     "pooling": ("all", "items"),
@@ -65,7 +65,7 @@ class Config:
     synthetic_intents: int = _opt(8, "synthetic data: number of planted intents")
     # --- model
     preset: str = _opt("", "paper settings for a dataset: beauty, sports, toys, yelp (file and flags still win)")
-    model: str = _opt("sasrec", "model: sasrec, cl4srec, iclrec, elcrec, or pop (most-popular baseline)")
+    model: str = _opt("sasrec", "model: sasrec, cl4srec, iclrec, elcrec, gru4rec, bert4rec, or pop (most-popular baseline)")
     hidden_size: int = _opt(64, "hidden size d")
     num_layers: int = _opt(2, "transformer blocks")
     num_heads: int = _opt(2, "attention heads (must divide hidden_size)")
@@ -73,6 +73,7 @@ class Config:
     dropout: float = _opt(0.5, "dropout on hidden states")
     attn_dropout: float = _opt(0.5, "dropout on attention probabilities")
     loss: str = _opt("bce", "recommendation loss: bce (one sampled negative per position) or ce (softmax over all items)")
+    cloze_prob: float = _opt(0.2, "bert4rec: share of training items replaced by the mask token")
     # --- contrastive learning and intents (cl4srec, iclrec, elcrec)
     augment: str = _opt("random", "view augmentation: random (one per row), crop, mask, reorder")
     crop_ratio: float = _opt(0.2, "crop keeps this share of the items")
@@ -124,7 +125,7 @@ class Config:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be 0 or more")
         if self.hidden_size % self.num_heads:
             raise ConfigError(f"hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}")
-        for name in ("dropout", "attn_dropout", "crop_ratio", "mask_ratio", "reorder_ratio"):
+        for name in ("dropout", "attn_dropout", "crop_ratio", "mask_ratio", "reorder_ratio", "cloze_prob"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be in [0, 1)")
         for name in ("lr", "temperature"):

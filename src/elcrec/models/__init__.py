@@ -6,6 +6,8 @@
 | cl4srec | sasrec + instance CL between two augmented views | + augment random, cl_weight 0.1, temperature 1.0 |
 | iclrec  | cl4srec + per-epoch k-means intents + PCL | + num_clusters 256, intent_cl_weight 0.1, kmeans_iters 20, kmeans_restarts 5 |
 | elcrec  | cl4srec + learnable centres, cluster loss, intent-assisted CL, PCL | + trade_off 1.0, intent_fusion concat, elcm on, icl on |
+| gru4rec | GRU over item embeddings, next-item loss | hidden_size, num_layers, dropout, loss |
+| bert4rec | bidirectional transformer, Cloze training with a [MASK] token | + cloze_prob 0.2 (always softmax CE) |
 | pop     | most-popular baseline, no training | none |
 """
 
@@ -13,8 +15,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .base import SequentialRecommender
+from .base import NextItemRecommender, SequentialRecommender
+from .bert4rec import BERT4Rec
 from .contrastive import CL4SRec
+from .gru4rec import GRU4Rec
 from .intent import ELCRec, ICLRec
 from .popularity import Popularity
 from .sasrec import SASRec
@@ -24,10 +28,12 @@ if TYPE_CHECKING:
     from ..config import Config
 
 MODELS: dict[str, type[SequentialRecommender]] = {
-    "sasrec": SASRec, "cl4srec": CL4SRec, "iclrec": ICLRec, "elcrec": ELCRec, "pop": Popularity,
+    "sasrec": SASRec, "cl4srec": CL4SRec, "iclrec": ICLRec, "elcrec": ELCRec, "gru4rec": GRU4Rec,
+    "bert4rec": BERT4Rec, "pop": Popularity,
 }
 
-__all__ = ["CL4SRec", "ELCRec", "ICLRec", "MODELS", "Popularity", "SASRec", "SequentialRecommender",
+__all__ = ["BERT4Rec", "CL4SRec", "ELCRec", "GRU4Rec", "ICLRec", "MODELS", "NextItemRecommender", "Popularity",
+           "SASRec", "SequentialRecommender",
            "TransformerEncoder", "build_model"]
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 if TYPE_CHECKING:
@@ -42,3 +43,58 @@ class SequentialRecommender(nn.Module):
     @property
     def trainable(self) -> bool:
         return any(p.requires_grad for p in self.parameters())
+
+
+class NextItemRecommender(SequentialRecommender):
+    """A model whose output at every position predicts the next item by dot product with a shared
+    item table. Subclasses give `sequence_output` and `item_table`; scoring and the losses live here.
+
+    Losses, averaged over non-padding target positions (`config.loss`):
+      bce: -log σ(h·e_pos) - log(1 - σ(h·e_neg)), one uniformly sampled unseen negative per position
+           (the reference; computed with logsigmoid instead of log(σ + 1e-24), which only differs where
+           the reference's epsilon clips);
+      ce:  softmax cross-entropy over all items.
+    """
+
+    def __init__(self, config) -> None:
+        super().__init__()
+        self.config = config
+        self.needs_negatives = config.loss == "bce"
+
+    @property
+    def item_table(self) -> torch.Tensor:
+        """[n_items + 1, d] (row 0 padding)."""
+        raise NotImplementedError
+
+    def sequence_output(self, inputs: torch.Tensor) -> torch.Tensor:
+        """[B, L] -> [B, L, d]; outputs at item positions must not depend on leading padding."""
+        raise NotImplementedError
+
+    def encode(self, histories: torch.Tensor) -> torch.Tensor:
+        return self.sequence_output(trim_padding(histories))[:, -1]
+
+    def score(self, histories: torch.Tensor) -> torch.Tensor:
+        return self.encode(histories) @ self.item_table[1:].T
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        inputs = trim_padding(batch["inputs"])  # exact: leading padding never reaches item positions
+        width = inputs.shape[1]
+        return self.rec_loss(self.sequence_output(inputs), {k: v[:, -width:] for k, v in batch.items()})
+
+    def rec_loss(self, h: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The recommendation loss from the output `h` [B, L, d] (shared with the CL models)."""
+        targets = batch["targets"]
+        present = targets > 0
+        table = self.item_table
+        if self.config.loss == "ce":
+            return F.cross_entropy(h[present] @ table[1:].T, targets[present] - 1)
+        pos = (h * table[targets]).sum(-1)
+        neg = (h * table[batch["negatives"]]).sum(-1)
+        return (-F.logsigmoid(pos) - F.logsigmoid(-neg))[present].mean()
+
+
+def trim_padding(inputs: torch.Tensor) -> torch.Tensor:
+    """Drop leading columns that are padding in every row."""
+    occupied = (inputs > 0).any(0).nonzero()
+    first = int(occupied[0]) if len(occupied) else inputs.shape[1] - 1
+    return inputs[:, first:]

@@ -60,7 +60,7 @@ class IntentModel(CL4SRec):
     def pooled(self, inputs: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         was_training = self.training
         self.eval()
-        device = self.item_embeddings.device
+        device = self.item_table.device
         out = []
         for i in range(0, len(inputs), batch_size):
             batch = torch.from_numpy(inputs[i : i + batch_size]).to(device)

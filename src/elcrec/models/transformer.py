@@ -49,10 +49,13 @@ class Block(nn.Module):
 
 class TransformerEncoder(nn.Module):
     def __init__(self, n_items: int, hidden_size: int = 64, num_layers: int = 2, num_heads: int = 2,
-                 max_len: int = 50, dropout: float = 0.5, attn_dropout: float = 0.5) -> None:
+                 max_len: int = 50, dropout: float = 0.5, attn_dropout: float = 0.5, causal: bool = True,
+                 extra_tokens: int = 0) -> None:
         super().__init__()
         self.max_len = max_len
-        self.item_embeddings = nn.Embedding(n_items + 1, hidden_size, padding_idx=0)  # row 0 = padding
+        self.causal = causal  # False: bidirectional (BERT4Rec), every item position reads every other
+        # row 0 = padding, rows 1..n items, then `extra_tokens` special rows (BERT4Rec's mask token)
+        self.item_embeddings = nn.Embedding(n_items + 1 + extra_tokens, hidden_size, padding_idx=0)
         self.position_embeddings = nn.Embedding(max_len, hidden_size)
         self.norm = nn.LayerNorm(hidden_size, eps=LAYER_NORM_EPS)
         self.dropout = nn.Dropout(dropout)
@@ -66,8 +69,9 @@ class TransformerEncoder(nn.Module):
             raise ValueError(f"sequences of width {L} exceed max_len={self.max_len}; keep the last {self.max_len} items")
         positions = self.position_embeddings.weight[self.max_len - L :]
         h = self.dropout(self.norm(self.item_embeddings(inputs) + positions))
-        causal = torch.ones(L, L, dtype=torch.bool, device=inputs.device).tril()
-        allowed = causal & (inputs > 0)[:, None, None, :]  # [B, 1, L, L]: query i may read key j
+        allowed = (inputs > 0)[:, None, None, :]  # [B, 1, 1 or L, L]: query i may read key j
+        if self.causal:
+            allowed = allowed & torch.ones(L, L, dtype=torch.bool, device=inputs.device).tril()
         mask = torch.zeros(allowed.shape, dtype=h.dtype, device=h.device).masked_fill_(~allowed, BLOCKED)
         for block in self.blocks:
             h = block(h, mask)
@@ -84,9 +88,3 @@ def _init_weights(module: nn.Module) -> None:
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)
 
-
-def trim_padding(inputs: torch.Tensor) -> torch.Tensor:
-    """Drop leading columns that are padding in every row: item positions' outputs do not change."""
-    occupied = (inputs > 0).any(0).nonzero()
-    first = int(occupied[0]) if len(occupied) else inputs.shape[1] - 1
-    return inputs[:, first:]
