@@ -151,6 +151,7 @@ def recommend(checkpoint: Path = typer.Argument(..., help="run folder (or its mo
     import torch
 
     from ..data import pad_left
+    from ..evaluation import model_device
     from ..training import load_run, resolve_device
 
     run = load_run(checkpoint, resolve_device(device))
@@ -166,7 +167,7 @@ def recommend(checkpoint: Path = typer.Argument(..., help="run folder (or its mo
     items = np.array([index[t] for t in tokens])
     inputs = pad_left(items, np.array([0]), np.array([len(items)]), min(len(items), run.config.max_len))
     with torch.no_grad():
-        scores = run.model.score(torch.from_numpy(inputs).to(next(iter(run.model.state_dict().values())).device))[0]
+        scores = run.model.score(torch.from_numpy(inputs).to(model_device(run.model)))[0]
     if not keep_seen:
         scores[torch.from_numpy(items - 1)] = float("-inf")
     top = torch.topk(scores, k)

@@ -1,7 +1,8 @@
 """The contract every model keeps, so training, evaluation and serving never special-case a model.
 
 - `histories`: [B, L] item ids, right-aligned, left-padded with 0 (L <= max_len).
-- `score(histories)` -> [B, n_items]; column j scores item id j + 1 (id 0 is padding, never ranked).
+- `score(histories)` -> [B, n_items]; column j scores item id j + 1 (id 0 is padding, never ranked);
+  a new tensor the caller may modify in place (the evaluator masks seen items in it).
 - `encode(histories)` -> [B, d], the user representation the scores are built from.
 - `loss(batch)` -> scalar training loss; `batch` holds `inputs`, `targets` ([B, L]) and, when
   `needs_negatives`, `negatives` ([B, L] items the user never interacted with).
