@@ -82,9 +82,10 @@ def train(config: Config, data: SequenceData | None = None, progress: bool = Tru
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total_loss, steps = total_loss + loss.item(), steps + 1
+            value = loss.item()
+            total_loss, steps = total_loss + value, steps + 1
             bar.update(len(rows))
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            bar.set_postfix(loss=f"{value:.4f}")
         bar.close()
         seconds = time.perf_counter() - started
         valid_metrics = evaluate(model, valid, **eval_options)
