@@ -38,3 +38,25 @@ def test_reference_checkpoint_reproduces_published_numbers(beauty, reference_mod
 
 def test_beauty_statistics(beauty):
     assert (beauty.n_users, beauty.n_items, beauty.n_interactions) == (22363, 12101, 198502)
+
+
+def test_import_reference_command_writes_a_run_that_evaluates_the_same(beauty, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from elcrec.cli.main import app
+
+    checkpoint = REFERENCE_DIR / "ELCRec-Beauty-1.pt"
+    if not checkpoint.is_file():
+        pytest.skip(f"{checkpoint} not found")
+    data = str(benchmark_file("Beauty"))
+    runner = CliRunner()
+    result = runner.invoke(app, ["import-reference", str(checkpoint), "--data", data, "--preset", "beauty",
+                                 "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    imported = json.loads((tmp_path / "metrics.json").read_text())["test"]
+    assert {k: round(imported[k], 4) for k in EXPECTED} == EXPECTED
+    result = runner.invoke(app, ["evaluate", str(tmp_path), "--json", "--ks", "5,20"])
+    assert result.exit_code == 0, result.output
+    assert {k: round(v, 4) for k, v in json.loads(result.output).items() if k in EXPECTED} == EXPECTED
