@@ -1,7 +1,7 @@
 """Intent learning: ICLRec (alternating k-means EM) and ELCRec (end-to-end learnable cluster centres).
 
-Sequence representation for clustering: the encoder output averaged over all max_len positions (padding
-included, as the reference). Both add, to CL4SRec's rec + instance CL, the intent CL (PCL):
+Sequence representation for clustering: the encoder output averaged over all max_len positions, padding
+included, as the reference (pooling=all), or over item positions only (pooling=items). Both add, to CL4SRec's rec + instance CL, the intent CL (PCL):
     PCL = (nce(p1, c) + nce(p2, c)) / 2,   p = mean-pooled view outputs, c = each sequence's intent.
 
 ICLRec: every epoch, k-means (faiss) over all training sequences (eval mode); each sequence's intent is
@@ -15,7 +15,8 @@ The pull term averages over every centre (cluster_pull=all, the reference), whic
 the mean of all centres; cluster_pull=nearest pulls z only towards its own centre (the k-means objective).
 Pooled outputs share one dominant direction (mean pairwise cosine 0.97 on Beauty with the public
 checkpoint, which puts 99.8% of users in one intent), so intent_centering=True standardises them with
-running statistics before normalising; with it, intents follow the planted ones on synthetic data.
+running statistics before normalising; with it and pooling=items, intents follow the planted ones on
+synthetic data (tests/test_cluster_recovery.py).
 Ablations (paper): elcm=False freezes the k-means centres and drops the cluster loss; icl=False drops
 the intent fusion and PCL. Both off is CL4SRec.
 """
