@@ -34,7 +34,7 @@ def metrics_table(rows: dict[str, dict[str, float]], ks: tuple[int, ...]) -> str
 
 
 @app.command()
-def demo(epochs: int = typer.Option(30, help="SASRec epochs on the synthetic data"),
+def demo(epochs: int = typer.Option(25, help="SASRec epochs on the synthetic data"),
          output_dir: Path = typer.Option(Path("runs/demo"), help="where the two runs are written"),
          device: str = typer.Option("auto", help="auto, cpu or cuda")) -> None:
     """Train SASRec and the popularity baseline on built-in synthetic data with planted intents; compare them."""
