@@ -13,7 +13,11 @@ from elcrec.training import NegativeSampler, atomic_write, load_run, save_run, t
 def test_negatives_never_hit_the_users_items(tiny_data):
     sampler = NegativeSampler(tiny_data, torch.device("cpu"), seed=0)
     users = torch.arange(tiny_data.n_users)
-    negatives = sampler.sample(users, (tiny_data.n_users, 40))
+    targets = torch.ones(tiny_data.n_users, 40, dtype=torch.long)
+    targets[:, :5] = 0  # padding positions get no negative
+    negatives = sampler.sample(users, targets)
+    assert (negatives[:, :5] == 0).all()
+    negatives = negatives[:, 5:]
     for u in range(tiny_data.n_users):
         assert not set(negatives[u].tolist()) & set(tiny_data.sequence(u).tolist())
     assert negatives.min() >= 1 and negatives.max() <= tiny_data.n_items

@@ -113,7 +113,7 @@ class Config:
             setattr(self, f.name, _coerce(f.name, _field_type(f), getattr(self, f.name)))
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
-                raise ConfigError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(allowed)}")
+                raise ConfigError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(a or repr(a) for a in allowed)}")
         positive = ("hidden_size", "num_layers", "num_heads", "max_len", "epochs", "batch_size", "num_clusters",
                     "kmeans_iters", "kmeans_restarts",
                     "eval_batch_size", "synthetic_users", "synthetic_items", "synthetic_intents")
@@ -149,10 +149,7 @@ class Config:
                 close = difflib.get_close_matches(key, known, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise ConfigError(f"unknown config key {key!r}{hint}")
-        preset = values.get("preset") or ""
-        if preset not in CHOICES["preset"]:
-            raise ConfigError(f"preset={preset!r}: choose one of {', '.join(p for p in CHOICES['preset'] if p)}")
-        return cls(**{**PRESETS.get(preset, {}), **values})
+        return cls(**{**PRESETS.get(values.get("preset", ""), {}), **values})  # __post_init__ checks the name
 
     @classmethod
     def load(cls, path: str | Path | None = None, **overrides: Any) -> Config:

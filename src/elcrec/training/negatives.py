@@ -20,14 +20,16 @@ class NegativeSampler:
         where = torch.searchsorted(self.keys, keys).clamp_(max=len(self.keys) - 1)
         return self.keys[where] == keys
 
-    def sample(self, users: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-        """[len(users), *shape[1:]] items in 1..n_items, none seen by its row's user."""
-        users = users.view(-1, *([1] * (len(shape) - 1))).expand(shape)
-        items = torch.randint(1, self.n_items + 1, shape, device=self.keys.device, generator=self.generator)
+    def sample(self, users: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """One negative per target position: items in 1..n_items none of which the row's user has seen,
+        0 where the target is padding (those positions carry no loss, so nothing is drawn for them)."""
+        present = targets > 0
+        owners = users[:, None].expand_as(targets)[present]
+        drawn = torch.randint(1, self.n_items + 1, owners.shape, device=self.keys.device, generator=self.generator)
         for _ in range(1000):
-            clash = self.seen(users, items)
+            clash = self.seen(owners, drawn)
             if not clash.any():
-                return items
-            items[clash] = torch.randint(1, self.n_items + 1, (int(clash.sum()),), device=items.device,
+                return torch.zeros_like(targets).masked_scatter_(present, drawn)
+            drawn[clash] = torch.randint(1, self.n_items + 1, (int(clash.sum()),), device=drawn.device,
                                          generator=self.generator)
         raise RuntimeError("could not draw unseen negatives: some user has interacted with almost every item")

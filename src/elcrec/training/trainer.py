@@ -77,7 +77,7 @@ def train(config: Config, data: SequenceData | None = None, progress: bool = Tru
         for rows in torch.randperm(len(inputs), generator=order).split(config.batch_size):
             batch = {"inputs": inputs[rows].to(device), "targets": targets[rows].to(device)}
             if sampler is not None:
-                batch["negatives"] = sampler.sample(users[rows].to(device), tuple(batch["targets"].shape))
+                batch["negatives"] = sampler.sample(users[rows].to(device), batch["targets"])
             loss = model.loss(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
