@@ -10,20 +10,15 @@ Data comes from ELCREC_DATA_DIR (default ../shared/data); runs go to runs/reprod
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from pathlib import Path
 
-import torch
+from common import DATA_DIR, FILES, ROOT, dataset_path, machine, write_markdown
 
 from elcrec import Config
 from elcrec.data import load_dataset
 from elcrec.training import train
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("ELCREC_DATA_DIR", ROOT.parent / "shared" / "data"))
-FILES = {"beauty": "Beauty", "sports": "Sports_and_Outdoors", "toys": "Toys_and_Games", "yelp": "Yelp"}
 TABLE_NAMES = {"beauty": "Beauty", "sports": "Sports", "toys": "Toys", "yelp": "Yelp"}
 PAPER_COLUMNS = {"sasrec": "SASRec", "bert4rec": "BERT4Rec", "cl4srec": "CL4SRec", "iclrec": "ICLRec", "elcrec": "ELCRec (paper)"}
 METRICS = ("HR@5", "HR@20", "NDCG@5", "NDCG@20")
@@ -57,10 +52,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="markdown file [default: benchmarks/results/reproduce-<dataset>.md]")
     args = parser.parse_args()
 
-    path = DATA_DIR / f"{FILES[args.dataset]}.txt"
-    if not path.is_file():
-        raise SystemExit(f"{path} not found: set ELCREC_DATA_DIR to the folder holding the benchmark files")
-    base = Config.from_dict({"data": str(path), "preset": args.dataset, "epochs": args.epochs,
+    base = Config.from_dict({"data": str(dataset_path(args.dataset)), "preset": args.dataset, "epochs": args.epochs,
                              "patience": args.patience, "device": args.device})
     data = load_dataset(base)
     paper = paper_numbers(args.dataset)
@@ -74,11 +66,8 @@ def main() -> None:
         per_epoch = sum(h["seconds"] for h in result["history"]) / max(epochs, 1)
         rows.append((model, result, epochs, per_epoch, wall))
 
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
-    if torch.cuda.is_available() and base.device != "cpu":
-        machine += f", {torch.cuda.get_device_name()}"
     lines = [f"# Reproduction on {FILES[args.dataset]} (preset {args.dataset})", "",
-             f"Machine: {machine}. Command: `python benchmarks/reproduce.py --dataset {args.dataset} "
+             f"Machine: {machine(base.device)}. Command: `python benchmarks/reproduce.py --dataset {args.dataset} "
              f"--models {args.models} --epochs {args.epochs} --patience {args.patience}`.",
              "Full ranking, seen items excluded, test split of the best validation epoch (NDCG@20).", "",
              "| model | " + " | ".join(f"{m} (ours / paper)" for m in METRICS) + " | best epoch | epochs run | s/epoch | total s |",
@@ -88,9 +77,7 @@ def main() -> None:
                  for m in METRICS]
         lines.append(f"| {model} | " + " | ".join(cells) + f" | {result['best_epoch']} | {epochs} | {per_epoch:.1f} | {wall:.0f} |")
     out = args.out or ROOT / "benchmarks" / "results" / f"reproduce-{args.dataset}.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_markdown(out, lines)
 
 
 if __name__ == "__main__":

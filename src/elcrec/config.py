@@ -27,6 +27,8 @@ CHOICES = {
     "loss": ("bce", "ce"),
     "mask_history": ("none", "exclude", "reference"),
     "device": ("auto", "cpu", "cuda"),
+    "engine": ("fast", "reference"),
+    "amp": ("none", "bf16", "fp16"),
 }
 
 
@@ -101,6 +103,8 @@ class Config:
     metric: str = _opt("NDCG@20", "validation metric for early stopping and the best checkpoint, e.g. NDCG@20, HR@10, MRR@5")
     seed: int = _opt(1, "seed for data generation, initialisation, sampling and dropout")
     device: str = _opt("auto", "auto (cuda when present), cpu or cuda")
+    engine: str = _opt("fast", "fast: one encoder pass over rec and view rows, PCL reuses the instance-CL views, cheap dropout masks; reference: the reference's computation order (separate passes, torch dropout)")
+    amp: str = _opt("none", "mixed precision on CUDA: none, bf16 or fp16 (autocast; fp16 adds loss scaling)")
     output_dir: str = _opt("", "run folder for checkpoint, config and metrics ('' = runs/<model>-<data>-seed<seed>)")
     # --- evaluation
     eval_ks: tuple[int, ...] = _opt((5, 10, 20), "cut-offs k for HR@k, NDCG@k, MRR@k")

@@ -8,10 +8,12 @@ History masking (`mask_history`), applied to every item the user saw before the 
   none      -> scores untouched.
 Sampled mode ranks the target among N negatives drawn uniformly without replacement from the items
 the user has not seen (history and target excluded), with a seeded generator.
+Users are taken shortest history first, so each batch drops its leading all-padding columns.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ..data import EvalSet
@@ -31,17 +33,15 @@ def evaluate(model: SequentialRecommender, data: EvalSet, ks: tuple[int, ...] = 
     model.eval()
     device = model_device(model)
     inputs = torch.from_numpy(data.inputs)
-    targets = torch.from_numpy(data.targets).to(device) - 1  # column of each target
-    history = torch.from_numpy(data.history).to(device) - 1
-    offsets = data.history_offsets
+    targets = torch.from_numpy(data.targets) - 1  # column of each target
     generator = torch.Generator(device=device).manual_seed(seed)
     metrics = RankingMetrics(ks)
-    for start in range(0, len(inputs), batch_size):
-        stop = min(start + batch_size, len(inputs))
-        batch = inputs[start:stop].to(device)
-        scores = model.score(batch).float()
-        rows, cols = _history_entries(history, offsets, start, stop)
-        target = targets[start:stop]
+    order = np.argsort((data.inputs > 0).sum(1), kind="stable")
+    for start in range(0, len(order), batch_size):
+        users = order[start : start + batch_size]
+        scores = model.score(inputs[users].to(device)).float()
+        rows, cols = _history_entries(data.history, data.history_offsets, users, device)
+        target = targets[users].to(device)
         if sampled_negatives:
             ranks = _sampled_ranks(scores, target, rows, cols, sampled_negatives, generator)
         else:
@@ -61,12 +61,14 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return tensor.device
 
 
-def _history_entries(history: torch.Tensor, offsets, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(row within the batch, item column) of every history item of rows start..stop."""
-    lo, hi = int(offsets[start]), int(offsets[stop])
-    counts = torch.from_numpy(offsets[start + 1 : stop + 1] - offsets[start:stop]).to(history.device)
-    rows = torch.repeat_interleave(torch.arange(stop - start, device=history.device), counts)
-    return rows, history[lo:hi]
+def _history_entries(history: np.ndarray, offsets: np.ndarray, users: np.ndarray,
+                     device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row within the batch, item column) of every history item of the batch's `users`."""
+    counts = offsets[users + 1] - offsets[users]
+    starts = np.repeat(offsets[users] - np.cumsum(counts) + counts, counts)
+    flat = starts + np.arange(counts.sum())
+    rows = np.repeat(np.arange(len(users)), counts)
+    return torch.from_numpy(rows).to(device), torch.from_numpy(history[flat] - 1).to(device)
 
 
 def _sampled_ranks(scores: torch.Tensor, target: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,

@@ -15,8 +15,7 @@ METRICS = ("HR", "NDCG", "MRR")
 
 def pessimistic_rank(scores: torch.Tensor, target_scores: torch.Tensor) -> torch.Tensor:
     """scores [B, C] over every candidate including the target, target_scores [B] -> rank [B]."""
-    t = target_scores[:, None]
-    return (scores > t).sum(1) + (scores == t).sum(1) - 1
+    return torch.count_nonzero(scores >= target_scores[:, None], dim=1) - 1  # the target itself is >= itself
 
 
 class RankingMetrics:

@@ -71,8 +71,12 @@ class NextItemRecommender(SequentialRecommender):
         """[B, L] -> [B, L, d]; outputs at item positions must not depend on leading padding."""
         raise NotImplementedError
 
+    def last_output(self, inputs: torch.Tensor) -> torch.Tensor:
+        """[B, L] -> [B, d], the output at the last position (models may compute it alone)."""
+        return self.sequence_output(inputs)[:, -1]
+
     def encode(self, histories: torch.Tensor) -> torch.Tensor:
-        return self.sequence_output(trim_padding(histories))[:, -1]
+        return self.last_output(trim_padding(histories))
 
     def score(self, histories: torch.Tensor) -> torch.Tensor:
         return self.encode(histories) @ self.item_table[1:].T
@@ -89,9 +93,14 @@ class NextItemRecommender(SequentialRecommender):
         table = self.item_table
         if self.config.loss == "ce":
             return F.cross_entropy(h[present] @ table[1:].T, targets[present] - 1)
-        pos = (h * table[targets]).sum(-1)
-        neg = (h * table[batch["negatives"]]).sum(-1)
+        pos = (h * rows(table, targets)).sum(-1)
+        neg = (h * rows(table, batch["negatives"])).sum(-1)
         return (-F.logsigmoid(pos) - F.logsigmoid(-neg))[present].mean()
+
+
+def rows(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """table[ids] through index_select, whose backward (index_add) is several times faster on CPU."""
+    return table.index_select(0, ids.reshape(-1)).view(*ids.shape, table.shape[1])
 
 
 def trim_padding(inputs: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,7 @@ class BERT4Rec(SequentialRecommender):
         self.mask_token = n_items + 1
         self.encoder = TransformerEncoder(n_items, config.hidden_size, config.num_layers, config.num_heads,
                                           config.max_len, config.dropout, config.attn_dropout,
-                                          causal=False, extra_tokens=1)
+                                          causal=False, extra_tokens=1, fast_dropout=config.engine == "fast")
 
     @property
     def item_table(self) -> torch.Tensor:

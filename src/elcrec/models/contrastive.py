@@ -2,11 +2,11 @@
 
 nce(a, b): symmetric NT-Xent over the 2B rows [a; b], dot-product similarity / temperature; row i of a
 and row i of b are positives, every other row of both views a negative, self-similarity excluded.
+The similarity matrix is a Gram matrix R Rᵀ, so its gradient is (G + Gᵀ) R: one matmul instead of the
+two autograd would run (the flattened [2B, L·d] views make this a large share of a CL step).
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -14,13 +14,21 @@ import torch.nn.functional as F
 from .augment import augment
 from .sasrec import SASRec
 
-if TYPE_CHECKING:
-    from ..config import Config
+
+class Gram(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, rows: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(rows)
+        return rows @ rows.T
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (rows,) = ctx.saved_tensors
+        return ((grad + grad.T) @ rows.to(grad.dtype)).to(rows.dtype)  # grad is half precision under autocast
 
 
 def nce(a: torch.Tensor, b: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    rows = torch.cat([a, b])
-    sim = rows @ rows.T / temperature
+    sim = Gram.apply(torch.cat([a, b])) / temperature
     sim.fill_diagonal_(float("-inf"))
     B = len(a)
     positives = torch.cat([torch.arange(B, 2 * B), torch.arange(0, B)]).to(sim.device)
@@ -35,9 +43,18 @@ class CL4SRec(SASRec):
         c = self.config
         return torch.cat([augment(inputs, c.augment, c.crop_ratio, c.mask_ratio, c.reorder_ratio) for _ in range(2)])
 
+    def encode_with_views(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Outputs for the rows [B, L, d], two augmented views of each [2B, L], and the views' outputs
+        [2B, L, d]: one encoder pass over all 3B rows (engine=fast) or one pass each (engine=reference)."""
+        if self.config.engine == "reference":
+            h = self.encoder(inputs)
+            views = self.views(inputs)
+            return h, views, self.encoder(views)
+        views = self.views(inputs)
+        h, out = self.encoder(torch.cat([inputs, views])).split([len(inputs), len(views)])
+        return h, views, out
+
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        inputs = batch["inputs"]
-        h = self.encoder(inputs)
-        out = self.encoder(self.views(inputs)).flatten(1)
-        v1, v2 = out.chunk(2)
+        h, _, out = self.encode_with_views(batch["inputs"])
+        v1, v2 = out.flatten(1).chunk(2)
         return self.rec_loss(h, batch) + self.config.cl_weight * nce(v1, v2, self.config.temperature)

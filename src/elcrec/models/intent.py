@@ -54,6 +54,12 @@ def squared_distances(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     return (x * x).sum(-1, keepdim=True) + (c * c).sum(-1) - 2 * x @ c.T
 
 
+def nearest_centre(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """argmin_k ||x - c_k||² for every row of x [..., d]: one addmm of c² - 2x·c (x² is the same for every k)."""
+    flat = x.reshape(-1, x.shape[-1])
+    return torch.addmm((c * c).sum(1), flat, c.T, alpha=-2).argmin(1).view(x.shape[:-1])
+
+
 class IntentModel(CL4SRec):
     """Shared: mean-pooled representations of all training sequences, and the PCL term."""
 
@@ -89,8 +95,12 @@ class IntentModel(CL4SRec):
         """Intent of each full-width [B, max_len] history (nearest centre) and the distance to it."""
         raise NotImplementedError
 
-    def intent_cl(self, views: torch.Tensor, intents: torch.Tensor) -> torch.Tensor:
-        p1, p2 = self.pool(self.encoder(views), views).chunk(2)
+    def intent_cl(self, views: torch.Tensor, out: torch.Tensor, intents: torch.Tensor) -> torch.Tensor:
+        """PCL on the views' outputs `out`; engine=reference encodes the views again (fresh dropout), as the
+        reference does, engine=fast reuses the instance-CL pass."""
+        if self.config.engine == "reference":
+            out = self.encoder(views)
+        p1, p2 = self.pool(out, views).chunk(2)
         t = self.config.temperature
         return (nce(p1, intents, t) + nce(p2, intents, t)) / 2
 
@@ -118,12 +128,11 @@ class ICLRec(IntentModel):
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         c = self.config
         inputs = batch["inputs"]
-        h = self.encoder(inputs)
-        views = self.views(inputs)
-        v1, v2 = self.encoder(views).flatten(1).chunk(2)
-        nearest = squared_distances(self.pool(h.detach(), inputs), self.centroids).argmin(1)
+        h, views, out = self.encode_with_views(inputs)
+        v1, v2 = out.flatten(1).chunk(2)
+        nearest = nearest_centre(self.pool(h.detach(), inputs), self.centroids)
         return (self.rec_loss(h, batch) + c.cl_weight * nce(v1, v2, c.temperature)
-                + c.intent_cl_weight * self.intent_cl(views, self.unit_centroids[nearest]))
+                + c.intent_cl_weight * self.intent_cl(views, out, self.unit_centroids[nearest]))
 
 
 class ELCRec(IntentModel):
@@ -154,7 +163,7 @@ class ELCRec(IntentModel):
     def fuse(self, out: torch.Tensor) -> torch.Tensor:
         """Give every position its nearest centre: added (shift) or concatenated (concat)."""
         centres = self.cluster_centers
-        nearest = centres[squared_distances(out.detach(), centres.detach()).argmin(-1)]
+        nearest = centres.index_select(0, nearest_centre(out.detach(), centres.detach()).flatten()).view_as(out)
         return out + nearest if self.config.intent_fusion == "shift" else torch.cat([out, nearest], -1)
 
     def intents(self, h: torch.Tensor, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -166,10 +175,8 @@ class ELCRec(IntentModel):
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         c = self.config
         inputs = batch["inputs"]
-        h = self.encoder(inputs)
+        h, views, out = self.encode_with_views(inputs)
         total = self.rec_loss(h, batch)
-        views = self.views(inputs)
-        out = self.encoder(views)
         v1, v2 = (self.fuse(out) if c.icl else out).flatten(1).chunk(2)
         total = total + c.cl_weight * nce(v1, v2, c.temperature)
         with torch.no_grad():
@@ -180,7 +187,7 @@ class ELCRec(IntentModel):
             pull = distances.mean() if c.cluster_pull == "all" else distances.min(1).values.mean()
             total = total + c.trade_off * (pull - squared_distances(centres, centres).mean())
         if c.icl:
-            total = total + c.intent_cl_weight * self.intent_cl(views, self.cluster_centers[distances.argmin(1)])
+            total = total + c.intent_cl_weight * self.intent_cl(views, out, self.cluster_centers[distances.argmin(1)])
         return total
 
     @torch.no_grad()

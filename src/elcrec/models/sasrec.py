@@ -18,7 +18,8 @@ class SASRec(NextItemRecommender):
     def __init__(self, n_items: int, config: Config) -> None:
         super().__init__(config)
         self.encoder = TransformerEncoder(n_items, config.hidden_size, config.num_layers, config.num_heads,
-                                          config.max_len, config.dropout, config.attn_dropout)
+                                          config.max_len, config.dropout, config.attn_dropout,
+                                          fast_dropout=config.engine == "fast")
 
     @property
     def item_table(self) -> torch.Tensor:
@@ -26,3 +27,6 @@ class SASRec(NextItemRecommender):
 
     def sequence_output(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.encoder(inputs)
+
+    def last_output(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.encoder(inputs, last_only=True)

@@ -1,0 +1,40 @@
+"""What the benchmark scripts share: where the benchmark files are, and a one-line machine description."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("ELCREC_DATA_DIR", ROOT.parent / "shared" / "data"))
+FILES = {"beauty": "Beauty", "sports": "Sports_and_Outdoors", "toys": "Toys_and_Games", "yelp": "Yelp"}
+
+
+def dataset_path(dataset: str) -> Path:
+    path = DATA_DIR / f"{FILES[dataset]}.txt"
+    if not path.is_file():
+        raise SystemExit(f"{path} not found: set ELCREC_DATA_DIR to the folder holding the benchmark files")
+    return path
+
+
+def machine(device: str = "cpu") -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    text = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    if device != "cpu" and torch.cuda.is_available():
+        text += f", {torch.cuda.get_device_name()}"
+    return text
+
+
+def write_markdown(path: Path, lines: list[str]) -> None:
+    """Write a result table under benchmarks/results and echo it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))

@@ -1,0 +1,141 @@
+"""Training and evaluation speed per model and engine on one benchmark dataset, each in its own process:
+seconds per training epoch (ICLRec's k-means E-step included), sequences per second, seconds to rank
+every item for every user (full-ranking validation), peak resident memory, and the matmul work done per
+second as a share of this machine's measured matmul peak.
+
+    python benchmarks/speed.py --dataset beauty --models sasrec,iclrec,elcrec --engines fast,reference --epochs 2
+
+Writes benchmarks/results/speed-<dataset>.md. FLOPs are counted by torch.utils.flop_counter on one training
+step (forward and backward) and scaled to the epoch; elementwise work is not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from common import FILES, ROOT, dataset_path, machine, write_markdown
+
+MATMUL_SIZE = 4096
+
+
+def matmul_peak(device: torch.device, repeats: int = 10) -> float:
+    """Best GFLOP/s of a 4096² float32 matmul."""
+    a = torch.randn(MATMUL_SIZE, MATMUL_SIZE, device=device)
+    best = float("inf")
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        a @ a
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - started)
+    return 2 * MATMUL_SIZE**3 / best / 1e9
+
+
+def step_flops(model, train, config, sampler, device) -> float:
+    """FLOPs of one training step (forward + backward) on a full batch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    rows = torch.arange(config.batch_size)
+    batch = {"inputs": torch.from_numpy(train.inputs[rows.numpy()]).to(device),
+             "targets": torch.from_numpy(train.targets[rows.numpy()]).to(device)}
+    if sampler is not None:
+        batch["negatives"] = sampler.sample(torch.from_numpy(train.users[rows.numpy()]).to(device), batch["targets"])
+    model.train()
+    with FlopCounterMode(display=False) as counter:
+        model.loss(batch).backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def worker(dataset: str, model_name: str, engine: str, epochs: int, device: str) -> dict:
+    from elcrec import Config
+    from elcrec.data import eval_set, load_dataset, train_set
+    from elcrec.evaluation import evaluate
+    from elcrec.training import load_run, train
+    from elcrec.training.negatives import NegativeSampler
+    from elcrec.training.trainer import resolve_device
+
+    config = Config.from_dict({"data": str(dataset_path(dataset)), "preset": dataset, "model": model_name,
+                               "engine": engine, "epochs": epochs, "patience": 0, "device": device,
+                               "output_dir": str(ROOT / "runs" / "speed" / dataset / f"{model_name}-{engine}")})
+    data = load_dataset(config)
+    peak = matmul_peak(resolve_device(device))  # this VM's speed drifts: measure it beside each run
+    result = train(config, data=data, progress=False)
+    seconds = [h["seconds"] for h in result["history"]]
+
+    # the trained model, for the evaluation timing and the FLOP count
+    dev = resolve_device(device)
+    model = load_run(config.run_dir, dev).model
+    trained = train_set(data, config.max_len)
+    valid = eval_set(data, config.max_len, "valid")
+    evaluate(model, valid)  # warm-up
+    eval_seconds = []
+    for _ in range(3):
+        started = time.perf_counter()
+        evaluate(model, valid)
+        eval_seconds.append(time.perf_counter() - started)
+    sampler = NegativeSampler(data, dev, seed=0) if model.needs_negatives else None
+    flops = step_flops(model, trained, config, sampler, dev) * len(trained.inputs) / config.batch_size
+    epoch = statistics.median(seconds)
+    return {"model": model_name, "engine": engine, "epoch_s": epoch, "epochs": seconds,
+            "seq_per_s": len(trained.inputs) / epoch, "eval_s": min(eval_seconds), "users": len(valid.inputs),
+            "gflop_per_epoch": flops / 1e9, "gflops": flops / 1e9 / epoch, "peak_gflops": peak,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=FILES, default="beauty")
+    parser.add_argument("--models", default="sasrec,iclrec,elcrec")
+    parser.add_argument("--engines", default="fast,reference")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs per run; the median epoch time is reported")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--worker", nargs=2, metavar=("MODEL", "ENGINE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.dataset, *args.worker, args.epochs, args.device)))
+        return
+
+    rows = []
+    for model in args.models.split(","):
+        for engine in args.engines.split(","):
+            command = [sys.executable, __file__, "--dataset", args.dataset, "--epochs", str(args.epochs),
+                       "--device", args.device, "--worker", model, engine]
+            print(f"{model} engine={engine} ...", flush=True)
+            done = subprocess.run(command, check=True, capture_output=True, text=True)
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            print(json.dumps(rows[-1]), flush=True)
+
+    reference = {row["model"]: row["epoch_s"] for row in rows if row["engine"] == "reference"}
+    lines = [f"# Training and evaluation speed on {FILES[args.dataset]} (preset {args.dataset})", "",
+             f"Machine: {machine(args.device)}. Command: `python benchmarks/speed.py --dataset {args.dataset} "
+             f"--models {args.models} --engines {args.engines} --epochs {args.epochs} --device {args.device}`.",
+             "Train s/epoch: median over the epochs run (ICLRec's E-step included). Eval s: full ranking of every "
+             "item for every user of the validation split, best of 3. GFLOP: matmul work of the engine's own "
+             f"step (the reference engine encodes more rows). Matmul peak: best {MATMUL_SIZE}² float32 matmul, "
+             "measured in each run's process just before training.", "",
+             "| model | engine | train s/epoch | speed-up vs reference | seq/s | eval s (users) | GFLOP/epoch "
+             "| GFLOP/s | matmul peak GFLOP/s | share of peak | peak RSS MB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        speedup = reference.get(row["model"], float("nan")) / row["epoch_s"]
+        lines.append(f"| {row['model']} | {row['engine']} | {row['epoch_s']:.1f} | {speedup:.2f}x | {row['seq_per_s']:,.0f} "
+                     f"| {row['eval_s']:.2f} ({row['users']:,}) | {row['gflop_per_epoch']:,.0f} | {row['gflops']:.0f} "
+                     f"| {row['peak_gflops']:.0f} | {row['gflops'] / row['peak_gflops']:.0%} | {row['peak_rss_mb']:,.0f} |")
+    out = args.out or ROOT / "benchmarks" / "results" / f"speed-{args.dataset}.md"
+    write_markdown(out, lines)
+
+
+if __name__ == "__main__":
+    main()
