@@ -1,4 +1,4 @@
-"""The `elcrec` command: demo, train, evaluate, recommend, import-reference.
+"""The `elcrec` command: demo, train, evaluate, recommend, export, serve, intents, import-reference.
 
 Every `train` flag is generated from the Config dataclass, so flags, config files and docs never drift.
 Heavy imports (torch) happen inside the commands, so `elcrec --help` is instant.
@@ -101,10 +101,13 @@ def evaluate(checkpoint: Path = typer.Argument(..., help="run folder (or its mod
     """Evaluate a saved run on the valid or test split."""
     from ..data import eval_set, load_dataset
     from ..evaluation import evaluate as run_evaluation
-    from ..training import load_run, resolve_device
+    from ..training import keep_freed_memory, load_run, resolve_device
 
     try:
-        run = load_run(checkpoint, resolve_device(device))
+        on = resolve_device(device)
+        if on.type == "cpu":
+            keep_freed_memory()
+        run = load_run(checkpoint, on)
         config = run.config.replace(**{k: v for k, v in dict(data=data, mask_history=mask_history,
                                         sampled_negatives=sampled_negatives).items() if v is not None})
         cutoffs = _parse_ks(ks) if ks else config.eval_ks
@@ -141,39 +144,71 @@ def _check_items(data_ids, run_ids) -> None:
 
 
 @app.command()
-def recommend(checkpoint: Path = typer.Argument(..., help="run folder (or its model.pt)"),
+def recommend(checkpoint: Path = typer.Argument(..., help="run folder, its model.pt, or an exported artefact"),
               history: str = typer.Option(..., help="the user's items, oldest first, original ids: \"12 7 99\""),
               k: int = typer.Option(10, "-k", "--top", help="how many items to return"),
               keep_seen: bool = typer.Option(False, help="allow items already in the history"),
               device: str = typer.Option("auto", help="auto, cpu or cuda")) -> None:
     """Top-k items for a new user's history (original item ids), with scores."""
-    import numpy as np
-    import torch
+    from ..serving import Recommender
 
-    from ..data import pad_left
-    from ..evaluation import model_device
-    from ..training import load_run, resolve_device
-
-    run = load_run(checkpoint, resolve_device(device))
-    index = {str(item): i + 1 for i, item in enumerate(run.item_ids)}
     tokens = history.replace(",", " ").split()
-    unknown = [t for t in tokens if t not in index]
     if not tokens:
         fail("--history is empty; give the user's items, e.g. --history \"12 7 99\"")
-    if unknown:
-        fail(f"unknown item id(s) {' '.join(unknown[:10])}: the model was trained on {len(index):,} items")
-    if not 1 <= k <= len(index):
-        fail(f"-k {k}: choose 1..{len(index)}")
-    items = np.array([index[t] for t in tokens])
-    inputs = pad_left(items, np.array([0]), np.array([len(items)]), min(len(items), run.config.max_len))
-    with torch.no_grad():
-        scores = run.model.score(torch.from_numpy(inputs).to(model_device(run.model)))[0]
-    if not keep_seen:
-        scores[torch.from_numpy(items - 1)] = float("-inf")
-    top = torch.topk(scores, k)
+    try:
+        result = Recommender.load(checkpoint, device).recommend([tokens], k, exclude_seen=not keep_seen,
+                                                                unknown="reject")[0]
+    except (ValueError, FileNotFoundError) as error:
+        fail(str(error))
     typer.echo(f"{'rank':>4}  {'item':>10}  score")
-    for rank, (score, column) in enumerate(zip(top.values.tolist(), top.indices.tolist()), start=1):
-        typer.echo(f"{rank:>4}  {str(run.item_ids[column]):>10}  {score:.4f}")
+    for rank, (item, score) in enumerate(zip(result["items"], result["scores"]), start=1):
+        typer.echo(f"{rank:>4}  {str(item):>10}  {score:.4f}")
+
+
+@app.command()
+def export(checkpoint: Path = typer.Argument(..., help="run folder"),
+           out: Path = typer.Option(..., help="file to write, e.g. model.elcrec.pt")) -> None:
+    """One self-contained file (weights, config, item ids) that `serve`, `recommend` and `evaluate` load."""
+    from ..training import export_run
+
+    try:
+        export_run(checkpoint, out)
+    except (ValueError, FileNotFoundError) as error:
+        fail(str(error))
+    typer.echo(f"wrote {out}")
+
+
+@app.command()
+def serve(checkpoint: Path = typer.Argument(..., help="run folder, its model.pt, or an exported artefact"),
+          host: str = typer.Option("127.0.0.1", help="address to listen on"),
+          port: int = typer.Option(8000, help="port"),
+          device: str = typer.Option("auto", help="auto, cpu or cuda"),
+          index: str = typer.Option("exact", help="exact (matmul over all items) or faiss (HNSW, approximate)"),
+          ef_search: int = typer.Option(256, help="faiss index: candidates explored per query (recall vs speed)"),
+          unknown_items: str = typer.Option("ignore", help="items the model does not know: ignore (drop, report) or reject (422)"),
+          max_history: int = typer.Option(1000, help="most items accepted per history"),
+          max_batch: int = typer.Option(256, help="most histories per batch request"),
+          max_k: int = typer.Option(1000, help="largest k"),
+          max_body_bytes: int = typer.Option(1 << 20, help="largest request body"),
+          threads: int = typer.Option(0, help="torch CPU threads (0 = torch's default)")) -> None:
+    """Serve recommendations and intents over HTTP (OpenAPI schema at /docs and /openapi.json)."""
+    import torch
+    import uvicorn
+
+    from ..serving import Limits, Recommender, create_app
+
+    if unknown_items not in ("ignore", "reject"):
+        fail(f"--unknown-items {unknown_items!r}: choose ignore or reject")
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        recommender = Recommender.load(checkpoint, device, index=index, ef_search=ef_search)
+        limits = Limits(max_history=max_history, max_batch=max_batch, max_k=max_k, max_body_bytes=max_body_bytes,
+                        unknown=unknown_items)
+    except (ValueError, FileNotFoundError) as error:
+        fail(str(error))
+    typer.echo(f"serving {recommender.config.model} ({recommender.n_items:,} items) on http://{host}:{port}")
+    uvicorn.run(create_app(recommender, limits), host=host, port=port, log_level="warning")
 
 
 @app.command()

@@ -62,9 +62,39 @@ class Run:
     path: Path
 
 
+ARTEFACT_FORMAT = "elcrec-model/1"
+
+
+def export_run(run_dir: str | Path, out: str | Path) -> None:
+    """One self-contained file (weights, config, item ids) that `load_run` and `elcrec serve` accept;
+    it loads with torch.load(weights_only=True)."""
+    run = load_run(run_dir)
+    artefact = {"format": ARTEFACT_FORMAT, "config": json.dumps(run.config.to_dict()),
+                "item_ids": np.asarray(run.item_ids).tolist(),
+                "state_dict": {k: v.detach().cpu() for k, v in run.model.state_dict().items()}}
+    save_state(out, artefact)
+
+
+def _load_artefact(path: Path, device: str | torch.device) -> Run:
+    try:
+        artefact = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated, foreign or pickled-object files all end here
+        raise ValueError(f"{path} is not a run folder or an elcrec model artefact ({error.__class__.__name__})") from None
+    if not isinstance(artefact, dict) or artefact.get("format") != ARTEFACT_FORMAT:
+        raise ValueError(f"{path} is not an elcrec model artefact (export one with `elcrec export RUN --out FILE`)")
+    config = Config.from_dict(json.loads(artefact["config"]))
+    item_ids = np.array(artefact["item_ids"])
+    model = build_model(config, len(item_ids))
+    model.load_state_dict(artefact["state_dict"])
+    return Run(model.to(device).eval(), config, item_ids, path)
+
+
 def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
-    """Load a run folder (or its model.pt): config, item mapping and weights, model in eval mode."""
+    """Load a run folder (or its model.pt), or an exported artefact: config, item mapping and weights,
+    model in eval mode."""
     path = Path(path)
+    if path.is_file() and path.name != MODEL_FILE:
+        return _load_artefact(path, device)
     run_dir = path.parent if path.is_file() else path
     missing = [name for name in (MODEL_FILE, CONFIG_FILE, ITEMS_FILE) if not (run_dir / name).is_file()]
     if missing:

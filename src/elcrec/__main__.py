@@ -1,0 +1,5 @@
+"""`python -m elcrec ...` is the `elcrec` command (what torchrun and subprocesses call)."""
+
+from .cli.main import app
+
+app(prog_name="elcrec")

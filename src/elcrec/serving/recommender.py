@@ -1,0 +1,155 @@
+"""Score any user's history with a trained run: original item ids in, original item ids out.
+
+    rec = Recommender.load("runs/elcrec-Beauty-seed1")          # a run folder or an exported artefact
+    rec.recommend([["12", "7", "99"], ["5"]], k=10)              # [{"items": [...], "scores": [...], "unknown": []}, ...]
+    rec.intents([["12", "7", "99"]])                             # [{"intent": 3, "distance": 0.41}] (iclrec, elcrec)
+
+Histories are oldest first; only the last max_len items are read. Items the model never saw are
+`unknown`: dropped and reported (unknown="ignore") or an error (unknown="reject"). Ranking is exact (a
+matmul over the whole catalogue, then top-k) unless `index="faiss"`, which searches an inner-product
+HNSW index of the item table: approximate, for catalogues in the millions (benchmarks/serve_load.py
+measures its recall against exact).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..evaluation import model_device
+from ..models.intent import IntentModel
+from ..training import Run, load_run, resolve_device
+
+UNKNOWN_POLICIES = ("ignore", "reject")
+
+
+class HistoryError(ValueError):
+    """A history cannot be scored (empty, only unknown items, unknown items under unknown='reject')."""
+
+
+class Recommender:
+    """A loaded run that answers recommendation and intent queries, batched, on the run's device."""
+
+    def __init__(self, run: Run, index: str = "exact", ef_search: int = 256) -> None:
+        if index not in ("exact", "faiss"):
+            raise ValueError(f"index={index!r}: choose exact or faiss")
+        if index == "faiss" and not hasattr(run.model, "item_table"):
+            raise ValueError(f"index=faiss needs an item embedding table; model {run.config.model!r} has none")
+        self.model = run.model.eval()
+        self.config = run.config
+        self.device = model_device(self.model)
+        self.item_ids = run.item_ids
+        self.internal = {str(item): i + 1 for i, item in enumerate(run.item_ids)}
+        self.n_items = len(run.item_ids)
+        self.has_intents = isinstance(self.model, IntentModel)
+        self.index = self._faiss_index(ef_search) if index == "faiss" else None
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto", index: str = "exact", ef_search: int = 256) -> Recommender:
+        return cls(load_run(path, resolve_device(device)), index=index, ef_search=ef_search)
+
+    def metadata(self) -> dict[str, Any]:
+        return {"model": self.config.model, "data": self.config.data_name, "n_items": self.n_items,
+                "max_len": self.config.max_len, "has_intents": self.has_intents,
+                "index": "exact" if self.index is None else "faiss", "config": self.config.to_dict()}
+
+    def parse(self, histories: Sequence[Sequence[Any]], unknown: str = "ignore") -> tuple[list[np.ndarray], list[list]]:
+        """Internal ids of each history's known items, and each history's unknown items."""
+        if unknown not in UNKNOWN_POLICIES:
+            raise ValueError(f"unknown={unknown!r}: choose ignore or reject")
+        known, missing = [], []
+        for n, history in enumerate(histories):
+            ids = [self.internal.get(str(item), 0) for item in history]
+            missing.append([item for item, i in zip(history, ids) if i == 0])
+            if not history:
+                raise HistoryError(f"history {n} is empty: give at least one item")
+            if missing[-1] and unknown == "reject":
+                raise HistoryError(f"history {n} has items the model does not know: {_preview(missing[-1])}")
+            if len(missing[-1]) == len(history):
+                raise HistoryError(f"history {n} has no item the model knows: {_preview(missing[-1])}")
+            known.append(np.array([i for i in ids if i], dtype=np.int64))
+        return known, missing
+
+    def _inputs(self, known: list[np.ndarray]) -> torch.Tensor:
+        """Right-aligned, left-padded [B, width] batch of the last max_len items of each history."""
+        width = min(max(len(items) for items in known), self.config.max_len)
+        inputs = np.zeros((len(known), width), dtype=np.int64)
+        for row, items in enumerate(known):
+            tail = items[-width:]
+            inputs[row, width - len(tail):] = tail
+        return torch.from_numpy(inputs).to(self.device)
+
+    @torch.no_grad()
+    def recommend(self, histories: Sequence[Sequence[Any]], k: int = 10, exclude_seen: bool = True,
+                  unknown: str = "ignore") -> list[dict[str, list]]:
+        """Top-k items per history: original ids, scores (best first), and the history's unknown items."""
+        if not 1 <= k <= self.n_items:
+            raise ValueError(f"k={k}: choose 1..{self.n_items}")
+        known, missing = self.parse(histories, unknown)
+        inputs = self._inputs(known)
+        if self.index is not None:
+            scores, columns = self._search(inputs, known, k, exclude_seen)
+        else:
+            all_scores = self.model.score(inputs).float()
+            if exclude_seen:
+                rows = torch.from_numpy(np.repeat(np.arange(len(known)), [len(items) for items in known]))
+                seen = torch.from_numpy(np.concatenate(known) - 1)
+                all_scores[rows.to(self.device), seen.to(self.device)] = float("-inf")
+            top = torch.topk(all_scores, min(k, self.n_items), dim=1)
+            scores, columns = top.values.cpu().numpy(), top.indices.cpu().numpy()
+        results = []
+        for row, absent in enumerate(missing):
+            keep = np.isfinite(scores[row])  # fewer than k items are left when the history covers the catalogue
+            results.append({"items": self.item_ids[columns[row][keep]].tolist(),
+                            "scores": scores[row][keep].tolist(), "unknown": absent})
+        return results
+
+    @torch.no_grad()
+    def intents(self, histories: Sequence[Sequence[Any]], unknown: str = "ignore") -> list[dict[str, Any]]:
+        """Nearest intent (centre index) and the distance to it, per history."""
+        if not self.has_intents:
+            raise ValueError(f"model {self.config.model!r} has no intents (train iclrec or elcrec)")
+        known, missing = self.parse(histories, unknown)
+        width = self.config.max_len  # intents pool over the full max_len window, padding included
+        inputs = np.zeros((len(known), width), dtype=np.int64)
+        for row, items in enumerate(known):
+            tail = items[-width:]
+            inputs[row, width - len(tail):] = tail
+        intent, distance = self.model.assign(torch.from_numpy(inputs).to(self.device))
+        return [{"intent": int(i), "distance": float(d), "unknown": absent}
+                for i, d, absent in zip(intent.tolist(), distance.tolist(), missing)]
+
+    def _faiss_index(self, ef_search: int):
+        """HNSW (M 32) over the item table, inner product; a larger ef_search trades speed for recall."""
+        import faiss
+
+        table = self.model.item_table[1:].detach().float().cpu().numpy()
+        index = faiss.IndexHNSWFlat(table.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efSearch = ef_search
+        index.add(np.ascontiguousarray(table))
+        return index
+
+    def _search(self, inputs: torch.Tensor, known: list[np.ndarray], k: int,
+                exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
+        users = self.model.encode(inputs).float().cpu().numpy()
+        extra = max(len(items) for items in known) if exclude_seen else 0
+        scores, columns = self.index.search(np.ascontiguousarray(users), min(k + extra, self.n_items))
+        out_scores = np.full((len(known), k), -np.inf, dtype=np.float32)
+        out_columns = np.zeros((len(known), k), dtype=np.int64)
+        for row, items in enumerate(known):
+            keep = columns[row] >= 0
+            if exclude_seen:
+                keep &= ~np.isin(columns[row], items - 1)
+            chosen = np.flatnonzero(keep)[:k]
+            out_scores[row, : len(chosen)] = scores[row, chosen]
+            out_columns[row, : len(chosen)] = columns[row, chosen]
+        return out_scores, out_columns
+
+
+def _preview(items: list, limit: int = 10) -> str:
+    shown = ", ".join(repr(item) for item in items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")

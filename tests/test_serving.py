@@ -1,0 +1,163 @@
+"""Recommender (library) and the HTTP API, through FastAPI's test client."""
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from elcrec import Config
+from elcrec.data import train_set
+from elcrec.models import build_model
+from elcrec.serving import HistoryError, Limits, Recommender, create_app
+from elcrec.training import Run, export_run, load_run, save_run
+
+
+def make_run(data, model="sasrec", path=None):
+    torch.manual_seed(0)
+    config = Config(model=model, hidden_size=16, num_clusters=4, max_len=20, kmeans_restarts=1)
+    net = build_model(config, data.n_items)
+    net.prepare(train_set(data, config.max_len))
+    item_ids = np.array([f"i{n}" for n in range(1, data.n_items + 1)])  # original ids differ from internal ones
+    return Run(net.eval(), config, item_ids, path)
+
+
+@pytest.fixture
+def sasrec(tiny_data):
+    return Recommender(make_run(tiny_data))
+
+
+@pytest.fixture
+def client(sasrec):
+    return TestClient(create_app(sasrec, Limits(max_history=30, max_batch=4, max_k=50, max_body_bytes=4096)))
+
+
+def test_recommend_is_the_top_k_of_the_model_scores(sasrec):
+    history = ["i3", "i9", "i4"]
+    result = sasrec.recommend([history], k=5)[0]
+    scores = sasrec.model.score(torch.tensor([[3, 9, 4]]))[0]
+    scores[[2, 8, 3]] = float("-inf")
+    top = torch.topk(scores, 5)
+    assert result["items"] == [f"i{c + 1}" for c in top.indices.tolist()]
+    assert result["scores"] == pytest.approx(top.values.tolist(), rel=1e-6)
+    assert not set(result["items"]) & set(history) and result["unknown"] == []
+    kept = sasrec.recommend([history], k=60, exclude_seen=False)[0]["items"]
+    assert set(history) <= set(kept)
+
+
+def test_batch_equals_single_requests_and_long_histories_keep_the_tail(sasrec):
+    histories = [["i1"], ["i5", "i6", "i7"], [f"i{n % 60 + 1}" for n in range(45)]]
+    batch = sasrec.recommend(histories, k=7)
+    for history, result in zip(histories, batch):
+        assert sasrec.recommend([history], k=7)[0]["items"] == result["items"]
+    kept = sasrec.recommend(histories[2:], k=7, exclude_seen=False)[0]["items"]
+    assert kept == sasrec.recommend([histories[2][-20:]], k=7, exclude_seen=False)[0]["items"]  # max_len 20
+
+
+def test_unknown_items_are_ignored_reported_or_rejected(sasrec):
+    result = sasrec.recommend([["i3", "nope", 17]], k=3)[0]
+    assert result["unknown"] == ["nope", 17]
+    assert result["items"] == sasrec.recommend([["i3"]], k=3)[0]["items"]
+    with pytest.raises(HistoryError, match="does not know: 'nope'"):
+        sasrec.recommend([["i3", "nope"]], unknown="reject")
+    with pytest.raises(HistoryError, match="no item the model knows"):
+        sasrec.recommend([["x", "y"]])
+    with pytest.raises(ValueError, match="k=0"):
+        sasrec.recommend([["i3"]], k=0)
+
+
+def test_http_recommend_health_and_metadata(client, sasrec):
+    assert client.get("/health").json() == {"status": "ok"}
+    meta = client.get("/metadata").json()
+    assert (meta["model"], meta["n_items"], meta["limits"]["max_k"]) == ("sasrec", 60, 50)
+    response = client.post("/recommend", json={"history": ["i3", "i9", 4], "k": 5})
+    assert response.status_code == 200
+    assert response.json()["items"] == sasrec.recommend([["i3", "i9"]], k=5)[0]["items"]
+    assert response.json()["unknown"] == [4]
+    batch = client.post("/recommend/batch", json={"histories": [["i3"], ["i9", "i2"]], "k": 2}).json()["results"]
+    assert [r["items"] for r in batch] == [r["items"] for r in sasrec.recommend([["i3"], ["i9", "i2"]], k=2)]
+    schema = client.get("/openapi.json").json()
+    assert {"/recommend", "/recommend/batch", "/intents", "/health", "/metadata"} <= set(schema["paths"])
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ({"history": []}, "at least 1"),
+    ({"history": ["i1"] * 31}, "at most 30"),
+    ({"history": ["i1"], "k": 0}, "greater than or equal to 1"),
+    ({"history": ["i1"], "k": -3}, "greater than or equal to 1"),
+    ({"history": ["i1"], "k": 51}, "less than or equal to 50"),
+    ({"history": "i1 i2"}, "valid list"),
+    ({"history": [["i1"]]}, "valid"),
+    ({"history": ["i1"], "colour": "red"}, "Extra inputs"),
+    ({"items": ["i1"]}, "Field required"),
+    ({"history": ["x"]}, "no item the model knows"),
+])
+def test_http_rejects_bad_requests_with_a_clear_422(client, body, fragment):
+    response = client.post("/recommend", json=body)
+    assert response.status_code == 422
+    assert fragment in str(response.json()["detail"])
+    assert "Traceback" not in response.text
+
+
+def test_http_batch_limits_malformed_json_and_body_size(client):
+    assert client.post("/recommend/batch", json={"histories": [["i1"]] * 5}).status_code == 422
+    assert client.post("/recommend/batch", json={"histories": [["i1"], []]}).status_code == 422
+    malformed = client.post("/recommend", content=b'{"history": [', headers={"content-type": "application/json"})
+    assert malformed.status_code == 422
+    huge = client.post("/recommend", json={"history": ["i1"] * 2000})
+    assert huge.status_code == 413 and "4096 bytes" in huge.json()["detail"]
+    streamed = client.post("/recommend", content=(b"x" * 1024 for _ in range(8)),
+                           headers={"content-type": "application/json"})
+    assert streamed.status_code == 413
+
+
+def test_http_keeps_serving_after_a_burst_of_bad_requests(client):
+    for n in range(50):
+        assert client.post("/recommend", json={"history": [], "k": -n}).status_code == 422
+    assert client.post("/recommend", json={"history": ["i1"]}).status_code == 200
+
+
+def test_reject_policy_over_http(sasrec):
+    client = TestClient(create_app(sasrec, Limits(unknown="reject")))
+    response = client.post("/recommend", json={"history": ["i1", "zz"]})
+    assert response.status_code == 422 and "'zz'" in response.json()["detail"]
+
+
+def test_intents_endpoint(tiny_data):
+    elcrec = Recommender(make_run(tiny_data, "elcrec"))
+    client = TestClient(create_app(elcrec))
+    results = client.post("/intents", json={"histories": [["i1", "i2"], ["i7"]]}).json()["results"]
+    padded = torch.zeros(2, 20, dtype=torch.long)
+    padded[0, -2:] = torch.tensor([1, 2])
+    padded[1, -1] = 7
+    intent, distance = elcrec.model.assign(padded)
+    assert [r["intent"] for r in results] == intent.tolist()
+    assert [r["distance"] for r in results] == pytest.approx(distance.tolist(), rel=1e-5)
+    sasrec = TestClient(create_app(Recommender(make_run(tiny_data))))
+    response = sasrec.post("/intents", json={"histories": [["i1"]]})
+    assert response.status_code == 400 and "no intents" in response.json()["detail"]
+
+
+def test_faiss_index_agrees_with_exact_ranking(tiny_data):
+    run = make_run(tiny_data)
+    exact, approximate = Recommender(run), Recommender(run, index="faiss")
+    histories = [[f"i{(7 * u + j) % 60 + 1}" for j in range(u % 5 + 1)] for u in range(40)]
+    found = [set(a["items"]) & set(e["items"]) for a, e in
+             zip(approximate.recommend(histories, k=10), exact.recommend(histories, k=10))]
+    assert sum(map(len, found)) / (10 * len(histories)) >= 0.9
+
+
+def test_exported_artefact_round_trips_and_bad_files_are_named(tiny_data, tmp_path):
+    run = make_run(tiny_data, "elcrec")
+    save_run(tmp_path / "run", run.model, run.config, run.item_ids)
+    export_run(tmp_path / "run", tmp_path / "model.elcrec.pt")
+    loaded = Recommender.load(tmp_path / "model.elcrec.pt", device="cpu")
+    history = [["i4", "i8"]]
+    assert loaded.recommend(history) == Recommender(run).recommend(history)
+    assert torch.load(tmp_path / "model.elcrec.pt", weights_only=True)["format"] == "elcrec-model/1"
+    data = (tmp_path / "model.elcrec.pt").read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="not a run folder or an elcrec model artefact"):
+        load_run(tmp_path / "truncated.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
+    with pytest.raises(ValueError, match="elcrec export"):
+        load_run(tmp_path / "foreign.pt")
