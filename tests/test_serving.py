@@ -156,7 +156,7 @@ def test_exported_artefact_round_trips_and_bad_files_are_named(tiny_data, tmp_pa
     assert torch.load(tmp_path / "model.elcrec.pt", weights_only=True)["format"] == "elcrec-model/1"
     data = (tmp_path / "model.elcrec.pt").read_bytes()
     (tmp_path / "truncated.pt").write_bytes(data[: len(data) // 2])
-    with pytest.raises(ValueError, match="not a run folder or an elcrec model artefact"):
+    with pytest.raises(ValueError, match="cannot be read as a run folder or an elcrec model artefact"):
         load_run(tmp_path / "truncated.pt")
     torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
     with pytest.raises(ValueError, match="elcrec export"):

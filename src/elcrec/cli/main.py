@@ -56,23 +56,28 @@ def demo(epochs: int = typer.Option(25, help="SASRec epochs on the synthetic dat
 
 
 def _train(config: Optional[Path] = typer.Option(None, "--config", help="YAML, TOML or JSON file of settings; flags override it"),
+           resume: Optional[Path] = typer.Option(None, "--resume", help="run folder to continue after its last finished epoch, with its saved settings"),
            **flags: Any) -> None:
     from ..training import train
+    from ..training.trainer import NonFiniteLoss
 
+    given = [f"--{name.replace('_', '-')}" for name, value in flags.items() if value is not None]
+    if resume is not None and (config is not None or given):
+        fail(f"--resume continues {resume} with its saved settings; drop {' '.join(given) or '--config'}")
     try:
-        resolved = Config.load(config, **flags)
-    except ConfigError as error:
+        resolved = Config.load(resume / "config.json", output_dir=str(resume)) if resume else Config.load(config, **flags)
+    except (ConfigError, FileNotFoundError) as error:
         fail(str(error))
     try:
-        train(resolved)
-    except (ValueError, FileNotFoundError) as error:
+        train(resolved, resume=resume is not None)
+    except (ValueError, FileNotFoundError, NonFiniteLoss) as error:
         fail(str(error))
 
 
 def _train_signature() -> None:
     """Give `_train` one option per Config field (default None = not given, so files are not overridden)."""
-    params = [inspect.signature(_train).parameters["config"]]
-    annotations: dict[str, Any] = {"config": Optional[Path], "return": None}
+    params = [inspect.signature(_train).parameters[name] for name in ("config", "resume")]
+    annotations: dict[str, Any] = {"config": Optional[Path], "resume": Optional[Path], "return": None}
     for name, kind, default, help_text in config_fields():
         kind = str if kind not in (int, float, str, bool) else kind
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default

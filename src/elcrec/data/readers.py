@@ -9,10 +9,14 @@ Formats:
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+
+log = logging.getLogger(__name__)
 
 
 class DataError(ValueError):
@@ -33,6 +37,13 @@ def read_interactions(path: str | Path, data_format: str = "auto", user_col: str
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     data_format = detect_format(path) if data_format == "auto" else data_format
+    try:
+        return _read(path, data_format, user_col, item_col, time_col)
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 text (byte {error.start}); is it the {data_format} format?") from None
+
+
+def _read(path: Path, data_format: str, user_col: str, item_col: str, time_col: str) -> Interactions:
     if data_format == "benchmark":
         return read_benchmark(path)
     if data_format in ("csv", "tsv", "parquet"):
@@ -63,11 +74,13 @@ def read_benchmark(path: Path) -> Interactions:
     items: list[int] = []
     positions: list[int] = []
     first_line: dict[int, int] = {}
+    blank = 0
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             fields = line.split()
             if not fields:
-                continue  # blank lines carry nothing
+                blank += 1  # blank lines carry nothing
+                continue
             try:
                 ids = [int(f) for f in fields]
             except ValueError:
@@ -82,6 +95,8 @@ def read_benchmark(path: Path) -> Interactions:
             positions.extend(range(len(ids) - 1))
     if not items:
         raise DataError(f"{path}: no interactions found (expected lines 'user item item ...')")
+    if blank:
+        log.warning("%s: skipped %d blank line(s)", path, blank)
     return Interactions(np.array(users), np.array(items), np.array(positions), str(path))
 
 
@@ -115,8 +130,11 @@ def _from_table(table, source: str, user_col: str, item_col: str, time_col: str)
     needed = [user_col, item_col] + ([time_col] if time_col else [])
     missing = [c for c in needed if c not in table.column_names]
     if missing:
+        separator = next((sep for sep in (";", "\t", ",", "|") if len(table.column_names) == 1
+                          and sep in table.column_names[0]), None)
+        hint = f"; the header seems separated by {separator!r}: use that format or fix the file" if separator else ""
         raise DataError(f"{source}: missing column(s) {missing}; found {table.column_names} "
-                        "(set user_col / item_col / time_col)")
+                        f"(set user_col / item_col / time_col){hint}")
     if table.num_rows == 0:
         raise DataError(f"{source}: no interactions found")
     columns = {}

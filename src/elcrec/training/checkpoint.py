@@ -1,6 +1,7 @@
 """A run folder: `model.pt` (plain state dict), `config.json` (every setting), `items.json` (original id
-of each internal item id), `metrics.json`. Every file is written atomically (temp file + rename), so an
-interrupted write never leaves a half file behind. `model.pt` loads with torch.load(weights_only=True).
+of each internal item id), `metrics.json`, and `training_state.pt` (what resuming needs). Every file is
+written atomically (temp file + rename), so an interrupted write never leaves a half file behind. The
+.pt files load with torch.load(weights_only=True).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ..config import Config
 from ..models import SequentialRecommender, build_model
 
 MODEL_FILE, CONFIG_FILE, ITEMS_FILE, METRICS_FILE = "model.pt", "config.json", "items.json", "metrics.json"
+STATE_FILE = "training_state.pt"  # everything `train(resume=True)` needs to continue exactly
 
 
 def atomic_write(path: str | Path, data: bytes) -> None:
@@ -45,6 +47,21 @@ def save_state(path: str | Path, state: dict[str, Any]) -> None:
     buffer = io.BytesIO()
     torch.save(state, buffer)
     atomic_write(path, buffer.getvalue())
+
+
+def read_pt(path: Path, what: str) -> Any:
+    """torch.load(weights_only=True) on CPU; a truncated, foreign or pickled-object file is a ValueError naming it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises RuntimeError, UnpicklingError, EOFError, ... depending on the damage
+        raise ValueError(f"{path} cannot be read as {what} ({error.__class__.__name__}: {str(error)[:120]})") from None
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    """The training state written after the last finished epoch."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: nothing to resume (no epoch of this run has finished)")
+    return read_pt(path, "a training state")
 
 
 def save_run(run_dir: str | Path, model: SequentialRecommender, config: Config, item_ids: np.ndarray) -> None:
@@ -76,10 +93,7 @@ def export_run(run_dir: str | Path, out: str | Path) -> None:
 
 
 def _load_artefact(path: Path, device: str | torch.device) -> Run:
-    try:
-        artefact = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated, foreign or pickled-object files all end here
-        raise ValueError(f"{path} is not a run folder or an elcrec model artefact ({error.__class__.__name__})") from None
+    artefact = read_pt(path, "a run folder or an elcrec model artefact")
     if not isinstance(artefact, dict) or artefact.get("format") != ARTEFACT_FORMAT:
         raise ValueError(f"{path} is not an elcrec model artefact (export one with `elcrec export RUN --out FILE`)")
     config = Config.from_dict(json.loads(artefact["config"]))
@@ -102,5 +116,5 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
     config = Config.from_dict(json.loads((run_dir / CONFIG_FILE).read_text()))
     item_ids = np.array(json.loads((run_dir / ITEMS_FILE).read_text()))
     model = build_model(config, len(item_ids))
-    model.load_state_dict(torch.load(run_dir / MODEL_FILE, map_location="cpu", weights_only=True))
+    model.load_state_dict(read_pt(run_dir / MODEL_FILE, "model weights"))
     return Run(model.to(device).eval(), config, item_ids, run_dir)

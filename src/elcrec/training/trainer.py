@@ -19,7 +19,7 @@ from ..config import PRESETS, Config
 from ..data import SequenceData, eval_set, load_dataset, train_set
 from ..evaluation import evaluate
 from ..models import build_model
-from .checkpoint import METRICS_FILE, load_run, save_run, write_json
+from .checkpoint import METRICS_FILE, STATE_FILE, load_run, load_state, save_run, save_state, write_json
 from .negatives import NegativeSampler
 
 LOG_EVERY = 20  # steps between progress-bar loss updates
@@ -47,6 +47,14 @@ def keep_freed_memory() -> None:
     libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
 
 
+def check_finite(first_bad: torch.Tensor, epoch: int, run_dir: Path) -> None:
+    step = int(first_bad)
+    if step >= 0:
+        raise NonFiniteLoss(f"the training loss became NaN or infinite at epoch {epoch}, step {step}; nothing from "
+                            f"this epoch was saved ({run_dir} keeps the best checkpoint and the state after epoch "
+                            f"{epoch - 1}). Lower the learning rate, try --amp none, or check the data.")
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -57,9 +65,42 @@ def format_metrics(metrics: dict[str, float], names: tuple[str, ...] = ("HR", "N
     return "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.partition("@")[0] in names)
 
 
-def train(config: Config, data: SequenceData | None = None, progress: bool = True) -> dict[str, Any]:
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or infinite; nothing from that epoch was saved."""
+
+
+def rng_states(*generators: torch.Generator | None) -> dict[str, Any]:
+    """Every random state a run draws from, as tensors and numbers (torch.load(weights_only=True) reads it)."""
+    version, python_state, gauss = random.getstate()
+    _, numpy_keys, position, has_gauss, cached = np.random.get_state()
+    return {"python": (version, torch.tensor(python_state), gauss),
+            "numpy": (torch.from_numpy(numpy_keys.astype(np.int64)), position, has_gauss, cached),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "generators": [g.get_state() if g is not None else None for g in generators]}
+
+
+def set_rng_states(states: dict[str, Any], *generators: torch.Generator | None) -> None:
+    version, python_state, gauss = states["python"]
+    random.setstate((version, tuple(python_state.tolist()), gauss))
+    keys, position, has_gauss, cached = states["numpy"]
+    np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), position, has_gauss, cached))
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    for generator, state in zip(generators, states["generators"]):
+        if generator is not None:
+            generator.set_state(state)
+
+
+def train(config: Config, data: SequenceData | None = None, progress: bool = True,
+          resume: bool = False) -> dict[str, Any]:
     """Train `config.model`, keep the best validation checkpoint in `config.run_dir`, test it, and return
-    (and write to metrics.json) the best epoch's valid metrics and the test metrics."""
+    (and write to metrics.json) the best epoch's valid metrics and the test metrics.
+
+    After every epoch the whole training state (weights, optimiser, loss scaler, every random state,
+    early-stopping state, history) is written atomically to training_state.pt; `resume=True` continues
+    from it, and the continued run is identical to one never interrupted (tests/test_reliability.py)."""
     seed_everything(config.seed)
     device = resolve_device(config.device)
     if device.type == "cpu":
@@ -72,13 +113,19 @@ def train(config: Config, data: SequenceData | None = None, progress: bool = Tru
     data = load_dataset(config) if data is None else data
     print(data.summary())
     train_data = train_set(data, config.max_len)
+    if not len(train_data.inputs):
+        raise ValueError(f"{data.name}: no user has the 4 or more interactions training needs (the last two are held "
+                         "out for validation and test, and a training sequence needs an input and a target)")
     valid, test = eval_set(data, config.max_len, "valid"), eval_set(data, config.max_len, "test")
     eval_options = dict(ks=config.eval_ks, mask_history=config.mask_history,
                         sampled_negatives=config.sampled_negatives, batch_size=config.eval_batch_size, seed=config.seed)
 
     model = build_model(config, data.n_items).to(device)
-    model.prepare(train_data)
-    save_run(run_dir, model, config, data.item_ids)  # a usable checkpoint exists from the start
+    state_path = Path(run_dir) / STATE_FILE
+    state = load_state(state_path) if resume else None
+    if state is None:
+        model.prepare(train_data)
+        save_run(run_dir, model, config, data.item_ids)  # a usable checkpoint exists from the start
     inputs = torch.from_numpy(train_data.inputs)
     targets = torch.from_numpy(train_data.targets)
     users = torch.from_numpy(train_data.users)
@@ -89,9 +136,19 @@ def train(config: Config, data: SequenceData | None = None, progress: bool = Tru
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")  # fp16 gradients underflow unscaled
     order = torch.Generator().manual_seed(config.seed)
 
-    best_score, best_epoch, best_valid, history = -math.inf, -1, {}, []
-    for epoch in range(config.epochs if optimizer else 0):
+    best_score, best_epoch, best_valid, history, first_epoch, stopped = -math.inf, -1, {}, [], 0, False
+    if state is not None:
+        model.load_state_dict(state["model"])
+        if optimizer:
+            optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        set_rng_states(state["rng"], order, sampler.generator if sampler else None)
+        best_score, best_epoch, best_valid = state["best_score"], state["best_epoch"], state["best_valid"]
+        history, first_epoch, stopped = state["history"], state["epoch"] + 1, state["stopped"]
+        print(f"resuming after epoch {state['epoch']} (best {config.metric} {best_score:.4f} at epoch {best_epoch})")
+    for epoch in range(first_epoch, config.epochs if optimizer and not stopped else 0):
         started, total_loss, steps = time.perf_counter(), torch.zeros((), device=device), 0
+        first_bad = torch.full((), -1, device=device)  # first step with a non-finite loss, checked at log points
         model.start_epoch(train_data)  # counted in the epoch's time (ICLRec's k-means E-step)
         model.train()
         bar = tqdm(total=len(inputs), desc=f"epoch {epoch}", unit="seq", disable=not progress, leave=False)
@@ -106,10 +163,13 @@ def train(config: Config, data: SequenceData | None = None, progress: bool = Tru
             scaler.step(optimizer)
             scaler.update()
             total_loss, steps = total_loss + loss.detach(), steps + 1
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), steps - 1, first_bad)
             bar.update(len(rows))
             if steps % LOG_EVERY == 0:  # reading the loss waits for the device: only at log points
+                check_finite(first_bad, epoch, run_dir)
                 bar.set_postfix(loss=f"{total_loss.item() / steps:.4f}")
         bar.close()
+        check_finite(first_bad, epoch, run_dir)
         seconds = time.perf_counter() - started
         total_loss = total_loss.item()
         valid_metrics = evaluate(model, valid, **eval_options)
@@ -121,7 +181,13 @@ def train(config: Config, data: SequenceData | None = None, progress: bool = Tru
         if improved:
             best_score, best_epoch, best_valid = score, epoch, valid_metrics
             save_run(run_dir, model, config, data.item_ids)
-        elif config.patience and epoch - best_epoch >= config.patience:
+        stopped = bool(config.patience) and epoch - best_epoch >= config.patience
+        save_state(state_path, {
+            "epoch": epoch, "stopped": stopped, "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+            "rng": rng_states(order, sampler.generator if sampler else None),
+            "best_score": best_score, "best_epoch": best_epoch, "best_valid": best_valid, "history": history})
+        if stopped:
             tqdm.write(f"early stop: {config.metric} has not improved for {config.patience} epochs")
             break
 

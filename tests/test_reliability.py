@@ -1,0 +1,118 @@
+"""Determinism, crash-safe resume (SIGKILL mid-run), and a poisoned loss that must not be saved."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from elcrec import Config
+from elcrec.models import SASRec
+from elcrec.training import train
+from elcrec.training.trainer import NonFiniteLoss
+
+SETTINGS = ["--data", "synthetic", "--synthetic-users", "1500", "--synthetic-items", "300", "--model", "elcrec",
+            "--hidden-size", "16", "--num-clusters", "8", "--kmeans-restarts", "1", "--batch-size", "32",
+            "--max-len", "20", "--epochs", "4", "--patience", "0", "--device", "cpu", "--seed", "7"]
+
+
+def run_cli(*args, **popen):
+    return subprocess.Popen([sys.executable, "-m", "elcrec", "train", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, **popen)
+
+
+def metrics(folder):
+    result = json.loads((folder / "metrics.json").read_text())
+    return result["best_epoch"], result["valid"], result["test"], [h["loss"] for h in result["history"]]
+
+
+def test_same_seed_same_metrics(tiny_data, tmp_path):
+    config = Config(model="elcrec", hidden_size=16, num_clusters=4, max_len=20, kmeans_restarts=1, epochs=2,
+                    device="cpu", seed=5)
+    first = train(config.replace(output_dir=str(tmp_path / "a")), data=tiny_data, progress=False)
+    second = train(config.replace(output_dir=str(tmp_path / "b")), data=tiny_data, progress=False)
+    assert first["test"] == second["test"] and first["valid"] == second["valid"]
+    assert [h["loss"] for h in first["history"]] == [h["loss"] for h in second["history"]]
+
+
+def test_killed_run_resumes_to_the_same_metrics(tmp_path):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert run_cli(*SETTINGS, "--output-dir", str(whole)).wait() == 0
+
+    process = run_cli(*SETTINGS, "--output-dir", str(killed))
+    state = killed / "training_state.pt"
+    deadline = time.time() + 300
+    while not state.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    assert process.poll() is None, "the run ended before it could be killed; make it longer"
+    os.kill(process.pid, signal.SIGKILL)  # somewhere inside epoch 1 (or its validation)
+    process.wait()
+    finished = torch.load(state, weights_only=True)["epoch"]
+    assert finished < 3 and not (killed / "metrics.json").exists()
+
+    resumed = run_cli("--resume", str(killed))
+    assert resumed.wait() == 0, resumed.stderr.read()
+    assert metrics(killed) == metrics(whole)  # bit-identical on CPU
+
+
+def test_resume_refuses_new_settings_and_missing_state(tmp_path):
+    process = run_cli("--resume", str(tmp_path), "--lr", "0.1")
+    assert process.wait() == 2 and "--resume continues" in process.stderr.read()
+    (tmp_path / "config.json").write_text(json.dumps({"model": "sasrec"}))
+    process = run_cli("--resume", str(tmp_path))
+    assert process.wait() == 2 and "nothing to resume" in process.stderr.read()
+
+
+def test_non_finite_loss_stops_without_saving(tiny_data, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    loss = SASRec.loss
+
+    def poisoned(self, batch):
+        calls["n"] += 1
+        value = loss(self, batch)
+        return value * float("nan") if calls["n"] == 4 else value  # epoch 1 (2 steps per epoch), its 2nd step
+
+    monkeypatch.setattr(SASRec, "loss", poisoned)
+    config = Config(hidden_size=16, max_len=20, batch_size=64, epochs=3, device="cpu", output_dir=str(tmp_path))
+    with pytest.raises(NonFiniteLoss, match="epoch 1, step 1"):
+        train(config, data=tiny_data, progress=False)
+    assert torch.load(tmp_path / "training_state.pt", weights_only=True)["epoch"] == 0
+    saved = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in saved.values() if v.is_floating_point())
+
+
+def test_truncated_weights_in_a_run_folder_are_named(tiny_data, tmp_path):
+    from elcrec.training import load_run
+
+    train(Config(hidden_size=16, max_len=20, epochs=1, device="cpu", output_dir=str(tmp_path)), data=tiny_data,
+          progress=False)
+    weights = tmp_path / "model.pt"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="model.pt cannot be read as model weights"):
+        load_run(tmp_path)
+
+
+@pytest.mark.parametrize("content, fragment", [  # reader-level errors: tests/test_readers.py
+    ("1 2 3 4\n\n2 3 4 5\n", "no user has the 4 or more interactions"),
+    ("1 2\n", "no user has 3 or more interactions"),
+])
+def test_datasets_too_short_to_train_on_fail_before_training(tmp_path, content, fragment):
+    path = tmp_path / "data.txt"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=fragment):
+        train(Config(data=str(path), device="cpu", output_dir=str(tmp_path / "run")), progress=False)
+
+
+def test_wrong_separator_and_binary_files_are_explained(tmp_path):
+    from elcrec.data import DataError, read_interactions
+
+    (tmp_path / "log.csv").write_text("user_id;item_id;timestamp\n1;2;3\n")
+    with pytest.raises(DataError, match="separated by ';'"):
+        read_interactions(tmp_path / "log.csv")
+    (tmp_path / "data.txt").write_bytes(bytes(range(128, 256)))
+    with pytest.raises(DataError, match="not UTF-8 text"):
+        read_interactions(tmp_path / "data.txt")
