@@ -24,6 +24,8 @@ def test_file_values_then_overrides(tmp_path):
     ({"epochs": "ten"}, "expected int"),
     ({"metric": "NDCG@50"}, "k in eval_ks"),
     ({"batch_size": 0}, "at least 1"),
+    ({"max_len": 0}, "max_len=0: must be at least 1"),
+    ({"engine": "turbo"}, "choose one of fast, reference"),
 ])
 def test_bad_values_are_errors(values, message):
     with pytest.raises(ConfigError, match=message):

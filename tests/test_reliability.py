@@ -116,3 +116,10 @@ def test_wrong_separator_and_binary_files_are_explained(tmp_path):
     (tmp_path / "data.txt").write_bytes(bytes(range(128, 256)))
     with pytest.raises(DataError, match="not UTF-8 text"):
         read_interactions(tmp_path / "data.txt")
+
+
+def test_more_clusters_than_training_sequences_fails_before_training(tiny_data, tmp_path):
+    config = Config(model="elcrec", num_clusters=500, hidden_size=16, device="cpu", output_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="num_clusters=500 exceeds the 120 training sequences"):
+        train(config, data=tiny_data, progress=False)
+    assert not (tmp_path / "training_state.pt").exists()
