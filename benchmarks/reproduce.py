@@ -2,7 +2,7 @@
 HR@5/20 and NDCG@5/20 beside the paper's numbers (read from REFERENCE_NUMBERS.md), with seconds per
 epoch and epochs run.
 
-    python benchmarks/reproduce.py --dataset beauty --models sasrec,elcrec [--epochs 300] [--out FILE]
+    python benchmarks/reproduce.py --dataset beauty --models sasrec,elcrec [--epochs 300] [--out FILE] [--resume]
 
 Data comes from ELCREC_DATA_DIR (default ../shared/data); runs go to runs/reproduce/<dataset>/<model>.
 """
@@ -18,6 +18,7 @@ from common import DATA_DIR, FILES, ROOT, dataset_path, machine, write_markdown
 from elcrec import Config
 from elcrec.data import load_dataset
 from elcrec.training import train
+from elcrec.training.checkpoint import STATE_FILE
 
 TABLE_NAMES = {"beauty": "Beauty", "sports": "Sports", "toys": "Toys", "yelp": "Yelp"}
 PAPER_COLUMNS = {"sasrec": "SASRec", "bert4rec": "BERT4Rec", "cl4srec": "CL4SRec", "iclrec": "ICLRec", "elcrec": "ELCRec (paper)"}
@@ -49,6 +50,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--patience", type=int, default=40)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--resume", action="store_true", help="continue runs whose folder holds a training state")
     parser.add_argument("--out", type=Path, default=None, help="markdown file [default: benchmarks/results/reproduce-<dataset>.md]")
     args = parser.parse_args()
 
@@ -60,7 +62,8 @@ def main() -> None:
     for model in args.models.split(","):
         config = base.replace(model=model, output_dir=str(ROOT / "runs" / "reproduce" / args.dataset / model))
         started = time.perf_counter()
-        result = train(config, data=data)
+        resume = args.resume and (config.run_dir / STATE_FILE).is_file()
+        result = train(config, data=data, resume=resume)
         wall = time.perf_counter() - started
         epochs = len(result["history"])
         per_epoch = sum(h["seconds"] for h in result["history"]) / max(epochs, 1)
