@@ -46,7 +46,7 @@ class CL4SRec(SASRec):
     def encode_with_views(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Outputs for the rows [B, L, d], two augmented views of each [2B, L], and the views' outputs
         [2B, L, d]: one encoder pass over all 3B rows (engine=fast) or one pass each (engine=reference)."""
-        if self.config.engine == "reference":
+        if self.config.engine == "reference":  # the reference draws the views after encoding the rows
             h = self.encoder(inputs)
             views = self.views(inputs)
             return h, views, self.encoder(views)

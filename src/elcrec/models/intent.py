@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base import rows
 from .contrastive import CL4SRec, nce
 
 if TYPE_CHECKING:
@@ -163,7 +164,7 @@ class ELCRec(IntentModel):
     def fuse(self, out: torch.Tensor) -> torch.Tensor:
         """Give every position its nearest centre: added (shift) or concatenated (concat)."""
         centres = self.cluster_centers
-        nearest = centres.index_select(0, nearest_centre(out.detach(), centres.detach()).flatten()).view_as(out)
+        nearest = rows(centres, nearest_centre(out.detach(), centres.detach()))
         return out + nearest if self.config.intent_fusion == "shift" else torch.cat([out, nearest], -1)
 
     def intents(self, h: torch.Tensor, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data import pad_left
 from ..evaluation import model_device
 from ..models.intent import IntentModel
 from ..training import Run, load_run, resolve_device
@@ -74,14 +75,11 @@ class Recommender:
             known.append(np.array([i for i in ids if i], dtype=np.int64))
         return known, missing
 
-    def _inputs(self, known: list[np.ndarray]) -> torch.Tensor:
-        """Right-aligned, left-padded [B, width] batch of the last max_len items of each history."""
-        width = min(max(len(items) for items in known), self.config.max_len)
-        inputs = np.zeros((len(known), width), dtype=np.int64)
-        for row, items in enumerate(known):
-            tail = items[-width:]
-            inputs[row, width - len(tail):] = tail
-        return torch.from_numpy(inputs).to(self.device)
+    def _inputs(self, known: list[np.ndarray], width: int) -> torch.Tensor:
+        """Right-aligned, left-padded [B, width] batch of the last `width` items of each history."""
+        lengths = np.array([len(items) for items in known])
+        ends = np.cumsum(lengths)
+        return torch.from_numpy(pad_left(np.concatenate(known), ends - lengths, ends, width)).to(self.device)
 
     @torch.no_grad()
     def recommend(self, histories: Sequence[Sequence[Any]], k: int = 10, exclude_seen: bool = True,
@@ -90,7 +88,7 @@ class Recommender:
         if not 1 <= k <= self.n_items:
             raise ValueError(f"k={k}: choose 1..{self.n_items}")
         known, missing = self.parse(histories, unknown)
-        inputs = self._inputs(known)
+        inputs = self._inputs(known, min(max(len(items) for items in known), self.config.max_len))
         if self.index is not None:
             scores, columns = self._search(inputs, known, k, exclude_seen)
         else:
@@ -99,7 +97,7 @@ class Recommender:
                 rows = torch.from_numpy(np.repeat(np.arange(len(known)), [len(items) for items in known]))
                 seen = torch.from_numpy(np.concatenate(known) - 1)
                 all_scores[rows.to(self.device), seen.to(self.device)] = float("-inf")
-            top = torch.topk(all_scores, min(k, self.n_items), dim=1)
+            top = torch.topk(all_scores, k, dim=1)
             scores, columns = top.values.cpu().numpy(), top.indices.cpu().numpy()
         results = []
         for row, absent in enumerate(missing):
@@ -114,12 +112,8 @@ class Recommender:
         if not self.has_intents:
             raise ValueError(f"model {self.config.model!r} has no intents (train iclrec or elcrec)")
         known, missing = self.parse(histories, unknown)
-        width = self.config.max_len  # intents pool over the full max_len window, padding included
-        inputs = np.zeros((len(known), width), dtype=np.int64)
-        for row, items in enumerate(known):
-            tail = items[-width:]
-            inputs[row, width - len(tail):] = tail
-        intent, distance = self.model.assign(torch.from_numpy(inputs).to(self.device))
+        # intents pool over the full max_len window, padding included
+        intent, distance = self.model.assign(self._inputs(known, self.config.max_len))
         return [{"intent": int(i), "distance": float(d), "unknown": absent}
                 for i, d, absent in zip(intent.tolist(), distance.tolist(), missing)]
 

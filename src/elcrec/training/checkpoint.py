@@ -64,11 +64,15 @@ def load_state(path: Path) -> dict[str, Any]:
     return read_pt(path, "a training state")
 
 
+def cpu_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
 def save_run(run_dir: str | Path, model: SequentialRecommender, config: Config, item_ids: np.ndarray) -> None:
     run_dir = Path(run_dir)
     write_json(run_dir / CONFIG_FILE, config.to_dict())
     write_json(run_dir / ITEMS_FILE, np.asarray(item_ids).tolist())
-    save_state(run_dir / MODEL_FILE, {k: v.detach().cpu() for k, v in model.state_dict().items()})
+    save_state(run_dir / MODEL_FILE, cpu_weights(model))
 
 
 @dataclass
@@ -88,7 +92,7 @@ def export_run(run_dir: str | Path, out: str | Path) -> None:
     run = load_run(run_dir)
     artefact = {"format": ARTEFACT_FORMAT, "config": json.dumps(run.config.to_dict()),
                 "item_ids": np.asarray(run.item_ids).tolist(),
-                "state_dict": {k: v.detach().cpu() for k, v in run.model.state_dict().items()}}
+                "state_dict": cpu_weights(run.model)}
     save_state(out, artefact)
 
 
