@@ -9,6 +9,7 @@ History masking (`mask_history`), applied to every item the user saw before the 
 Sampled mode ranks the target among N negatives drawn uniformly without replacement from the items
 the user has not seen (history and target excluded), with a seeded generator.
 Users are taken shortest history first, so each batch drops its leading all-padding columns.
+Under torch.distributed every process ranks every world_size-th user and the metric sums are added up.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from ..data import EvalSet
+from ..distributed import rank, world_size
 from ..models import SequentialRecommender
 from .metrics import RankingMetrics, pessimistic_rank
 
@@ -36,7 +38,7 @@ def evaluate(model: SequentialRecommender, data: EvalSet, ks: tuple[int, ...] = 
     targets = torch.from_numpy(data.targets) - 1  # column of each target
     generator = torch.Generator(device=device).manual_seed(seed)
     metrics = RankingMetrics(ks)
-    order = np.argsort((data.inputs > 0).sum(1), kind="stable")
+    order = np.argsort((data.inputs > 0).sum(1), kind="stable")[rank() :: world_size()]
     for start in range(0, len(order), batch_size):
         users = order[start : start + batch_size]
         scores = model.score(inputs[users].to(device)).float()
@@ -52,7 +54,7 @@ def evaluate(model: SequentialRecommender, data: EvalSet, ks: tuple[int, ...] = 
             ranks[target_scores == float("-inf")] = scores.shape[1]  # an excluded target is never hit
         metrics.update(ranks)
     model.train(was_training)
-    return metrics.result()
+    return metrics.result(device)
 
 
 def model_device(model: torch.nn.Module) -> torch.device:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from ..distributed import all_sum
+
 METRICS = ("HR", "NDCG", "MRR")
 
 
@@ -35,7 +37,11 @@ class RankingMetrics:
             self.sums[f"MRR@{k}"] += (hit / (ranks + 1)).sum().item()
         self.count += len(ranks)
 
-    def result(self) -> dict[str, float]:
-        if not self.count:
+    def result(self, device: torch.device | str = "cpu") -> dict[str, float]:
+        """Means over the users of every update; under torch.distributed, over every process's users
+        (`device`: where the collective runs, the process's GPU with nccl)."""
+        totals = all_sum(torch.tensor([*self.sums.values(), self.count], dtype=torch.float64, device=device)).tolist()
+        count = totals.pop()
+        if not count:
             raise ValueError("no users were evaluated")
-        return {name: total / self.count for name, total in self.sums.items()}
+        return {name: total / count for name, total in zip(self.sums, totals)}

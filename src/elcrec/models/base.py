@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..distributed import batch_mean
+
 if TYPE_CHECKING:
     from ..data import TrainSet
 
@@ -87,15 +89,16 @@ class NextItemRecommender(SequentialRecommender):
         return self.rec_loss(self.sequence_output(inputs), {k: v[:, -width:] for k, v in batch.items()})
 
     def rec_loss(self, h: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The recommendation loss from the output `h` [B, L, d] (shared with the CL models)."""
+        """The recommendation loss from the output `h` [B, L, d] (shared with the CL models); under
+        torch.distributed, averaged over every process's targets."""
         targets = batch["targets"]
         present = targets > 0
         table = self.item_table
         if self.config.loss == "ce":
-            return F.cross_entropy(h[present] @ table[1:].T, targets[present] - 1)
+            return batch_mean(F.cross_entropy(h[present] @ table[1:].T, targets[present] - 1, reduction="none"))
         pos = (h * rows(table, targets)).sum(-1)
         neg = (h * rows(table, batch["negatives"])).sum(-1)
-        return (-F.logsigmoid(pos) - F.logsigmoid(-neg))[present].mean()
+        return batch_mean((-F.logsigmoid(pos) - F.logsigmoid(-neg))[present])
 
 
 def rows(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:

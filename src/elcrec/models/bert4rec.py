@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from ..distributed import batch_mean
 from .base import SequentialRecommender, trim_padding
 from .transformer import TransformerEncoder
 
@@ -40,7 +41,7 @@ class BERT4Rec(SequentialRecommender):
         sequence = trim_padding(sequence)
         masked = masked[:, -sequence.shape[1]:]
         h = self.encoder(sequence.masked_fill(masked, self.mask_token))
-        return F.cross_entropy(h[masked] @ self.item_table[1:].T, sequence[masked] - 1)
+        return batch_mean(F.cross_entropy(h[masked] @ self.item_table[1:].T, sequence[masked] - 1, reduction="none"))
 
     def encode(self, histories: torch.Tensor) -> torch.Tensor:
         mask = torch.full((len(histories), 1), self.mask_token, dtype=histories.dtype, device=histories.device)

@@ -4,6 +4,8 @@ nce(a, b): symmetric NT-Xent over the 2B rows [a; b], dot-product similarity / t
 and row i of b are positives, every other row of both views a negative, self-similarity excluded.
 The similarity matrix is a Gram matrix R Rᵀ, so its gradient is (G + Gᵀ) R: one matmul instead of the
 two autograd would run (the flattened [2B, L·d] views make this a large share of a CL step).
+Under torch.distributed, a and b are this process's rows and the negatives are every process's rows
+(see elcrec.distributed).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..distributed import gather_rows, rank, world_size
 from .augment import augment
 from .sasrec import SASRec
 
@@ -28,11 +31,15 @@ class Gram(torch.autograd.Function):
 
 
 def nce(a: torch.Tensor, b: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    sim = Gram.apply(torch.cat([a, b])) / temperature
-    sim.fill_diagonal_(float("-inf"))
-    B = len(a)
-    positives = torch.cat([torch.arange(B, 2 * B), torch.arange(0, B)]).to(sim.device)
-    return F.cross_entropy(sim, positives)
+    n, total = len(a), len(a) * world_size()
+    rows = torch.cat([a, b])
+    if world_size() == 1:
+        sim = Gram.apply(rows) / temperature
+    else:  # keys: [a of every process; b of every process]
+        sim = rows @ torch.cat([gather_rows(a), gather_rows(b)]).T / temperature
+    own = torch.arange(n, device=sim.device) + rank() * n  # this process's rows among the keys
+    sim[torch.arange(2 * n, device=sim.device), torch.cat([own, own + total])] = float("-inf")  # no self-pairs
+    return F.cross_entropy(sim, torch.cat([own + total, own]))
 
 
 class CL4SRec(SASRec):

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..distributed import broadcast, gather_to_main, rank, world_size
 from .base import rows
 from .contrastive import CL4SRec, nce
 
@@ -65,21 +66,33 @@ class IntentModel(CL4SRec):
     """Shared: mean-pooled representations of all training sequences, and the PCL term."""
 
     @torch.no_grad()
-    def pooled(self, inputs: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    def pooled(self, inputs: np.ndarray, batch_size: int = 1024) -> np.ndarray | None:
+        """Pooled eval-mode representations of `inputs`. Under torch.distributed each process encodes its
+        share and rank 0 receives them all, in order (the others get None)."""
         was_training = self.training
         self.eval()
         device = self.item_table.device
-        out = []
-        for i in range(0, len(inputs), batch_size):
-            batch = torch.from_numpy(inputs[i : i + batch_size]).to(device)
-            out.append(self.pool(self.encoder(batch), batch).float().cpu())
+        share = np.array_split(inputs, world_size())[rank()]
+        out = [self.pool(self.encoder(batch), batch).float()
+               for batch in torch.from_numpy(share).to(device).split(batch_size)]
         self.train(was_training)
-        return torch.cat(out).numpy()
+        gathered = gather_to_main(torch.cat(out))
+        return None if gathered is None else gathered.cpu().numpy()
 
     def cluster(self, train: TrainSet) -> torch.Tensor:
+        """k-means centroids [K, d] of the pooled representations of all training sequences (ICLRec's
+        E-step, ELCRec's initialisation), computed on rank 0 and sent to every process."""
         c = self.config
         x = self.pooled(train.inputs, c.eval_batch_size)
-        return torch.from_numpy(kmeans(x, c.num_clusters, c.kmeans_iters, c.kmeans_restarts, c.seed))
+        centroids = torch.zeros(c.num_clusters, c.hidden_size)
+        if x is not None:
+            centroids = torch.from_numpy(kmeans(self.clustered(x), c.num_clusters, c.kmeans_iters,
+                                                c.kmeans_restarts, c.seed))
+        return broadcast(centroids.to(self.item_table.device))
+
+    def clustered(self, x: np.ndarray) -> np.ndarray:
+        """What k-means clusters: the pooled representations as they are."""
+        return x
 
     def pool(self, h: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         """[B, L, d] -> [B, d]: mean over all positions (pooling=all, the reference) or over item positions."""
@@ -113,7 +126,7 @@ class ICLRec(IntentModel):
         self.register_buffer("unit_centroids", torch.zeros(config.num_clusters, config.hidden_size))
 
     def start_epoch(self, train: TrainSet) -> None:
-        centroids = self.cluster(train).to(self.centroids.device)
+        centroids = self.cluster(train)
         self.centroids.copy_(centroids)
         self.unit_centroids.copy_(F.normalize(centroids, dim=1))
 
@@ -150,16 +163,21 @@ class ELCRec(IntentModel):
         return self.cluster_centers
 
     def prepare(self, train: TrainSet) -> None:
-        c = self.config
-        x = self.pooled(train.inputs, c.eval_batch_size)
-        if self.centering is not None:  # cluster what the loss will see: standardised, unit-length vectors
-            mean, var = x.mean(0), x.var(0)
-            self.centering.running_mean.copy_(torch.from_numpy(mean))
-            self.centering.running_var.copy_(torch.from_numpy(var))
-            x = F.normalize(torch.from_numpy((x - mean) / np.sqrt(var + self.centering.eps)), dim=1).numpy()
-        centres = torch.from_numpy(kmeans(x, c.num_clusters, c.kmeans_iters, c.kmeans_restarts, c.seed))
         with torch.no_grad():
-            self.cluster_centers.copy_(F.normalize(centres, dim=1))
+            self.cluster_centers.copy_(F.normalize(self.cluster(train), dim=1))
+        if self.centering is not None:
+            broadcast(self.centering.running_mean)
+            broadcast(self.centering.running_var)
+
+    def clustered(self, x: np.ndarray) -> np.ndarray:
+        """With intent_centering, k-means clusters what the loss will see: standardised, unit-length vectors
+        (and the running statistics start from the data's)."""
+        if self.centering is None:
+            return x
+        mean, var = x.mean(0), x.var(0)
+        self.centering.running_mean.copy_(torch.from_numpy(mean))
+        self.centering.running_var.copy_(torch.from_numpy(var))
+        return F.normalize(torch.from_numpy((x - mean) / np.sqrt(var + self.centering.eps)), dim=1).numpy()
 
     def fuse(self, out: torch.Tensor) -> torch.Tensor:
         """Give every position its nearest centre: added (shift) or concatenated (concat)."""

@@ -1,5 +1,9 @@
 """The training loop, top to bottom: data -> split -> model -> epochs of (train, validate, keep the
-best) -> early stop -> test the best checkpoint -> metrics.json next to it."""
+best) -> early stop -> test the best checkpoint -> metrics.json next to it.
+
+Under torchrun the same loop runs in every process (elcrec.distributed): each takes an equal shard of
+every global batch, DistributedDataParallel averages the gradients, evaluation is sharded and summed,
+and rank 0 alone prints and writes files."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .. import distributed
 from ..config import PRESETS, Config
 from ..data import SequenceData, eval_set, load_dataset, train_set
 from ..evaluation import evaluate
@@ -48,7 +53,7 @@ def keep_freed_memory() -> None:
 
 
 def check_finite(first_bad: torch.Tensor, epoch: int, run_dir: Path) -> None:
-    step = int(first_bad)
+    step = int(distributed.all_max(first_bad.clone()))  # every process stops together
     if step >= 0:
         raise NonFiniteLoss(f"the training loss became NaN or infinite at epoch {epoch}, step {step}; nothing from "
                             f"this epoch was saved ({run_dir} keeps the best checkpoint and the state after epoch "
@@ -100,18 +105,40 @@ def train(config: Config, data: SequenceData | None = None, progress: bool = Tru
 
     After every epoch the whole training state (weights, optimiser, loss scaler, every random state,
     early-stopping state, history) is written atomically to training_state.pt; `resume=True` continues
-    from it, and the continued run is identical to one never interrupted (tests/test_reliability.py)."""
-    seed_everything(config.seed)
+    from it, and the continued run is identical to one never interrupted (tests/test_reliability.py).
+    Started by torchrun with several processes, it trains with DistributedDataParallel."""
+    joined = distributed.launched() and not torch.distributed.is_initialized()
     device = resolve_device(config.device)
+    if distributed.launched():
+        device = distributed.setup(device)
+    try:
+        return _train(config, data, progress, resume, device)
+    finally:
+        if joined:
+            torch.distributed.barrier()  # gloo aborts a process whose peer leaves the group first
+            torch.distributed.destroy_process_group()
+
+
+def _train(config: Config, data: SequenceData | None, progress: bool, resume: bool,
+           device: torch.device) -> dict[str, Any]:
+    world, main = distributed.world_size(), distributed.is_main()
+    if config.batch_size % world:
+        raise ValueError(f"batch_size={config.batch_size} is the global batch: it must be a multiple of the "
+                         f"{world} processes")
+    log = tqdm.write if main else _quiet
+    seed_everything(config.seed)  # the same initial weights and data order in every process
     if device.type == "cpu":
         keep_freed_memory()
     run_dir = config.run_dir
     settings = " ".join(f"{key}={value}" for key, value in config.to_dict().items())
-    print(f"run folder: {run_dir}\n" + textwrap.fill(f"settings: {settings}", 110, subsequent_indent="  "))
+    log(f"run folder: {run_dir}\n" + textwrap.fill(f"settings: {settings}", 110, subsequent_indent="  "))
     if config.preset:
-        print(f"preset {config.preset}: " + " ".join(f"{k}={getattr(config, k)}" for k in PRESETS[config.preset]))
+        log(f"preset {config.preset}: " + " ".join(f"{k}={getattr(config, k)}" for k in PRESETS[config.preset]))
+    if world > 1:
+        log(f"{world} processes ({torch.distributed.get_backend()}), {config.batch_size // world} sequences "
+            "each per step")
     data = load_dataset(config) if data is None else data
-    print(data.summary())
+    log(data.summary())
     train_data = train_set(data, config.max_len)
     if not len(train_data.inputs):
         raise ValueError(f"{data.name}: no user has the 4 or more interactions training needs (the last two are held "
@@ -125,7 +152,8 @@ def train(config: Config, data: SequenceData | None = None, progress: bool = Tru
     state = load_state(state_path) if resume else None
     if state is None:
         model.prepare(train_data)
-        save_run(run_dir, model, config, data.item_ids)  # a usable checkpoint exists from the start
+        if main:
+            save_run(run_dir, model, config, data.item_ids)  # a usable checkpoint exists from the start
     inputs = torch.from_numpy(train_data.inputs)
     targets = torch.from_numpy(train_data.targets)
     users = torch.from_numpy(train_data.users)
@@ -135,6 +163,8 @@ def train(config: Config, data: SequenceData | None = None, progress: bool = Tru
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp)
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")  # fp16 gradients underflow unscaled
     order = torch.Generator().manual_seed(config.seed)
+    if world > 1:
+        torch.manual_seed(config.seed + distributed.rank())  # each process its own dropout and augmentations
 
     best_score, best_epoch, best_valid, history, first_epoch, stopped = -math.inf, -1, {}, [], 0, False
     if state is not None:
@@ -142,22 +172,38 @@ def train(config: Config, data: SequenceData | None = None, progress: bool = Tru
         if optimizer:
             optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
-        set_rng_states(state["rng"], order, sampler.generator if sampler else None)
+        saved_world = len(state.get("rng_by_rank", [None]))
+        if saved_world != world:
+            log(f"warning: the state was saved by {saved_world} process(es), this run has {world}: it continues, "
+                "but not identically to an uninterrupted run")
+        rng = state["rng_by_rank"][distributed.rank()] if saved_world == world and world > 1 else state["rng"]
+        set_rng_states(rng, order, sampler.generator if sampler else None)
         best_score, best_epoch, best_valid = state["best_score"], state["best_epoch"], state["best_valid"]
         history, first_epoch, stopped = state["history"], state["epoch"] + 1, state["stopped"]
-        print(f"resuming after epoch {state['epoch']} (best {config.metric} {best_score:.4f} at epoch {best_epoch})")
+        log(f"resuming after epoch {state['epoch']} (best {config.metric} {best_score:.4f} at epoch {best_epoch})")
+    loss_of = model.loss
+    if world > 1 and optimizer:
+        from torch.nn.parallel import DistributedDataParallel
+
+        loss_of = DistributedDataParallel(distributed.LossModule(model),
+                                          device_ids=[device.index] if device.type == "cuda" else None)
     for epoch in range(first_epoch, config.epochs if optimizer and not stopped else 0):
         started, total_loss, steps = time.perf_counter(), torch.zeros((), device=device), 0
         first_bad = torch.full((), -1, device=device)  # first step with a non-finite loss, checked at log points
         model.start_epoch(train_data)  # counted in the epoch's time (ICLRec's k-means E-step)
         model.train()
-        bar = tqdm(total=len(inputs), desc=f"epoch {epoch}", unit="seq", disable=not progress, leave=False)
-        for rows in torch.randperm(len(inputs), generator=order).split(config.batch_size):
-            batch = {"inputs": inputs[rows].to(device), "targets": targets[rows].to(device)}
-            if sampler is not None:
-                batch["negatives"] = sampler.sample(users[rows].to(device), batch["targets"])
+        bar = tqdm(total=len(inputs), desc=f"epoch {epoch}", unit="seq", disable=not (progress and main), leave=False)
+        permutation = torch.randperm(len(inputs), generator=order)
+        # equal shards: repeat a few sequences so the epoch divides among the processes (as DistributedSampler)
+        permutation = torch.cat([permutation, permutation[: -len(permutation) % world]])
+        for rows in permutation.split(config.batch_size):
+            local = distributed.shard(rows)
+            batch = {"inputs": inputs[local].to(device), "targets": targets[local].to(device)}
+            if sampler is not None:  # drawn for the global batch in every process: one stream, as in one process
+                negatives = sampler.sample(users[rows].to(device), targets[rows].to(device))
+                batch["negatives"] = distributed.shard(negatives)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                loss = model.loss(batch)
+                loss = loss_of(batch)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -171,33 +217,42 @@ def train(config: Config, data: SequenceData | None = None, progress: bool = Tru
         bar.close()
         check_finite(first_bad, epoch, run_dir)
         seconds = time.perf_counter() - started
-        total_loss = total_loss.item()
+        total_loss = distributed.all_sum(total_loss).item() / world
         valid_metrics = evaluate(model, valid, **eval_options)
         score = valid_metrics[config.metric]
         improved = score > best_score
         history.append({"epoch": epoch, "loss": total_loss / steps, "seconds": seconds, config.metric: score})
-        tqdm.write(f"epoch {epoch:3d}  loss {total_loss / steps:.4f}  {len(inputs) / seconds:,.0f} seq/s  "
-                   f"valid {format_metrics(valid_metrics)}{'  *' if improved else ''}")
+        log(f"epoch {epoch:3d}  loss {total_loss / steps:.4f}  {len(inputs) / seconds:,.0f} seq/s  "
+            f"valid {format_metrics(valid_metrics)}{'  *' if improved else ''}")
         if improved:
             best_score, best_epoch, best_valid = score, epoch, valid_metrics
-            save_run(run_dir, model, config, data.item_ids)
+            if main:
+                save_run(run_dir, model, config, data.item_ids)
         stopped = bool(config.patience) and epoch - best_epoch >= config.patience
-        save_state(state_path, {
-            "epoch": epoch, "stopped": stopped, "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-            "rng": rng_states(order, sampler.generator if sampler else None),
-            "best_score": best_score, "best_epoch": best_epoch, "best_valid": best_valid, "history": history})
+        rng = distributed.gather_objects(rng_states(order, sampler.generator if sampler else None))
+        if main:
+            save_state(state_path, {
+                "epoch": epoch, "stopped": stopped, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                "rng": rng[0], **({"rng_by_rank": rng} if world > 1 else {}),
+                "best_score": best_score, "best_epoch": best_epoch, "best_valid": best_valid, "history": history})
         if stopped:
-            tqdm.write(f"early stop: {config.metric} has not improved for {config.patience} epochs")
+            log(f"early stop: {config.metric} has not improved for {config.patience} epochs")
             break
 
+    distributed.barrier()  # rank 0 has written the best checkpoint
     best = load_run(run_dir, device).model
     if not best_valid:  # nothing to train (popularity) or zero epochs
         best_valid = evaluate(best, valid, **eval_options)
     test_metrics = evaluate(best, test, **eval_options)
-    print(f"best epoch {best_epoch}  valid {format_metrics(best_valid)}\ntest  {format_metrics(test_metrics)}")
+    log(f"best epoch {best_epoch}  valid {format_metrics(best_valid)}\ntest  {format_metrics(test_metrics)}")
     result = {"model": config.model, "data": config.data_name, "best_epoch": best_epoch, "metric": config.metric,
               "mask_history": config.mask_history, "sampled_negatives": config.sampled_negatives,
               "valid": best_valid, "test": test_metrics, "history": history}
-    write_json(Path(run_dir) / METRICS_FILE, result)
+    if main:
+        write_json(Path(run_dir) / METRICS_FILE, result)
     return result
+
+
+def _quiet(message: str) -> None:
+    """What processes other than rank 0 print: nothing."""

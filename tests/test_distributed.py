@@ -1,0 +1,131 @@
+"""Multi-process training (torch.distributed, gloo on CPU): the sharded losses give the single-process
+gradient, torchrun runs match a single process, and a distributed run resumes exactly."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch.nn.parallel import DistributedDataParallel
+
+from elcrec import Config
+from elcrec.data import make_synthetic, train_set
+from elcrec.distributed import LossModule, gather_objects, shard
+from elcrec.models import build_model
+from elcrec.models.contrastive import CL4SRec
+
+WORLD = 2
+MODELS = {  # dropout off: what remains random is drawn identically in both setups
+    "sasrec": {}, "gru4rec": {}, "cl4srec": {}, "iclrec": {},
+    "elcrec": {"intent_fusion": "shift"}, "elcrec-concat": {"intent_fusion": "concat", "pooling": "items"},
+}
+
+
+def fixed_views(self, inputs):
+    """Two deterministic, different views instead of random augmentations."""
+    masked = inputs.masked_fill(torch.arange(inputs.shape[1]) % 2 == 0, 0)
+    return torch.cat([masked, inputs.roll(1, dims=1)])
+
+
+def gradients(name: str) -> dict:
+    """Gradients of one step on a fixed batch of 8, with this process's shard under torch.distributed."""
+    data = make_synthetic(n_users=200, n_items=50, n_intents=4, seed=3)
+    sequences = train_set(data, 12)
+    config = Config(model=name.partition("-")[0], hidden_size=16, num_layers=1, max_len=12, num_clusters=4,
+                    kmeans_restarts=1, dropout=0.0, attn_dropout=0.0, device="cpu", **MODELS[name])
+    torch.manual_seed(0)
+    model = build_model(config, data.n_items)
+    model.prepare(sequences)
+    model.start_epoch(sequences)
+    pooled = model.pooled(sequences.inputs) if hasattr(model, "pooled") else None  # None off rank 0
+    pooled = None if pooled is None else torch.from_numpy(pooled)
+    with torch.no_grad():  # fixed centres: k-means itself is not under test here
+        for buffer in ("cluster_centers", "centroids", "unit_centroids"):
+            if hasattr(model, buffer):
+                getattr(model, buffer).copy_(torch.nn.functional.normalize(torch.randn(4, 16), dim=1))
+    rows = torch.arange(8)
+    negatives = torch.randint(1, data.n_items + 1, (8, 12), generator=torch.Generator().manual_seed(1))
+    batch = {"inputs": torch.from_numpy(sequences.inputs)[shard(rows)],
+             "targets": torch.from_numpy(sequences.targets)[shard(rows)], "negatives": shard(negatives)}
+    loss_of = DistributedDataParallel(LossModule(model)) if dist.is_initialized() else model.loss
+    loss_of(batch).backward()
+    return {"grads": {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None},
+            "pooled": pooled}
+
+
+def _worker(rank: int, init_file: str, out_file: str) -> None:
+    torch.set_num_threads(1)
+    CL4SRec.views = fixed_views
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    try:
+        results = {name: gradients(name) for name in MODELS}
+        centres = gather_objects(results["elcrec"]["grads"]["cluster_centers"])
+        if rank == 0:
+            torch.save({"results": results, "centre_grads_by_rank": centres}, out_file)
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_sharded_losses_give_the_single_process_gradient(tmp_path, monkeypatch):
+    """Per-target means over the global batch, NT-Xent negatives gathered from every process, equal
+    shards: DDP's averaged gradient must equal the single-process gradient on the whole batch."""
+    mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path / "out.pt")), nprocs=WORLD)
+    distributed = torch.load(tmp_path / "out.pt", weights_only=True)
+    monkeypatch.setattr(CL4SRec, "views", fixed_views)
+    for name in MODELS:
+        single, sharded = gradients(name), distributed["results"][name]
+        assert single["grads"].keys() == sharded["grads"].keys(), name
+        for key, grad in single["grads"].items():
+            torch.testing.assert_close(sharded["grads"][key], grad, rtol=1e-4, atol=1e-6, msg=f"{name} {key}")
+        if single["pooled"] is not None:  # sharded encoding, gathered in order on rank 0
+            torch.testing.assert_close(sharded["pooled"], single["pooled"], rtol=1e-5, atol=1e-6)
+    first, second = distributed["centre_grads_by_rank"]
+    assert torch.equal(first, second)  # gradients all-reduced: every process takes the same step
+
+
+TINY = ["--data", "synthetic", "--synthetic-users", "600", "--synthetic-items", "120", "--hidden-size", "16",
+        "--num-layers", "1", "--max-len", "20", "--batch-size", "64", "--patience", "0", "--device", "cpu",
+        "--seed", "7", "--num-clusters", "8", "--kmeans-restarts", "1"]
+
+
+def run(args: list[str], processes: int) -> None:
+    launcher = ["-m", "torch.distributed.run", "--nproc_per_node", str(processes)] if processes > 1 else []
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, *launcher, "-m", "elcrec", "train", *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_torchrun_matches_one_process(tmp_path):
+    """SASRec without dropout: the only randomness left (order, negatives) is shared, so two processes on
+    halves of each global batch must train the same model as one process (float summation order aside)."""
+    args = [*TINY, "--model", "sasrec", "--epochs", "2", "--dropout", "0", "--attn-dropout", "0"]
+    run([*args, "--output-dir", str(tmp_path / "one")], 1)
+    run([*args, "--output-dir", str(tmp_path / "two")], WORLD)
+    one, two = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("one", "two"))
+    for split in ("valid", "test"):
+        for metric, value in one[split].items():
+            assert two[split][metric] == pytest.approx(value, abs=2e-3), (split, metric)
+    weights = [torch.load(tmp_path / name / "model.pt", weights_only=True) for name in ("one", "two")]
+    for key, value in weights[0].items():
+        torch.testing.assert_close(weights[1][key], value, rtol=1e-3, atol=1e-4, msg=key)
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
+
+
+def test_torchrun_elcrec_resumes_exactly(tmp_path):
+    """Two ELCRec processes with dropout and augmentations: stopped after 2 of 3 epochs and resumed, the
+    run (every process's random streams restored) equals an uninterrupted one."""
+    args = [*TINY, "--model", "elcrec"]
+    run([*args, "--epochs", "3", "--output-dir", str(tmp_path / "whole")], WORLD)
+    run([*args, "--epochs", "2", "--output-dir", str(tmp_path / "part")], WORLD)
+    config = json.loads((tmp_path / "part" / "config.json").read_text())
+    (tmp_path / "part" / "config.json").write_text(json.dumps({**config, "epochs": 3}))  # one more epoch
+    run(["--resume", str(tmp_path / "part")], WORLD)
+    whole, part = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("whole", "part"))
+    assert [h["loss"] for h in part["history"]] == [h["loss"] for h in whole["history"]]
+    assert part["test"] == whole["test"] and part["valid"] == whole["valid"]
