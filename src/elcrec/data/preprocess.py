@@ -20,7 +20,7 @@ def build_sequences(interactions: Interactions, dedup: str = "none", kcore: int 
     of the original ids, so files whose ids already run 1..n keep them."""
     user_codes, user_ids = _codes(interactions.users)
     item_codes, item_ids = _codes(interactions.items)
-    order = np.lexsort((interactions.times, user_codes))  # stable: equal times keep file order
+    order = _chronological(user_codes, interactions.times)
     users, items = user_codes[order], item_codes[order]
 
     if dedup == "all":
@@ -48,9 +48,8 @@ def build_sequences(interactions: Interactions, dedup: str = "none", kcore: int 
     if len(users) == 0:
         raise DataError(f"{interactions.source}: no user has {MIN_SEQUENCE_LENGTH} or more interactions after filtering")
 
-    # remap to contiguous ids over what survived
-    kept_users, users = np.unique(users, return_inverse=True)
-    kept_items, items = np.unique(items, return_inverse=True)
+    kept_users, users = _compact(users, len(user_ids))
+    kept_items, items = _compact(items, len(item_ids))
     offsets = np.zeros(len(kept_users) + 1, dtype=np.int64)
     np.cumsum(np.bincount(users, minlength=len(kept_users)), out=offsets[1:])
     return SequenceData(items=items + 1, offsets=offsets, user_ids=user_ids[kept_users],
@@ -68,9 +67,34 @@ def kcore_filter(users: np.ndarray, items: np.ndarray, k: int) -> tuple[np.ndarr
         users, items = users[keep], items[keep]
 
 
-def _codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted unique ids and each value's index among them."""
-    if values.dtype.kind == "O":
-        values = values.astype(str)
-    uniques, codes = np.unique(values, return_inverse=True)
-    return codes.astype(np.int64), uniques
+def _codes(values) -> tuple[np.ndarray, np.ndarray]:
+    """Each value's index among the sorted unique ids, and those ids: one hash pass (pyarrow's dictionary
+    encoding), then a sort of the unique ids only (np.unique sorted every row: 4x slower on 10M rows)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    array = pa.array(values) if isinstance(values, np.ndarray) else values
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    encoded = pc.dictionary_encode(array)
+    order = pc.sort_indices(encoded.dictionary).to_numpy()
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    codes = rank[encoded.indices.to_numpy(zero_copy_only=False)]
+    return codes, encoded.dictionary.take(pa.array(order)).to_numpy(zero_copy_only=False)
+
+
+def _chronological(users: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Row order by user, then time; equal times keep file order. One stable sort of the key
+    user * time span + time when it fits in 62 bits (integer or datetime times), else a two-key lexsort."""
+    if times.dtype.kind in "iuM" and len(times):
+        span = int((times.max() - times.min()).astype(np.int64)) + 1
+        if (int(users.max()) + 1) * span < 2**62:
+            return np.argsort(users * span + (times - times.min()).astype(np.int64), kind="stable")
+    return np.lexsort((times, users))
+
+
+def _compact(codes: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Codes in 0..n-1 of which some are unused -> (used codes, ascending; each code's index among them)."""
+    used = np.bincount(codes, minlength=n) > 0
+    return np.flatnonzero(used), (np.cumsum(used) - 1)[codes]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,8 +26,8 @@ class DataError(ValueError):
 
 @dataclass
 class Interactions:
-    users: np.ndarray  # original user ids
-    items: np.ndarray  # original item ids
+    users: Any  # original user ids: a numpy array, or a pyarrow array for string ids (no Python objects)
+    items: Any  # original item ids, the same
     times: np.ndarray  # sort key within a user (timestamps, or the file order)
     source: str
 
@@ -142,11 +143,18 @@ def _from_table(table, source: str, user_col: str, item_col: str, time_col: str)
         column = table.column(name)
         if column.null_count:
             raise DataError(f"{source}: column {name!r} has {column.null_count} empty value(s)")
-        columns[name] = column.to_numpy(zero_copy_only=False)
+        is_id = name != time_col
+        columns[name] = column if is_id and not _is_numeric(column.type) else column.to_numpy(zero_copy_only=False)
     times = columns[time_col] if time_col else np.arange(table.num_rows)
     if times.dtype.kind not in "iufM":
         raise DataError(f"{source}: time column {time_col!r} must be numeric or a timestamp, got {table.column(time_col).type}")
     return Interactions(columns[user_col], columns[item_col], times, source)
+
+
+def _is_numeric(arrow_type) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type)
 
 
 def read_rechorus(folder: Path) -> Interactions:

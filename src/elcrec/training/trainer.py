@@ -192,10 +192,11 @@ def _train(config: Config, data: SequenceData | None, progress: bool, resume: bo
         first_bad = torch.full((), -1, device=device)  # first step with a non-finite loss, checked at log points
         model.start_epoch(train_data)  # counted in the epoch's time (ICLRec's k-means E-step)
         model.train()
-        bar = tqdm(total=len(inputs), desc=f"epoch {epoch}", unit="seq", disable=not (progress and main), leave=False)
         permutation = torch.randperm(len(inputs), generator=order)
         # equal shards: repeat a few sequences so the epoch divides among the processes (as DistributedSampler)
         permutation = torch.cat([permutation, permutation[: -len(permutation) % world]])
+        bar = tqdm(total=len(permutation), desc=f"epoch {epoch}", unit="seq", disable=not (progress and main),
+                   leave=False)
         for rows in permutation.split(config.batch_size):
             local = distributed.shard(rows)
             batch = {"inputs": inputs[local].to(device), "targets": targets[local].to(device)}
