@@ -103,7 +103,8 @@ def gather_objects(value: Any) -> list[Any]:
 
 
 def gather_to_main(x: torch.Tensor) -> torch.Tensor | None:
-    """Concatenation of every process's x (rows may differ in number) on rank 0, None elsewhere."""
+    """Every process's x (rows may differ in number) concatenated in rank order on rank 0, None elsewhere.
+    An all_gather (gloo and nccl both have it): each process receives the parts, rank 0 keeps them."""
     if world_size() == 1:
         return x
     sizes = [int(size) for size in _all_gather(torch.tensor([len(x)], device=x.device))]

@@ -72,11 +72,15 @@ class IntentModel(CL4SRec):
         was_training = self.training
         self.eval()
         device = self.item_table.device
-        share = np.array_split(inputs, world_size())[rank()]
-        out = [self.pool(self.encoder(batch), batch).float()
-               for batch in torch.from_numpy(share).to(device).split(batch_size)]
+        share = torch.from_numpy(np.array_split(inputs, world_size())[rank()])
+        # one output block allocated up front: per-batch results kept between the encoder's freed buffers
+        # fragmented the heap (with keep_freed_memory, 5 GB for 300k sequences)
+        out = torch.empty(len(share), self.config.hidden_size, device=device)
+        for start in range(0, len(share), batch_size):
+            batch = share[start : start + batch_size].to(device)
+            out[start : start + len(batch)] = self.pool(self.encoder(batch), batch).float()
         self.train(was_training)
-        gathered = gather_to_main(torch.cat(out))
+        gathered = gather_to_main(out)
         return None if gathered is None else gathered.cpu().numpy()
 
     def cluster(self, train: TrainSet) -> torch.Tensor:
