@@ -88,7 +88,11 @@ def test_intent_models_train_step(tiny_data, options):
     model.prepare(train)
     model.start_epoch(train)
     model.train()
-    loss = model.loss(batch)
+    terms = model.loss_terms(batch)
+    expected = {"cl4srec": {"rec", "cl"}, "iclrec": {"rec", "cl", "intent_cl"}}.get(
+        config.model, {"rec", "cl"} | ({"cluster"} if config.elcm else set()) | ({"intent_cl"} if config.icl else set()))
+    assert set(terms) == expected  # the ablation switches remove exactly their terms
+    loss = sum(terms.values())
     loss.backward()
     assert torch.isfinite(loss)
     if config.model == "elcrec":

@@ -28,9 +28,14 @@ def test_train_writes_run_and_checkpoint_round_trips(tiny_data, tmp_path):
     result = train(config, data=tiny_data, progress=False)
     run_dir = tmp_path / "run"
     assert {p.name for p in run_dir.iterdir()} == {"model.pt", "config.json", "items.json", "metrics.json",
-                                                  "training_state.pt"}
+                                                  "training_state.pt", "train.log"}
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test"] == result["test"] and len(metrics["history"]) == 2
+    for epoch in metrics["history"]:  # the named loss terms add up to the loss
+        assert set(epoch["terms"]) == {"rec"} and epoch["terms"]["rec"] == pytest.approx(epoch["loss"], rel=1e-6)
+        assert epoch["valid"][config.metric] == epoch[config.metric]
+    log = (run_dir / "train.log").read_text()
+    assert "settings:" in log and "epoch   1" in log and "test  HR@5" in log
     assert Config.from_dict(json.loads((run_dir / "config.json").read_text())) == config
     state = torch.load(run_dir / "model.pt", weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())

@@ -4,8 +4,9 @@
 - `score(histories)` -> [B, n_items]; column j scores item id j + 1 (id 0 is padding, never ranked);
   a new tensor the caller may modify in place (the evaluator masks seen items in it).
 - `encode(histories)` -> [B, d], the user representation the scores are built from.
-- `loss(batch)` -> scalar training loss; `batch` holds `inputs`, `targets` ([B, L]) and, when
-  `needs_negatives`, `negatives` ([B, L] items the user never interacted with).
+- `loss_terms(batch)` -> the training loss's weighted terms by name (rec, cl, cluster, intent_cl); `loss(batch)`
+  is their sum. `batch` holds `inputs`, `targets` ([B, L]) and, when `needs_negatives`, `negatives`
+  ([B, L] items the user never interacted with).
 - `prepare(train)` runs once before the first epoch (counting, cluster initialisation, ...);
   `start_epoch(train)` before every epoch (ICLRec's k-means E-step).
 Models read their settings from the run's Config (`self.config`).
@@ -28,8 +29,11 @@ if TYPE_CHECKING:
 class SequentialRecommender(nn.Module):
     needs_negatives = False
 
-    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return sum(self.loss_terms(batch).values())
 
     def score(self, histories: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -83,10 +87,10 @@ class NextItemRecommender(SequentialRecommender):
     def score(self, histories: torch.Tensor) -> torch.Tensor:
         return self.encode(histories) @ self.item_table[1:].T
 
-    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         inputs = trim_padding(batch["inputs"])  # exact: leading padding never reaches item positions
         width = inputs.shape[1]
-        return self.rec_loss(self.sequence_output(inputs), {k: v[:, -width:] for k, v in batch.items()})
+        return {"rec": self.rec_loss(self.sequence_output(inputs), {k: v[:, -width:] for k, v in batch.items()})}
 
     def rec_loss(self, h: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The recommendation loss from the output `h` [B, L, d] (shared with the CL models); under

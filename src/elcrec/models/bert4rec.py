@@ -32,7 +32,7 @@ class BERT4Rec(SequentialRecommender):
     def item_table(self) -> torch.Tensor:
         return self.encoder.item_embeddings.weight[: self.n_items + 1]
 
-    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         # the last max_len items of items[:-2]: inputs shifted by one, then the last target
         sequence = torch.cat([batch["inputs"][:, 1:], batch["targets"][:, -1:]], 1)
         present = sequence > 0
@@ -41,7 +41,8 @@ class BERT4Rec(SequentialRecommender):
         sequence = trim_padding(sequence)
         masked = masked[:, -sequence.shape[1]:]
         h = self.encoder(sequence.masked_fill(masked, self.mask_token))
-        return batch_mean(F.cross_entropy(h[masked] @ self.item_table[1:].T, sequence[masked] - 1, reduction="none"))
+        return {"rec": batch_mean(F.cross_entropy(h[masked] @ self.item_table[1:].T, sequence[masked] - 1,
+                                                  reduction="none"))}
 
     def encode(self, histories: torch.Tensor) -> torch.Tensor:
         mask = torch.full((len(histories), 1), self.mask_token, dtype=histories.dtype, device=histories.device)

@@ -61,7 +61,7 @@ class CL4SRec(SASRec):
         h, out = self.encoder(torch.cat([inputs, views])).split([len(inputs), len(views)])
         return h, views, out
 
-    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         h, _, out = self.encode_with_views(batch["inputs"])
         v1, v2 = out.flatten(1).chunk(2)
-        return self.rec_loss(h, batch) + self.config.cl_weight * nce(v1, v2, self.config.temperature)
+        return {"rec": self.rec_loss(h, batch), "cl": self.config.cl_weight * nce(v1, v2, self.config.temperature)}

@@ -143,14 +143,14 @@ class ICLRec(IntentModel):
         best = squared_distances(self.pool(self.encoder(histories), histories), self.centroids).min(1)
         return best.indices, best.values.clamp(min=0).sqrt()
 
-    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         c = self.config
         inputs = batch["inputs"]
         h, views, out = self.encode_with_views(inputs)
         v1, v2 = out.flatten(1).chunk(2)
         nearest = nearest_centre(self.pool(h.detach(), inputs), self.centroids)
-        return (self.rec_loss(h, batch) + c.cl_weight * nce(v1, v2, c.temperature)
-                + c.intent_cl_weight * self.intent_cl(views, out, self.unit_centroids[nearest]))
+        return {"rec": self.rec_loss(h, batch), "cl": c.cl_weight * nce(v1, v2, c.temperature),
+                "intent_cl": c.intent_cl_weight * self.intent_cl(views, out, self.unit_centroids[nearest])}
 
 
 class ELCRec(IntentModel):
@@ -195,23 +195,22 @@ class ELCRec(IntentModel):
         z = F.normalize(x if self.centering is None else self.centering(x), dim=1)
         return z, squared_distances(z, self.cluster_centers)
 
-    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         c = self.config
         inputs = batch["inputs"]
         h, views, out = self.encode_with_views(inputs)
-        total = self.rec_loss(h, batch)
         v1, v2 = (self.fuse(out) if c.icl else out).flatten(1).chunk(2)
-        total = total + c.cl_weight * nce(v1, v2, c.temperature)
+        terms = {"rec": self.rec_loss(h, batch), "cl": c.cl_weight * nce(v1, v2, c.temperature)}
         with torch.no_grad():
             self.cluster_centers.copy_(F.normalize(self.cluster_centers, dim=1))
         _, distances = self.intents(h, inputs)
         if c.elcm:
             centres = self.cluster_centers
             pull = distances.mean() if c.cluster_pull == "all" else distances.min(1).values.mean()
-            total = total + c.trade_off * (pull - squared_distances(centres, centres).mean())
+            terms["cluster"] = c.trade_off * (pull - squared_distances(centres, centres).mean())
         if c.icl:
-            total = total + c.intent_cl_weight * self.intent_cl(views, out, self.cluster_centers[distances.argmin(1)])
-        return total
+            terms["intent_cl"] = c.intent_cl_weight * self.intent_cl(views, out, self.cluster_centers[distances.argmin(1)])
+        return terms
 
     @torch.no_grad()
     def assign(self, histories: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,5 +1,5 @@
 """A run folder: `model.pt` (plain state dict), `config.json` (every setting), `items.json` (original id
-of each internal item id), `metrics.json`, and `training_state.pt` (what resuming needs). Every file is
+of each internal item id), `metrics.json`, `training_state.pt` (what resuming needs) and `train.log`. Every file is
 written atomically (temp file + rename), so an interrupted write never leaves a half file behind. The
 .pt files load with torch.load(weights_only=True).
 """
@@ -22,6 +22,7 @@ from ..models import SequentialRecommender, build_model
 
 MODEL_FILE, CONFIG_FILE, ITEMS_FILE, METRICS_FILE = "model.pt", "config.json", "items.json", "metrics.json"
 STATE_FILE = "training_state.pt"  # everything `train(resume=True)` needs to continue exactly
+LOG_FILE = "train.log"  # what training printed, with times; a resumed run appends
 
 
 def atomic_write(path: str | Path, data: bytes) -> None:

@@ -24,7 +24,7 @@ from ..config import PRESETS, Config
 from ..data import SequenceData, eval_set, load_dataset, train_set
 from ..evaluation import evaluate
 from ..models import build_model
-from .checkpoint import METRICS_FILE, STATE_FILE, load_run, load_state, save_run, save_state, write_json
+from .checkpoint import LOG_FILE, METRICS_FILE, STATE_FILE, load_run, load_state, save_run, save_state, write_json
 from .negatives import NegativeSampler
 
 LOG_EVERY = 20  # steps between progress-bar loss updates
@@ -125,11 +125,11 @@ def _train(config: Config, data: SequenceData | None, progress: bool, resume: bo
     if config.batch_size % world:
         raise ValueError(f"batch_size={config.batch_size} is the global batch: it must be a multiple of the "
                          f"{world} processes")
-    log = tqdm.write if main else _quiet
+    run_dir = config.run_dir
+    log = RunLog(Path(run_dir) / LOG_FILE) if main else _quiet
     seed_everything(config.seed)  # the same initial weights and data order in every process
     if device.type == "cpu":
         keep_freed_memory()
-    run_dir = config.run_dir
     settings = " ".join(f"{key}={value}" for key, value in config.to_dict().items())
     log(f"run folder: {run_dir}\n" + textwrap.fill(f"settings: {settings}", 110, subsequent_indent="  "))
     if config.preset:
@@ -181,14 +181,14 @@ def _train(config: Config, data: SequenceData | None, progress: bool, resume: bo
         best_score, best_epoch, best_valid = state["best_score"], state["best_epoch"], state["best_valid"]
         history, first_epoch, stopped = state["history"], state["epoch"] + 1, state["stopped"]
         log(f"resuming after epoch {state['epoch']} (best {config.metric} {best_score:.4f} at epoch {best_epoch})")
-    loss_of = model.loss
+    loss_terms = model.loss_terms
     if world > 1 and optimizer:
         from torch.nn.parallel import DistributedDataParallel
 
-        loss_of = DistributedDataParallel(distributed.LossModule(model),
-                                          device_ids=[device.index] if device.type == "cuda" else None)
+        loss_terms = DistributedDataParallel(distributed.LossModule(model),
+                                             device_ids=[device.index] if device.type == "cuda" else None)
     for epoch in range(first_epoch, config.epochs if optimizer and not stopped else 0):
-        started, total_loss, steps = time.perf_counter(), torch.zeros((), device=device), 0
+        started, total_loss, term_totals, steps = time.perf_counter(), torch.zeros((), device=device), 0, 0
         first_bad = torch.full((), -1, device=device)  # first step with a non-finite loss, checked at log points
         model.start_epoch(train_data)  # counted in the epoch's time (ICLRec's k-means E-step)
         model.train()
@@ -204,12 +204,14 @@ def _train(config: Config, data: SequenceData | None, progress: bool, resume: bo
                 negatives = sampler.sample(users[rows].to(device), targets[rows].to(device))
                 batch["negatives"] = distributed.shard(negatives)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                loss = loss_of(batch)
+                terms = loss_terms(batch)
+                loss = sum(terms.values())
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
             total_loss, steps = total_loss + loss.detach(), steps + 1
+            term_totals = term_totals + torch.stack([term.detach().float() for term in terms.values()])
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), steps - 1, first_bad)
             bar.update(len(rows))
             if steps % LOG_EVERY == 0:  # reading the loss waits for the device: only at log points
@@ -219,11 +221,14 @@ def _train(config: Config, data: SequenceData | None, progress: bool, resume: bo
         check_finite(first_bad, epoch, run_dir)
         seconds = time.perf_counter() - started
         total_loss = distributed.all_sum(total_loss).item() / world
+        term_means = dict(zip(terms, (distributed.all_sum(term_totals) / (world * steps)).tolist()))
         valid_metrics = evaluate(model, valid, **eval_options)
         score = valid_metrics[config.metric]
         improved = score > best_score
-        history.append({"epoch": epoch, "loss": total_loss / steps, "seconds": seconds, config.metric: score})
-        log(f"epoch {epoch:3d}  loss {total_loss / steps:.4f}  {len(inputs) / seconds:,.0f} seq/s  "
+        history.append({"epoch": epoch, "loss": total_loss / steps, "terms": term_means, "seconds": seconds,
+                        config.metric: score, "valid": valid_metrics})
+        terms_text = " ".join(f"{name} {value:.4f}" for name, value in term_means.items())
+        log(f"epoch {epoch:3d}  loss {total_loss / steps:.4f} ({terms_text})  {len(inputs) / seconds:,.0f} seq/s  "
             f"valid {format_metrics(valid_metrics)}{'  *' if improved else ''}")
         if improved:
             best_score, best_epoch, best_valid = score, epoch, valid_metrics
@@ -253,6 +258,19 @@ def _train(config: Config, data: SequenceData | None, progress: bool, resume: bo
     if main:
         write_json(Path(run_dir) / METRICS_FILE, result)
     return result
+
+
+class RunLog:
+    """Prints a message (above the progress bar) and appends it, with the time, to the run's log file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, message: str) -> None:
+        tqdm.write(message)
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(textwrap.indent(message, time.strftime("%Y-%m-%d %H:%M:%S ")) + "\n")
 
 
 def _quiet(message: str) -> None:
