@@ -10,7 +10,7 @@ import numpy as np
 
 from elcrec import Config
 from elcrec.data import make_synthetic
-from elcrec.evaluation.intents import assign_intents, intent_agreement, planted_intents
+from elcrec.evaluation.intents import intent_agreement, planted_intents, user_intents
 from elcrec.training import load_run, train
 
 
@@ -19,7 +19,7 @@ def test_elcrec_recovers_planted_intents(tmp_path):
     config = Config(model="elcrec", num_clusters=4, hidden_size=32, epochs=10, patience=0, batch_size=64,
                     intent_centering=True, pooling="items", device="cpu", output_dir=str(tmp_path))
     train(config, data=data, progress=False)
-    learned, _ = assign_intents(load_run(tmp_path).model, data)
+    _, learned, _ = user_intents(load_run(tmp_path).model, data)
     planted = planted_intents(data, config.max_len)
     agreement = intent_agreement(learned, planted)
     chance = intent_agreement(np.random.default_rng(0).permutation(learned), planted)

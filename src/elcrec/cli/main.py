@@ -1,4 +1,4 @@
-"""The `elcrec` command: demo, train, evaluate, recommend, export, serve, intents, import-reference.
+"""The `elcrec` command: demo, train, evaluate, recommend, export, serve, intents, report, import-reference.
 
 Every `train` flag is generated from the Config dataclass, so flags, config files and docs never drift.
 Heavy imports (torch) happen inside the commands, so `elcrec --help` is instant.
@@ -74,10 +74,11 @@ def _train(config: Optional[Path] = typer.Option(None, "--config", help="YAML, T
         fail(str(error))
 
 
-def _train_signature() -> None:
-    """Give `_train` one option per Config field (default None = not given, so files are not overridden)."""
-    params = [inspect.signature(_train).parameters[name] for name in ("config", "resume")]
-    annotations: dict[str, Any] = {"config": Optional[Path], "resume": Optional[Path], "return": None}
+def with_config_flags(command: Any) -> Any:
+    """Give `command` (whose own options come before **flags) one option per Config field (default None =
+    not given, so files are not overridden)."""
+    params = [p for p in inspect.signature(command).parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
+    annotations: dict[str, Any] = {p.name: p.annotation for p in params} | {"return": None}
     for name, kind, default, help_text in config_fields():
         kind = str if kind not in (int, float, str, bool) else kind
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
@@ -86,12 +87,89 @@ def _train_signature() -> None:
         option = typer.Option(None, flags, help=f"{help_text} [default: {shown}]", show_default=False)
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=Optional[kind]))
         annotations[name] = Optional[kind]
-    _train.__signature__ = inspect.Signature(params)
-    _train.__annotations__ = annotations
+    command.__signature__ = inspect.Signature(params)
+    command.__annotations__ = annotations
+    return command
 
 
-_train_signature()
-app.command("train", help="Train a model; validate every epoch, keep the best checkpoint, test it.")(_train)
+app.command("train", help="Train a model; validate every epoch, keep the best checkpoint, test it.")(
+    with_config_flags(_train))
+
+
+def _group_config(config: Optional[Path], flags: dict[str, Any], owned: tuple[str, ...], command: str) -> Config:
+    """The base settings of a group of runs; flags the group sets itself are refused, not silently overridden."""
+    clash = [f"--{name.replace('_', '-')}" for name in owned if flags.get(name) is not None]
+    if clash:
+        fail(f"{command} sets {' '.join(clash)} itself for each run; drop it")
+    try:
+        return Config.load(config, **flags)
+    except (ConfigError, FileNotFoundError) as error:
+        fail(str(error))
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(seed) for seed in text.split(",") if seed.strip()]
+    except ValueError:
+        fail(f"--seeds {text!r}: give comma-separated integers, e.g. 1,2,3")
+    if not seeds or len(set(seeds)) != len(seeds):
+        fail(f"--seeds {text!r}: give distinct seeds, e.g. 1,2,3")
+    return seeds
+
+
+def _ablate(config: Optional[Path] = typer.Option(None, "--config", help="YAML, TOML or JSON file of settings; flags override it"),
+            seeds: str = typer.Option("1", "--seeds", help="comma-separated seeds; each variant runs once per seed"),
+            **flags: Any) -> None:
+    from ..training.experiments import ABLATION_METRICS, ABLATIONS, ablation_plot, run_group, summary_table
+
+    base = _group_config(config, flags, ("model", "elcm", "icl", "seed"), "ablate").replace(model="elcrec")
+    seed_list = _seeds(seeds)
+    root = Path(flags["output_dir"]) if flags.get("output_dir") else Path("runs") / f"ablate-{base.preset or base.data_name}"
+    try:
+        results = run_group(base, ABLATIONS, seed_list, root)
+    except (ValueError, FileNotFoundError) as error:
+        fail(str(error))
+    lines = [f"# ELCRec ablation on {base.data_name}" + (f" (preset {base.preset})" if base.preset else ""), "",
+             f"Test split, seeds {seeds}; mean ± std over seeds. B: backbone + instance CL; ICL: intent-assisted "
+             "CL (fusion + PCL); ELCM: end-to-end learnable cluster module.", "",
+             *summary_table(results, ABLATION_METRICS + ("HR@10", "NDCG@10")), "", "![ablation](ablation.png)"]
+    ablation_plot(results, root / "ablation.png")
+    (root / "ablation.md").write_text("\n".join(lines) + "\n")
+    typer.echo("\n".join(lines[4:-2]) + f"\nwrote {root / 'ablation.md'}, {root / 'ablation.png'}")
+
+
+def _compare(config: Optional[Path] = typer.Option(None, "--config", help="YAML, TOML or JSON file of settings; flags override it"),
+             models: str = typer.Option(..., "--models", help="comma-separated models, e.g. sasrec,elcrec"),
+             seeds: str = typer.Option("1,2,3", "--seeds", help="comma-separated seeds; each model runs once per seed"),
+             **flags: Any) -> None:
+    from ..models import MODELS
+    from ..training.experiments import paired_t_tests, run_group, summary_table
+
+    base = _group_config(config, flags, ("model", "seed"), "compare")
+    names = [name.strip() for name in models.split(",") if name.strip()]
+    unknown = [name for name in names if name not in MODELS]
+    if unknown or not names:
+        fail(f"--models {models!r}: choose from {', '.join(MODELS)}")
+    seed_list = _seeds(seeds)
+    root = Path(flags["output_dir"]) if flags.get("output_dir") else Path("runs") / f"compare-{base.data_name}"
+    try:
+        results = run_group(base, {name: {"model": name} for name in names}, seed_list, root)
+    except (ValueError, FileNotFoundError) as error:
+        fail(str(error))
+    shown = tuple(f"{m}@{k}" for m in ("HR", "NDCG") for k in base.eval_ks)
+    lines = [f"# {', '.join(names)} on {base.data_name}", "", f"Test split, seeds {seeds}; mean ± std over seeds.",
+             "", *summary_table(results, shown)]
+    if len(names) >= 2:
+        lines += ["", f"Paired t-test over seeds, {names[1]} against {names[0]}:", "",
+                  *paired_t_tests(results, names[0], names[1], shown)]
+    (root / "comparison.md").write_text("\n".join(lines) + "\n")
+    typer.echo("\n".join(lines[4:]) + f"\nwrote {root / 'comparison.md'}")
+
+
+app.command("ablate", help="Train the paper's ablation of ELCRec (B, B+ICL, B+ELCM, ELCRec) per seed; "
+            "write the table and plot.")(with_config_flags(_ablate))
+app.command("compare", help="Train several models over several seeds; mean ± std and a paired t-test.")(
+    with_config_flags(_compare))
 
 
 @app.command()
@@ -227,7 +305,7 @@ def intents(checkpoint: Path = typer.Argument(..., help="run folder of an iclrec
     import pyarrow.csv as pacsv
 
     from ..data import load_dataset
-    from ..evaluation.intents import assign_intents, intent_agreement, planted_intents
+    from ..evaluation.intents import intent_agreement, planted_intents, user_intents
     from ..training import load_run, resolve_device, write_json
 
     try:
@@ -235,7 +313,7 @@ def intents(checkpoint: Path = typer.Argument(..., help="run folder of an iclrec
         config = run.config.replace(data=data) if data else run.config
         dataset = load_dataset(config)
         _check_items(dataset.item_ids, run.item_ids)
-        ids, distances = assign_intents(run.model, dataset, config.eval_batch_size)
+        _, ids, distances = user_intents(run.model, dataset, config.eval_batch_size)
     except (ConfigError, ValueError, TypeError, FileNotFoundError) as error:
         fail(str(error))
     out = out or run.path
@@ -252,6 +330,27 @@ def intents(checkpoint: Path = typer.Argument(..., help="run folder of an iclrec
     write_json(out / "intents.json", summary)
     typer.echo(f"wrote {out / 'intents.csv'}, {out / 'centres.npy'}, {out / 'intents.json'}")
     typer.echo("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items()))
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="run folder of a finished training run"),
+           out: Optional[Path] = typer.Option(None, help="folder for report.html and its PNGs [default: the run folder]"),
+           data: Optional[str] = typer.Option(None, help="dataset [default: the run's own]"),
+           users: int = typer.Option(2000, min=10, help="users sampled for the t-SNE intent map"),
+           device: str = typer.Option("auto", help="auto, cpu or cuda")) -> None:
+    """One self-contained HTML page: training curves, metrics, and for intent models the intent map,
+    intent sizes and intents by user activity (needs matplotlib: pip install elcrec[plot])."""
+    from ..training import resolve_device
+
+    try:
+        from ..evaluation.report import write_report
+
+        path = write_report(run_dir, data=data, out=out, sample=users, device=resolve_device(device))
+    except ImportError as error:
+        fail(f"{error.name or error}: the report needs matplotlib (pip install elcrec[plot])")
+    except (ConfigError, ValueError, TypeError, FileNotFoundError) as error:
+        fail(str(error))
+    typer.echo(f"wrote {path}")
 
 
 @app.command("import-reference")

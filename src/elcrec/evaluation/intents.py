@@ -11,21 +11,26 @@ from .evaluator import model_device
 
 
 @torch.no_grad()
-def assign_intents(model: IntentModel, data: SequenceData, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Intent id and distance to its centre for every user, from the last max_len items of the sequence."""
+def user_intents(model: IntentModel, data: SequenceData,
+                 batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every user, from the last max_len items of the sequence: the representation intents are assigned
+    from [N, d], the intent id (nearest centre) and the distance to it."""
     if not isinstance(model, IntentModel):
         raise TypeError(f"{type(model).__name__} learns no intents; use an iclrec or elcrec run")
     was_training = model.training
     model.eval()
     histories = pad_left(data.items, data.offsets[:-1], data.offsets[1:], model.config.max_len)
     device = model_device(model)
-    ids, distances = [], []
+    representations, ids, distances = [], [], []
     for start in range(0, len(histories), batch_size):
-        intent, distance = model.assign(torch.from_numpy(histories[start : start + batch_size]).to(device))
+        batch = torch.from_numpy(histories[start : start + batch_size]).to(device)
+        z = model.represent(batch)
+        intent, distance = model.nearest(z)
+        representations.append(z.float().cpu())
         ids.append(intent.cpu())
         distances.append(distance.float().cpu())
     model.train(was_training)
-    return torch.cat(ids).numpy(), torch.cat(distances).numpy()
+    return torch.cat(representations).numpy(), torch.cat(ids).numpy(), torch.cat(distances).numpy()
 
 
 def planted_intents(data: SequenceData, max_len: int) -> np.ndarray:

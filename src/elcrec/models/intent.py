@@ -109,9 +109,20 @@ class IntentModel(CL4SRec):
     def centres(self) -> torch.Tensor:
         raise NotImplementedError
 
+    def represent(self, histories: torch.Tensor) -> torch.Tensor:
+        """[B, max_len] full-width histories -> [B, d], the representation intents are assigned from."""
+        raise NotImplementedError
+
+    @torch.no_grad()
     def assign(self, histories: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Intent of each full-width [B, max_len] history (nearest centre) and the distance to it."""
-        raise NotImplementedError
+        return self.nearest(self.represent(histories))
+
+    @torch.no_grad()
+    def nearest(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Nearest centre of each representation [B, d] and the distance to it."""
+        best = squared_distances(z, self.centres).min(1)
+        return best.indices, best.values.clamp(min=0).sqrt()
 
     def intent_cl(self, views: torch.Tensor, out: torch.Tensor, intents: torch.Tensor) -> torch.Tensor:
         """PCL on the views' outputs `out`; engine=reference encodes the views again (fresh dropout), as the
@@ -138,10 +149,8 @@ class ICLRec(IntentModel):
     def centres(self) -> torch.Tensor:
         return self.centroids
 
-    @torch.no_grad()
-    def assign(self, histories: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        best = squared_distances(self.pool(self.encoder(histories), histories), self.centroids).min(1)
-        return best.indices, best.values.clamp(min=0).sqrt()
+    def represent(self, histories: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.encoder(histories), histories)
 
     def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         c = self.config
@@ -189,11 +198,13 @@ class ELCRec(IntentModel):
         nearest = rows(centres, nearest_centre(out.detach(), centres.detach()))
         return out + nearest if self.config.intent_fusion == "shift" else torch.cat([out, nearest], -1)
 
-    def intents(self, h: torch.Tensor, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Unit sequence representations z [B, d] and their squared distances to every centre [B, K]."""
+    def unit_representation(self, h: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        """z [B, d]: the pooled outputs h [B, L, d] (standardised with intent_centering), unit length."""
         x = self.pool(h, inputs)
-        z = F.normalize(x if self.centering is None else self.centering(x), dim=1)
-        return z, squared_distances(z, self.cluster_centers)
+        return F.normalize(x if self.centering is None else self.centering(x), dim=1)
+
+    def represent(self, histories: torch.Tensor) -> torch.Tensor:
+        return self.unit_representation(self.encoder(histories), histories)
 
     def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         c = self.config
@@ -203,7 +214,7 @@ class ELCRec(IntentModel):
         terms = {"rec": self.rec_loss(h, batch), "cl": c.cl_weight * nce(v1, v2, c.temperature)}
         with torch.no_grad():
             self.cluster_centers.copy_(F.normalize(self.cluster_centers, dim=1))
-        _, distances = self.intents(h, inputs)
+        distances = squared_distances(self.unit_representation(h, inputs), self.cluster_centers)  # [B, K]
         if c.elcm:
             centres = self.cluster_centers
             pull = distances.mean() if c.cluster_pull == "all" else distances.min(1).values.mean()
@@ -211,9 +222,3 @@ class ELCRec(IntentModel):
         if c.icl:
             terms["intent_cl"] = c.intent_cl_weight * self.intent_cl(views, out, self.cluster_centers[distances.argmin(1)])
         return terms
-
-    @torch.no_grad()
-    def assign(self, histories: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        _, distances = self.intents(self.encoder(histories), histories)
-        best = distances.min(1)
-        return best.indices, best.values.clamp(min=0).sqrt()

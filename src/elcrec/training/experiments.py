@@ -1,0 +1,102 @@
+"""Groups of runs: several models or ablation variants, each over several seeds, summarised as mean ± std
+of the test metrics, with a paired t-test between two of them (same seeds) and the paper's ablation plot.
+
+A run that already finished in its folder, with the same settings, is read back instead of trained again,
+and one that was interrupted is resumed: an interrupted group picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import Config
+from ..data import SequenceData, load_dataset
+from .checkpoint import CONFIG_FILE, METRICS_FILE, STATE_FILE, write_json
+from .trainer import train
+
+# the paper's ablation (Fig. 3): the backbone with instance CL, then each ELCRec component, then both
+ABLATIONS = {"B": {"elcm": False, "icl": False}, "B+ICL": {"elcm": False, "icl": True},
+             "B+ELCM": {"elcm": True, "icl": False}, "ELCRec": {"elcm": True, "icl": True}}
+ABLATION_METRICS = ("HR@5", "HR@20", "NDCG@5", "NDCG@20")  # summed per variant, as the paper plots them
+
+
+def run_group(base: Config, variants: dict[str, dict[str, Any]], seeds: list[int], root: Path,
+              data: SequenceData | None = None) -> dict[str, list[dict[str, float]]]:
+    """Train every variant (Config overrides) with every seed into root/<variant>/seed<seed>; returns the
+    test metrics per variant, in seed order."""
+    data = load_dataset(base) if data is None else data
+    results: dict[str, list[dict[str, float]]] = {}
+    for name, overrides in variants.items():
+        for seed in seeds:
+            folder = root / name / f"seed{seed}"
+            config = base.replace(**overrides, seed=seed, output_dir=str(folder))
+            print(f"== {name}, seed {seed}: {folder}", flush=True)
+            results.setdefault(name, []).append(_finished(config) or train(config, data=data,
+                                                                            resume=(folder / STATE_FILE).is_file())["test"])
+    write_json(root / "results.json", {"seeds": seeds, "variants": variants, "test": results})
+    return results
+
+
+def _finished(config: Config) -> dict[str, float] | None:
+    """The test metrics of a finished run with exactly these settings in its folder, if there is one."""
+    folder = config.run_dir
+    if not (folder / METRICS_FILE).is_file() or not (folder / CONFIG_FILE).is_file():
+        return None
+    if json.loads((folder / CONFIG_FILE).read_text()) != json.loads(json.dumps(config.to_dict())):
+        return None
+    print("   finished before: read back", flush=True)
+    return json.loads((folder / METRICS_FILE).read_text())["test"]
+
+
+def summary_table(results: dict[str, list[dict[str, float]]], metrics: tuple[str, ...]) -> list[str]:
+    """Markdown rows: mean ± std (sample std over seeds) of each metric per variant."""
+    lines = ["| variant | seeds | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 2) + "|"]
+    for name, runs in results.items():
+        cells = []
+        for metric in metrics:
+            values = np.array([run[metric] for run in runs])
+            cells.append(f"{values.mean():.4f} ± {values.std(ddof=1):.4f}" if len(values) > 1 else f"{values[0]:.4f}")
+        lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def paired_t_tests(results: dict[str, list[dict[str, float]]], first: str, second: str,
+                   metrics: tuple[str, ...]) -> list[str]:
+    """Markdown rows: mean difference (second - first) and the paired t-test over seeds, per metric."""
+    from scipy.stats import ttest_rel
+
+    lines = [f"| metric | {second} - {first} (mean) | t | p (two-sided) |", "|---|---|---|---|"]
+    for metric in metrics:
+        a = np.array([run[metric] for run in results[first]])
+        b = np.array([run[metric] for run in results[second]])
+        test = ttest_rel(b, a)
+        t, p = (test.statistic, test.pvalue) if len(a) > 1 else (math.nan, math.nan)
+        lines.append(f"| {metric} | {np.mean(b - a):+.4f} | {t:.2f} | {p:.3f} |")
+    return lines
+
+
+def ablation_plot(results: dict[str, list[dict[str, float]]], path: Path) -> None:
+    """Bars of HR@5 + HR@20 + NDCG@5 + NDCG@20 per variant (mean over seeds, error bar = std)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    totals = {name: [sum(run[m] for m in ABLATION_METRICS) for run in runs] for name, runs in results.items()}
+    fig, axis = plt.subplots(figsize=(6, 4))
+    names = list(totals)
+    axis.bar(names, [np.mean(totals[n]) for n in names],
+             yerr=[np.std(totals[n], ddof=1) if len(totals[n]) > 1 else 0 for n in names], capsize=4,
+             color=["#999999", "#6baed6", "#fd8d3c", "#d62728"][: len(names)])
+    lowest = min(min(v) for v in totals.values())
+    axis.set_ylim(bottom=lowest * 0.9)
+    axis.set(ylabel=" + ".join(ABLATION_METRICS), title="ablation (test, sum of metrics)")
+    axis.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,49 @@
+"""Groups of runs (elcrec compare / ablate): seeds, summaries, paired t-tests, picking up where they stopped."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy.stats import ttest_rel
+
+from elcrec import Config
+from elcrec.training import experiments
+from elcrec.training.experiments import paired_t_tests, run_group, summary_table
+
+
+def test_group_runs_each_variant_and_seed_and_reads_finished_runs_back(tiny_data, tmp_path, monkeypatch):
+    base = Config(hidden_size=16, max_len=20, epochs=1, device="cpu")
+    variants = {"pop": {"model": "pop"}, "sasrec": {"model": "sasrec"}}
+    first = run_group(base, variants, [1, 2], tmp_path, data=tiny_data)
+    assert {name: len(runs) for name, runs in first.items()} == {"pop": 2, "sasrec": 2}
+    config = json.loads((tmp_path / "sasrec" / "seed2" / "config.json").read_text())
+    assert config["seed"] == 2 and config["model"] == "sasrec"
+    assert json.loads((tmp_path / "results.json").read_text())["test"] == first
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(experiments, "train", no_training)
+    assert run_group(base, variants, [1, 2], tmp_path, data=tiny_data) == first
+    with pytest.raises(AssertionError, match="trained again"):  # other settings: a new run
+        run_group(base.replace(epochs=2), variants, [1], tmp_path, data=tiny_data)
+
+
+def test_summary_and_paired_t_test():
+    results = {"a": [{"NDCG@20": v} for v in (0.10, 0.12, 0.11)], "b": [{"NDCG@20": v} for v in (0.13, 0.14, 0.15)]}
+    table = summary_table(results, ("NDCG@20",))
+    assert table[2] == f"| a | 3 | 0.1100 ± {np.std([0.10, 0.12, 0.11], ddof=1):.4f} |"
+    expected = ttest_rel([0.13, 0.14, 0.15], [0.10, 0.12, 0.11])
+    row = paired_t_tests(results, "a", "b", ("NDCG@20",))[2]
+    assert row == f"| NDCG@20 | +0.0300 | {expected.statistic:.2f} | {expected.pvalue:.3f} |"
+
+
+def test_ablate_refuses_flags_it_sets_itself(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "elcrec", "ablate", "--icl", "--data", "synthetic"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "ablate sets --icl itself" in done.stderr
+    done = subprocess.run([sys.executable, "-m", "elcrec", "compare", "--models", "sasrec,nope"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "--models 'sasrec,nope'" in done.stderr

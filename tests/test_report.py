@@ -1,0 +1,63 @@
+"""`elcrec report`: a self-contained page with the curves, metrics and intent analyses, and (where
+Chromium is installed) a headless rendering of it that shows the figures."""
+
+import base64
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from elcrec import Config
+from elcrec.evaluation.report import activity_analysis
+from elcrec.training import train
+
+pytest.importorskip("matplotlib", reason="the report needs matplotlib (pip install elcrec[plot])")
+from elcrec.evaluation.report import write_report  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run")
+    config = Config(data="synthetic", synthetic_users=400, synthetic_items=100, model="elcrec", hidden_size=16,
+                    num_clusters=6, kmeans_restarts=1, max_len=20, epochs=2, device="cpu", output_dir=str(folder))
+    train(config, progress=False)
+    return write_report(folder, sample=200)
+
+
+def test_report_is_self_contained(report):
+    page = report.read_text()
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) == 3  # curves, intent map, intent sizes
+    for image in images:
+        assert base64.b64decode(image).startswith(b"\x89PNG\r\n\x1a\n")
+    assert not re.search(r'src="(?!data:)', page)  # nothing loaded from elsewhere
+    for text in ("Final metrics", "NDCG@20", "Intents by user activity", "top 3 intents", "Settings"):
+        assert text in page
+    assert sorted(p.name for p in report.parent.glob("report-*.png")) == [
+        "report-intent-map.png", "report-intent-sizes.png", "report-training-curves.png"]
+
+
+def test_activity_groups_are_length_quartiles():
+    lengths = np.array([5] * 40 + [8] * 20 + [12] * 20 + [30] * 20)
+    intents = np.array([0] * 60 + [1] * 40)
+    groups, table = activity_analysis(lengths, intents)
+    assert groups == [("new", 5, 5), ("low", 8, 8), ("medium", 12, 12), ("high", 30, 30)]
+    assert "0 (100.0%)" in table and "1 (100.0%)" in table
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Chromium not installed (apt-get install chromium)")
+def test_report_renders_in_headless_chromium(report, tmp_path):
+    from matplotlib.image import imread
+
+    shot = tmp_path / "shot.png"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,1600", f"--screenshot={shot}",
+                    report.as_uri()], check=True, capture_output=True, timeout=120)
+    pixels = imread(shot)[..., :3]
+    assert pixels.shape[:2] == (1600, 1280)
+    # the figures drew: coloured (non-grey) pixels from the curves and the intent map, not broken-image icons
+    coloured = (pixels.max(-1) - pixels.min(-1)) > 0.3
+    assert coloured.mean() > 0.005
