@@ -29,6 +29,7 @@ CHOICES = {
     "device": ("auto", "cpu", "cuda"),
     "engine": ("fast", "reference"),
     "amp": ("none", "bf16", "fp16"),
+    "tracking": ("none", "tensorboard", "mlflow"),
 }
 
 
@@ -106,6 +107,7 @@ class Config:
     engine: str = _opt("fast", "fast: one encoder pass over rec and view rows, PCL reuses the instance-CL views, cheap dropout masks; reference: the reference's computation order (separate passes, torch dropout)")
     amp: str = _opt("none", "mixed precision on CUDA: none, bf16 or fp16 (autocast; fp16 adds loss scaling)")
     output_dir: str = _opt("", "run folder for checkpoint, config and metrics ('' = runs/<model>-<data>-seed<seed>)")
+    tracking: str = _opt("none", "also log settings and per-epoch losses and metrics to: none, tensorboard (pip install elcrec[tensorboard]) or mlflow (pip install elcrec[mlflow])")
     # --- evaluation
     eval_ks: tuple[int, ...] = _opt((5, 10, 20), "cut-offs k for HR@k, NDCG@k, MRR@k")
     mask_history: str = _opt("exclude", "seen items: exclude (never ranked), reference (scored 0, as the reference code), none")

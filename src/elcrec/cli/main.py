@@ -1,4 +1,5 @@
-"""The `elcrec` command: demo, train, evaluate, recommend, export, serve, intents, report, import-reference.
+"""The `elcrec` command: demo, train, evaluate, recommend, export, serve, intents, report, ablate, compare,
+tune, import-reference.
 
 Every `train` flag is generated from the Config dataclass, so flags, config files and docs never drift.
 Heavy imports (torch) happen inside the commands, so `elcrec --help` is instant.
@@ -70,7 +71,7 @@ def _train(config: Optional[Path] = typer.Option(None, "--config", help="YAML, T
         fail(str(error))
     try:
         train(resolved, resume=resume is not None)
-    except (ValueError, FileNotFoundError, NonFiniteLoss) as error:
+    except (ValueError, FileNotFoundError, ImportError, NonFiniteLoss) as error:
         fail(str(error))
 
 
@@ -166,6 +167,30 @@ def _compare(config: Optional[Path] = typer.Option(None, "--config", help="YAML,
     typer.echo("\n".join(lines[4:]) + f"\nwrote {root / 'comparison.md'}")
 
 
+def _tune(config: Optional[Path] = typer.Option(None, "--config", help="YAML, TOML or JSON file of settings; flags override it"),
+          trials: int = typer.Option(20, "--trials", min=1, help="trials to run (more are added to an existing study)"),
+          params: str = typer.Option("", "--params", help="settings to search, comma-separated [default: lr,dropout, plus the model's CL and intent settings]"),
+          timeout: Optional[float] = typer.Option(None, "--timeout", help="start no trial after this many seconds"),
+          **flags: Any) -> None:
+    try:
+        from ..training.tuning import search_params, tune, write_summary
+    except ImportError:
+        fail("elcrec tune needs optuna: pip install elcrec[tune]")
+    base = _group_config(config, flags, (), "tune")
+    root = Path(flags["output_dir"]) if flags.get("output_dir") else Path("runs") / f"tune-{base.model}-{base.data_name}"
+    try:
+        names = search_params(base.model, params)
+        study = tune(base, names, trials, root, timeout)
+        lines = write_summary(study, base, names, root)
+    except ImportError:
+        fail("elcrec tune needs optuna: pip install elcrec[tune]")
+    except (ValueError, FileNotFoundError) as error:
+        fail(str(error))
+    typer.echo("\n".join(lines[2:4]) + f"\nwrote {root / 'tuning.md'}, {root / 'best.json'}")
+
+
+app.command("tune", help="Search hyperparameters with Optuna (TPE, median pruning on the validation metric); "
+            "needs pip install elcrec[tune].")(with_config_flags(_tune))
 app.command("ablate", help="Train the paper's ablation of ELCRec (B, B+ICL, B+ELCM, ELCRec) per seed; "
             "write the table and plot.")(with_config_flags(_ablate))
 app.command("compare", help="Train several models over several seeds; mean ± std and a paired t-test.")(

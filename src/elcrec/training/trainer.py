@@ -13,7 +13,7 @@ import random
 import textwrap
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from ..evaluation import evaluate
 from ..models import build_model
 from .checkpoint import LOG_FILE, METRICS_FILE, STATE_FILE, load_run, load_state, save_run, save_state, write_json
 from .negatives import NegativeSampler
+from .tracking import open_tracker
 
 LOG_EVERY = 20  # steps between progress-bar loss updates
 
@@ -99,28 +100,30 @@ def set_rng_states(states: dict[str, Any], *generators: torch.Generator | None) 
 
 
 def train(config: Config, data: SequenceData | None = None, progress: bool = True,
-          resume: bool = False) -> dict[str, Any]:
+          resume: bool = False, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train `config.model`, keep the best validation checkpoint in `config.run_dir`, test it, and return
     (and write to metrics.json) the best epoch's valid metrics and the test metrics.
 
     After every epoch the whole training state (weights, optimiser, loss scaler, every random state,
     early-stopping state, history) is written atomically to training_state.pt; `resume=True` continues
     from it, and the continued run is identical to one never interrupted (tests/test_reliability.py).
-    Started by torchrun with several processes, it trains with DistributedDataParallel."""
+    Started by torchrun with several processes, it trains with DistributedDataParallel.
+    `on_epoch(record)` is called with each epoch's history record (loss, terms, seconds, valid metrics),
+    in every process; an exception it raises stops training (Optuna's pruning uses it)."""
     joined = distributed.launched() and not torch.distributed.is_initialized()
     device = resolve_device(config.device)
     if distributed.launched():
         device = distributed.setup(device)
     try:
-        return _train(config, data, progress, resume, device)
+        return _train(config, data, progress, resume, device, on_epoch)
     finally:
         if joined:
             torch.distributed.barrier()  # gloo aborts a process whose peer leaves the group first
             torch.distributed.destroy_process_group()
 
 
-def _train(config: Config, data: SequenceData | None, progress: bool, resume: bool,
-           device: torch.device) -> dict[str, Any]:
+def _train(config: Config, data: SequenceData | None, progress: bool, resume: bool, device: torch.device,
+           on_epoch: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
     world, main = distributed.world_size(), distributed.is_main()
     if config.batch_size % world:
         raise ValueError(f"batch_size={config.batch_size} is the global batch: it must be a multiple of the "
@@ -144,6 +147,8 @@ def _train(config: Config, data: SequenceData | None, progress: bool, resume: bo
         raise ValueError(f"{data.name}: no user has the 4 or more interactions training needs (the last two are held "
                          "out for validation and test, and a training sequence needs an input and a target)")
     valid, test = eval_set(data, config.max_len, "valid"), eval_set(data, config.max_len, "test")
+    tracker = open_tracker(config) if main else None
+    callbacks = [callback for callback in (tracker and tracker.epoch, on_epoch) if callback]
     eval_options = dict(ks=config.eval_ks, mask_history=config.mask_history,
                         sampled_negatives=config.sampled_negatives, batch_size=config.eval_batch_size, seed=config.seed)
 
@@ -230,6 +235,8 @@ def _train(config: Config, data: SequenceData | None, progress: bool, resume: bo
         terms_text = " ".join(f"{name} {value:.4f}" for name, value in term_means.items())
         log(f"epoch {epoch:3d}  loss {total_loss / steps:.4f} ({terms_text})  {len(inputs) / seconds:,.0f} seq/s  "
             f"valid {format_metrics(valid_metrics)}{'  *' if improved else ''}")
+        for callback in callbacks:
+            callback(history[-1])
         if improved:
             best_score, best_epoch, best_valid = score, epoch, valid_metrics
             if main:
@@ -257,6 +264,8 @@ def _train(config: Config, data: SequenceData | None, progress: bool, resume: bo
               "valid": best_valid, "test": test_metrics, "history": history}
     if main:
         write_json(Path(run_dir) / METRICS_FILE, result)
+    if tracker:
+        tracker.finish(result)
     return result
 
 

@@ -1,0 +1,101 @@
+"""Hyperparameter search with Optuna (`pip install elcrec[tune]`): TPE sampling, median pruning on the
+validation metric reported every epoch, one run folder per trial, and the study kept in SQLite so a
+search that is stopped continues (with more trials) when started again. The objective is the best
+validation `metric`; the test split is never looked at.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..config import Config
+from ..data import SequenceData, load_dataset
+from .trainer import train
+
+# name -> (kind, low, high) or ("choice", options)
+SEARCH_SPACE: dict[str, tuple] = {
+    "lr": ("log", 1e-4, 5e-3),
+    "dropout": ("float", 0.0, 0.6),
+    "attn_dropout": ("float", 0.0, 0.6),
+    "weight_decay": ("log", 1e-8, 1e-3),
+    "cl_weight": ("log", 0.01, 1.0),
+    "intent_cl_weight": ("log", 0.01, 1.0),
+    "trade_off": ("log", 0.01, 10.0),
+    "num_clusters": ("choice", (32, 64, 128, 256, 512)),
+    "hidden_size": ("choice", (32, 64, 128)),
+    "num_layers": ("choice", (1, 2, 3)),
+}
+DEFAULT_PARAMS = {
+    "elcrec": ("lr", "dropout", "trade_off", "num_clusters", "cl_weight"),
+    "iclrec": ("lr", "dropout", "num_clusters", "cl_weight"),
+    "cl4srec": ("lr", "dropout", "cl_weight"),
+}
+
+
+def search_params(model: str, names: str = "") -> list[str]:
+    chosen = [n.strip() for n in names.split(",") if n.strip()] or list(DEFAULT_PARAMS.get(model, ("lr", "dropout")))
+    unknown = [n for n in chosen if n not in SEARCH_SPACE]
+    if unknown:
+        raise ValueError(f"cannot search {', '.join(unknown)}: choose from {', '.join(SEARCH_SPACE)}")
+    return chosen
+
+
+def suggest(trial: Any, name: str) -> Any:
+    kind, *bounds = SEARCH_SPACE[name]
+    if kind == "choice":
+        return trial.suggest_categorical(name, list(bounds[0]))
+    return trial.suggest_float(name, bounds[0], bounds[1], log=kind == "log")
+
+
+def tune(base: Config, params: list[str], trials: int, root: Path, timeout: float | None = None,
+         data: SequenceData | None = None) -> Any:
+    """Run `trials` more trials of the study in root/study.db; returns the optuna Study."""
+    import optuna
+
+    data = load_dataset(base) if data is None else data
+    root.mkdir(parents=True, exist_ok=True)
+    study = optuna.create_study(study_name="elcrec", storage=f"sqlite:///{root / 'study.db'}", load_if_exists=True,
+                                direction="maximize", sampler=optuna.samplers.TPESampler(seed=base.seed),
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=5))
+
+    def objective(trial: Any) -> float:
+        config = base.replace(**{name: suggest(trial, name) for name in params},
+                              output_dir=str(root / f"trial{trial.number}"))
+
+        def report(record: dict[str, Any]) -> None:
+            trial.report(record[base.metric], record["epoch"])
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"epoch {record['epoch']}: {base.metric} {record[base.metric]:.4f}")
+
+        return train(config, data=data, progress=False, on_epoch=report)["valid"][base.metric]
+
+    study.optimize(objective, n_trials=trials, timeout=timeout)
+    return study
+
+
+def write_summary(study: Any, base: Config, params: list[str], root: Path) -> list[str]:
+    """tuning.md (best trial, every trial) and best.json (the base settings with the best values)."""
+    import optuna
+
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not done:
+        raise ValueError("no trial finished: nothing to report")
+    best = study.best_trial
+    (root / "best.json").write_text(json.dumps(base.replace(**best.params, output_dir="").to_dict(), indent=2) + "\n")
+    lines = [f"# Search over {', '.join(params)} ({base.model} on {base.data_name})", "",
+             f"Objective: best validation {base.metric} of each trial. Best: trial {best.number}, "
+             f"{base.metric} {best.value:.4f}, " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                                              for k, v in best.params.items()),
+             f"Train with it: `elcrec train --config {root / 'best.json'}`.", "",
+             "| trial | state | " + " | ".join(params) + f" | valid {base.metric} | epochs |",
+             "|---" * (len(params) + 4) + "|"]
+    for trial in study.trials:
+        values = [f"{trial.params[p]:.4g}" if isinstance(trial.params.get(p), float) else str(trial.params.get(p, ""))
+                  for p in params]
+        score = f"{trial.value:.4f}" if trial.value is not None else "-"
+        lines.append(f"| {trial.number} | {trial.state.name.lower()} | " + " | ".join(values)
+                     + f" | {score} | {len(trial.intermediate_values)} |")
+    (root / "tuning.md").write_text("\n".join(lines) + "\n")
+    return lines

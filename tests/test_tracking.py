@@ -1,0 +1,68 @@
+"""Experiment tracking (TensorBoard, MLflow), the per-epoch hook, and the Optuna search."""
+
+import json
+
+import pytest
+
+from elcrec import Config
+from elcrec.training import train
+
+TINY = dict(hidden_size=16, max_len=20, epochs=3, patience=0, device="cpu")
+
+
+def test_on_epoch_sees_every_epoch_and_can_stop_training(tiny_data, tmp_path):
+    seen = []
+    train(Config(output_dir=str(tmp_path / "a"), **TINY), data=tiny_data, progress=False, on_epoch=seen.append)
+    assert [record["epoch"] for record in seen] == [0, 1, 2] and all("NDCG@20" in r["valid"] for r in seen)
+
+    def stop(record):
+        if record["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(Config(output_dir=str(tmp_path / "b"), **TINY), data=tiny_data, progress=False, on_epoch=stop)
+
+
+def test_tensorboard_tracking(tiny_data, tmp_path):
+    pytest.importorskip("tensorboard", reason="pip install elcrec[tensorboard]")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = Config(model="cl4srec", tracking="tensorboard", output_dir=str(tmp_path), **TINY)
+    result = train(config, data=tiny_data, progress=False)
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert {"loss", "loss/rec", "loss/cl", "valid/NDCG@20", "test/NDCG@20"} <= set(tags)
+    assert [e.value for e in events.Scalars("loss")] == pytest.approx([h["loss"] for h in result["history"]])
+
+
+def test_mlflow_tracking(tiny_data, tmp_path, monkeypatch):
+    mlflow = pytest.importorskip("mlflow", reason="pip install elcrec[mlflow]")
+    monkeypatch.chdir(tmp_path)  # MLflow stores artifacts under the working directory
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    config = Config(tracking="mlflow", output_dir=str(tmp_path / "run"), **TINY)
+    result = train(config, data=tiny_data, progress=False)
+    run = mlflow.search_runs(search_all_experiments=True, output_format="list")[0]
+    assert run.data.params["lr"] == str(config.lr)
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "valid/NDCG_at_20")
+    assert [m.value for m in sorted(history, key=lambda m: m.step)] == pytest.approx(
+        [h["valid"]["NDCG@20"] for h in result["history"]])
+    assert run.data.metrics["test/NDCG_at_20"] == pytest.approx(result["test"]["NDCG@20"])
+
+
+def test_tune_searches_prunes_and_continues(tiny_data, tmp_path):
+    pytest.importorskip("optuna", reason="pip install elcrec[tune]")
+    from elcrec.training.tuning import search_params, tune, write_summary
+
+    base = Config(**{**TINY, "epochs": 6})
+    params = search_params("sasrec", "lr,dropout")
+    study = tune(base, params, 6, tmp_path, data=tiny_data)
+    assert len(study.trials) == 6
+    assert all(len(t.intermediate_values) >= 1 for t in study.trials)  # reported every epoch, for pruning
+    lines = write_summary(study, base, params, tmp_path)
+    assert lines[-1].startswith("| 5 |")
+    best = Config.from_dict(json.loads((tmp_path / "best.json").read_text()))
+    assert best.lr == study.best_trial.params["lr"]
+    assert len(tune(base, params, 1, tmp_path, data=tiny_data).trials) == 7  # the stored study continues
+    with pytest.raises(ValueError, match="cannot search bogus"):
+        search_params("sasrec", "lr,bogus")
