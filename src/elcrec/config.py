@@ -107,7 +107,7 @@ class Config:
     engine: str = _opt("fast", "fast: one encoder pass over rec and view rows, PCL reuses the instance-CL views, cheap dropout masks; reference: the reference's computation order (separate passes, torch dropout)")
     amp: str = _opt("none", "mixed precision on CUDA: none, bf16 or fp16 (autocast; fp16 adds loss scaling)")
     output_dir: str = _opt("", "run folder for checkpoint, config and metrics ('' = runs/<model>-<data>-seed<seed>)")
-    tracking: str = _opt("none", "also log settings and per-epoch losses and metrics to: none, tensorboard (pip install elcrec[tensorboard]) or mlflow (pip install elcrec[mlflow])")
+    tracking: str = _opt("none", "also log settings and per-epoch losses and metrics to: none, tensorboard or mlflow (extras of the same names)")
     # --- evaluation
     eval_ks: tuple[int, ...] = _opt((5, 10, 20), "cut-offs k for HR@k, NDCG@k, MRR@k")
     mask_history: str = _opt("exclude", "seen items: exclude (never ranked), reference (scored 0, as the reference code), none")

@@ -190,7 +190,7 @@ def _tune(config: Optional[Path] = typer.Option(None, "--config", help="YAML, TO
 
 
 app.command("tune", help="Search hyperparameters with Optuna (TPE, median pruning on the validation metric); "
-            "needs pip install elcrec[tune].")(with_config_flags(_tune))
+            "needs the tune extra (pip install 'elcrec\\[tune]').")(with_config_flags(_tune))
 app.command("ablate", help="Train the paper's ablation of ELCRec (B, B+ICL, B+ELCM, ELCRec) per seed; "
             "write the table and plot.")(with_config_flags(_ablate))
 app.command("compare", help="Train several models over several seeds; mean ± std and a paired t-test.")(
@@ -364,7 +364,7 @@ def report(run_dir: Path = typer.Argument(..., help="run folder of a finished tr
            users: int = typer.Option(2000, min=10, help="users sampled for the t-SNE intent map"),
            device: str = typer.Option("auto", help="auto, cpu or cuda")) -> None:
     """One self-contained HTML page: training curves, metrics, and for intent models the intent map,
-    intent sizes and intents by user activity (needs matplotlib: pip install elcrec[plot])."""
+    intent sizes and intents by user activity (needs matplotlib: pip install 'elcrec\\[plot]')."""
     from ..training import resolve_device
 
     try:
