@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from elcrec.data import EvalSet
+from elcrec import Config
+from elcrec.data import EvalSet, eval_set
 from elcrec.evaluation import RankingMetrics, evaluate, pessimistic_rank
-from elcrec.models import SequentialRecommender
+from elcrec.models import SequentialRecommender, build_model
 
 
 class FixedScores(SequentialRecommender):
@@ -81,3 +82,29 @@ def test_sampled_mode_never_draws_seen_items_and_is_seeded():
     a = evaluate(model, data, ks=(5,), sampled_negatives=10, seed=4)
     b = evaluate(model, data, ks=(5,), sampled_negatives=10, seed=4)
     assert a == b
+
+
+def test_long_tail_groups_split_users_and_combine_to_the_overall_metrics(tiny_data):
+    from elcrec.evaluation.long_tail import item_popularity, long_tail_groups
+
+    config = Config(hidden_size=16, max_len=20)
+    split = eval_set(tiny_data, config.max_len, "test")
+    groups = long_tail_groups(tiny_data, split)
+    assert (groups["head_items"] ^ groups["tail_items"]).all() and (groups["head_users"] ^ groups["tail_users"]).all()
+    assert groups["head_users"].sum() == round(0.2 * tiny_data.n_users)
+    lengths = np.diff(split.history_offsets)
+    assert lengths[groups["head_users"]].min() >= lengths[groups["tail_users"]].max()
+    popularity = item_popularity(tiny_data)  # held-out items (the last two of each user) are not counted
+    assert popularity.sum() == tiny_data.n_interactions - 2 * tiny_data.n_users
+    head_targets = np.unique(split.targets[groups["head_items"]])
+    tail_targets = np.unique(split.targets[groups["tail_items"]])
+    assert popularity[head_targets].min() >= popularity[tail_targets].max()
+
+    torch.manual_seed(0)
+    model = build_model(config.replace(model="sasrec"), tiny_data.n_items)
+    for sampled in (0, 20):
+        result = evaluate(model, split, sampled_negatives=sampled, groups=groups)
+        for pair in (("head_items", "tail_items"), ("head_users", "tail_users")):
+            counts = [groups[name].sum() for name in pair]
+            combined = sum(n * result[f"{name}/NDCG@10"] for name, n in zip(pair, counts)) / sum(counts)
+            assert combined == pytest.approx(result["NDCG@10"])

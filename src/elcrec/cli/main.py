@@ -204,11 +204,13 @@ def evaluate(checkpoint: Path = typer.Argument(..., help="run folder (or its mod
              mask_history: Optional[str] = typer.Option(None, help="exclude, reference or none [default: the run's]"),
              ks: Optional[str] = typer.Option(None, help="cut-offs, e.g. 5,10,20 [default: the run's]"),
              sampled_negatives: Optional[int] = typer.Option(None, help="rank among N sampled negatives (0 = all items)"),
+             long_tail: bool = typer.Option(False, "--long-tail", help="also head/tail items (by popularity) and head/tail users (by history length), 80/20"),
              device: str = typer.Option("auto", help="auto, cpu or cuda"),
              as_json: bool = typer.Option(False, "--json", help="print the metrics as JSON")) -> None:
     """Evaluate a saved run on the valid or test split."""
     from ..data import eval_set, load_dataset
     from ..evaluation import evaluate as run_evaluation
+    from ..evaluation.long_tail import long_tail_groups
     from ..training import keep_freed_memory, load_run, resolve_device
 
     try:
@@ -221,9 +223,11 @@ def evaluate(checkpoint: Path = typer.Argument(..., help="run folder (or its mod
         cutoffs = _parse_ks(ks) if ks else config.eval_ks
         dataset = load_dataset(config)
         _check_items(dataset.item_ids, run.item_ids)
-        result = run_evaluation(run.model, eval_set(dataset, config.max_len, split), ks=cutoffs,
-                                mask_history=config.mask_history, sampled_negatives=config.sampled_negatives,
-                                batch_size=config.eval_batch_size, seed=config.seed)
+        users = eval_set(dataset, config.max_len, split)
+        groups = long_tail_groups(dataset, users) if long_tail else None
+        result = run_evaluation(run.model, users, ks=cutoffs, mask_history=config.mask_history,
+                                sampled_negatives=config.sampled_negatives, batch_size=config.eval_batch_size,
+                                seed=config.seed, groups=groups)
     except (ConfigError, ValueError, FileNotFoundError) as error:
         fail(str(error))
     if as_json:
@@ -232,7 +236,10 @@ def evaluate(checkpoint: Path = typer.Argument(..., help="run folder (or its mod
         mode = f"{config.sampled_negatives} sampled negatives" if config.sampled_negatives else \
             f"full ranking, mask_history={config.mask_history}"
         typer.echo(f"{dataset.summary()}\n{split} ({mode}):")
-        typer.echo(metrics_table({config.model: result}, cutoffs))
+        rows = {config.model: result}
+        for name, mask in (groups or {}).items():
+            rows[f"{name} ({mask.sum():,})"] = {k.split("/", 1)[1]: v for k, v in result.items() if k.startswith(f"{name}/")}
+        typer.echo(metrics_table(rows, cutoffs))
 
 
 def _parse_ks(text: str) -> tuple[int, ...]:

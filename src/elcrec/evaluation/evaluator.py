@@ -28,7 +28,9 @@ MASK_VALUES = {"exclude": float("-inf"), "reference": 0.0}
 @torch.no_grad()
 def evaluate(model: SequentialRecommender, data: EvalSet, ks: tuple[int, ...] = (5, 10, 20),
              mask_history: str = "exclude", sampled_negatives: int = 0, batch_size: int = 1024,
-             seed: int = 0) -> dict[str, float]:
+             seed: int = 0, groups: dict[str, np.ndarray] | None = None) -> dict[str, float]:
+    """Metrics over every user of `data`; with `groups` (name -> boolean mask over the users, e.g.
+    long_tail.long_tail_groups), also each group's as "<name>/<metric>"."""
     if mask_history not in ("none", *MASK_VALUES):
         raise ValueError(f"mask_history={mask_history!r}: choose none, exclude or reference")
     was_training = model.training
@@ -38,6 +40,8 @@ def evaluate(model: SequentialRecommender, data: EvalSet, ks: tuple[int, ...] = 
     targets = torch.from_numpy(data.targets) - 1  # column of each target
     generator = torch.Generator(device=device).manual_seed(seed)
     metrics = RankingMetrics(ks)
+    groups = {name: (torch.from_numpy(np.asarray(mask, dtype=bool)), RankingMetrics(ks))
+              for name, mask in (groups or {}).items()}
     order = np.argsort((data.inputs > 0).sum(1), kind="stable")[rank() :: world_size()]
     for start in range(0, len(order), batch_size):
         users = order[start : start + batch_size]
@@ -53,8 +57,13 @@ def evaluate(model: SequentialRecommender, data: EvalSet, ks: tuple[int, ...] = 
             ranks = pessimistic_rank(scores, target_scores)
             ranks[target_scores == float("-inf")] = scores.shape[1]  # an excluded target is never hit
         metrics.update(ranks)
+        for mask, group_metrics in groups.values():
+            group_metrics.update(ranks[mask[users].to(device)])
     model.train(was_training)
-    return metrics.result(device)
+    result = metrics.result(device)
+    for name, (_, group_metrics) in groups.items():
+        result.update({f"{name}/{metric}": value for metric, value in group_metrics.result(device).items()})
+    return result
 
 
 def model_device(model: torch.nn.Module) -> torch.device:

@@ -38,10 +38,8 @@ class RankingMetrics:
         self.count += len(ranks)
 
     def result(self, device: torch.device | str = "cpu") -> dict[str, float]:
-        """Means over the users of every update; under torch.distributed, over every process's users
-        (`device`: where the collective runs, the process's GPU with nccl)."""
+        """Means over the users of every update (NaN when there were none); under torch.distributed, over
+        every process's users (`device`: where the collective runs, the process's GPU with nccl)."""
         totals = all_sum(torch.tensor([*self.sums.values(), self.count], dtype=torch.float64, device=device)).tolist()
         count = totals.pop()
-        if not count:
-            raise ValueError("no users were evaluated")
-        return {name: total / count for name, total in zip(self.sums, totals)}
+        return {name: total / count if count else float("nan") for name, total in zip(self.sums, totals)}
