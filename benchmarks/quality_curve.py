@@ -42,7 +42,7 @@ def main() -> None:
         config = base.replace(engine=engine, seed=seed,
                               output_dir=str(ROOT / "runs" / "quality-curve" / args.dataset / f"{args.model}-{engine}-{seed}"))
         started = time.perf_counter()
-        result = train(config, data=data)
+        result = train(config, data=data, overwrite=True)
         curves[engine, seed] = [h[base.metric] for h in result["history"]]
         seconds[engine, seed] = (sum(h["seconds"] for h in result["history"]) / len(result["history"]),
                                  time.perf_counter() - started)

@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=40)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--resume", action="store_true", help="continue runs whose folder holds a training state")
+    parser.add_argument("--overwrite", action="store_true", help="train again over runs already in runs/reproduce")
     parser.add_argument("--out", type=Path, default=None, help="markdown file [default: benchmarks/results/reproduce-<dataset>.md]")
     args = parser.parse_args()
 
@@ -61,7 +62,7 @@ def main() -> None:
     for model in args.models.split(","):
         config = base.replace(model=model, output_dir=str(ROOT / "runs" / "reproduce" / args.dataset / model))
         resume = args.resume and (config.run_dir / STATE_FILE).is_file()
-        result = train(config, data=data, resume=resume)
+        result = train(config, data=data, resume=resume, overwrite=args.overwrite)
         rows.append((model, result, len(result["history"]), sum(h["seconds"] for h in result["history"])))
 
     lines = [f"# Reproduction on {FILES[args.dataset]} (preset {args.dataset})", "",

@@ -70,7 +70,7 @@ def worker(dataset: str, model_name: str, engine: str, epochs: int, device: str)
                                "output_dir": str(ROOT / "runs" / "speed" / dataset / f"{model_name}-{engine}")})
     data = load_dataset(config)
     peak = matmul_peak(resolve_device(device))  # this VM's speed drifts: measure it beside each run
-    result = train(config, data=data, progress=False)
+    result = train(config, data=data, progress=False, overwrite=True)
     seconds = [h["seconds"] for h in result["history"]]
 
     # the trained model, for the evaluation timing and the FLOP count

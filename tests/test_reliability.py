@@ -69,14 +69,16 @@ def test_resume_refuses_new_settings_and_missing_state(tmp_path):
 
 def test_non_finite_loss_stops_without_saving(tiny_data, tmp_path, monkeypatch):
     calls = {"n": 0}
-    loss = SASRec.loss
+    loss_terms = SASRec.loss_terms
 
     def poisoned(self, batch):
         calls["n"] += 1
-        value = loss(self, batch)
-        return value * float("nan") if calls["n"] == 4 else value  # epoch 1 (2 steps per epoch), its 2nd step
+        terms = loss_terms(self, batch)
+        if calls["n"] == 4:  # epoch 1 (2 steps per epoch), its 2nd step
+            terms["rec"] = terms["rec"] * float("nan")
+        return terms
 
-    monkeypatch.setattr(SASRec, "loss", poisoned)
+    monkeypatch.setattr(SASRec, "loss_terms", poisoned)
     config = Config(hidden_size=16, max_len=20, batch_size=64, epochs=3, device="cpu", output_dir=str(tmp_path))
     with pytest.raises(NonFiniteLoss, match="epoch 1, step 1"):
         train(config, data=tiny_data, progress=False)
@@ -123,3 +125,12 @@ def test_more_clusters_than_training_sequences_fails_before_training(tiny_data, 
     with pytest.raises(ValueError, match="num_clusters=500 exceeds the 120 training sequences"):
         train(config, data=tiny_data, progress=False)
     assert not (tmp_path / "training_state.pt").exists()
+
+
+def test_a_folder_holding_a_run_is_not_trained_over(tiny_data, tmp_path):
+    config = Config(hidden_size=16, max_len=20, epochs=1, device="cpu", output_dir=str(tmp_path))
+    first = train(config, data=tiny_data, progress=False)
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        train(config.replace(lr=0.01), data=tiny_data, progress=False)
+    assert json.loads((tmp_path / "metrics.json").read_text())["test"] == first["test"]  # untouched
+    assert train(config.replace(lr=0.01), data=tiny_data, progress=False, overwrite=True)["test"] != first["test"]

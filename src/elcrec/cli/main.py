@@ -48,7 +48,7 @@ def demo(epochs: int = typer.Option(25, help="SASRec epochs on the synthetic dat
     results = {}
     for model in ("pop", "sasrec"):
         config = base.replace(model=model, output_dir=str(output_dir / model))
-        results[model] = train(config, data=data)["test"]
+        results[model] = train(config, data=data, overwrite=True)["test"]
     typer.echo(f"\ntest metrics on {data.summary()} (full ranking, seen items excluded):")
     typer.echo(metrics_table(results, base.eval_ks))
     gain = results["sasrec"]["NDCG@20"] / max(results["pop"]["NDCG@20"], 1e-12)
@@ -58,6 +58,7 @@ def demo(epochs: int = typer.Option(25, help="SASRec epochs on the synthetic dat
 
 def _train(config: Optional[Path] = typer.Option(None, "--config", help="YAML, TOML or JSON file of settings; flags override it"),
            resume: Optional[Path] = typer.Option(None, "--resume", help="run folder to continue after its last finished epoch, with its saved settings"),
+           overwrite: bool = typer.Option(False, "--overwrite", help="train into an output folder that already holds a run, replacing it"),
            **flags: Any) -> None:
     from ..training import train
     from ..training.trainer import NonFiniteLoss
@@ -70,8 +71,8 @@ def _train(config: Optional[Path] = typer.Option(None, "--config", help="YAML, T
     except (ConfigError, FileNotFoundError) as error:
         fail(str(error))
     try:
-        train(resolved, resume=resume is not None)
-    except (ValueError, FileNotFoundError, ImportError, NonFiniteLoss) as error:
+        train(resolved, resume=resume is not None, overwrite=overwrite)
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError, NonFiniteLoss) as error:
         fail(str(error))
 
 
@@ -128,7 +129,7 @@ def _ablate(config: Optional[Path] = typer.Option(None, "--config", help="YAML, 
     root = Path(flags["output_dir"]) if flags.get("output_dir") else Path("runs") / f"ablate-{base.preset or base.data_name}"
     try:
         results = run_group(base, ABLATIONS, seed_list, root)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
         fail(str(error))
     lines = [f"# ELCRec ablation on {base.data_name}" + (f" (preset {base.preset})" if base.preset else ""), "",
              f"Test split, seeds {seeds}; mean ± std over seeds. B: backbone + instance CL; ICL: intent-assisted "
@@ -155,7 +156,7 @@ def _compare(config: Optional[Path] = typer.Option(None, "--config", help="YAML,
     root = Path(flags["output_dir"]) if flags.get("output_dir") else Path("runs") / f"compare-{base.data_name}"
     try:
         results = run_group(base, {name: {"model": name} for name in names}, seed_list, root)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
         fail(str(error))
     shown = tuple(f"{m}@{k}" for m in ("HR", "NDCG") for k in base.eval_ks)
     lines = [f"# {', '.join(names)} on {base.data_name}", "", f"Test split, seeds {seeds}; mean ± std over seeds.",
@@ -184,7 +185,7 @@ def _tune(config: Optional[Path] = typer.Option(None, "--config", help="YAML, TO
         lines = write_summary(study, base, names, root)
     except ImportError:
         fail("elcrec tune needs optuna: pip install elcrec[tune]")
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
         fail(str(error))
     typer.echo("\n".join(lines[2:4]) + f"\nwrote {root / 'tuning.md'}, {root / 'best.json'}")
 

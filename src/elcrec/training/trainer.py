@@ -24,7 +24,7 @@ from ..config import PRESETS, Config
 from ..data import SequenceData, eval_set, load_dataset, train_set
 from ..evaluation import evaluate
 from ..models import build_model
-from .checkpoint import LOG_FILE, METRICS_FILE, STATE_FILE, load_run, load_state, save_run, save_state, write_json
+from .checkpoint import LOG_FILE, METRICS_FILE, MODEL_FILE, STATE_FILE, load_run, load_state, save_run, save_state, write_json
 from .negatives import NegativeSampler
 from .tracking import open_tracker
 
@@ -100,7 +100,8 @@ def set_rng_states(states: dict[str, Any], *generators: torch.Generator | None) 
 
 
 def train(config: Config, data: SequenceData | None = None, progress: bool = True,
-          resume: bool = False, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+          resume: bool = False, on_epoch: Callable[[dict[str, Any]], None] | None = None,
+          overwrite: bool = False) -> dict[str, Any]:
     """Train `config.model`, keep the best validation checkpoint in `config.run_dir`, test it, and return
     (and write to metrics.json) the best epoch's valid metrics and the test metrics.
 
@@ -109,7 +110,12 @@ def train(config: Config, data: SequenceData | None = None, progress: bool = Tru
     from it, and the continued run is identical to one never interrupted (tests/test_reliability.py).
     Started by torchrun with several processes, it trains with DistributedDataParallel.
     `on_epoch(record)` is called with each epoch's history record (loss, terms, seconds, valid metrics),
-    in every process; an exception it raises stops training (Optuna's pruning uses it)."""
+    in every process; an exception it raises stops training (Optuna's pruning uses it).
+    A folder that already holds a run is refused unless `resume` or `overwrite` is given."""
+    existing = [name for name in (MODEL_FILE, STATE_FILE) if (config.run_dir / name).is_file()]
+    if existing and not (resume or overwrite):
+        raise FileExistsError(f"{config.run_dir} already holds a run ({', '.join(existing)}): resume it, choose "
+                              "another output_dir, or overwrite it")
     joined = distributed.launched() and not torch.distributed.is_initialized()
     device = resolve_device(config.device)
     if distributed.launched():
