@@ -18,7 +18,9 @@ from typing import Any
 CHOICES = {
     "data_format": ("auto", "benchmark", "csv", "tsv", "parquet", "rechorus", "recbole"),
     "dedup": ("none", "all", "consecutive"),
-    "model": ("sasrec", "cl4srec", "iclrec", "elcrec", "gru4rec", "bert4rec", "pop"),
+    "model": ("sasrec", "cl4srec", "iclrec", "elcrec", "gru4rec", "bert4rec", "llmesr", "pop"),
+    "icc": ("none", "kmeans", "hdbscan"),
+    "icc_centres": ("mean", "learned"),
     "augment": ("random", "crop", "mask", "reorder"),
     "intent_fusion": ("shift", "concat"),
     "pooling": ("all", "items"),
@@ -68,7 +70,7 @@ class Config:
     synthetic_intents: int = _opt(8, "synthetic data: number of planted intents")
     # --- model
     preset: str = _opt("", "paper settings for a dataset: beauty, sports, toys, yelp (file and flags still win)")
-    model: str = _opt("sasrec", "model: sasrec, cl4srec, iclrec, elcrec, gru4rec, bert4rec, or pop (most-popular baseline)")
+    model: str = _opt("sasrec", "model: sasrec, cl4srec, iclrec, elcrec, gru4rec, bert4rec, llmesr, or pop (most-popular baseline)")
     hidden_size: int = _opt(64, "hidden size d")
     num_layers: int = _opt(2, "transformer blocks")
     num_heads: int = _opt(2, "attention heads (must divide hidden_size)")
@@ -95,6 +97,16 @@ class Config:
     pooling: str = _opt("all", "sequence representation for intents: mean over all max_len positions (all, the reference) or over item positions only (items)")
     kmeans_iters: int = _opt(20, "k-means iterations (iclrec every epoch, elcrec initialisation)")
     kmeans_restarts: int = _opt(5, "k-means restarts")
+    # --- LLM-ESR and the item-cluster constraint (llmesr)
+    item_text: str = _opt("", "llmesr: item text embeddings, .npy or LLM-ESR .pkl (row i = item i + 1), or 'synthetic' (the built-in data's texts, embedded offline)")
+    text_dim: int = _opt(0, "llmesr: width of the item text embeddings (0 = read it from item_text)")
+    cross_attention: bool = _opt(False, "llmesr: 2-head cross-attention between the semantic and collaborative views")
+    distill_weight: float = _opt(0.1, "llmesr: weight alpha of the retrieval-augmented self-distillation (0 = off)")
+    distill_neighbours: int = _opt(10, "llmesr: similar users whose representations each user is distilled towards")
+    icc: str = _opt("none", "llmesr: item-cluster constraint on the collaborative embeddings: none, kmeans or hdbscan (noise items excluded) over the reduced text embeddings")
+    icc_weight: float = _opt(0.1, "llmesr: weight gamma of the item-cluster constraint")
+    icc_clusters: int = _opt(32, "llmesr: item clusters for icc=kmeans")
+    icc_centres: str = _opt("mean", "llmesr: cluster centres in the collaborative space: mean (of the cluster's current embeddings) or learned (trained end to end, ELCRec-style)")
     # --- training
     epochs: int = _opt(300, "most training epochs")
     batch_size: int = _opt(256, "training sequences per step")
@@ -121,12 +133,12 @@ class Config:
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(a or repr(a) for a in allowed)}")
         positive = ("hidden_size", "num_layers", "num_heads", "max_len", "epochs", "batch_size", "num_clusters",
-                    "kmeans_iters", "kmeans_restarts",
+                    "kmeans_iters", "kmeans_restarts", "distill_neighbours", "icc_clusters",
                     "eval_batch_size", "synthetic_users", "synthetic_items", "synthetic_intents")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be at least 1")
-        for name in ("kcore", "patience", "sampled_negatives"):
+        for name in ("kcore", "patience", "sampled_negatives", "text_dim"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be 0 or more")
         if self.hidden_size % self.num_heads:
@@ -137,7 +149,7 @@ class Config:
         for name in ("lr", "temperature"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be positive")
-        for name in ("cl_weight", "intent_cl_weight", "trade_off"):
+        for name in ("cl_weight", "intent_cl_weight", "trade_off", "distill_weight", "icc_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be 0 or more")
         if not self.eval_ks or min(self.eval_ks) < 1:

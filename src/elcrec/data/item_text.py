@@ -6,6 +6,7 @@
   (`pip install elcrec[text]`), unit-length 384-d vectors.
 - `load_item_embeddings(path, n_items)`: precomputed embeddings, row i = internal item i + 1: a .npy
   matrix, or the public LLM-ESR .pkl layout (a [n_items, d] array, row r = item r + 1).
+- `item_text_matrix(source, data)`: what `item_text` names, as a [n_items, D] matrix.
 - `synthetic_item_texts(data)`: texts for the built-in synthetic items whose words follow each item's
   planted intent, so that text carries signal in tests and benchmarks.
 """
@@ -83,6 +84,16 @@ TOPICS = ["garden soil seeds bloom", "kitchen knife pan recipe", "running shoes 
           "puzzle board dice strategy", "camera lens tripod shutter", "yarn needle knit wool", "guitar string chord amp",
           "tent camping stove lantern", "novel chapter author mystery", "coffee bean grinder roast", "bike wheel chain gear"]
 FILLER = "new classic premium set pack deluxe mini pro essential everyday".split()
+
+
+def item_text_matrix(source: str, data: SequenceData) -> np.ndarray:
+    """[n_items, D] text embeddings of the data's items from `source`: 'synthetic' (the built-in data's
+    generated texts, embedded), a .npy/.pkl embedding file, or a CSV/TSV/Parquet of item texts to embed."""
+    if source == "synthetic":
+        return embed_texts(synthetic_item_texts(data))
+    if Path(source).suffix in (".npy", ".pkl"):
+        return load_item_embeddings(source, data.n_items)
+    return embed_texts(read_item_texts(source, data.item_ids))
 
 
 def synthetic_item_texts(data: SequenceData, seed: int = 0) -> list[str]:

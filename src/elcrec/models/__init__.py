@@ -8,6 +8,7 @@
 | elcrec  | cl4srec + learnable centres, cluster loss, intent-assisted CL, PCL | + trade_off 1.0, intent_fusion concat, elcm on, icl on |
 | gru4rec | GRU over item embeddings, next-item loss | hidden_size, num_layers, dropout, loss |
 | bert4rec | bidirectional transformer, Cloze training with a [MASK] token | + cloze_prob 0.2 (always softmax CE) |
+| llmesr  | LLM-ESR: semantic (frozen text + adapter) and collaborative views on a shared sasrec backbone, self-distillation, optional item-cluster constraint | + item_text, cross_attention off, distill_weight 0.1, distill_neighbours 10, icc none, icc_weight 0.1, icc_clusters 32, icc_centres mean |
 | pop     | most-popular baseline, no training | none |
 """
 
@@ -20,6 +21,7 @@ from .bert4rec import BERT4Rec
 from .contrastive import CL4SRec
 from .gru4rec import GRU4Rec
 from .intent import ELCRec, ICLRec
+from .llmesr import LLMESR
 from .popularity import Popularity
 from .sasrec import SASRec
 from .transformer import TransformerEncoder
@@ -29,10 +31,10 @@ if TYPE_CHECKING:
 
 MODELS: dict[str, type[SequentialRecommender]] = {
     "sasrec": SASRec, "cl4srec": CL4SRec, "iclrec": ICLRec, "elcrec": ELCRec, "gru4rec": GRU4Rec,
-    "bert4rec": BERT4Rec, "pop": Popularity,
+    "bert4rec": BERT4Rec, "llmesr": LLMESR, "pop": Popularity,
 }
 
-__all__ = ["BERT4Rec", "CL4SRec", "ELCRec", "GRU4Rec", "ICLRec", "MODELS", "NextItemRecommender", "Popularity",
+__all__ = ["BERT4Rec", "CL4SRec", "ELCRec", "GRU4Rec", "ICLRec", "LLMESR", "MODELS", "NextItemRecommender", "Popularity",
            "SASRec", "SequentialRecommender",
            "TransformerEncoder", "build_model"]
 

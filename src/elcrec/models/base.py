@@ -7,6 +7,8 @@
 - `loss_terms(batch)` -> the training loss's weighted terms by name (rec, cl, cluster, intent_cl); `loss(batch)`
   is their sum. `batch` holds `inputs`, `targets` ([B, L]) and, when `needs_negatives`, `negatives`
   ([B, L] items the user never interacted with).
+- `batch` also holds `rows`, each row's index in the training set (LLM-ESR finds its similar users by it).
+- `set_item_text(text)` gives item text embeddings to the models that read them (before `prepare`).
 - `prepare(train)` runs once before the first epoch (counting, cluster initialisation, ...);
   `start_epoch(train)` before every epoch (ICLRec's k-means E-step).
 Models read their settings from the run's Config (`self.config`).
@@ -43,6 +45,10 @@ class SequentialRecommender(nn.Module):
 
     def prepare(self, train: TrainSet) -> None:
         """Nothing to prepare by default."""
+
+    def set_item_text(self, text: torch.Tensor) -> None:
+        """[n_items, D] text embeddings of items 1..n (models that read item text: llmesr)."""
+        raise ValueError(f"{type(self).__name__} reads no item text: item_text is for llmesr")
 
     def start_epoch(self, train: TrainSet) -> None:
         """Nothing to do per epoch by default."""
@@ -90,7 +96,8 @@ class NextItemRecommender(SequentialRecommender):
     def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         inputs = trim_padding(batch["inputs"])  # exact: leading padding never reaches item positions
         width = inputs.shape[1]
-        return {"rec": self.rec_loss(self.sequence_output(inputs), {k: v[:, -width:] for k, v in batch.items()})}
+        batch = {k: v[:, -width:] if v.dim() == 2 else v for k, v in batch.items()}
+        return {"rec": self.rec_loss(self.sequence_output(inputs), batch)}
 
     def rec_loss(self, h: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The recommendation loss from the output `h` [B, L, d] (shared with the CL models); under

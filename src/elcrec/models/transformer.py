@@ -84,12 +84,14 @@ class Block(nn.Module):
 class TransformerEncoder(nn.Module):
     def __init__(self, n_items: int, hidden_size: int = 64, num_layers: int = 2, num_heads: int = 2,
                  max_len: int = 50, dropout: float = 0.5, attn_dropout: float = 0.5, causal: bool = True,
-                 extra_tokens: int = 0, fast_dropout: bool = False) -> None:
+                 extra_tokens: int = 0, fast_dropout: bool = False, item_table: bool = True) -> None:
         super().__init__()
         self.max_len = max_len
         self.causal = causal  # False: bidirectional (BERT4Rec), every item position reads every other
-        # row 0 = padding, rows 1..n items, then `extra_tokens` special rows (BERT4Rec's mask token)
-        self.item_embeddings = nn.Embedding(n_items + 1 + extra_tokens, hidden_size, padding_idx=0)
+        # row 0 = padding, rows 1..n items, then `extra_tokens` special rows (BERT4Rec's mask token);
+        # item_table=False: the caller passes the item vectors (LLM-ESR's two views share this backbone)
+        if item_table:
+            self.item_embeddings = nn.Embedding(n_items + 1 + extra_tokens, hidden_size, padding_idx=0)
         self.position_embeddings = nn.Embedding(max_len, hidden_size)
         self.norm = nn.LayerNorm(hidden_size, eps=LAYER_NORM_EPS)
         self.dropout = Dropout(dropout, fast_dropout)
@@ -97,14 +99,16 @@ class TransformerEncoder(nn.Module):
                                     for _ in range(num_layers))
         self.apply(_init_weights)
 
-    def forward(self, inputs: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+    def forward(self, inputs: torch.Tensor, last_only: bool = False, vectors: torch.Tensor | None = None) -> torch.Tensor:
         """[B, L] item ids (L <= max_len, right-aligned) -> [B, L, d] output at every position, or [B, d] at
-        the last one (`last_only`: the final block then computes that position alone, for scoring)."""
+        the last one (`last_only`: the final block then computes that position alone, for scoring).
+        `vectors` [B, L, d]: the items' input vectors, instead of the encoder's own item table."""
         L = inputs.shape[1]
         if L > self.max_len:
             raise ValueError(f"sequences of width {L} exceed max_len={self.max_len}; keep the last {self.max_len} items")
         positions = self.position_embeddings.weight[self.max_len - L :]
-        h = self.dropout(self.norm(self.item_embeddings(inputs) + positions))
+        items = self.item_embeddings(inputs) if vectors is None else vectors
+        h = self.dropout(self.norm(items + positions))
         allowed = (inputs > 0)[:, None, None, :]  # [B, 1, 1 or L, L]: query i may read key j
         if self.causal:
             allowed = allowed & torch.ones(L, L, dtype=torch.bool, device=inputs.device).tril()

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from .. import distributed
 from ..config import PRESETS, Config
 from ..data import SequenceData, eval_set, load_dataset, train_set
+from ..data.item_text import item_text_matrix
 from ..evaluation import evaluate
 from ..models import build_model
 from .checkpoint import LOG_FILE, METRICS_FILE, MODEL_FILE, STATE_FILE, load_run, load_state, save_run, save_state, write_json
@@ -158,7 +159,15 @@ def _train(config: Config, data: SequenceData | None, progress: bool, resume: bo
     eval_options = dict(ks=config.eval_ks, mask_history=config.mask_history,
                         sampled_negatives=config.sampled_negatives, batch_size=config.eval_batch_size, seed=config.seed)
 
+    text = None
+    if config.item_text:  # read before the model is built: it sizes the model's frozen text table
+        text = item_text_matrix(config.item_text, data)
+        if config.text_dim not in (0, text.shape[1]):
+            raise ValueError(f"text_dim={config.text_dim} but {config.item_text} has {text.shape[1]}-d embeddings")
+        config = config.replace(text_dim=text.shape[1])
     model = build_model(config, data.n_items).to(device)
+    if text is not None:
+        model.set_item_text(torch.from_numpy(text).to(device))
     state_path = Path(run_dir) / STATE_FILE
     state = load_state(state_path) if resume else None
     if state is None:
@@ -210,7 +219,7 @@ def _train(config: Config, data: SequenceData | None, progress: bool, resume: bo
                    leave=False)
         for rows in permutation.split(config.batch_size):
             local = distributed.shard(rows)
-            batch = {"inputs": inputs[local].to(device), "targets": targets[local].to(device)}
+            batch = {"inputs": inputs[local].to(device), "targets": targets[local].to(device), "rows": local.to(device)}
             if sampler is not None:  # drawn for the global batch in every process: one stream, as in one process
                 negatives = sampler.sample(users[rows].to(device), targets[rows].to(device))
                 batch["negatives"] = distributed.shard(negatives)

@@ -1,0 +1,159 @@
+"""LLM-ESR (Liu et al., NeurIPS 2024) on the SASRec backbone, with the item-cluster constraint (ICC).
+
+Two views of every item share one backbone (blocks, position embeddings, LayerNorm):
+  semantic       a(t_i): the frozen text embedding t_i through a 2-layer linear adapter, D -> D/2 -> d;
+  collaborative  e_i:    a trainable id embedding, initialised from PCA-d of the text embeddings.
+Each view's sequence runs through the backbone (optionally, 2-head causal cross-attention then lets each
+view's outputs read the other's); the user representation is u = [h_sem; h_col] (2d) and item i scores
+u . [a(t_i); e_i]. Training loss, every term averaged as SASRec's:
+  rec      BCE with one sampled unseen negative per position, on the concatenated representations;
+  distill  alpha * MSE(u, mean of the detached representations of the user's `distill_neighbours` most
+           similar users), similarity = cosine of the mean text embedding of the users' training items
+           (retrieval-augmented self-distillation; those users are encoded again at every step);
+  icc      gamma * mean over the batch's distinct target items with a cluster of ||e_i - c_label(i)||².
+           Labels: k-means or HDBSCAN over the PCA-reduced, unit-length text embeddings, noise items
+           (HDBSCAN) excluded, labels indexed by item id (the public code's are off by one). Centres live
+           in the collaborative space: the mean of the cluster's current embeddings (icc_centres=mean) or
+           a [C, d] parameter initialised so and trained end to end (icc_centres=learned, ELCRec-style).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import NextItemRecommender
+from .intent import kmeans
+from .transformer import BLOCKED, TransformerEncoder
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..data import TrainSet
+
+ICC_DIMS = 16  # text embeddings are reduced to this many PCA components before clustering
+
+
+class LLMESR(NextItemRecommender):
+    def __init__(self, n_items: int, config: Config) -> None:
+        super().__init__(config)
+        if config.text_dim < 1:
+            raise ValueError("llmesr needs item text embeddings: set item_text (a .npy/.pkl file or 'synthetic')")
+        if config.icc == "hdbscan" and config.icc_centres == "learned":
+            raise ValueError("icc_centres=learned needs a known number of clusters: use icc=kmeans")
+        d, D = config.hidden_size, config.text_dim
+        self.register_buffer("text", torch.zeros(n_items + 1, D))  # frozen; row 0 padding
+        self.adapter = nn.Sequential(nn.Linear(D, max(D // 2, 1)), nn.Linear(max(D // 2, 1), d))
+        self.id_embeddings = nn.Embedding(n_items + 1, d, padding_idx=0)
+        self.encoder = TransformerEncoder(n_items, d, config.num_layers, config.num_heads, config.max_len,
+                                          config.dropout, config.attn_dropout, fast_dropout=config.engine == "fast",
+                                          item_table=False)
+        self.cross = nn.MultiheadAttention(d, 2, dropout=config.attn_dropout, batch_first=True) \
+            if config.cross_attention else None
+        self.register_buffer("item_cluster", torch.full((n_items + 1,), -1, dtype=torch.long))  # -1: none
+        self.centres = nn.Parameter(torch.zeros(config.icc_clusters, d)) \
+            if config.icc != "none" and config.icc_centres == "learned" else None
+        self.neighbour_inputs: torch.Tensor | None = None  # [N, k, L], set by start_epoch (not saved)
+
+    def set_item_text(self, text: torch.Tensor) -> None:
+        """[n_items, D] text embeddings of items 1..n."""
+        with torch.no_grad():
+            self.text[1:] = text
+
+    @property
+    def item_table(self) -> torch.Tensor:
+        return torch.cat([self.adapter(self.text), self.id_embeddings.weight], 1)
+
+    def sequence_output(self, inputs: torch.Tensor) -> torch.Tensor:
+        sem = self.encoder(inputs, vectors=self.adapter(self.text[inputs]))
+        col = self.encoder(inputs, vectors=self.id_embeddings(inputs))
+        if self.cross is not None:
+            L = inputs.shape[1]
+            allowed = (inputs > 0)[:, None, :] & torch.ones(L, L, dtype=torch.bool, device=inputs.device).tril()
+            mask = torch.zeros(allowed.shape, dtype=sem.dtype, device=sem.device).masked_fill_(~allowed, BLOCKED)
+            mask = mask.repeat_interleave(2, 0)  # [B * heads, L, L]
+            sem, col = (sem + self.cross(sem, col, col, attn_mask=mask, need_weights=False)[0],
+                        col + self.cross(col, sem, sem, attn_mask=mask, need_weights=False)[0])
+        return torch.cat([sem, col], -1)
+
+    @torch.no_grad()
+    def prepare(self, train: TrainSet) -> None:
+        from sklearn.decomposition import PCA
+
+        c = self.config
+        text = self.text[1:].float().cpu().numpy()
+        d = c.hidden_size
+        components = min(d, *text.shape)
+        start = np.zeros((len(text), d), dtype=np.float32)
+        start[:, :components] = PCA(components, random_state=c.seed).fit_transform(text)
+        self.id_embeddings.weight[1:] = torch.from_numpy(start)
+        if c.icc != "none":
+            self.item_cluster[1:] = torch.from_numpy(self._item_clusters(text))
+            if self.centres is not None:
+                self.centres.copy_(self._cluster_means())
+
+    def _item_clusters(self, text: np.ndarray) -> np.ndarray:
+        from sklearn.decomposition import PCA
+
+        c = self.config
+        reduced = PCA(min(ICC_DIMS, *text.shape), random_state=c.seed).fit_transform(text)
+        reduced /= np.linalg.norm(reduced, axis=1, keepdims=True).clip(min=1e-12)
+        if c.icc == "hdbscan":
+            from sklearn.cluster import HDBSCAN
+
+            return HDBSCAN(min_cluster_size=5, copy=True).fit_predict(reduced).astype(np.int64)  # -1 = noise
+        centroids = kmeans(reduced, c.icc_clusters, c.kmeans_iters, c.kmeans_restarts, c.seed)
+        return ((reduced[:, None, :] - centroids[None]) ** 2).sum(-1).argmin(1).astype(np.int64)
+
+    def _cluster_means(self) -> torch.Tensor:
+        """[C, d]: the mean collaborative embedding of each cluster's items (zero for an empty cluster)."""
+        labels = self.item_cluster
+        member = labels >= 0
+        count = int(labels.max()) + 1 if member.any() else 0
+        size = max(count, self.centres.shape[0] if self.centres is not None else 0)
+        sums = torch.zeros(size, self.id_embeddings.weight.shape[1], device=labels.device,
+                           dtype=self.id_embeddings.weight.dtype).index_add(0, labels[member],
+                                                                            self.id_embeddings.weight[member])
+        counts = torch.bincount(labels[member], minlength=size).clamp(min=1)
+        return sums / counts[:, None]
+
+    @torch.no_grad()
+    def start_epoch(self, train: TrainSet) -> None:
+        """The similar users of every training row, once (after a resume too): cosine of the mean text
+        embedding of their input items, faiss exact search."""
+        if self.neighbour_inputs is not None or not self.config.distill_weight:
+            return
+        import faiss
+
+        inputs = torch.from_numpy(train.inputs)
+        present = (inputs > 0).float()
+        text = self.text.float().cpu()
+        users = (text[inputs] * present[..., None]).sum(1) / present.sum(1, keepdim=True).clamp(min=1)
+        users = F.normalize(users, dim=1).numpy()
+        index = faiss.IndexFlatIP(users.shape[1])
+        index.add(users)
+        k = min(self.config.distill_neighbours, len(users) - 1)
+        _, found = index.search(users, k + 1)
+        neighbours = np.stack([row[row != i][:k] for i, row in enumerate(found)])  # drop the user itself
+        self.neighbour_inputs = inputs[torch.from_numpy(neighbours)].to(self.text.device)
+
+    def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        c = self.config
+        h = self.sequence_output(batch["inputs"])
+        terms = {"rec": self.rec_loss(h, batch)}
+        if c.distill_weight:
+            neighbours = self.neighbour_inputs[batch["rows"].to(self.neighbour_inputs.device)]  # [B, k, L]
+            with torch.no_grad():
+                target = self.sequence_output(neighbours.flatten(0, 1))[:, -1].view(*neighbours.shape[:2], -1).mean(1)
+            terms["distill"] = c.distill_weight * F.mse_loss(h[:, -1], target)
+        if c.icc != "none":
+            items = torch.unique(batch["targets"][batch["targets"] > 0])
+            labels = self.item_cluster[items]
+            items, labels = items[labels >= 0], labels[labels >= 0]
+            centres = self.centres if self.centres is not None else self._cluster_means()
+            distances = ((self.id_embeddings(items) - centres[labels]) ** 2).sum(-1)
+            terms["icc"] = c.icc_weight * distances.sum() / max(len(items), 1)  # 0 when no batch item has a cluster
+        return terms

@@ -1,0 +1,118 @@
+"""LLM-ESR: two views on one backbone, self-distillation, the item-cluster constraint, checkpoints."""
+
+import numpy as np
+import pytest
+import torch
+
+from elcrec import Config
+from elcrec.data import make_synthetic, train_set
+from elcrec.evaluation.intents import intent_agreement
+from elcrec.models import build_model
+from elcrec.training import load_run, train
+
+TEXT_DIM = 24
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_synthetic(n_users=200, n_items=60, n_intents=4, seed=3)
+
+
+def topic_text(data, noise=0.1, seed=0):
+    """Text embeddings that carry each item's planted intent: a topic direction plus noise."""
+    counts = np.zeros((data.n_items + 1, data.intents.max() + 1), dtype=np.int64)
+    np.add.at(counts, (data.items, data.intents), 1)
+    intent = counts[1:].argmax(1)
+    rng = np.random.default_rng(seed)
+    topics = rng.normal(size=(intent.max() + 1, TEXT_DIM))
+    return (topics[intent] + noise * rng.normal(size=(len(intent), TEXT_DIM))).astype(np.float32), intent
+
+
+def build(data, **options):
+    config = Config(model="llmesr", text_dim=TEXT_DIM, hidden_size=16, max_len=20, dropout=0.0, attn_dropout=0.0,
+                    device="cpu", **options)
+    torch.manual_seed(0)
+    model = build_model(config, data.n_items)
+    text, intent = topic_text(data)
+    model.set_item_text(torch.from_numpy(text))
+    train = train_set(data, config.max_len)
+    model.prepare(train)
+    model.start_epoch(train)
+    rows = torch.arange(16)
+    batch = {"inputs": torch.from_numpy(train.inputs[:16]), "targets": torch.from_numpy(train.targets[:16]),
+             "negatives": torch.randint(1, data.n_items + 1, (16, 20)), "rows": rows}
+    return model, batch, intent
+
+
+@pytest.mark.parametrize("options, terms", [
+    ({}, {"rec", "distill"}),
+    ({"distill_weight": 0.0}, {"rec"}),
+    ({"icc": "kmeans", "icc_clusters": 4}, {"rec", "distill", "icc"}),
+    ({"icc": "kmeans", "icc_clusters": 4, "icc_centres": "learned", "cross_attention": True}, {"rec", "distill", "icc"}),
+    ({"icc": "hdbscan"}, {"rec", "distill", "icc"}),
+])
+def test_terms_train_and_the_views_score_items(data, options, terms):
+    model, batch, _ = build(data, **options)
+    found = model.loss_terms(batch)
+    assert set(found) == terms and all(torch.isfinite(v) for v in found.values())
+    sum(found.values()).backward()
+    assert model.adapter[0].weight.grad.abs().sum() > 0 and model.id_embeddings.weight.grad.abs().sum() > 0
+    if options.get("icc_centres") == "learned":
+        assert model.centres.grad.abs().sum() > 0
+    assert model.score(batch["inputs"]).shape == (16, data.n_items)
+    assert model.item_table.shape == (data.n_items + 1, 32)  # [semantic; collaborative]
+
+
+def test_item_clusters_follow_the_items_own_text(data):
+    model, _, intent = build(data, icc="kmeans", icc_clusters=4)
+    labels = model.item_cluster[1:].numpy()
+    assert model.item_cluster[0] == -1
+    assert intent_agreement(labels, intent)["NMI"] > 0.9  # label of item i comes from item i's text
+
+
+def test_collaborative_view_starts_from_pca_of_the_text(data):
+    from sklearn.decomposition import PCA
+
+    model, _, _ = build(data)
+    text, _ = topic_text(data)
+    expected = PCA(16, random_state=1).fit_transform(text)
+    np.testing.assert_allclose(model.id_embeddings.weight[1:].detach().numpy(), expected, rtol=1e-3, atol=1e-4)
+
+
+def test_cross_attention_stays_causal(data):
+    model, batch, _ = build(data, cross_attention=True)
+    model.eval()
+    inputs = batch["inputs"].clone()
+    before = model.sequence_output(inputs)
+    inputs[:, -1] = 1 + inputs[:, -1] % data.n_items  # change only the newest item
+    after = model.sequence_output(inputs)
+    items = batch["inputs"][:, :-1] > 0  # padding positions read every key, as in the reference backbone
+    torch.testing.assert_close(after[:, :-1][items], before[:, :-1][items])
+
+
+def test_distillation_targets_are_similar_users(data):
+    model, _, intent = build(data)
+    train = train_set(data, 20)
+    text, _ = topic_text(data)
+    # neighbours' mean text is closer to the user's own than a random user's is
+    def mean_text(inputs):
+        present = inputs > 0
+        return (text[inputs - 1] * present[..., None]).sum(-2) / present.sum(-1, keepdims=True)
+    own = mean_text(train.inputs)
+    neighbours = mean_text(model.neighbour_inputs.numpy()).mean(1)
+    cosine = lambda a, b: (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)  # noqa: E731
+    assert cosine(own, neighbours).mean() > cosine(own, own[np.random.default_rng(0).permutation(len(own))]).mean()
+
+
+def test_a_trained_run_loads_without_its_text_file(data, tmp_path):
+    text, _ = topic_text(data)
+    np.save(tmp_path / "text.npy", text)
+    config = Config(model="llmesr", item_text=str(tmp_path / "text.npy"), icc="kmeans", icc_clusters=4,
+                    hidden_size=16, max_len=20, epochs=1, device="cpu", output_dir=str(tmp_path / "run"))
+    train(config, data=data, progress=False)
+    with pytest.raises(ValueError, match="reads no item text"):  # not silently ignored
+        train(config.replace(model="sasrec", output_dir=str(tmp_path / "sasrec")), data=data, progress=False)
+    (tmp_path / "text.npy").unlink()
+    run = load_run(tmp_path / "run")
+    assert run.config.text_dim == TEXT_DIM
+    torch.testing.assert_close(run.model.text[1:], torch.from_numpy(text))
