@@ -63,6 +63,18 @@ def test_terms_train_and_the_views_score_items(data, options, terms):
     assert model.item_table.shape == (data.n_items + 1, 32)  # [semantic; collaborative]
 
 
+def test_fast_distillation_targets_equal_the_reference_ones_without_dropout(data):
+    """engine=fast reads the neighbours from a table made at the start of the epoch; with the model unchanged
+    and no dropout that equals encoding them at the step (engine=reference)."""
+    fast, batch, _ = build(data, engine="fast")
+    reference, _, _ = build(data, engine="reference")
+    for model in (fast, reference):
+        model.train()
+    terms = [model.loss_terms(batch) for model in (fast, reference)]
+    torch.testing.assert_close(terms[0]["distill"], terms[1]["distill"], rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(terms[0]["rec"], terms[1]["rec"], rtol=1e-5, atol=1e-7)
+
+
 def test_item_clusters_follow_the_items_own_text(data):
     model, _, intent = build(data, icc="kmeans", icc_clusters=4)
     labels = model.item_cluster[1:].numpy()
@@ -99,7 +111,7 @@ def test_distillation_targets_are_similar_users(data):
         present = inputs > 0
         return (text[inputs - 1] * present[..., None]).sum(-2) / present.sum(-1, keepdims=True)
     own = mean_text(train.inputs)
-    neighbours = mean_text(model.neighbour_inputs.numpy()).mean(1)
+    neighbours = mean_text(model.train_inputs[model.neighbours].numpy()).mean(1)
     cosine = lambda a, b: (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)  # noqa: E731
     assert cosine(own, neighbours).mean() > cosine(own, own[np.random.default_rng(0).permutation(len(own))]).mean()
 

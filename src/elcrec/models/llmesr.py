@@ -9,7 +9,10 @@ u . [a(t_i); e_i]. Training loss, every term averaged as SASRec's:
   rec      BCE with one sampled unseen negative per position, on the concatenated representations;
   distill  alpha * MSE(u, mean of the detached representations of the user's `distill_neighbours` most
            similar users), similarity = cosine of the mean text embedding of the users' training items
-           (retrieval-augmented self-distillation; those users are encoded again at every step);
+           (retrieval-augmented self-distillation). engine=reference encodes those users again at every
+           step, as the public code (about 20 extra encoder passes per step); engine=fast encodes every
+           training user once per epoch (eval mode, no gradient) and reads the neighbours' representations
+           from that table, which lags the model by at most one epoch;
   icc      gamma * mean over the batch's distinct target items with a cluster of ||e_i - c_label(i)||².
            Labels: k-means or HDBSCAN over the PCA-reduced, unit-length text embeddings, noise items
            (HDBSCAN) excluded, labels indexed by item id (the public code's are off by one). Centres live
@@ -56,7 +59,10 @@ class LLMESR(NextItemRecommender):
         self.register_buffer("item_cluster", torch.full((n_items + 1,), -1, dtype=torch.long))  # -1: none
         self.centres = nn.Parameter(torch.zeros(config.icc_clusters, d)) \
             if config.icc != "none" and config.icc_centres == "learned" else None
-        self.neighbour_inputs: torch.Tensor | None = None  # [N, k, L], set by start_epoch (not saved)
+        # set by start_epoch, not saved: training inputs [N, L], similar users [N, k], their representations
+        self.train_inputs: torch.Tensor | None = None
+        self.neighbours: torch.Tensor | None = None
+        self.user_table: torch.Tensor | None = None
 
     def set_item_text(self, text: torch.Tensor) -> None:
         """[n_items, D] text embeddings of items 1..n."""
@@ -122,13 +128,26 @@ class LLMESR(NextItemRecommender):
 
     @torch.no_grad()
     def start_epoch(self, train: TrainSet) -> None:
-        """The similar users of every training row, once (after a resume too): cosine of the mean text
-        embedding of their input items, faiss exact search."""
-        if self.neighbour_inputs is not None or not self.config.distill_weight:
+        """Find every training row's similar users once (after a resume too); with engine=fast, encode every
+        training user for this epoch's distillation targets."""
+        if not self.config.distill_weight:
             return
+        if self.neighbours is None:
+            self.train_inputs = torch.from_numpy(train.inputs).to(self.text.device)
+            self.neighbours = torch.from_numpy(self._similar_users(train.inputs)).to(self.text.device)
+        if self.config.engine == "fast":
+            was_training = self.training
+            self.eval()
+            self.user_table = torch.cat([self.sequence_output(batch)[:, -1]
+                                         for batch in self.train_inputs.split(self.config.eval_batch_size)])
+            self.train(was_training)
+
+    def _similar_users(self, inputs: np.ndarray) -> np.ndarray:
+        """[N, k] for each row the rows with the most similar mean text embedding of their input items
+        (cosine, faiss exact search), the row itself excluded."""
         import faiss
 
-        inputs = torch.from_numpy(train.inputs)
+        inputs = torch.from_numpy(inputs)
         present = (inputs > 0).float()
         text = self.text.float().cpu()
         users = (text[inputs] * present[..., None]).sum(1) / present.sum(1, keepdim=True).clamp(min=1)
@@ -137,17 +156,20 @@ class LLMESR(NextItemRecommender):
         index.add(users)
         k = min(self.config.distill_neighbours, len(users) - 1)
         _, found = index.search(users, k + 1)
-        neighbours = np.stack([row[row != i][:k] for i, row in enumerate(found)])  # drop the user itself
-        self.neighbour_inputs = inputs[torch.from_numpy(neighbours)].to(self.text.device)
+        return np.stack([row[row != i][:k] for i, row in enumerate(found)])
 
     def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         c = self.config
         h = self.sequence_output(batch["inputs"])
         terms = {"rec": self.rec_loss(h, batch)}
         if c.distill_weight:
-            neighbours = self.neighbour_inputs[batch["rows"].to(self.neighbour_inputs.device)]  # [B, k, L]
+            neighbours = self.neighbours[batch["rows"]]  # [B, k]
             with torch.no_grad():
-                target = self.sequence_output(neighbours.flatten(0, 1))[:, -1].view(*neighbours.shape[:2], -1).mean(1)
+                if c.engine == "fast":
+                    target = self.user_table[neighbours].mean(1)
+                else:
+                    target = self.sequence_output(self.train_inputs[neighbours].flatten(0, 1))[:, -1]
+                    target = target.view(*neighbours.shape, -1).mean(1)
             terms["distill"] = c.distill_weight * F.mse_loss(h[:, -1], target)
         if c.icc != "none":
             items = torch.unique(batch["targets"][batch["targets"] > 0])
