@@ -22,6 +22,7 @@ WORLD = 2
 MODELS = {  # dropout off: what remains random is drawn identically in both setups
     "sasrec": {}, "gru4rec": {}, "cl4srec": {}, "iclrec": {},
     "elcrec": {"intent_fusion": "shift"}, "elcrec-concat": {"intent_fusion": "concat", "pooling": "items"},
+    "llmesr": {"text_dim": 8, "cross_attention": True},
 }
 
 
@@ -39,6 +40,8 @@ def gradients(name: str) -> dict:
                     kmeans_restarts=1, dropout=0.0, attn_dropout=0.0, device="cpu", **MODELS[name])
     torch.manual_seed(0)
     model = build_model(config, data.n_items)
+    if config.model == "llmesr":
+        model.set_item_text(torch.randn(data.n_items, 8, generator=torch.Generator().manual_seed(2)))
     model.prepare(sequences)
     model.start_epoch(sequences)
     pooled = model.pooled(sequences.inputs) if hasattr(model, "pooled") else None  # None off rank 0
@@ -50,9 +53,10 @@ def gradients(name: str) -> dict:
     rows = torch.arange(8)
     negatives = torch.randint(1, data.n_items + 1, (8, 12), generator=torch.Generator().manual_seed(1))
     batch = {"inputs": torch.from_numpy(sequences.inputs)[shard(rows)],
-             "targets": torch.from_numpy(sequences.targets)[shard(rows)], "negatives": shard(negatives)}
-    loss_of = DistributedDataParallel(LossModule(model)) if dist.is_initialized() else model.loss
-    loss_of(batch).backward()
+             "targets": torch.from_numpy(sequences.targets)[shard(rows)], "negatives": shard(negatives),
+             "rows": shard(rows)}
+    loss_terms = DistributedDataParallel(LossModule(model)) if dist.is_initialized() else model.loss_terms
+    sum(loss_terms(batch).values()).backward()
     return {"grads": {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None},
             "pooled": pooled}
 
