@@ -21,8 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import ROOT, machine, write_markdown
-from scaling import peak_rss_mb, reset_peak_rss, rss_mb
+from common import ROOT, machine, peak_rss_mb, reset_peak_rss, rss_mb, write_markdown
 
 
 def generate(rows: int, folder: Path) -> dict[str, Path]:

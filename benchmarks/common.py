@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: where the benchmark files are, and a one-line machine description."""
+"""What the benchmark scripts share: where the benchmark files are, a one-line machine description, and
+the process's resident memory (Linux /proc)."""
 
 from __future__ import annotations
 
@@ -38,3 +39,22 @@ def write_markdown(path: Path, lines: list[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def _status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def peak_rss_mb() -> float:
+    return _status_mb("VmHWM")
+
+
+def rss_mb() -> float:
+    return _status_mb("VmRSS")
+
+
+def reset_peak_rss() -> None:
+    Path("/proc/self/clear_refs").write_text("5")  # Linux: VmHWM starts again from the current RSS

@@ -26,28 +26,9 @@ import time
 from pathlib import Path
 
 import torch
-from common import ROOT, machine, write_markdown
+from common import ROOT, machine, peak_rss_mb, reset_peak_rss, write_markdown
 
 N_ITEMS, N_INTENTS, WARMUP = 12_000, 64, 3
-
-
-def _status_mb(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def peak_rss_mb() -> float:
-    return _status_mb("VmHWM")
-
-
-def rss_mb() -> float:
-    return _status_mb("VmRSS")
-
-
-def reset_peak_rss() -> None:
-    Path("/proc/self/clear_refs").write_text("5")  # Linux: VmHWM starts again from the current RSS
 
 
 def worker(model_name: str, n_users: int, steps: int, device: str) -> dict:

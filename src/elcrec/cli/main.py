@@ -98,15 +98,20 @@ app.command("train", help="Train a model; validate every epoch, keep the best ch
     with_config_flags(_train))
 
 
-def _group_config(config: Optional[Path], flags: dict[str, Any], owned: tuple[str, ...], command: str) -> Config:
-    """The base settings of a group of runs; flags the group sets itself are refused, not silently overridden."""
+def _group_config(config: Optional[Path], flags: dict[str, Any], owned: tuple[str, ...],
+                  command: str) -> tuple[Config, Path]:
+    """The base settings of a group of runs (flags the group sets itself are refused, not silently
+    overridden) and its folder: --output-dir, or runs/<command>-<model or preset>-<data>."""
     clash = [f"--{name.replace('_', '-')}" for name in owned if flags.get(name) is not None]
     if clash:
         fail(f"{command} sets {' '.join(clash)} itself for each run; drop it")
     try:
-        return Config.load(config, **flags)
+        base = Config.load(config, **flags)
     except (ConfigError, FileNotFoundError) as error:
         fail(str(error))
+    default = {"ablate": base.preset or base.data_name, "compare": base.data_name,
+               "tune": f"{base.model}-{base.data_name}"}[command]
+    return base, Path(flags["output_dir"]) if flags.get("output_dir") else Path("runs") / f"{command}-{default}"
 
 
 def _seeds(text: str) -> list[int]:
@@ -124,9 +129,9 @@ def _ablate(config: Optional[Path] = typer.Option(None, "--config", help="YAML, 
             **flags: Any) -> None:
     from ..training.experiments import ABLATION_METRICS, ABLATIONS, ablation_plot, run_group, summary_table
 
-    base = _group_config(config, flags, ("model", "elcm", "icl", "seed"), "ablate").replace(model="elcrec")
+    base, root = _group_config(config, flags, ("model", "elcm", "icl", "seed"), "ablate")
+    base = base.replace(model="elcrec")
     seed_list = _seeds(seeds)
-    root = Path(flags["output_dir"]) if flags.get("output_dir") else Path("runs") / f"ablate-{base.preset or base.data_name}"
     try:
         results = run_group(base, ABLATIONS, seed_list, root)
     except (ValueError, FileNotFoundError, FileExistsError) as error:
@@ -147,13 +152,12 @@ def _compare(config: Optional[Path] = typer.Option(None, "--config", help="YAML,
     from ..models import MODELS
     from ..training.experiments import paired_t_tests, run_group, summary_table
 
-    base = _group_config(config, flags, ("model", "seed"), "compare")
+    base, root = _group_config(config, flags, ("model", "seed"), "compare")
     names = [name.strip() for name in models.split(",") if name.strip()]
     unknown = [name for name in names if name not in MODELS]
     if unknown or not names:
         fail(f"--models {models!r}: choose from {', '.join(MODELS)}")
     seed_list = _seeds(seeds)
-    root = Path(flags["output_dir"]) if flags.get("output_dir") else Path("runs") / f"compare-{base.data_name}"
     try:
         results = run_group(base, {name: {"model": name} for name in names}, seed_list, root)
     except (ValueError, FileNotFoundError, FileExistsError) as error:
@@ -177,8 +181,7 @@ def _tune(config: Optional[Path] = typer.Option(None, "--config", help="YAML, TO
         from ..training.tuning import search_params, tune, write_summary
     except ImportError:
         fail("elcrec tune needs optuna: pip install elcrec[tune]")
-    base = _group_config(config, flags, (), "tune")
-    root = Path(flags["output_dir"]) if flags.get("output_dir") else Path("runs") / f"tune-{base.model}-{base.data_name}"
+    base, root = _group_config(config, flags, (), "tune")
     try:
         names = search_params(base.model, params)
         study = tune(base, names, trials, root, timeout)

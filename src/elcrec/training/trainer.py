@@ -219,10 +219,11 @@ def _train(config: Config, data: SequenceData | None, progress: bool, resume: bo
                    leave=False)
         for rows in permutation.split(config.batch_size):
             local = distributed.shard(rows)
-            batch = {"inputs": inputs[local].to(device), "targets": targets[local].to(device), "rows": local.to(device)}
+            batch_targets = targets[rows].to(device)  # the global batch's: the sampler draws for all of it
+            batch = {"inputs": inputs[local].to(device), "targets": distributed.shard(batch_targets),
+                     "rows": local.to(device)}
             if sampler is not None:  # drawn for the global batch in every process: one stream, as in one process
-                negatives = sampler.sample(users[rows].to(device), targets[rows].to(device))
-                batch["negatives"] = distributed.shard(negatives)
+                batch["negatives"] = distributed.shard(sampler.sample(users[rows].to(device), batch_targets))
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 terms = loss_terms(batch)
                 loss = sum(terms.values())
