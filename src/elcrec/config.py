@@ -19,6 +19,7 @@ CHOICES = {
     "data_format": ("auto", "benchmark", "csv", "tsv", "parquet", "rechorus", "recbole"),
     "dedup": ("none", "all", "consecutive"),
     "model": ("sasrec", "cl4srec", "iclrec", "elcrec", "gru4rec", "bert4rec", "llmesr", "pop"),
+    "backbone": ("sasrec", "gru4rec", "bert4rec"),
     "icc": ("none", "kmeans", "hdbscan"),
     "icc_centres": ("mean", "learned"),
     "augment": ("random", "crop", "mask", "reorder"),
@@ -78,7 +79,7 @@ class Config:
     dropout: float = _opt(0.5, "dropout on hidden states")
     attn_dropout: float = _opt(0.5, "dropout on attention probabilities")
     loss: str = _opt("bce", "recommendation loss: bce (one sampled negative per position) or ce (softmax over all items)")
-    cloze_prob: float = _opt(0.2, "bert4rec: share of training items replaced by the mask token")
+    cloze_prob: float = _opt(0.2, "bert4rec (and llmesr with backbone bert4rec): share of training items replaced by the mask token")
     # --- contrastive learning and intents (cl4srec, iclrec, elcrec)
     augment: str = _opt("random", "view augmentation: random (one per row), crop, mask, reorder")
     crop_ratio: float = _opt(0.2, "crop keeps this share of the items")
@@ -100,6 +101,8 @@ class Config:
     # --- LLM-ESR and the item-cluster constraint (llmesr)
     item_text: str = _opt("", "llmesr: item text embeddings, .npy or LLM-ESR .pkl (row i = item i + 1), or 'synthetic' (the built-in data's texts, embedded offline)")
     text_dim: int = _opt(0, "llmesr: width of the item text embeddings (0 = read it from item_text)")
+    backbone: str = _opt("sasrec", "llmesr: the sequence backbone both views share: sasrec, gru4rec or bert4rec (Cloze training with cloze_prob, a [MASK] appended to score)")
+    user_text: str = _opt("", "llmesr: user text embeddings that pick the distillation neighbours, .npy (row u = the log's user u) or a CSV/TSV/Parquet of user_id,text to embed ('' = the mean text embedding of each user's training items)")
     cross_attention: bool = _opt(False, "llmesr: 2-head cross-attention between the semantic and collaborative views")
     distill_weight: float = _opt(0.1, "llmesr: weight alpha of the retrieval-augmented self-distillation (0 = off)")
     distill_neighbours: int = _opt(10, "llmesr: similar users whose representations each user is distilled towards")
@@ -152,6 +155,8 @@ class Config:
         for name in ("cl_weight", "intent_cl_weight", "trade_off", "distill_weight", "icc_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be 0 or more")
+        if self.backbone != "sasrec" and self.model != "llmesr":
+            raise ConfigError(f"backbone={self.backbone!r} is llmesr's setting; the plain model is model={self.backbone}")
         if not self.eval_ks or min(self.eval_ks) < 1:
             raise ConfigError(f"eval_ks={self.eval_ks}: give one or more cut-offs >= 1")
         name, _, k = self.metric.partition("@")

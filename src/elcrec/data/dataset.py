@@ -20,6 +20,7 @@ class SequenceData:
     item_ids: np.ndarray  # original item id of each internal id - 1
     name: str = "data"
     intents: np.ndarray | None = None  # planted intent of each interaction (synthetic data only)
+    ring_positions: np.ndarray | None = None  # [n_items] position of items 1..n in their intent's ring (synthetic only)
 
     def __post_init__(self) -> None:
         self.items = np.asarray(self.items, dtype=np.int64)

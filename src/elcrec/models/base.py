@@ -8,7 +8,8 @@
   is their sum. `batch` holds `inputs`, `targets` ([B, L]) and, when `needs_negatives`, `negatives`
   ([B, L] items the user never interacted with).
 - `batch` also holds `rows`, each row's index in the training set (LLM-ESR finds its similar users by it).
-- `set_item_text(text)` gives item text embeddings to the models that read them (before `prepare`).
+- `set_item_text(text)` gives item text embeddings to the models that read them (before `prepare`);
+  `set_user_text(text)` user text embeddings (LLM-ESR's distillation neighbours).
 - `prepare(train)` runs once before the first epoch (counting, cluster initialisation, ...);
   `start_epoch(train)` before every epoch (ICLRec's k-means E-step).
 Models read their settings from the run's Config (`self.config`).
@@ -49,6 +50,10 @@ class SequentialRecommender(nn.Module):
     def set_item_text(self, text: torch.Tensor) -> None:
         """[n_items, D] text embeddings of items 1..n (models that read item text: llmesr)."""
         raise ValueError(f"{type(self).__name__} reads no item text: item_text is for llmesr")
+
+    def set_user_text(self, text: torch.Tensor) -> None:
+        """[n_users, D] text embeddings of the log's users (llmesr)."""
+        raise ValueError(f"{type(self).__name__} reads no user text: user_text is for llmesr")
 
     def start_epoch(self, train: TrainSet) -> None:
         """Nothing to do per epoch by default."""

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from .. import distributed
 from ..config import PRESETS, Config
 from ..data import SequenceData, eval_set, load_dataset, train_set
-from ..data.item_text import item_text_matrix
+from ..data.item_text import item_text_matrix, user_text_matrix
 from ..evaluation import evaluate
 from ..models import build_model
 from .checkpoint import LOG_FILE, METRICS_FILE, MODEL_FILE, STATE_FILE, load_run, load_state, save_run, save_state, write_json
@@ -168,6 +168,8 @@ def _train(config: Config, data: SequenceData | None, progress: bool, resume: bo
     model = build_model(config, data.n_items).to(device)
     if text is not None:
         model.set_item_text(torch.from_numpy(text).to(device))
+    if config.user_text:
+        model.set_user_text(torch.from_numpy(user_text_matrix(config.user_text, data)))
     state_path = Path(run_dir) / STATE_FILE
     state = load_state(state_path) if resume else None
     if state is None:
