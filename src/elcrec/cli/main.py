@@ -8,6 +8,7 @@ Heavy imports (torch) happen inside the commands, so `elcrec --help` is instant.
 from __future__ import annotations
 
 import inspect
+import io
 import json
 import time
 from pathlib import Path
@@ -401,6 +402,7 @@ def embed_items(texts: str = typer.Argument(..., help="CSV, TSV or Parquet file 
     from ..data import load_dataset
     from ..data.item_text import embed_texts, read_texts, synthetic_item_texts
     from ..training import resolve_device
+    from ..training.checkpoint import atomic_write
 
     try:
         dataset = load_dataset(Config(data=data))
@@ -414,7 +416,9 @@ def embed_items(texts: str = typer.Argument(..., help="CSV, TSV or Parquet file 
     except (ConfigError, ValueError, FileNotFoundError) as error:
         fail(str(error))
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(out, matrix)
+    buffer = io.BytesIO()
+    np.save(buffer, matrix)
+    atomic_write(out, buffer.getvalue())  # a half-written matrix never replaces a good one
     typer.echo(f"wrote {out}: {matrix.shape[0]:,} {'users' if users else 'items'} x {matrix.shape[1]} dimensions")
 
 
