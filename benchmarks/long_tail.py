@@ -44,7 +44,7 @@ def main() -> None:
     from elcrec.evaluation import evaluate
     from elcrec.evaluation.long_tail import long_tail_groups
     from elcrec.training import load_run
-    from elcrec.training.experiments import run_group
+    from elcrec.training.experiments import mean_std, run_group
 
     seeds = [int(s) for s in args.seeds.split(",")]
     base = Config(data="synthetic", synthetic_users=args.users, synthetic_items=args.items, synthetic_intents=8,
@@ -75,9 +75,7 @@ def main() -> None:
              + ". Tail items: outside the 20% most popular; tail users: outside the 20% longest histories.", "",
              "| model | " + " | ".join(label for label, _ in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     for name, runs in results.items():
-        cells = [f"{np.mean([r[key] for r in runs]):.4f} ± {np.std([r[key] for r in runs], ddof=1):.4f}"
-                 if len(runs) > 1 else f"{runs[0][key]:.4f}" for _, key in COLUMNS]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | " + " | ".join(mean_std(runs, key) for _, key in COLUMNS) + " |")
     write_markdown(out, lines)
 
 

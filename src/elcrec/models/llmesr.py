@@ -40,7 +40,7 @@ from torch import nn
 from .base import NextItemRecommender
 from .gru4rec import GRUEncoder
 from .intent import kmeans
-from .transformer import BLOCKED, TransformerEncoder
+from .transformer import TransformerEncoder, attention_mask
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -99,11 +99,8 @@ class LLMESR(NextItemRecommender):
         col = self.encoder(inputs, vectors=self.id_embeddings(inputs))
         if self.cross is not None:
             L = inputs.shape[1]
-            allowed = (inputs > 0)[:, None, :].expand(-1, L, -1)
-            if self.config.backbone != "bert4rec":
-                allowed = allowed & torch.ones(L, L, dtype=torch.bool, device=inputs.device).tril()
-            mask = torch.zeros(allowed.shape, dtype=sem.dtype, device=sem.device).masked_fill_(~allowed, BLOCKED)
-            mask = mask.repeat_interleave(2, 0)  # [B * heads, L, L]
+            mask = attention_mask(inputs, self.config.backbone != "bert4rec", sem.dtype)
+            mask = mask.expand(-1, 2, L, L).reshape(-1, L, L)  # [B * heads, L, L]
             sem, col = (sem + self.cross(sem, col, col, attn_mask=mask, need_weights=False)[0],
                         col + self.cross(col, sem, sem, attn_mask=mask, need_weights=False)[0])
         return torch.cat([sem, col], -1)

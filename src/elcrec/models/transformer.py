@@ -109,13 +109,20 @@ class TransformerEncoder(nn.Module):
         positions = self.position_embeddings.weight[self.max_len - L :]
         items = self.item_embeddings(inputs) if vectors is None else vectors
         h = self.dropout(self.norm(items + positions))
-        allowed = (inputs > 0)[:, None, None, :]  # [B, 1, 1 or L, L]: query i may read key j
-        if self.causal:
-            allowed = allowed & torch.ones(L, L, dtype=torch.bool, device=inputs.device).tril()
-        mask = torch.zeros(allowed.shape, dtype=h.dtype, device=h.device).masked_fill_(~allowed, BLOCKED)
+        mask = attention_mask(inputs, self.causal, h.dtype)
         for i, block in enumerate(self.blocks):
             h = block(h, mask, last_only and i == len(self.blocks) - 1)
         return h[:, -1] if last_only else h
+
+
+def attention_mask(inputs: torch.Tensor, causal: bool, dtype: torch.dtype) -> torch.Tensor:
+    """[B, 1, 1 or L, L] additive mask: query i may read key j when j holds an item (and, causal, j <= i);
+    blocked pairs get BLOCKED."""
+    allowed = (inputs > 0)[:, None, None, :]
+    if causal:
+        L = inputs.shape[1]
+        allowed = allowed & torch.ones(L, L, dtype=torch.bool, device=inputs.device).tril()
+    return torch.zeros(allowed.shape, dtype=dtype, device=inputs.device).masked_fill_(~allowed, BLOCKED)
 
 
 def _init_weights(module: nn.Module) -> None:

@@ -56,15 +56,17 @@ def _finished(config: Config) -> dict[str, float] | None:
     return json.loads((folder / METRICS_FILE).read_text())["test"]
 
 
+def mean_std(runs: list[dict[str, float]], metric: str) -> str:
+    """"mean ± std" of a metric over runs (sample std over seeds), or the value of a single run."""
+    values = np.array([run[metric] for run in runs])
+    return f"{values.mean():.4f} ± {values.std(ddof=1):.4f}" if len(values) > 1 else f"{values[0]:.4f}"
+
+
 def summary_table(results: dict[str, list[dict[str, float]]], metrics: tuple[str, ...]) -> list[str]:
     """Markdown rows: mean ± std (sample std over seeds) of each metric per variant."""
     lines = ["| variant | seeds | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 2) + "|"]
     for name, runs in results.items():
-        cells = []
-        for metric in metrics:
-            values = np.array([run[metric] for run in runs])
-            cells.append(f"{values.mean():.4f} ± {values.std(ddof=1):.4f}" if len(values) > 1 else f"{values[0]:.4f}")
-        lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | {len(runs)} | " + " | ".join(mean_std(runs, metric) for metric in metrics) + " |")
     return lines
 
 

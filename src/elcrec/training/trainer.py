@@ -210,7 +210,7 @@ def _train(config: Config, data: SequenceData | None, progress: bool, resume: bo
         loss_terms = DistributedDataParallel(distributed.LossModule(model),
                                              device_ids=[device.index] if device.type == "cuda" else None)
     for epoch in range(first_epoch, config.epochs if optimizer and not stopped else 0):
-        started, total_loss, term_totals, steps = time.perf_counter(), torch.zeros((), device=device), 0, 0
+        started, term_totals, steps = time.perf_counter(), torch.zeros((), device=device), 0
         first_bad = torch.full((), -1, device=device)  # first step with a non-finite loss, checked at log points
         model.start_epoch(train_data)  # counted in the epoch's time (ICLRec's k-means E-step)
         model.train()
@@ -233,25 +233,25 @@ def _train(config: Config, data: SequenceData | None, progress: bool, resume: bo
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
-            total_loss, steps = total_loss + loss.detach(), steps + 1
+            steps += 1
             term_totals = term_totals + torch.stack([term.detach().float() for term in terms.values()])
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), steps - 1, first_bad)
             bar.update(len(rows))
             if steps % LOG_EVERY == 0:  # reading the loss waits for the device: only at log points
                 check_finite(first_bad, epoch, run_dir)
-                bar.set_postfix(loss=f"{total_loss.item() / steps:.4f}")
+                bar.set_postfix(loss=f"{term_totals.sum().item() / steps:.4f}")
         bar.close()
         check_finite(first_bad, epoch, run_dir)
         seconds = time.perf_counter() - started
-        total_loss = distributed.all_sum(total_loss).item() / world
         term_means = dict(zip(terms, (distributed.all_sum(term_totals) / (world * steps)).tolist()))
+        epoch_loss = sum(term_means.values())  # the loss is the sum of its terms
         valid_metrics = evaluate(model, valid, **eval_options)
         score = valid_metrics[config.metric]
         improved = score > best_score
-        history.append({"epoch": epoch, "loss": total_loss / steps, "terms": term_means, "seconds": seconds,
+        history.append({"epoch": epoch, "loss": epoch_loss, "terms": term_means, "seconds": seconds,
                         config.metric: score, "valid": valid_metrics})
         terms_text = " ".join(f"{name} {value:.4f}" for name, value in term_means.items())
-        log(f"epoch {epoch:3d}  loss {total_loss / steps:.4f} ({terms_text})  {len(inputs) / seconds:,.0f} seq/s  "
+        log(f"epoch {epoch:3d}  loss {epoch_loss:.4f} ({terms_text})  {len(inputs) / seconds:,.0f} seq/s  "
             f"valid {format_metrics(valid_metrics)}{'  *' if improved else ''}")
         for callback in callbacks:
             callback(history[-1])
