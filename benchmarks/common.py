@@ -1,5 +1,5 @@
-"""What the benchmark scripts share: where the benchmark files are, a one-line machine description, and
-the process's resident memory (Linux /proc)."""
+"""What the benchmark scripts share: where the benchmark files are, the engine variants they compare, a
+one-line machine description, and the process's resident memory (Linux /proc)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("ELCREC_DATA_DIR", ROOT.parent / "shared" / "data"))
 FILES = {"beauty": "Beauty", "sports": "Sports_and_Outdoors", "toys": "Toys_and_Games", "yelp": "Yelp"}
+# engine variants by name: the settings each adds to a run (fast-zero: the contrastive models only)
+VARIANTS = {"fast": {"engine": "fast"}, "reference": {"engine": "reference"},
+            "fast-zero": {"engine": "fast", "padding_outputs": "zero"}}
+ZERO_MODELS = ("cl4srec", "iclrec", "elcrec")
 
 
 def dataset_path(dataset: str) -> Path:

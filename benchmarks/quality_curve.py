@@ -1,24 +1,35 @@
-"""Does the fast engine cost quality? Train one model with engine=fast and engine=reference for the same
+"""Does an engine variant cost quality? Train one model under several variants and seeds for the same
 epochs (no early stopping) and write the validation curves side by side, with the seed-to-seed spread of
-the fast engine as the noise scale.
+the first variant as the noise scale. Variants (benchmarks/common.py): fast, reference (the reference's
+computation order) and fast-zero (padding_outputs=zero, a deviation from the reference).
 
-    python benchmarks/quality_curve.py --dataset beauty --model elcrec --epochs 20 --fast-seeds 1,2 --reference-seeds 1
+    python benchmarks/quality_curve.py --dataset beauty --model elcrec --epochs 20 --runs fast:1,fast:2,reference:1
 
-Writes benchmarks/results/quality-curve-<dataset>-<model>.md (runs under runs/quality-curve/).
+Writes benchmarks/results/quality-curve-<dataset>-<model>.md (runs under runs/quality-curve/; a run that
+finished with the same settings is read back, an interrupted one resumed).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
-from common import FILES, ROOT, dataset_path, machine, write_markdown
+from common import FILES, ROOT, VARIANTS, dataset_path, machine, write_markdown
 
 from elcrec import Config
 from elcrec.data import load_dataset
-from elcrec.training import train
+from elcrec.training.experiments import finished_or_train
+
+
+def parse_runs(text: str) -> list[tuple[str, int]]:
+    runs = []
+    for item in text.split(","):
+        variant, _, seed = item.partition(":")
+        if variant not in VARIANTS or not seed.isdigit():
+            raise SystemExit(f"--runs {item!r}: give VARIANT:SEED with VARIANT one of {', '.join(VARIANTS)}")
+        runs.append((variant, int(seed)))
+    return runs
 
 
 def main() -> None:
@@ -26,53 +37,57 @@ def main() -> None:
     parser.add_argument("--dataset", choices=FILES, default="beauty")
     parser.add_argument("--model", default="elcrec")
     parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--fast-seeds", default="1,2")
-    parser.add_argument("--reference-seeds", default="1")
+    parser.add_argument("--runs", default="fast:1,fast:2,reference:1", help="VARIANT:SEED,... in table order")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
+    runs = parse_runs(args.runs)
     base = Config.from_dict({"data": str(dataset_path(args.dataset)), "preset": args.dataset, "model": args.model,
                              "epochs": args.epochs, "patience": 0, "device": args.device})
     data = load_dataset(base)
-    runs = [(engine, int(seed)) for engine, seeds in (("fast", args.fast_seeds), ("reference", args.reference_seeds))
-            for seed in seeds.split(",") if seed]
     curves, seconds, tests = {}, {}, {}
-    for engine, seed in runs:
-        config = base.replace(engine=engine, seed=seed,
-                              output_dir=str(ROOT / "runs" / "quality-curve" / args.dataset / f"{args.model}-{engine}-{seed}"))
-        started = time.perf_counter()
-        result = train(config, data=data, overwrite=True)
-        curves[engine, seed] = [h[base.metric] for h in result["history"]]
-        seconds[engine, seed] = (sum(h["seconds"] for h in result["history"]) / len(result["history"]),
-                                 time.perf_counter() - started)
-        tests[engine, seed] = result["test"][base.metric]
+    for variant, seed in runs:
+        config = base.replace(**VARIANTS[variant], seed=seed, output_dir=str(
+            ROOT / "runs" / "quality-curve" / args.dataset / f"{args.model}-{variant}-{seed}"))
+        result = finished_or_train(config, data)
+        curves[variant, seed] = [h[base.metric] for h in result["history"]]
+        seconds[variant, seed] = sum(h["seconds"] for h in result["history"]) / len(result["history"])
+        tests[variant, seed] = result["test"][base.metric]
 
-    names = [f"{engine} seed {seed}" for engine, seed in runs]
-    lines = [f"# Validation {base.metric} per epoch, {args.model} on {FILES[args.dataset]}: fast vs reference engine", "",
+    names = [f"{variant} seed {seed}" for variant, seed in runs]
+    lines = [f"# Validation {base.metric} per epoch, {args.model} on {FILES[args.dataset]}, by engine variant", "",
              f"Machine: {machine(base.device)}. Command: `python benchmarks/quality_curve.py --dataset {args.dataset} "
-             f"--model {args.model} --epochs {args.epochs} --fast-seeds {args.fast_seeds} "
-             f"--reference-seeds {args.reference_seeds}` (preset {args.dataset}, no early stopping). The s/epoch "
-             "row is indicative only (other work shared the machine); benchmarks/speed.py measures speed.", "",
+             f"--model {args.model} --epochs {args.epochs} --runs {args.runs}` (preset {args.dataset}, no early "
+             "stopping). Variants: " + "; ".join(f"{name}: {settings}" for name, settings in VARIANTS.items()
+                                                if any(variant == name for variant, _ in runs)) +
+             ". The s/epoch row is training steps only, indicative (benchmarks/speed.py measures speed).", "",
              "| epoch | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for epoch in range(args.epochs):
         lines.append(f"| {epoch} | " + " | ".join(f"{curves[run][epoch]:.4f}" for run in runs) + " |")
-    lines.append("| train s/epoch | " + " | ".join(f"{seconds[run][0]:.1f}" for run in runs) + " |")
+    lines.append("| train s/epoch | " + " | ".join(f"{seconds[run]:.1f}" for run in runs) + " |")
     lines.append(f"| test {base.metric} (best epoch) | " + " | ".join(f"{tests[run]:.4f}" for run in runs) + " |")
 
+    half = args.epochs // 2
+
     def gap(a, b):  # mean absolute difference between two curves over the last half of the epochs
-        half = args.epochs // 2
         return statistics.fmean(abs(x - y) for x, y in zip(curves[a][half:], curves[b][half:]))
 
-    fast = [run for run in runs if run[0] == "fast"]
-    reference = [run for run in runs if run[0] == "reference"]
-    lines.append("")
-    if len(fast) > 1:
-        lines.append(f"Seed-to-seed noise (fast {fast[0][1]} vs {fast[1][1]}), mean |difference| over epochs "
-                     f"{args.epochs // 2}-{args.epochs - 1}: {gap(fast[0], fast[1]):.4f}.")
-    for ref in reference:
-        for run in fast:
-            lines.append(f"fast seed {run[1]} vs reference seed {ref[1]}, same window: {gap(run, ref):.4f}.")
+    window = f"epochs {half}-{args.epochs - 1}"
+    lines += ["", f"Mean |difference| between two curves over {window}:", ""]
+    first = runs[0][0]
+    for variant in dict.fromkeys(variant for variant, _ in runs):
+        seeds = [run for run in runs if run[0] == variant]
+        if len(seeds) > 1:
+            lines.append(f"- seed to seed within {variant}: " + ", ".join(
+                f"{a[1]} vs {b[1]} {gap(a, b):.4f}" for a, b in zip(seeds, seeds[1:])))
+        if variant != first:
+            lines.append(f"- {variant} vs {first}: " + ", ".join(
+                f"{a[1]} vs {b[1]} {gap(a, b):.4f}" for a in seeds for b in runs if b[0] == first))
+    for variant in dict.fromkeys(variant for variant, _ in runs):
+        seeds = [run for run in runs if run[0] == variant]
+        lines.append(f"- {variant}: mean {base.metric} over {window} and seeds "
+                     f"{statistics.fmean(x for run in seeds for x in curves[run][half:]):.4f}")
     out = args.out or ROOT / "benchmarks" / "results" / f"quality-curve-{args.dataset}-{args.model}.md"
     write_markdown(out, lines)
 

@@ -4,7 +4,9 @@ epoch and epochs run.
 
     python benchmarks/reproduce.py --dataset beauty --models sasrec,elcrec [--epochs 300] [--out FILE] [--resume]
 
-Data comes from ELCREC_DATA_DIR (default ../shared/data); runs go to runs/reproduce/<dataset>/<model>.
+Data comes from ELCREC_DATA_DIR (default ../shared/data); runs go to runs/reproduce/<dataset>/<model>, or
+<model>-<variant> for an engine variant other than fast (benchmarks/common.py; --variant fast-zero trains
+with padding_outputs=zero, a deviation from the reference).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common import DATA_DIR, FILES, ROOT, dataset_path, machine, write_markdown
+from common import DATA_DIR, FILES, ROOT, VARIANTS, dataset_path, machine, write_markdown
 
 from elcrec import Config
 from elcrec.data import load_dataset
@@ -49,6 +51,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--patience", type=int, default=40)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--variant", choices=VARIANTS, default="fast", help="engine variant of every run")
     parser.add_argument("--resume", action="store_true", help="continue runs whose folder holds a training state")
     parser.add_argument("--overwrite", action="store_true", help="train again over runs already in runs/reproduce")
     parser.add_argument("--out", type=Path, default=None, help="markdown file [default: benchmarks/results/reproduce-<dataset>.md]")
@@ -60,14 +63,16 @@ def main() -> None:
     paper = paper_numbers(args.dataset)
     rows = []
     for model in args.models.split(","):
-        config = base.replace(model=model, output_dir=str(ROOT / "runs" / "reproduce" / args.dataset / model))
+        name = model if args.variant == "fast" else f"{model}-{args.variant}"
+        config = base.replace(model=model, **VARIANTS[args.variant], output_dir=str(ROOT / "runs" / "reproduce" / args.dataset / name))
         resume = args.resume and (config.run_dir / STATE_FILE).is_file()
         result = train(config, data=data, resume=resume, overwrite=args.overwrite)
         rows.append((model, result, len(result["history"]), sum(h["seconds"] for h in result["history"])))
 
     lines = [f"# Reproduction on {FILES[args.dataset]} (preset {args.dataset})", "",
              f"Machine: {machine(base.device)}. Command: `python benchmarks/reproduce.py --dataset {args.dataset} "
-             f"--models {args.models} --epochs {args.epochs} --patience {args.patience}`.",
+             f"--models {args.models} --epochs {args.epochs} --patience {args.patience}"
+             + ("" if args.variant == "fast" else f" --variant {args.variant}") + f"`. Engine: {VARIANTS[args.variant]}.",
              "Full ranking, seen items excluded, test split of the best validation epoch (NDCG@20). Train s: the "
              "epochs' training time, summed over every session of a resumed run (validation not included).", "",
              "| model | " + " | ".join(f"{m} (ours / paper)" for m in METRICS) + " | best epoch | epochs run | s/epoch | train s |",

@@ -1,9 +1,12 @@
-"""Training and evaluation speed per model and engine on one benchmark dataset, each in its own process:
+"""Training and evaluation speed per model and engine variant on one benchmark dataset, each in its own process:
 seconds per training epoch (ICLRec's k-means E-step included), sequences per second, seconds to rank
 every item for every user (full-ranking validation), peak resident memory, and the matmul work done per
 second as a share of this machine's measured matmul peak.
 
-    python benchmarks/speed.py --dataset beauty --models sasrec,iclrec,elcrec --engines fast,reference --epochs 2
+    python benchmarks/speed.py --dataset beauty --models sasrec,iclrec,elcrec --engines fast,fast-zero,reference --epochs 2
+
+Variants (benchmarks/common.py): fast, reference (the reference's computation order), fast-zero (the fast
+engine with padding_outputs=zero, a deviation; contrastive models only, skipped for the others).
 
 Writes benchmarks/results/speed-<dataset>.md. FLOPs are counted by torch.utils.flop_counter on one training
 step (forward and backward) and scaled to the epoch; elementwise work is not counted.
@@ -21,7 +24,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import FILES, ROOT, dataset_path, machine, write_markdown
+from common import FILES, ROOT, VARIANTS, ZERO_MODELS, dataset_path, machine, write_markdown
 
 MATMUL_SIZE = 4096
 
@@ -41,20 +44,24 @@ def matmul_peak(device: torch.device, repeats: int = 10) -> float:
     return 2 * MATMUL_SIZE**3 / best / 1e9
 
 
-def step_flops(model, train, config, sampler, device) -> float:
-    """FLOPs of one training step (forward + backward) on a full batch."""
+def step_flops(model, train, config, sampler, device, batches: int = 8) -> float:
+    """FLOPs of one training step (forward + backward), the mean over random full batches (fast-zero's work
+    follows the batch's sequence lengths)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    rows = torch.arange(config.batch_size)
-    batch = {"inputs": torch.from_numpy(train.inputs[rows.numpy()]).to(device),
-             "targets": torch.from_numpy(train.targets[rows.numpy()]).to(device)}
-    if sampler is not None:
-        batch["negatives"] = sampler.sample(torch.from_numpy(train.users[rows.numpy()]).to(device), batch["targets"])
+    order = torch.randperm(len(train.inputs), generator=torch.Generator().manual_seed(0))
     model.train()
-    with FlopCounterMode(display=False) as counter:
-        model.loss(batch).backward()
-    model.zero_grad(set_to_none=True)
-    return counter.get_total_flops()
+    total = 0
+    for rows in order[: batches * config.batch_size].split(config.batch_size):
+        batch = {"inputs": torch.from_numpy(train.inputs[rows.numpy()]).to(device),
+                 "targets": torch.from_numpy(train.targets[rows.numpy()]).to(device)}
+        if sampler is not None:
+            batch["negatives"] = sampler.sample(torch.from_numpy(train.users[rows.numpy()]).to(device), batch["targets"])
+        with FlopCounterMode(display=False) as counter:
+            model.loss(batch).backward()
+        model.zero_grad(set_to_none=True)
+        total += counter.get_total_flops()
+    return total / batches
 
 
 def worker(dataset: str, model_name: str, engine: str, epochs: int, device: str) -> dict:
@@ -66,7 +73,7 @@ def worker(dataset: str, model_name: str, engine: str, epochs: int, device: str)
     from elcrec.training.trainer import resolve_device
 
     config = Config.from_dict({"data": str(dataset_path(dataset)), "preset": dataset, "model": model_name,
-                               "engine": engine, "epochs": epochs, "patience": 0, "device": device,
+                               **VARIANTS[engine], "epochs": epochs, "patience": 0, "device": device,
                                "output_dir": str(ROOT / "runs" / "speed" / dataset / f"{model_name}-{engine}")})
     data = load_dataset(config)
     peak = matmul_peak(resolve_device(device))  # this VM's speed drifts: measure it beside each run
@@ -97,7 +104,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=FILES, default="beauty")
     parser.add_argument("--models", default="sasrec,iclrec,elcrec")
-    parser.add_argument("--engines", default="fast,reference")
+    parser.add_argument("--engines", default="fast,fast-zero,reference", help=f"variants: {', '.join(VARIANTS)}")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per run; the median epoch time is reported")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=None)
@@ -110,6 +117,10 @@ def main() -> None:
     rows = []
     for model in args.models.split(","):
         for engine in args.engines.split(","):
+            if engine not in VARIANTS:
+                raise SystemExit(f"--engines {engine!r}: choose among {', '.join(VARIANTS)}")
+            if engine == "fast-zero" and model not in ZERO_MODELS:
+                continue  # padding_outputs is a setting of the contrastive models
             command = [sys.executable, __file__, "--dataset", args.dataset, "--epochs", str(args.epochs),
                        "--device", args.device, "--worker", model, engine]
             print(f"{model} engine={engine} ...", flush=True)
@@ -123,8 +134,9 @@ def main() -> None:
              f"--models {args.models} --engines {args.engines} --epochs {args.epochs} --device {args.device}`.",
              "Train s/epoch: median over the epochs run (ICLRec's E-step included). Eval s: full ranking of every "
              "item for every user of the validation split, best of 3. GFLOP: matmul work of the engine's own "
-             f"step (the reference engine encodes more rows). Matmul peak: best {MATMUL_SIZE}² float32 matmul, "
-             "measured in each run's process just before training.", "",
+             "step, mean of 8 random batches (the reference engine encodes more rows; fast-zero, padding_outputs=zero, "
+             "skips the positions before each sequence's first item and is a deviation from the reference). Matmul "
+             f"peak: best {MATMUL_SIZE}² float32 matmul, measured in each run's process just before training.", "",
              "| model | engine | train s/epoch | speed-up vs reference | seq/s | eval s (users) | GFLOP/epoch "
              "| GFLOP/s | matmul peak GFLOP/s | share of peak | peak RSS MB |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]

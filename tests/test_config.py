@@ -27,6 +27,7 @@ def test_file_values_then_overrides(tmp_path):
     ({"max_len": 0}, "max_len=0: must be at least 1"),
     ({"engine": "turbo"}, "choose one of fast, reference"),
     ({"model": "sasrec", "backbone": "gru4rec"}, "llmesr's setting; the plain model is model=gru4rec"),
+    ({"model": "sasrec", "padding_outputs": "zero"}, "setting of cl4srec, iclrec and elcrec"),
 ])
 def test_bad_values_are_errors(values, message):
     with pytest.raises(ConfigError, match=message):

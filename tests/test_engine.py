@@ -1,5 +1,11 @@
 """The fast engine computes the reference's function: same losses and gradients on a fixed batch when
-dropout is off (dropout and the PCL re-encoding are the only places the two engines draw differently)."""
+dropout is off (dropout and the PCL re-encoding are the only places the two engines draw differently).
+With padding_outputs=zero (and for SASRec and BERT4Rec, whose losses read item positions only) the fast
+engine encodes rows grouped by span, compares views through a banded Gram matrix and looks up centres
+at item positions only; the reference engine computes every position and zeroes the padding outputs."""
+
+import itertools
+import random
 
 import pytest
 import torch
@@ -7,10 +13,15 @@ import torch
 from elcrec import Config
 from elcrec.data import train_set
 from elcrec.models import build_model
-from elcrec.models.transformer import TransformerEncoder, cheap_dropout
+from elcrec.models.contrastive import Gram, gram
+from elcrec.models.transformer import TransformerEncoder, cheap_dropout, span_groups, started
 
 OPTIONS = [dict(model="cl4srec"), dict(model="iclrec"), dict(model="elcrec", intent_fusion="shift"),
-           dict(model="elcrec", intent_fusion="concat", num_layers=2), dict(model="elcrec", pooling="items")]
+           dict(model="elcrec", intent_fusion="concat", num_layers=2), dict(model="elcrec", pooling="items"),
+           dict(model="sasrec"), dict(model="bert4rec"), dict(model="cl4srec", padding_outputs="zero"),
+           dict(model="iclrec", padding_outputs="zero"),
+           dict(model="elcrec", intent_fusion="shift", padding_outputs="zero"),
+           dict(model="elcrec", intent_fusion="concat", num_layers=2, padding_outputs="zero")]
 
 
 def loss_and_grads(data, engine, options):
@@ -63,12 +74,65 @@ def test_last_only_matches_the_full_output(causal):
     assert torch.allclose(encoder(inputs, last_only=True), encoder(inputs)[:, -1], atol=1e-6)
 
 
+@pytest.mark.parametrize("causal", [True, False])
+def test_forward_by_span_is_forward_from_the_first_item_on(causal):
+    torch.manual_seed(0)
+    encoder = TransformerEncoder(30, hidden_size=16, num_layers=2, num_heads=2, max_len=12, causal=causal).eval()
+    inputs = torch.randint(1, 31, (40, 12))
+    for row, span in enumerate(torch.randint(0, 13, (40,)).tolist()):
+        inputs[row, : 12 - span] = 0
+    inputs[:5, -4] = 0  # masked items inside a row: encoded as in forward
+    out = encoder.forward_by_span(inputs)
+    begun = started(inputs)
+    assert torch.allclose(out[begun], encoder(inputs)[begun], atol=1e-6)
+    assert not out[~begun].any()
+
+
+def test_span_groups_is_the_cheapest_grouping():
+    rng = random.Random(0)
+    for _ in range(30):
+        spans = sorted(rng.choice([0, 1, 2, 3, 5, 8, 20, 50]) for _ in range(rng.randint(1, 12)))
+        groups = span_groups(spans, group_cost=10)
+        assert sum(size for size, _ in groups) == len(spans)
+        start = 0
+        for size, width in groups:  # consecutive, each as wide as its widest row
+            assert width == max(spans[start + size - 1], 1)
+            start += size
+
+        def cost(cuts):
+            bounds = [0, *cuts, len(spans)]
+            return sum((b - a) * max(spans[b - 1], 1) + 10 for a, b in zip(bounds, bounds[1:]))
+
+        brute = min(cost(cuts) for r in range(len(spans)) for cuts in itertools.combinations(range(1, len(spans)), r))
+        assert sum(size * width + 10 for size, width in groups) == brute
+
+
+def test_banded_gram_is_the_gram_of_the_flattened_rows():
+    torch.manual_seed(0)
+    spans = torch.tensor([0, 1, 1, 2, 3, 5, 5, 7, 9, 10] * 3)
+    rows = torch.randn(len(spans), 10, 4).masked_fill((torch.arange(10) < 10 - spans[:, None])[..., None], 0.0)
+    rows = rows.double().requires_grad_()
+    weights = torch.randn(len(spans), len(spans), dtype=torch.double)
+    banded = gram(rows, spans)
+    (banded * weights).sum().backward()
+    banded_grad, rows.grad = rows.grad, None
+    flat = rows.flatten(1)
+    dense = flat @ flat.T
+    assert torch.allclose(gram(rows), dense)
+    (dense * weights).sum().backward()
+    assert torch.allclose(banded, dense)
+    assert torch.allclose(banded_grad, rows.grad)
+    assert torch.autograd.gradcheck(lambda r: Gram.apply(r, [(5, 0, 2), (3, 2, 4)]), rows[:5, :4].detach().clone().requires_grad_())
+
+
 @pytest.mark.parametrize("engine", ["fast", "reference"])
-def test_mixed_precision_step(tiny_data, engine, tmp_path):
+@pytest.mark.parametrize("padding_outputs", ["encoded", "zero"])
+def test_mixed_precision_step(tiny_data, engine, padding_outputs, tmp_path):
     """amp=bf16 autocasts the loss (on CPU here, on CUDA in practice) and still trains."""
     from elcrec.training import train
 
     config = Config(model="elcrec", hidden_size=16, num_clusters=4, max_len=20, kmeans_restarts=1, epochs=1,
-                    engine=engine, amp="bf16", device="cpu", output_dir=str(tmp_path), seed=3)
+                    engine=engine, amp="bf16", device="cpu", output_dir=str(tmp_path), seed=3,
+                    padding_outputs=padding_outputs)
     result = train(config, data=tiny_data, progress=False)
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in result["history"])

@@ -134,3 +134,15 @@ def test_a_folder_holding_a_run_is_not_trained_over(tiny_data, tmp_path):
         train(config.replace(lr=0.01), data=tiny_data, progress=False)
     assert json.loads((tmp_path / "metrics.json").read_text())["test"] == first["test"]  # untouched
     assert train(config.replace(lr=0.01), data=tiny_data, progress=False, overwrite=True)["test"] != first["test"]
+
+
+def test_an_overwritten_run_stopped_early_leaves_no_stale_result(tiny_data, tmp_path):
+    config = Config(hidden_size=16, max_len=20, epochs=2, device="cpu", output_dir=str(tmp_path))
+    train(config, data=tiny_data, progress=False)
+
+    def stop(record):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, data=tiny_data, progress=False, overwrite=True, on_epoch=stop)
+    assert not (tmp_path / "metrics.json").exists()  # a group would otherwise read the old result back

@@ -25,6 +25,7 @@ CHOICES = {
     "augment": ("random", "crop", "mask", "reorder"),
     "intent_fusion": ("shift", "concat"),
     "pooling": ("all", "items"),
+    "padding_outputs": ("encoded", "zero"),
     "cluster_pull": ("all", "nearest"),
     "preset": ("", "beauty", "sports", "toys", "yelp"),
     "loss": ("bce", "ce"),
@@ -96,6 +97,7 @@ class Config:
     elcm: bool = _opt(True, "elcrec: learnable cluster module (off: k-means centres stay fixed, no cluster loss)")
     icl: bool = _opt(True, "elcrec: intent-assisted CL and PCL (off: plain instance CL)")
     pooling: str = _opt("all", "sequence representation for intents: mean over all max_len positions (all, the reference) or over item positions only (items)")
+    padding_outputs: str = _opt("encoded", "cl4srec, iclrec, elcrec: outputs before each sequence's first item are encoded and enter the flattened instance CL and pooling=all (encoded, the reference), or are zero and never computed (zero: a deviation, several times faster)")
     kmeans_iters: int = _opt(20, "k-means iterations (iclrec every epoch, elcrec initialisation)")
     kmeans_restarts: int = _opt(5, "k-means restarts")
     # --- LLM-ESR and the item-cluster constraint (llmesr)
@@ -157,6 +159,9 @@ class Config:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be 0 or more")
         if self.backbone != "sasrec" and self.model != "llmesr":
             raise ConfigError(f"backbone={self.backbone!r} is llmesr's setting; the plain model is model={self.backbone}")
+        if self.padding_outputs != "encoded" and self.model not in ("cl4srec", "iclrec", "elcrec"):
+            raise ConfigError(f"padding_outputs={self.padding_outputs!r} is a setting of cl4srec, iclrec and elcrec, "
+                              f"whose contrastive losses read padding outputs; {self.model}'s loss never does")
         if not self.eval_ks or min(self.eval_ks) < 1:
             raise ConfigError(f"eval_ks={self.eval_ks}: give one or more cut-offs >= 1")
         name, _, k = self.metric.partition("@")

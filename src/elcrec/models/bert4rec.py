@@ -40,7 +40,8 @@ class BERT4Rec(SequentialRecommender):
         masked[:, -1] |= ~masked.any(1)
         sequence = trim_padding(sequence)
         masked = masked[:, -sequence.shape[1]:]
-        h = self.encoder(sequence.masked_fill(masked, self.mask_token))
+        encode = self.encoder.forward_by_span if self.config.engine == "fast" else self.encoder  # loss: items only
+        h = encode(sequence.masked_fill(masked, self.mask_token))
         return {"rec": batch_mean(F.cross_entropy(h[masked] @ self.item_table[1:].T, sequence[masked] - 1,
                                                   reduction="none"))}
 

@@ -3,7 +3,8 @@
 nce(a, b): symmetric NT-Xent over the 2B rows [a; b], dot-product similarity / temperature; row i of a
 and row i of b are positives, every other row of both views a negative, self-similarity excluded.
 The similarity matrix is a Gram matrix R Rᵀ, so its gradient is (G + Gᵀ) R: one matmul instead of the
-two autograd would run (the flattened [2B, L·d] views make this a large share of a CL step).
+two autograd would run (the flattened [2B, L·d] views make this a large share of a CL step). When the
+views' outputs are zero before their first item (padding_outputs=zero), `gram` skips the zeros.
 Under torch.distributed, a and b are this process's rows and the negatives are every process's rows
 (see elcrec.distributed).
 """
@@ -16,27 +17,61 @@ import torch.nn.functional as F
 from ..distributed import gather_rows, rank, world_size
 from .augment import augment
 from .sasrec import SASRec
+from .transformer import span_groups, started
 
 
 class Gram(torch.autograd.Function):
+    """rows [m, L, d] -> [m, m]: the sum over `bands` (a, lo, hi) of R Rᵀ, R = rows[:a, lo:hi] flattened,
+    in the top-left a x a corner. Bands cover disjoint positions; one band over everything is the plain
+    Gram matrix of the flattened rows."""
+
     @staticmethod
-    def forward(ctx, rows: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, rows: torch.Tensor, bands: list[tuple[int, int, int]]) -> torch.Tensor:
         ctx.save_for_backward(rows)
-        return rows @ rows.T
+        ctx.bands = bands
+        m = len(rows)
+        products = [(band := rows[:a, lo:hi].flatten(1)) @ band.T for a, lo, hi in bands]
+        sim = products[0].new_zeros(m, m)
+        for (a, _, _), product in zip(bands, products):
+            sim[:a, :a] += product
+        return sim
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (rows,) = ctx.saved_tensors
-        return ((grad + grad.T) @ rows.to(grad.dtype)).to(rows.dtype)  # grad is half precision under autocast
+        grad = grad + grad.T  # half precision under autocast
+        grad_rows = torch.zeros_like(rows)
+        for a, lo, hi in ctx.bands:
+            band = rows[:a, lo:hi].flatten(1).to(grad.dtype)
+            grad_rows[:a, lo:hi] = (grad[:a, :a] @ band).view(a, hi - lo, -1).to(rows.dtype)
+        return grad_rows, None
 
 
-def nce(a: torch.Tensor, b: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+def gram(rows: torch.Tensor, spans: torch.Tensor | None = None) -> torch.Tensor:
+    """The Gram matrix of the flattened rows [m, ...]. With `spans`, rows [m, L, d] are zero before their
+    last spans[i] positions: sorted longest first, bands of positions (the span groups' widths) then run
+    over only the rows reaching into them."""
+    if spans is None:
+        return Gram.apply(rows.view(len(rows), 1, -1), [(len(rows), 0, 1)])
+    m, L, _ = rows.shape
+    order = spans.argsort(descending=True)
+    bands, active, done = [], m, 0
+    for size, width in span_groups(spans[order].flip(0).tolist()):
+        bands.append((active, L - width, L - done))
+        active, done = active - size, width
+    inverse = order.argsort()
+    return Gram.apply(rows.index_select(0, order), bands).index_select(0, inverse).index_select(1, inverse)
+
+
+def nce(a: torch.Tensor, b: torch.Tensor, temperature: float = 1.0, spans: torch.Tensor | None = None) -> torch.Tensor:
+    """a, b: [n, D], or [n, L, d] outputs compared flattened; spans [2n] (optional): the rows of [a; b] are
+    zero before their last spans positions."""
     n, total = len(a), len(a) * world_size()
     rows = torch.cat([a, b])
     if world_size() == 1:
-        sim = Gram.apply(rows) / temperature
+        sim = gram(rows, spans) / temperature
     else:  # keys: [a of every process; b of every process]
-        sim = rows @ torch.cat([gather_rows(a), gather_rows(b)]).T / temperature
+        sim = rows.flatten(1) @ torch.cat([gather_rows(a.flatten(1)), gather_rows(b.flatten(1))]).T / temperature
     own = torch.arange(n, device=sim.device) + rank() * n  # this process's rows among the keys
     sim[torch.arange(2 * n, device=sim.device), torch.cat([own, own + total])] = float("-inf")  # no self-pairs
     return F.cross_entropy(sim, torch.cat([own + total, own]))
@@ -44,6 +79,10 @@ def nce(a: torch.Tensor, b: torch.Tensor, temperature: float = 1.0) -> torch.Ten
 
 class CL4SRec(SASRec):
     """SASRec + InfoNCE between two augmented views' flattened [L * d] outputs (weight cl_weight)."""
+
+    @property
+    def reads_padding(self) -> bool:
+        return self.config.padding_outputs == "encoded"
 
     def views(self, inputs: torch.Tensor) -> torch.Tensor:
         """Two augmented views of every row, stacked: [2B, L]."""
@@ -54,14 +93,18 @@ class CL4SRec(SASRec):
         """Outputs for the rows [B, L, d], two augmented views of each [2B, L], and the views' outputs
         [2B, L, d]: one encoder pass over all 3B rows (engine=fast) or one pass each (engine=reference)."""
         if self.config.engine == "reference":  # the reference draws the views after encoding the rows
-            h = self.encoder(inputs)
+            h = self.sequence_output(inputs)
             views = self.views(inputs)
-            return h, views, self.encoder(views)
+            return h, views, self.sequence_output(views)
         views = self.views(inputs)
-        h, out = self.encoder(torch.cat([inputs, views])).split([len(inputs), len(views)])
+        h, out = self.sequence_output(torch.cat([inputs, views])).split([len(inputs), len(views)])
         return h, views, out
 
+    def instance_cl(self, out: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
+        """Weighted NT-Xent between the two views' outputs out [2B, L, d'], compared flattened."""
+        spans = started(views).sum(1) if self.skips_padding else None
+        return self.config.cl_weight * nce(*out.chunk(2), self.config.temperature, spans=spans)
+
     def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        h, _, out = self.encode_with_views(batch["inputs"])
-        v1, v2 = out.flatten(1).chunk(2)
-        return {"rec": self.rec_loss(h, batch), "cl": self.config.cl_weight * nce(v1, v2, self.config.temperature)}
+        h, views, out = self.encode_with_views(batch["inputs"])
+        return {"rec": self.rec_loss(h, batch), "cl": self.instance_cl(out, views)}

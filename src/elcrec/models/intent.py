@@ -33,6 +33,7 @@ from torch import nn
 from ..distributed import broadcast, gather_to_main, rank, world_size
 from .base import rows
 from .contrastive import CL4SRec, nce
+from .transformer import started
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -78,7 +79,7 @@ class IntentModel(CL4SRec):
         out = torch.empty(len(share), self.config.hidden_size, device=device)
         for start in range(0, len(share), batch_size):
             batch = share[start : start + batch_size].to(device)
-            out[start : start + len(batch)] = self.pool(self.encoder(batch), batch).float()
+            out[start : start + len(batch)] = self.pool(self.sequence_output(batch), batch).float()
         self.train(was_training)
         gathered = gather_to_main(out)
         return None if gathered is None else gathered.cpu().numpy()
@@ -128,7 +129,7 @@ class IntentModel(CL4SRec):
         """PCL on the views' outputs `out`; engine=reference encodes the views again (fresh dropout), as the
         reference does, engine=fast reuses the instance-CL pass."""
         if self.config.engine == "reference":
-            out = self.encoder(views)
+            out = self.sequence_output(views)
         p1, p2 = self.pool(out, views).chunk(2)
         t = self.config.temperature
         return (nce(p1, intents, t) + nce(p2, intents, t)) / 2
@@ -150,15 +151,14 @@ class ICLRec(IntentModel):
         return self.centroids
 
     def represent(self, histories: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.encoder(histories), histories)
+        return self.pool(self.sequence_output(histories), histories)
 
     def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         c = self.config
         inputs = batch["inputs"]
         h, views, out = self.encode_with_views(inputs)
-        v1, v2 = out.flatten(1).chunk(2)
         nearest = nearest_centre(self.pool(h.detach(), inputs), self.centroids)
-        return {"rec": self.rec_loss(h, batch), "cl": c.cl_weight * nce(v1, v2, c.temperature),
+        return {"rec": self.rec_loss(h, batch), "cl": self.instance_cl(out, views),
                 "intent_cl": c.intent_cl_weight * self.intent_cl(views, out, self.unit_centroids[nearest])}
 
 
@@ -192,10 +192,19 @@ class ELCRec(IntentModel):
         self.centering.running_var.copy_(torch.from_numpy(var))
         return F.normalize(torch.from_numpy((x - mean) / np.sqrt(var + self.centering.eps)), dim=1).numpy()
 
-    def fuse(self, out: torch.Tensor) -> torch.Tensor:
-        """Give every position its nearest centre: added (shift) or concatenated (concat)."""
+    def fuse(self, out: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
+        """Give every position its nearest centre: added (shift) or concatenated (concat); with
+        padding_outputs=zero, positions before a view's first item keep their zero output."""
         centres = self.cluster_centers
-        nearest = rows(centres, nearest_centre(out.detach(), centres.detach()))
+        if self.skips_padding:  # nearest centres of the positions from each view's first item on
+            at = started(views).flatten().nonzero().squeeze(1)
+            ids = nearest_centre(out.detach().flatten(0, 1).index_select(0, at), centres.detach())
+            nearest = torch.zeros(out.shape, dtype=centres.dtype, device=out.device).flatten(0, 1) \
+                .index_copy(0, at, rows(centres, ids)).view(out.shape)
+        else:
+            nearest = rows(centres, nearest_centre(out.detach(), centres.detach()))
+            if not self.reads_padding:
+                nearest = nearest.masked_fill(~started(views)[..., None], 0.0)
         return out + nearest if self.config.intent_fusion == "shift" else torch.cat([out, nearest], -1)
 
     def unit_representation(self, h: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
@@ -204,14 +213,13 @@ class ELCRec(IntentModel):
         return F.normalize(x if self.centering is None else self.centering(x), dim=1)
 
     def represent(self, histories: torch.Tensor) -> torch.Tensor:
-        return self.unit_representation(self.encoder(histories), histories)
+        return self.unit_representation(self.sequence_output(histories), histories)
 
     def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         c = self.config
         inputs = batch["inputs"]
         h, views, out = self.encode_with_views(inputs)
-        v1, v2 = (self.fuse(out) if c.icl else out).flatten(1).chunk(2)
-        terms = {"rec": self.rec_loss(h, batch), "cl": c.cl_weight * nce(v1, v2, c.temperature)}
+        terms = {"rec": self.rec_loss(h, batch), "cl": self.instance_cl(self.fuse(out, views) if c.icl else out, views)}
         with torch.no_grad():
             self.cluster_centers.copy_(F.normalize(self.cluster_centers, dim=1))
         distances = squared_distances(self.unit_representation(h, inputs), self.cluster_centers)  # [B, K]

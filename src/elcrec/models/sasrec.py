@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from .base import NextItemRecommender
-from .transformer import TransformerEncoder
+from .transformer import TransformerEncoder, started
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -25,8 +25,23 @@ class SASRec(NextItemRecommender):
     def item_table(self) -> torch.Tensor:
         return self.encoder.item_embeddings.weight
 
+    @property
+    def reads_padding(self) -> bool:
+        """Whether the loss reads outputs before a row's first item (SASRec's reads item positions only)."""
+        return False
+
+    @property
+    def skips_padding(self) -> bool:
+        """Whether computations skip the zero outputs before each row's first item (the fast engine)."""
+        return self.config.engine == "fast" and not self.reads_padding
+
     def sequence_output(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.encoder(inputs)
+        """Outputs at every position; before each row's first item they are zero unless the loss reads them
+        there (padding_outputs=encoded in the contrastive models)."""
+        if self.skips_padding:
+            return self.encoder.forward_by_span(inputs)
+        h = self.encoder(inputs)
+        return h if self.reads_padding else h.masked_fill(~started(inputs)[..., None], 0.0)
 
     def last_output(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.encoder(inputs, last_only=True)

@@ -36,24 +36,29 @@ def run_group(base: Config, variants: dict[str, dict[str, Any]], seeds: list[int
             folder = root / name / f"seed{seed}"
             config = base.replace(**overrides, seed=seed, output_dir=str(folder))
             print(f"== {name}, seed {seed}: {folder}", flush=True)
-            results.setdefault(name, []).append(_finished(config) or train(config, data=data,
-                                                                            resume=(folder / STATE_FILE).is_file())["test"])
+            results.setdefault(name, []).append(finished_or_train(config, data)["test"])
     write_json(root / "results.json", {"seeds": seeds, "variants": variants, "test": results})
     return results
 
 
-def _finished(config: Config) -> dict[str, float] | None:
-    """The test metrics of a finished run with exactly these settings in its folder, if there is one."""
+def finished_or_train(config: Config, data: SequenceData) -> dict[str, Any]:
+    """The result (metrics.json) of the run in config.run_dir: read back when it finished with exactly
+    these settings, otherwise trained, resuming from its training state when there is one."""
+    return _finished(config) or train(config, data=data, resume=(config.run_dir / STATE_FILE).is_file())
+
+
+def _finished(config: Config) -> dict[str, Any] | None:
     folder = config.run_dir
     if not (folder / METRICS_FILE).is_file() or not (folder / CONFIG_FILE).is_file():
         return None
-    saved = json.loads((folder / CONFIG_FILE).read_text())
+    # through Config: a setting added since the run was saved takes its default, as the run did
+    saved = Config.from_dict(json.loads((folder / CONFIG_FILE).read_text())).to_dict()
     if not config.text_dim:
         saved["text_dim"] = 0  # training fills it in from item_text
-    if saved != json.loads(json.dumps(config.to_dict())):
+    if json.loads(json.dumps(saved)) != json.loads(json.dumps(config.to_dict())):
         return None
     print("   finished before: read back", flush=True)
-    return json.loads((folder / METRICS_FILE).read_text())["test"]
+    return json.loads((folder / METRICS_FILE).read_text())
 
 
 def mean_std(runs: list[dict[str, float]], metric: str) -> str:

@@ -175,6 +175,7 @@ def _train(config: Config, data: SequenceData | None, progress: bool, resume: bo
     if state is None:
         model.prepare(train_data)
         if main:
+            (Path(run_dir) / METRICS_FILE).unlink(missing_ok=True)  # an overwritten run's result is no longer true
             save_run(run_dir, model, config, data.item_ids)  # a usable checkpoint exists from the start
     inputs = torch.from_numpy(train_data.inputs)
     targets = torch.from_numpy(train_data.targets)
