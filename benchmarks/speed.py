@@ -8,8 +8,9 @@ second as a share of this machine's measured matmul peak.
 Variants (benchmarks/common.py): fast, reference (the reference's computation order), fast-zero (the fast
 engine with padding_outputs=zero, a deviation; contrastive models only, skipped for the others).
 
-Writes benchmarks/results/speed-<dataset>.md. FLOPs are counted by torch.utils.flop_counter on one training
-step (forward and backward) and scaled to the epoch; elementwise work is not counted.
+Writes benchmarks/results/speed-<dataset>.md. FLOPs are counted by torch.utils.flop_counter on training
+steps (forward and backward, the mean of 8 random batches) and scaled to the epoch; elementwise work is
+not counted.
 """
 
 from __future__ import annotations

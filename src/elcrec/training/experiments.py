@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import Config
+from ..config import Config, ConfigError
 from ..data import SequenceData, load_dataset
 from .checkpoint import CONFIG_FILE, METRICS_FILE, STATE_FILE, write_json
 from .trainer import train
@@ -51,8 +51,10 @@ def _finished(config: Config) -> dict[str, Any] | None:
     folder = config.run_dir
     if not (folder / METRICS_FILE).is_file() or not (folder / CONFIG_FILE).is_file():
         return None
-    # through Config: a setting added since the run was saved takes its default, as the run did
-    saved = Config.from_dict(json.loads((folder / CONFIG_FILE).read_text())).to_dict()
+    try:  # through Config: a setting added since the run was saved takes its default, as the run did
+        saved = Config.from_dict(json.loads((folder / CONFIG_FILE).read_text())).to_dict()
+    except ConfigError:  # a setting that no longer exists: train again
+        return None
     if not config.text_dim:
         saved["text_dim"] = 0  # training fills it in from item_text
     if json.loads(json.dumps(saved)) != json.loads(json.dumps(config.to_dict())):
