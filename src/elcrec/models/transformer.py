@@ -15,14 +15,18 @@ only) gives zero output before each row's first item and encodes rows in groups 
 group trimmed to its widest row: on Beauty's training batches (with their augmented views) it encodes
 about a tenth of the max_len positions `forward` does.
 
-fast_dropout=True (the fast engine) draws dropout masks from 16 random bits per element: torch's CPU
-dropout (bernoulli_) took a third of an ELCRec training step in torch.profiler. The drop probability
-is then rounded to a multiple of 1/65536 (0.5, the default, exactly). Evaluation never drops.
+fast_dropout=True (the fast engine) draws dropout masks from a few random bits per element: torch's CPU
+dropout (bernoulli_) took a third of an ELCRec training step in torch.profiler. When the drop probability
+is a multiple of 1/2^b for b in 1, 2, 4 or 8 (0.5, the default: one bit), each random byte is looked up
+in a table of 8/b scaled keep values; otherwise 16 bits are compared with the probability rounded to a
+multiple of 1/65536. Evaluation never drops.
 """
 
 from __future__ import annotations
 
 import bisect
+import functools
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -34,17 +38,34 @@ GROUP_COST = 128  # a span group's fixed cost (op dispatch) in encoded positions
 
 
 def cheap_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
-    """Training-mode dropout whose keep-mask is built from the low 48 bits of random int64 words."""
+    """Training-mode dropout whose keep-mask is built from the low 56 bits of random int64 words (random_
+    leaves bit 63 zero): b bits per element looked up by the byte (p a multiple of 1/2^b), else 16 bits."""
     if p == 0.0:
         return x
     n = x.numel()
-    words = torch.empty((n + 2) // 3, dtype=torch.int64, device=x.device).random_()  # 63 random bits each
-    keep = words.view(torch.int16).view(-1, 4)[:, :3] >= round(p * 65536) - 32768
-    return x * keep.view(-1)[:n].view(x.shape).to(x.dtype).mul_(1 / (1 - p))
+    bits = next((b for b in (1, 2, 4, 8) if (p * 2**b).is_integer()), 16)
+    per_word = 56 // bits if bits < 16 else 3
+    words = torch.empty(-(-n // per_word), dtype=torch.int64, device=x.device).random_()
+    if bits == 16:
+        keep = words.view(torch.int16).view(-1, 4)[:, _LOW_LANES[2]] >= round(p * 65536) - 32768
+        return x * keep.reshape(-1)[:n].view(x.shape).to(x.dtype).mul_(1 / (1 - p))
+    table = _keep_table(p, bits, x.dtype, x.device)  # [256, 8 // bits]: byte -> its elements' scaled keep values
+    keep = table.index_select(0, words.view(torch.uint8).view(-1, 8)[:, _LOW_LANES[1]].reshape(-1).long())
+    return x * keep.view(-1)[:n].view(x.shape)
+
+
+# the low 7 bytes / 3 int16 lanes of an int64 word, whatever the byte order
+_LOW_LANES = {1: slice(0, 7), 2: slice(0, 3)} if sys.byteorder == "little" else {1: slice(1, 8), 2: slice(1, 4)}
+
+
+@functools.lru_cache(maxsize=None)
+def _keep_table(p: float, bits: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    fields = (torch.arange(256)[:, None] >> torch.arange(0, 8, bits)) & (2**bits - 1)
+    return ((fields >= p * 2**bits) / (1 - p)).to(dtype=dtype, device=device)
 
 
 class Dropout(nn.Dropout):
-    """nn.Dropout, or `cheap_dropout` when `cheap` (same keep probability, 4x cheaper masks on CPU)."""
+    """nn.Dropout, or `cheap_dropout` when `cheap` (same keep probability, far cheaper masks on CPU)."""
 
     def __init__(self, p: float, cheap: bool = False) -> None:
         super().__init__(p)
