@@ -145,3 +145,16 @@ def test_mixed_precision_step(tiny_data, engine, padding_outputs, tmp_path):
                     padding_outputs=padding_outputs)
     result = train(config, data=tiny_data, progress=False)
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in result["history"])
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_mixed_precision_on_a_cpu_without_bf16_warns(tiny_data, tmp_path, monkeypatch, native):
+    """Autocast on a CPU that emulates bf16 is usually slower than float32: the run says so."""
+    from elcrec.training import train
+
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, name, lambda: native)
+    config = Config(model="sasrec", hidden_size=16, max_len=20, epochs=1, amp="bf16", device="cpu",
+                    output_dir=str(tmp_path), seed=3)
+    train(config, data=tiny_data, progress=False)
+    assert ("warning: amp=bf16 on a CPU without bf16 instructions" in (tmp_path / "train.log").read_text()) != native

@@ -122,7 +122,7 @@ class Config:
     seed: int = _opt(1, "seed for data generation, initialisation, sampling and dropout")
     device: str = _opt("auto", "auto (cuda when present), cpu or cuda")
     engine: str = _opt("fast", "fast: one encoder pass over rec and view rows, PCL reuses the instance-CL views, cheap dropout masks, llmesr distils towards a per-epoch table of user representations; reference: the reference's computation order (separate passes, torch dropout, neighbours encoded every step)")
-    amp: str = _opt("none", "mixed precision on CUDA: none, bf16 or fp16 (autocast; fp16 adds loss scaling)")
+    amp: str = _opt("none", "mixed precision: none, bf16 or fp16 (autocast, on CUDA or CPU; fp16 adds loss scaling; on a CPU it pays only with native bf16/fp16 instructions, e.g. AVX512-BF16 or AMX)")
     output_dir: str = _opt("", "run folder for checkpoint, config and metrics ('' = runs/<model>-<data>-seed<seed>)")
     tracking: str = _opt("none", "also log settings and per-epoch losses and metrics to: none, tensorboard or mlflow (extras of the same names)")
     # --- evaluation

@@ -54,6 +54,15 @@ def keep_freed_memory() -> None:
     libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
 
 
+def cpu_has_native(dtype: torch.dtype) -> bool:
+    """Whether this CPU computes `dtype` matmuls in hardware (AVX512-BF16 or AMX); without, autocast emulates
+    them and is slower than float32. True when this torch cannot tell."""
+    names = {torch.bfloat16: ("_is_avx512_bf16_supported", "_is_amx_tile_supported"),
+             torch.float16: ("_is_amx_fp16_supported",)}[dtype]
+    checks = [getattr(torch.cpu, name, None) for name in names]
+    return any(check is None or check() for check in checks)
+
+
 def check_finite(first_bad: torch.Tensor, epoch: int, run_dir: Path) -> None:
     step = int(distributed.all_max(first_bad.clone()))  # every process stops together
     if step >= 0:
@@ -184,6 +193,9 @@ def _train(config: Config, data: SequenceData | None, progress: bool, resume: bo
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay) \
         if model.trainable else None
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp)
+    if amp_dtype is not None and device.type == "cpu" and not cpu_has_native(amp_dtype):
+        log(f"warning: amp={config.amp} on a CPU without {config.amp} instructions: autocast emulates them, which is "
+            "usually slower than amp=none")
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")  # fp16 gradients underflow unscaled
     order = torch.Generator().manual_seed(config.seed)
     if world > 1:
