@@ -14,7 +14,8 @@ DATA_DIR = Path(os.environ.get("ELCREC_DATA_DIR", ROOT.parent / "shared" / "data
 FILES = {"beauty": "Beauty", "sports": "Sports_and_Outdoors", "toys": "Toys_and_Games", "yelp": "Yelp"}
 # engine variants by name: the settings each adds to a run (fast-zero: the contrastive models only)
 VARIANTS = {"fast": {"engine": "fast"}, "reference": {"engine": "reference"},
-            "fast-zero": {"engine": "fast", "padding_outputs": "zero"}, "fast-bf16": {"engine": "fast", "amp": "bf16"}}
+            "fast-bf16": {"engine": "fast", "amp": "bf16"},
+            "fast-zero": {"engine": "fast", "padding_outputs": "zero"}}
 ZERO_MODELS = ("cl4srec", "iclrec", "elcrec")
 
 

@@ -1,7 +1,7 @@
 """Does an engine variant cost quality? Train one model under several variants and seeds for the same
 epochs (no early stopping) and write the validation curves side by side, with the seed-to-seed spread of
 the first variant as the noise scale. Variants (benchmarks/common.py): fast, reference (the reference's
-computation order) and fast-zero (padding_outputs=zero, a deviation from the reference).
+computation order), fast-bf16 (amp=bf16) and fast-zero (padding_outputs=zero, a deviation from the reference).
 
     python benchmarks/quality_curve.py --dataset beauty --model elcrec --epochs 20 --runs fast:1,fast:2,reference:1
 

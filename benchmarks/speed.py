@@ -3,10 +3,11 @@ seconds per training epoch (ICLRec's k-means E-step included), sequences per sec
 every item for every user (full-ranking validation), peak resident memory, and the matmul work done per
 second as a share of this machine's measured matmul peak.
 
-    python benchmarks/speed.py --dataset beauty --models sasrec,iclrec,elcrec --engines fast,fast-zero,reference --epochs 2
+    python benchmarks/speed.py --dataset beauty --models sasrec,iclrec,elcrec --engines fast,fast-bf16,fast-zero,reference --epochs 2
 
-Variants (benchmarks/common.py): fast, reference (the reference's computation order), fast-zero (the fast
-engine with padding_outputs=zero, a deviation; contrastive models only, skipped for the others).
+Variants (benchmarks/common.py): fast, reference (the reference's computation order), fast-bf16 (the fast
+engine under bf16 autocast, amp=bf16), fast-zero (the fast engine with padding_outputs=zero, a deviation;
+contrastive models only, skipped for the others).
 
 Writes benchmarks/results/speed-<dataset>.md. FLOPs are counted by torch.utils.flop_counter on training
 steps (forward and backward, the mean of 8 random batches) and scaled to the epoch; elementwise work is
@@ -30,9 +31,9 @@ from common import FILES, ROOT, VARIANTS, ZERO_MODELS, dataset_path, machine, wr
 MATMUL_SIZE = 4096
 
 
-def matmul_peak(device: torch.device, repeats: int = 10) -> float:
-    """Best GFLOP/s of a 4096² float32 matmul."""
-    a = torch.randn(MATMUL_SIZE, MATMUL_SIZE, device=device)
+def matmul_peak(device: torch.device, dtype: torch.dtype, repeats: int = 10) -> float:
+    """Best GFLOP/s of a 4096² matmul in `dtype`."""
+    a = torch.randn(MATMUL_SIZE, MATMUL_SIZE, device=device, dtype=dtype)
     best = float("inf")
     for _ in range(repeats):
         if device.type == "cuda":
@@ -77,7 +78,8 @@ def worker(dataset: str, model_name: str, engine: str, epochs: int, device: str)
                                **VARIANTS[engine], "epochs": epochs, "patience": 0, "device": device,
                                "output_dir": str(ROOT / "runs" / "speed" / dataset / f"{model_name}-{engine}")})
     data = load_dataset(config)
-    peak = matmul_peak(resolve_device(device))  # this VM's speed drifts: measure it beside each run
+    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp, torch.float32)
+    peak = matmul_peak(resolve_device(device), amp)  # this VM's speed drifts: measure it beside each run
     result = train(config, data=data, progress=False, overwrite=True)
     seconds = [h["seconds"] for h in result["history"]]
 
@@ -105,7 +107,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=FILES, default="beauty")
     parser.add_argument("--models", default="sasrec,iclrec,elcrec")
-    parser.add_argument("--engines", default="fast,fast-zero,reference", help=f"variants: {', '.join(VARIANTS)}")
+    parser.add_argument("--engines", default="fast,fast-bf16,fast-zero,reference", help=f"variants: {', '.join(VARIANTS)}")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per run; the median epoch time is reported")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=None)
@@ -137,7 +139,8 @@ def main() -> None:
              "item for every user of the validation split, best of 3. GFLOP: matmul work of the engine's own "
              "step, mean of 8 random batches (the reference engine encodes more rows; fast-zero, padding_outputs=zero, "
              "skips the positions before each sequence's first item and is a deviation from the reference). Matmul "
-             f"peak: best {MATMUL_SIZE}² float32 matmul, measured in each run's process just before training.", "",
+             f"peak: best {MATMUL_SIZE}² matmul in the run's matmul precision (bfloat16 for fast-bf16, amp=bf16, "
+             "float32 otherwise), measured in each run's process just before training.", "",
              "| model | engine | train s/epoch | speed-up vs reference | seq/s | eval s (users) | GFLOP/epoch "
              "| GFLOP/s | matmul peak GFLOP/s | share of peak | peak RSS MB |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -158,3 +158,21 @@ def test_mixed_precision_on_a_cpu_without_bf16_warns(tiny_data, tmp_path, monkey
                     output_dir=str(tmp_path), seed=3)
     train(config, data=tiny_data, progress=False)
     assert ("warning: amp=bf16 on a CPU without bf16 instructions" in (tmp_path / "train.log").read_text()) != native
+
+
+def test_similarities_and_centre_distances_stay_float32_under_autocast():
+    """Under amp the encoder's matmuls run in bf16, but the contrastive similarities (flattened outputs reach
+    hundreds, bf16 rounds them by about 0.5) and the nearest-centre search are computed in float32."""
+    from elcrec.models.contrastive import nce
+    from elcrec.models.intent import nearest_centre, squared_distances
+
+    torch.manual_seed(0)
+    a, b = torch.randn(16, 20, 16) * 3, torch.randn(16, 20, 16) * 3
+    centres = torch.linalg.qr(torch.randn(32, 32)).Q  # orthonormal: others are far from a pair's midpoint
+    x = (centres[:-1] + centres[1:]) / 2 + 1e-4 * (centres[1:] - centres[:-1])  # a hair nearer the next centre
+    expected = nce(a, b), squared_distances(x, centres)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(nce(a, b), expected[0])
+        assert torch.equal(nearest_centre(x, centres), torch.arange(1, 32))
+        distances = squared_distances(x, centres)
+    assert distances.dtype == torch.float32 and torch.equal(distances, expected[1])

@@ -17,7 +17,8 @@ Models read their settings from the run's Config (`self.config`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import functools
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -115,6 +116,22 @@ class NextItemRecommender(SequentialRecommender):
         pos = (h * rows(table, targets)).sum(-1)
         neg = (h * rows(table, batch["negatives"])).sum(-1)
         return batch_mean((-F.logsigmoid(pos) - F.logsigmoid(-neg))[present])
+
+
+Fn = TypeVar("Fn", bound=Callable)
+HALF = (torch.float16, torch.bfloat16)
+
+
+def in_float32(fn: Fn) -> Fn:
+    """Run `fn` outside autocast with its half-precision tensor arguments in float32 (under amp, for
+    similarities and distances whose rounding in bf16 is not small against what they decide)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        device = next(arg.device for arg in args if isinstance(arg, torch.Tensor))
+        with torch.autocast(device.type, enabled=False):
+            return fn(*(arg.float() if isinstance(arg, torch.Tensor) and arg.dtype in HALF else arg for arg in args),
+                      **kwargs)
+    return wrapper  # type: ignore[return-value]
 
 
 def rows(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:

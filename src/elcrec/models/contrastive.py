@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from ..distributed import gather_rows, rank, world_size
 from .augment import augment
+from .base import in_float32
 from .sasrec import SASRec
 from .transformer import span_groups, started
 
@@ -63,6 +64,7 @@ def gram(rows: torch.Tensor, spans: torch.Tensor | None = None) -> torch.Tensor:
     return Gram.apply(rows.index_select(0, order), bands).index_select(0, inverse).index_select(1, inverse)
 
 
+@in_float32  # flattened outputs' similarities reach hundreds, where bf16 rounds by 0.5 at temperature 1
 def nce(a: torch.Tensor, b: torch.Tensor, temperature: float = 1.0, spans: torch.Tensor | None = None) -> torch.Tensor:
     """a, b: [n, D], or [n, L, d] outputs compared flattened; spans [2n] (optional): the rows of [a; b] are
     zero before their last spans positions."""

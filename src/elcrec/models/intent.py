@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..distributed import broadcast, gather_to_main, rank, world_size
-from .base import rows
+from .base import in_float32, rows
 from .contrastive import CL4SRec, nce
 from .transformer import started
 
@@ -52,11 +52,13 @@ def kmeans(x: np.ndarray, k: int, iters: int, restarts: int, seed: int) -> np.nd
     return model.centroids
 
 
+@in_float32  # under amp too: these pick each sequence's nearest centre
 def squared_distances(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     """||x_i - c_k||² as x² + c² - 2x·c (the reference's form), [..., K]."""
     return (x * x).sum(-1, keepdim=True) + (c * c).sum(-1) - 2 * x @ c.T
 
 
+@in_float32
 def nearest_centre(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     """argmin_k ||x - c_k||² for every row of x [..., d]: one addmm of c² - 2x·c (x² is the same for every k)."""
     flat = x.reshape(-1, x.shape[-1])
