@@ -97,7 +97,7 @@ class Config:
     elcm: bool = _opt(True, "elcrec: learnable cluster module (off: k-means centres stay fixed, no cluster loss)")
     icl: bool = _opt(True, "elcrec: intent-assisted CL and PCL (off: plain instance CL)")
     pooling: str = _opt("all", "sequence representation for intents: mean over all max_len positions (all, the reference) or over item positions only (items)")
-    padding_outputs: str = _opt("encoded", "cl4srec, iclrec, elcrec: outputs before each sequence's first item are encoded and enter the flattened instance CL and pooling=all (encoded, the reference), or are zero and never computed (zero: a deviation, several times faster)")
+    padding_outputs: str = _opt("encoded", "cl4srec, iclrec, elcrec: outputs before each sequence's first item are encoded and enter the flattened instance CL and pooling=all (encoded, the reference), or are zero and never computed (zero: a deviation, several times faster per epoch, but on Beauty it converged to a fifth of the reference's test NDCG@20)")
     kmeans_iters: int = _opt(20, "k-means iterations (iclrec every epoch, elcrec initialisation)")
     kmeans_restarts: int = _opt(5, "k-means restarts")
     # --- LLM-ESR and the item-cluster constraint (llmesr)
