@@ -137,7 +137,7 @@ def test_banded_gram_is_the_gram_of_the_flattened_rows():
 @pytest.mark.parametrize("engine", ["fast", "reference"])
 @pytest.mark.parametrize("padding_outputs", ["encoded", "zero"])
 def test_mixed_precision_step(tiny_data, engine, padding_outputs, tmp_path):
-    """amp=bf16 autocasts the loss (on CPU here, on CUDA in practice) and still trains."""
+    """amp=bf16 autocasts the loss and still trains."""
     from elcrec.training import train
 
     config = Config(model="elcrec", hidden_size=16, num_clusters=4, max_len=20, kmeans_restarts=1, epochs=1,
