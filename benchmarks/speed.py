@@ -72,14 +72,14 @@ def worker(dataset: str, model_name: str, engine: str, epochs: int, device: str)
     from elcrec.evaluation import evaluate
     from elcrec.training import load_run, train
     from elcrec.training.negatives import NegativeSampler
-    from elcrec.training.trainer import resolve_device
+    from elcrec.training.trainer import AMP_DTYPES, resolve_device
 
     config = Config.from_dict({"data": str(dataset_path(dataset)), "preset": dataset, "model": model_name,
                                **VARIANTS[engine], "epochs": epochs, "patience": 0, "device": device,
                                "output_dir": str(ROOT / "runs" / "speed" / dataset / f"{model_name}-{engine}")})
     data = load_dataset(config)
-    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp, torch.float32)
-    peak = matmul_peak(resolve_device(device), amp)  # this VM's speed drifts: measure it beside each run
+    # this VM's speed drifts: measure the peak beside each run, in the run's matmul precision
+    peak = matmul_peak(resolve_device(device), AMP_DTYPES.get(config.amp, torch.float32))
     result = train(config, data=data, progress=False, overwrite=True)
     seconds = [h["seconds"] for h in result["history"]]
 

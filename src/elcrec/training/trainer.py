@@ -30,6 +30,7 @@ from .negatives import NegativeSampler
 from .tracking import open_tracker
 
 LOG_EVERY = 20  # steps between progress-bar loss updates
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # amp setting -> autocast dtype
 
 
 def resolve_device(name: str) -> torch.device:
@@ -192,7 +193,7 @@ def _train(config: Config, data: SequenceData | None, progress: bool, resume: bo
     sampler = NegativeSampler(data, device, seed=config.seed) if model.needs_negatives else None
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay) \
         if model.trainable else None
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp)
+    amp_dtype = AMP_DTYPES.get(config.amp)
     if amp_dtype is not None and device.type == "cpu" and not cpu_has_native(amp_dtype):
         log(f"warning: amp={config.amp} on a CPU without {config.amp} instructions: autocast emulates them, which is "
             "usually slower than amp=none")
