@@ -11,7 +11,7 @@ def model(**kwargs):
     return SASRec(30, Config(hidden_size=16, num_layers=2, num_heads=2, max_len=8, **kwargs)).eval()
 
 
-def test_future_items_cannot_change_earlier_outputs():
+def test_future_items_cannot_change_earlier_outputs(float64):
     m = model()
     x = torch.tensor([[0, 0, 3, 4, 5, 6, 7, 8]])
     base = m.encoder(x)
@@ -20,19 +20,19 @@ def test_future_items_cannot_change_earlier_outputs():
         changed[0, t] = 29
         out = m.encoder(changed)
         # item positions before t are untouched (outputs under padding are never read: see transformer.py)
-        assert torch.allclose(out[0, 2:t], base[0, 2:t], atol=1e-6)
+        assert torch.allclose(out[0, 2:t], base[0, 2:t], rtol=1e-12, atol=1e-12)
         assert not torch.allclose(out[0, t:], base[0, t:], atol=1e-4)
 
 
-def test_padding_never_leaks_into_item_positions():
+def test_padding_never_leaks_into_item_positions(float64):
     m = model()
     x = torch.tensor([[0, 0, 0, 5, 9, 2, 7, 1]])
     base = m.encoder(x)
     with torch.no_grad():
         m.encoder.item_embeddings.weight[0].normal_()  # padding embedding is read but must be masked out
-    assert torch.allclose(m.encoder(x)[0, 3:], base[0, 3:], atol=1e-6)
+    assert torch.allclose(m.encoder(x)[0, 3:], base[0, 3:], rtol=1e-12, atol=1e-12)
     # dropping leading padding columns keeps the right-aligned positions, so outputs are identical
-    assert torch.allclose(m.encoder(trim_padding(x))[0], m.encoder(x)[0, 3:], atol=1e-6)
+    assert torch.allclose(m.encoder(trim_padding(x))[0], m.encoder(x)[0, 3:], rtol=1e-12, atol=1e-12)
 
 
 def test_score_and_encode_shapes_and_contract():
@@ -81,17 +81,17 @@ def test_build_model_from_config():
     assert isinstance(m, SASRec) and len(m.encoder.blocks) == 1 and m.score(torch.ones(2, 5, dtype=torch.long)).shape == (2, 11)
 
 
-def test_gru4rec_ignores_padding_and_reads_only_the_past():
+def test_gru4rec_ignores_padding_and_reads_only_the_past(float64):
     from elcrec.models import GRU4Rec
 
     torch.manual_seed(0)
     m = GRU4Rec(30, Config(hidden_size=16, num_layers=1, max_len=8)).eval()
     x = torch.tensor([[0, 0, 0, 5, 9, 2, 7, 1], [3, 4, 5, 6, 7, 8, 9, 10]])
     out = m.sequence_output(x)
-    assert torch.allclose(m.sequence_output(x[:1, 3:])[0], out[0, 3:], atol=1e-6)  # padding never enters
+    assert torch.allclose(m.sequence_output(x[:1, 3:])[0], out[0, 3:], rtol=1e-12, atol=1e-12)  # padding never enters
     changed = x.clone()
     changed[1, 5] = 29
-    assert torch.allclose(m.sequence_output(changed)[1, :5], out[1, :5], atol=1e-6)
+    assert torch.allclose(m.sequence_output(changed)[1, :5], out[1, :5], rtol=1e-12, atol=1e-12)
     assert m.score(x).shape == (2, 30)
 
 
