@@ -49,6 +49,22 @@ def test_reorder_shuffles_only_a_slice():
                 assert changed[-1] - changed[0] < int(0.5 * len(items(original)))
 
 
+def test_slices_start_where_the_reference_starts_them():
+    """The reference draws a slice's start from randint(0, n - s - 1): with s = int(0.2 * 10) = 2 on a 10-item
+    row, eight offsets, none reaching the most recent item; with s = 0 (n = 4) a crop keeps any one item."""
+    torch.manual_seed(0)
+    ten = torch.arange(1, 11).repeat(4000, 1)
+    starts = crop(ten, 0.2)[:, -2]  # the first item kept
+    assert set(starts.tolist()) == set(range(1, 9))
+    assert (crop(ten, 0.2)[:, -1] != 10).all()
+    counts = torch.bincount(starts, minlength=9)[1:].double()
+    assert (counts - 500).abs().max() < 4 * 500**0.5  # uniform over the eight offsets
+    short = torch.tensor([[0, 0, 7, 8, 9, 6]]).repeat(2000, 1)
+    assert set(crop(short, 0.2)[:, -1].tolist()) == {6, 7, 8, 9}
+    reordered = reorder(ten, 0.2)
+    assert (reordered[:, -1] == 10).all() and not torch.equal(reordered, ten)
+
+
 def test_random_augment_mixes_operators():
     torch.manual_seed(0)
     big = X[1:2].repeat(200, 1)

@@ -6,8 +6,11 @@ left-padded sequences (METHODS.md):
   reorder: shuffle a random contiguous slice of int(ratio * n) items (ratio 0.2);
   random:  each row picks one of the three.
 
-n is the number of items in the row. The reference augments the whole untruncated history and then
-keeps the last max_len items; here the view is built from the max_len window the model reads.
+n is the number of items in the row. As in the reference, a slice of s = int(ratio * n) >= 1 items starts
+uniformly at one of the offsets 0..n - s - 1 (its randint(0, n - s - 1)), so a crop or a reordered slice
+never reaches the most recent item; a crop with s = 0 keeps one item drawn from all n. The reference
+augments the whole untruncated history and then keeps the last max_len items; here the view is built
+from the max_len window the model reads.
 """
 
 from __future__ import annotations
@@ -24,10 +27,16 @@ def _rows(inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
     return n, first, torch.arange(L, device=inputs.device).expand_as(inputs)
 
 
+def _slice_start(first: torch.Tensor, n: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
+    """Column where each row's slice of `size` items starts: one of n - size offsets from its first item."""
+    return first + (torch.rand(n.shape, device=n.device) * (n - size)).long()
+
+
 def crop(inputs: torch.Tensor, ratio: float = 0.2) -> torch.Tensor:
     n, first, column = _rows(inputs)
-    keep = (ratio * n).long().clamp(min=1)
-    start = first + (torch.rand(n.shape, device=inputs.device) * (n - keep + 1)).long()
+    size = (ratio * n).long()
+    keep = size.clamp(min=1)
+    start = _slice_start(first, n, size)
     L = inputs.shape[1]
     # output column j (j >= L - keep) takes input column start + j - (L - keep)
     source = start[:, None] + column - (L - keep)[:, None]
@@ -46,7 +55,7 @@ def mask(inputs: torch.Tensor, ratio: float = 0.7) -> torch.Tensor:
 def reorder(inputs: torch.Tensor, ratio: float = 0.2) -> torch.Tensor:
     n, first, column = _rows(inputs)
     size = (ratio * n).long()
-    start = first + (torch.rand(n.shape, device=inputs.device) * (n - size + 1)).long()
+    start = _slice_start(first, n, size)
     inside = (column >= start[:, None]) & (column < (start + size)[:, None])
     # positions outside the slice keep their integer key; inside keys land randomly in [start, start + size)
     keys = torch.where(inside, start[:, None] + torch.rand(inputs.shape, device=inputs.device) * size[:, None],
