@@ -28,6 +28,10 @@ def test_file_values_then_overrides(tmp_path):
     ({"engine": "turbo"}, "choose one of fast, reference"),
     ({"model": "sasrec", "backbone": "gru4rec"}, "llmesr's setting; the plain model is model=gru4rec"),
     ({"model": "sasrec", "padding_outputs": "zero"}, "setting of cl4srec, iclrec and elcrec"),
+    ({"lr": "inf"}, "lr='inf': must be a finite number"),
+    ({"lr": float("nan")}, "must be a finite number"),
+    ({"trade_off": "1e400"}, "must be a finite number"),
+    ({"temperature": float("-inf")}, "must be a finite number"),
 ])
 def test_bad_values_are_errors(values, message):
     with pytest.raises(ConfigError, match=message):
@@ -44,4 +48,31 @@ def test_unknown_config_file_type(tmp_path):
     path = tmp_path / "run.ini"
     path.write_text("x=1")
     with pytest.raises(ConfigError, match="use .yaml"):
+        Config.load(path)
+
+
+def test_a_preset_means_the_same_on_every_construction_path():
+    """Config(...), from_dict, load and replace all apply the preset for the run's model; given values win."""
+    direct = Config(preset="beauty", model="elcrec")
+    assert (direct.num_layers, direct.num_clusters, direct.trade_off, direct.intent_fusion) == (1, 256, 10.0, "shift")
+    assert Config.from_dict({"preset": "beauty", "model": "elcrec"}) == direct
+    assert Config(model="elcrec").replace(preset="beauty") == direct
+    assert Config(preset="beauty", model="elcrec", num_layers=3).num_layers == 3
+    assert Config(preset="beauty", model="elcrec", num_layers=3).replace(seed=2).num_layers == 3
+    # ICLRec's own scripts: K = 256 on every dataset; ELCRec's K = 512 for Sports and Toys never reaches it
+    sports = Config(preset="sports", model="elcrec")
+    assert sports.num_clusters == 512 and sports.replace(model="iclrec").num_clusters == 256
+    assert sports.replace(model="iclrec").num_layers == 2
+    assert Config(preset="toys", model="sasrec").num_layers == 2  # SASRec keeps its paper's 2 blocks
+    assert Config(preset="toys", model="bert4rec").cloze_prob == 0.6
+    assert direct.preset_settings() == {"num_layers": 1, "num_clusters": 256, "trade_off": 10.0,
+                                        "intent_fusion": "shift"}
+
+
+@pytest.mark.parametrize("suffix, text", [(".yaml", "lr: [1, 2\n"), (".toml", "lr = = 1"), (".json", "{lr: 1}"),
+                                          (".yaml", "- a list\n")])
+def test_malformed_config_files_are_errors_naming_the_file(tmp_path, suffix, text):
+    path = tmp_path / f"run{suffix}"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=f"config file {path}"):
         Config.load(path)

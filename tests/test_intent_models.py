@@ -120,6 +120,6 @@ def test_intent_models_train_step(tiny_data, options):
 
 
 def test_presets_fill_what_is_not_given():
-    config = Config.from_dict({"preset": "beauty", "num_clusters": 64})
+    config = Config.from_dict({"preset": "beauty", "model": "elcrec", "num_clusters": 64})
     assert (config.num_layers, config.trade_off, config.intent_fusion, config.num_clusters) == (1, 10.0, "shift", 64)
-    assert Config.from_dict({"preset": "toys"}).num_layers == 3
+    assert Config.from_dict({"preset": "toys", "model": "elcrec"}).num_layers == 3

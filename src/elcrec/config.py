@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import functools
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,14 +38,29 @@ CHOICES = {
 }
 
 
-# The paper's per-dataset settings (ELCRec, NeurIPS 2024). A preset fills the keys it names unless the
-# file or a flag sets them; the resolved values are printed and saved with the run like any other.
-PRESETS: dict[str, dict[str, Any]] = {
-    "beauty": {"num_layers": 1, "num_clusters": 256, "trade_off": 10.0, "intent_fusion": "shift"},
-    "sports": {"num_layers": 2, "num_clusters": 512, "trade_off": 1.0, "intent_fusion": "concat"},
-    "toys": {"num_layers": 3, "num_clusters": 512, "trade_off": 1.0, "intent_fusion": "concat"},
-    "yelp": {"num_layers": 2, "num_clusters": 256, "trade_off": 0.1, "intent_fusion": "concat"},
-}
+# The papers' per-dataset settings, by model. ELCRec's come from its scripts and main.py (depth, K, trade_off,
+# fusion by dataset); ICLRec's from its own scripts (the same depths, K = 256 on every dataset); CL4SRec takes
+# the depths of the scripts it is compared in; BERT4Rec its paper's Beauty setting (mask proportion 0.6,
+# dropout 0.1; the other three are as sparse); GRU4Rec its paper's one layer. SASRec keeps the defaults (its
+# paper's 2 blocks, dropout 0.5 on sparse data). A preset fills the keys it names for the run's model unless
+# they are given (a file, a flag, a keyword); the resolved values are printed and saved with the run.
+_DEPTHS = {"beauty": 1, "sports": 2, "toys": 3, "yelp": 2}
+_ELCREC = {"beauty": {"num_clusters": 256, "trade_off": 10.0, "intent_fusion": "shift"},
+           "sports": {"num_clusters": 512, "trade_off": 1.0, "intent_fusion": "concat"},
+           "toys": {"num_clusters": 512, "trade_off": 1.0, "intent_fusion": "concat"},
+           "yelp": {"num_clusters": 256, "trade_off": 0.1, "intent_fusion": "concat"}}
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    dataset: {"elcrec": {"num_layers": depth, **_ELCREC[dataset]},
+              "iclrec": {"num_layers": depth, "num_clusters": 256},
+              "cl4srec": {"num_layers": depth},
+              "bert4rec": {"cloze_prob": 0.6, "dropout": 0.1, "attn_dropout": 0.1},
+              "gru4rec": {"num_layers": 1}}
+    for dataset, depth in _DEPTHS.items()}
+
+
+def preset_values(preset: str, model: str) -> dict[str, Any]:
+    """The settings `preset` gives `model` ({} for no preset, or a model it has nothing for)."""
+    return dict(PRESETS.get(preset, {}).get(model, {}))
 
 
 class ConfigError(ValueError):
@@ -57,7 +73,7 @@ def _opt(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
 
-@dataclass
+@dataclass(init=False)
 class Config:
     # --- data
     data: str = _opt("synthetic", "data file or folder, or 'synthetic' for the built-in planted-intent data")
@@ -131,6 +147,26 @@ class Config:
     sampled_negatives: int = _opt(0, "rank the target among N uniform unseen negatives instead of all items (0 = full ranking)")
     eval_batch_size: int = _opt(1024, "users per evaluation batch")
 
+    def __init__(self, **values: Any) -> None:
+        """Keyword settings; every other field takes its preset's value for the model, else its default."""
+        known = {f.name: f for f in dataclasses.fields(self)}
+        for key in values:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"unknown config key {key!r}{hint}")
+        object.__setattr__(self, "_given", frozenset(values))  # what replace() keeps; the preset fills the rest
+        preset = preset_values(str(values.get("preset", "")), str(values.get("model", known["model"].default)))
+        for name, f in known.items():
+            if name in values:
+                value = values[name]
+            elif name in preset:
+                value = preset[name]
+            else:
+                value = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            setattr(self, name, value)
+        self.__post_init__()
+
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             setattr(self, f.name, _coerce(f.name, _field_type(f), getattr(self, f.name)))
@@ -171,13 +207,7 @@ class Config:
     # --- construction
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Config:
-        known = {f.name for f in dataclasses.fields(cls)}
-        for key in values:
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ConfigError(f"unknown config key {key!r}{hint}")
-        return cls(**{**PRESETS.get(values.get("preset", ""), {}), **values})  # __post_init__ checks the name
+        return cls(**values)
 
     @classmethod
     def load(cls, path: str | Path | None = None, **overrides: Any) -> Config:
@@ -187,7 +217,13 @@ class Config:
         return cls.from_dict(values)
 
     def replace(self, **changes: Any) -> Config:
-        return self.from_dict({**self.to_dict(), **changes})
+        """These settings with `changes`: what was given stays, what the preset filled follows the new model
+        and preset (Config(preset="sports", model="elcrec").replace(model="iclrec") has ICLRec's K)."""
+        return Config(**{**{name: getattr(self, name) for name in self._given}, **changes})
+
+    def preset_settings(self) -> dict[str, Any]:
+        """The preset's settings for this model that the run took from it (not given explicitly)."""
+        return {k: getattr(self, k) for k in preset_values(self.preset, self.model) if k not in self._given}
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
@@ -210,21 +246,28 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    text = path.read_text()
-    if path.suffix in (".yaml", ".yml"):
-        import yaml
-
-        values = yaml.safe_load(text) or {}
-    elif path.suffix == ".toml":
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            import tomli as tomllib
-        values = tomllib.loads(text)
-    elif path.suffix == ".json":
-        values = json.loads(text)
-    else:
+    if path.suffix not in (".yaml", ".yml", ".toml", ".json"):
         raise ConfigError(f"config file {path}: use .yaml, .yml, .toml or .json")
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".toml":
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10
+                import tomli as tomllib
+            values = tomllib.loads(text)
+        elif path.suffix == ".json":
+            values = json.loads(text)
+        else:
+            import yaml
+
+            values = yaml.safe_load(text) or {}
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config file {path}: not UTF-8 text (byte {error.start})") from None
+    except Exception as error:  # yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError (a ValueError)
+        where = str(error).strip().splitlines()
+        raise ConfigError(f"config file {path}: not valid {path.suffix.lstrip('.').upper()}: "
+                          f"{where[-1] if where else error.__class__.__name__}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"config file {path}: expected a mapping of keys to values")
     return values
@@ -259,10 +302,11 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
             if isinstance(value, str) and value.strip().lstrip("-").isdigit():
                 return int(value)
         elif kind is float:
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return float(value)
-            if isinstance(value, str):
-                return float(value)
+            if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+                number = float(value)
+                if not math.isfinite(number):
+                    raise ConfigError(f"{name}={value!r}: must be a finite number")
+                return number
         elif kind is str:
             if isinstance(value, str):
                 return value
@@ -270,7 +314,9 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
             items = value.split(",") if isinstance(value, str) else value
             if isinstance(items, (list, tuple)):
                 return tuple(_coerce(name, int, v.strip() if isinstance(v, str) else v) for v in items)
-    except (ValueError, ConfigError):
+    except ConfigError:
+        raise
+    except ValueError:
         pass
     type_name = getattr(kind, "__name__", str(kind))
     raise ConfigError(f"{name}={value!r}: expected {type_name}")

@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import distributed
-from ..config import PRESETS, Config
+from ..config import Config
 from ..data import SequenceData, eval_set, load_dataset, train_set
 from ..data.item_text import item_text_matrix, user_text_matrix
 from ..evaluation import evaluate
@@ -152,8 +152,9 @@ def _train(config: Config, data: SequenceData | None, progress: bool, resume: bo
         keep_freed_memory()
     settings = " ".join(f"{key}={value}" for key, value in config.to_dict().items())
     log(f"run folder: {run_dir}\n" + textwrap.fill(f"settings: {settings}", 110, subsequent_indent="  "))
-    if config.preset:
-        log(f"preset {config.preset}: " + " ".join(f"{k}={getattr(config, k)}" for k in PRESETS[config.preset]))
+    if config.preset_settings():
+        log(f"preset {config.preset} for {config.model}: "
+            + " ".join(f"{k}={v}" for k, v in config.preset_settings().items()))
     if world > 1:
         log(f"{world} processes ({torch.distributed.get_backend()}), {config.batch_size // world} sequences "
             "each per step")
