@@ -38,7 +38,7 @@ def worker(model_name: str, n_users: int, steps: int, device: str) -> dict:
     from elcrec.data import make_synthetic, train_set
     from elcrec.models import build_model
     from elcrec.training.negatives import NegativeSampler
-    from elcrec.training.trainer import keep_freed_memory, resolve_device, seed_everything
+    from elcrec.runtime import keep_freed_memory, resolve_device, seed_everything
 
     dev = resolve_device(device)
     seed_everything(1)

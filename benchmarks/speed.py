@@ -66,13 +66,16 @@ def step_flops(model, train, config, sampler, device, batches: int = 8) -> float
     return total / batches
 
 
-def worker(dataset: str, model_name: str, engine: str, epochs: int, device: str) -> dict:
+def worker(dataset: str, model_name: str, engine: str, epochs: int, device: str, threads: int) -> dict:
     from elcrec import Config
     from elcrec.data import eval_set, load_dataset, train_set
     from elcrec.evaluation import evaluate
     from elcrec.training import load_run, train
     from elcrec.training.negatives import NegativeSampler
-    from elcrec.training.trainer import AMP_DTYPES, resolve_device
+    from elcrec.runtime import prepare_process, resolve_device
+    from elcrec.training.trainer import AMP_DTYPES
+
+    prepare_process(threads, resolve_device(device))
 
     config = Config.from_dict({"data": str(dataset_path(dataset)), "preset": dataset, "model": model_name,
                                **VARIANTS[engine], "epochs": epochs, "patience": 0, "device": device,
@@ -110,11 +113,12 @@ def main() -> None:
     parser.add_argument("--engines", default="fast,fast-bf16,fast-zero,reference", help=f"variants: {', '.join(VARIANTS)}")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per run; the median epoch time is reported")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = the idle cores)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--worker", nargs=2, metavar=("MODEL", "ENGINE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.dataset, *args.worker, args.epochs, args.device)))
+        print(json.dumps(worker(args.dataset, *args.worker, args.epochs, args.device, args.threads)))
         return
 
     rows = []
@@ -125,7 +129,7 @@ def main() -> None:
             if engine == "fast-zero" and model not in ZERO_MODELS:
                 continue  # padding_outputs is a setting of the contrastive models
             command = [sys.executable, __file__, "--dataset", args.dataset, "--epochs", str(args.epochs),
-                       "--device", args.device, "--worker", model, engine]
+                       "--device", args.device, "--threads", str(args.threads), "--worker", model, engine]
             print(f"{model} engine={engine} ...", flush=True)
             done = subprocess.run(command, check=True, capture_output=True, text=True)
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))

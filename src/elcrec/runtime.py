@@ -1,0 +1,150 @@
+"""The process's runtime: device, CPU threads, denormal flushing, memory tuning and seeding.
+
+Nothing here happens on import. The CLI calls `prepare_process` once per command; the trainer seeds
+(`seed_everything`) and flushes denormals itself, since a run's result depends on both; a notebook that
+only evaluates or serves keeps its process as it was.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto (CUDA when present), cpu or cuda; a ValueError when CUDA is asked for and absent."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device=cuda but no CUDA device is available on this machine (use device=auto or cpu)")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"device={name!r}: choose auto, cpu or cuda")
+    return torch.device(name)
+
+
+def idle_cores(seconds: float = 0.1) -> float:
+    """Cores this process may use that no other process kept busy over the last `seconds` (/proc/stat)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    stat = Path("/proc/stat")
+    if not stat.is_file():
+        return float(cores)
+
+    def sample() -> tuple[int, int]:
+        values = [int(v) for v in stat.read_text().split("\n", 1)[0].split()[1:9]]
+        return sum(values), values[3] + values[4]  # all time, idle + iowait
+
+    total, idle = sample()
+    time.sleep(seconds)
+    total2, idle2 = sample()
+    busy = (1 - (idle2 - idle) / max(total2 - total, 1)) * (os.cpu_count() or cores)
+    return max(cores - busy, 0.0)
+
+
+def auto_threads() -> int:
+    """Torch threads when none are asked for: OMP_NUM_THREADS if set, else the idle cores now (at least one)
+    shared among torchrun's local processes. Every thread of torch's pool waits for the slowest at each
+    parallel step: on a core another process holds, SASRec trained 65x slower with 2 threads than with 1."""
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return max(int(os.environ["OMP_NUM_THREADS"]), 1)
+    local = max(int(os.environ.get("LOCAL_WORLD_SIZE", "1")), 1)
+    return max(int(idle_cores() + 0.5) // local, 1)
+
+
+def set_threads(threads: int = 0) -> int:
+    """torch's CPU threads: `threads`, or `auto_threads()` for 0; returns the number set."""
+    if threads < 0:
+        raise ValueError(f"threads={threads}: give 0 (automatic) or a positive number")
+    threads = threads or auto_threads()
+    torch.set_num_threads(threads)
+    return threads
+
+
+def flush_denormals() -> bool:
+    """Treat float values below the smallest normal as zero (FTZ/DAZ) on the calling thread and on every
+    thread of torch's OpenMP pool; True when every thread flushes. Exact for what training computes: such
+    values are far below float32 rounding of anything they are added to, and some CPUs (Intel's among them)
+    multiply them a hundred times slower (NT-Xent's softmax gradient is full of them). torch's
+    set_flush_denormal reaches only the calling thread, so each pool thread runs it in one parallel region."""
+    if not torch.set_flush_denormal(True):
+        return False  # this CPU has no FTZ/DAZ
+    gomp = _openmp_runtime()
+    if gomp is not None and torch.get_num_threads() > 1:
+        callback = _PARALLEL_FN(lambda _: torch.set_flush_denormal(True))
+        gomp.GOMP_parallel(callback, None, torch.get_num_threads(), 0)
+    return all(denormals_flushed_per_thread())
+
+
+def denormals_flushed_per_thread() -> list[bool]:
+    """Whether each thread of torch's OpenMP pool (the calling thread first) flushes denormals to zero."""
+    def flushes() -> bool:
+        return (torch.tensor([1e-39]) * 0.5).item() == 0.0  # single-element: computed on the calling thread
+
+    gomp = _openmp_runtime()
+    if gomp is None or torch.get_num_threads() == 1:
+        return [flushes()]
+    found: dict[int, bool] = {}
+    callback = _PARALLEL_FN(lambda _: found.__setitem__(gomp.omp_get_thread_num(), flushes()))
+    gomp.GOMP_parallel(callback, None, torch.get_num_threads(), 0)
+    return [found[i] for i in sorted(found)]
+
+
+_PARALLEL_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+
+
+def _openmp_runtime() -> ctypes.CDLL | None:
+    """The GNU OpenMP runtime torch runs its CPU threads on (Linux wheels), or None."""
+    maps = Path("/proc/self/maps")
+    if not maps.is_file():
+        return None
+    paths = {line.split()[-1] for line in maps.read_text().splitlines() if "libgomp" in line.rsplit("/", 1)[-1]}
+    if len(paths) != 1:
+        return None
+    gomp = ctypes.CDLL(paths.pop())
+    gomp.GOMP_parallel.argtypes = [_PARALLEL_FN, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
+    gomp.omp_get_thread_num.restype = ctypes.c_int
+    return gomp
+
+
+def keep_freed_memory() -> None:
+    """Make glibc serve every allocation from its heap and never give freed memory back to the system.
+    Otherwise each activation buffer above 32 MB is mmap-ed afresh and page-faulted on every training step.
+    The process keeps its peak memory until it exits: the CLI's choice, never a library call's."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: nothing to tune
+        return
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+    libc.mallopt(M_MMAP_MAX, 0)
+    libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
+
+
+def cpu_has_native(dtype: torch.dtype) -> bool:
+    """Whether this CPU computes `dtype` matmuls in hardware (AVX512-BF16 or AMX); without, autocast emulates
+    them and is slower than float32. True when this torch cannot tell."""
+    names = {torch.bfloat16: ("_is_avx512_bf16_supported", "_is_amx_tile_supported"),
+             torch.float16: ("_is_amx_fp16_supported",)}[dtype]
+    checks = [getattr(torch.cpu, name, None) for name in names]
+    return any(check is None or check() for check in checks)
+
+
+def seed_everything(seed: int) -> None:
+    """Python's, numpy's and torch's global generators (what dropout and augmentations draw from)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def prepare_process(threads: int = 0, device: torch.device | None = None) -> int:
+    """What every computing CLI command does first: torch threads (0 = automatic), denormals flushed on
+    them, and on CPU glibc's freed memory kept for reuse. Returns the number of threads."""
+    threads = set_threads(threads)
+    flush_denormals()
+    if device is None or device.type == "cpu":
+        keep_freed_memory()
+    return threads

@@ -1,0 +1,51 @@
+"""The process runtime: denormals flushed on every torch thread, the automatic thread count, devices."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from elcrec import runtime
+
+FLUSH_CHECK = """
+import torch
+from elcrec import runtime
+torch.set_num_threads(2)
+torch.ones(1 << 22).mul_(2)  # the thread pool exists before the flush, as in a notebook
+assert runtime.flush_denormals()
+assert runtime.denormals_flushed_per_thread() == [True, True]
+tiny = torch.full((512, 512), 1e-40)  # denormal: read as zero (DAZ) by the matmul's every thread
+assert ((tiny @ torch.ones(512, 512)) == 0).all(), "a matmul thread kept denormals"
+assert ((torch.full((1 << 22,), 1e-38) * 1e-3) == 0).all(), "an elementwise thread kept denormals"
+print("ok")
+"""
+
+
+def test_denormals_are_flushed_on_every_thread():
+    """Without FTZ/DAZ on every OpenMP thread, each thread's share of a matmul over denormal inputs stays
+    non-zero (torch.set_flush_denormal alone reaches the calling thread: half the products survived)."""
+    done = subprocess.run([sys.executable, "-c", FLUSH_CHECK], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_automatic_threads_follow_omp_num_threads_and_idle_cores(monkeypatch):
+    assert 0 <= runtime.idle_cores(0.05) <= len(__import__("os").sched_getaffinity(0))
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert runtime.auto_threads() == 3
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setattr(runtime, "idle_cores", lambda: 0.3)  # every core busy: still one thread
+    assert runtime.auto_threads() == 1
+    monkeypatch.setattr(runtime, "idle_cores", lambda: 3.6)
+    assert runtime.auto_threads() == 4
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # torchrun's processes share the idle cores
+    assert runtime.auto_threads() == 2
+
+
+def test_devices():
+    assert runtime.resolve_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            runtime.resolve_device("cuda")
+    with pytest.raises(ValueError, match="choose auto, cpu or cuda"):
+        runtime.resolve_device("tpu")
