@@ -1,5 +1,6 @@
 """The process runtime: denormals flushed on every torch thread, the automatic thread count, devices."""
 
+import os
 import subprocess
 import sys
 
@@ -30,7 +31,7 @@ def test_denormals_are_flushed_on_every_thread():
 
 
 def test_automatic_threads_follow_omp_num_threads_and_idle_cores(monkeypatch):
-    assert 0 <= runtime.idle_cores(0.05) <= len(__import__("os").sched_getaffinity(0))
+    assert 0 <= runtime.idle_cores(0.05) <= len(os.sched_getaffinity(0))
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert runtime.auto_threads() == 3
     monkeypatch.delenv("OMP_NUM_THREADS")
