@@ -27,13 +27,18 @@ def dataset_path(dataset: str) -> Path:
 
 
 def machine(device: str = "cpu") -> str:
-    cpu = platform.processor() or platform.machine()
+    """CPU model, cores, the bf16 instructions it has (AVX512-BF16, AMX), torch and its threads, the GPU."""
+    cpu, flags = platform.processor() or platform.machine(), set()
     try:
-        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
+        lines = open("/proc/cpuinfo").read().splitlines()
+        names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
         cpu = names[0] if names else cpu
+        flags = set(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), []))
     except OSError:
         pass
-    text = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    bf16 = [name for flag, name in (("avx512_bf16", "AVX512-BF16"), ("amx_bf16", "AMX-BF16")) if flag in flags]
+    text = (f"{cpu} ({', '.join(bf16) if bf16 else 'no bf16 instructions'}), {os.cpu_count()} cores, "
+            f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
     if device != "cpu" and torch.cuda.is_available():
         text += f", {torch.cuda.get_device_name()}"
     return text

@@ -43,7 +43,7 @@ def main() -> None:
     from elcrec.data.item_text import embed_texts, synthetic_item_texts
     from elcrec.evaluation import evaluate
     from elcrec.evaluation.long_tail import long_tail_groups
-    from elcrec.training import load_run
+    from elcrec.runs import load_run
     from elcrec.training.experiments import mean_std, run_group
 
     seeds = [int(s) for s in args.seeds.split(",")]

@@ -24,7 +24,7 @@ def main() -> None:
     if shutil.which("chromium") is None:
         raise SystemExit("chromium not found (apt-get install chromium)")
 
-    from elcrec.evaluation.report import write_report
+    from elcrec.report import write_report
 
     page = write_report(args.run, sample=args.users)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,88 +1,221 @@
-"""Train each model with the paper's preset on one benchmark dataset and write a markdown table of
-HR@5/20 and NDCG@5/20 beside the paper's numbers (read from REFERENCE_NUMBERS.md), with seconds per
-epoch and epochs run.
+"""The reproduction campaign of the ELCRec paper's Table 1: train every cell of a manifest (dataset x model x
+seed, benchmarks/paper.toml) in order, and regenerate benchmarks/results/paper-table.md after each.
 
-    python benchmarks/reproduce.py --dataset beauty --models sasrec,elcrec [--epochs 300] [--out FILE] [--resume]
+    python benchmarks/reproduce.py --threads 1                      # the whole manifest, resumable
+    python benchmarks/reproduce.py --only beauty:elcrec --threads 2 # the cells of one dataset and model
+    python benchmarks/reproduce.py --table                          # only regenerate the table
 
-Data comes from ELCREC_DATA_DIR (default ../shared/data); runs go to runs/reproduce/<dataset>/<model>, or
-<model>-<variant> for an engine variant other than fast (benchmarks/common.py; --variant fast-zero trains
-with padding_outputs=zero, a deviation from the reference).
+Runs go to runs/reproduce/<dataset>/<model>-seed<seed> (never committed). A run that finished with the same
+settings is read back, an interrupted one continues from its training_state.pt (started again, the campaign
+picks up where it stopped). For each finished run, its config.json and metrics.json (every epoch's loss and
+validation metrics, the test metrics) are copied to benchmarks/results/paper/<dataset>/<model>-seed<seed>/
+with run.json: the test metrics with seen items excluded, the engine variant and the machine.
+Data comes from ELCREC_DATA_DIR (default ../shared/data); the paper's numbers from REFERENCE_NUMBERS.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import shutil
+import sys
+import time
 from pathlib import Path
 
+import numpy as np
 from common import DATA_DIR, FILES, ROOT, VARIANTS, dataset_path, machine, write_markdown
 
-from elcrec import Config
-from elcrec.data import load_dataset
-from elcrec.training import train
-from elcrec.training.checkpoint import STATE_FILE
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
 
+RESULTS = ROOT / "benchmarks" / "results"
 TABLE_NAMES = {"beauty": "Beauty", "sports": "Sports", "toys": "Toys", "yelp": "Yelp"}
-PAPER_COLUMNS = {"sasrec": "SASRec", "bert4rec": "BERT4Rec", "cl4srec": "CL4SRec", "iclrec": "ICLRec", "elcrec": "ELCRec (paper)"}
+PAPER_COLUMNS = {"sasrec": "SASRec", "bert4rec": "BERT4Rec", "cl4srec": "CL4SRec", "iclrec": "ICLRec",
+                 "elcrec": "ELCRec (paper)"}
 METRICS = ("HR@5", "HR@20", "NDCG@5", "NDCG@20")
 
 
-def paper_numbers(dataset: str) -> dict[str, dict[str, float]]:
-    """{model: {metric: value}} from the paper's table in REFERENCE_NUMBERS.md (empty if the file is absent)."""
+def paper_numbers() -> dict[tuple[str, str], dict[str, float]]:
+    """{(dataset, model): {metric: value}} from the paper's table in REFERENCE_NUMBERS.md (empty without it)."""
     path = DATA_DIR.parent / "docs" / "REFERENCE_NUMBERS.md"
     if not path.is_file():
         return {}
     lines = [line for line in path.read_text().splitlines() if line.startswith("| ")]
     header = [cell.strip() for cell in lines[0].strip("|").split("|")]
-    numbers: dict[str, dict[str, float]] = {}
+    by_name = {name: dataset for dataset, name in TABLE_NAMES.items()}
+    numbers: dict[tuple[str, str], dict[str, float]] = {}
     for line in lines[1:]:
         cells = [cell.strip() for cell in line.strip("|").split("|")]
-        if cells[0] != TABLE_NAMES[dataset] or cells[1] not in METRICS:
+        if cells[0] not in by_name or cells[1] not in METRICS:
             continue
         for model, column in PAPER_COLUMNS.items():
             if column in header:
-                numbers.setdefault(model, {})[cells[1]] = float(cells[header.index(column)])
+                numbers.setdefault((by_name[cells[0]], model), {})[cells[1]] = float(cells[header.index(column)])
     return numbers
+
+
+def read_manifest(path: Path) -> tuple[dict, list[dict]]:
+    """(defaults, cells in training order): each cell {dataset, model, seed, variant}."""
+    manifest = tomllib.loads(path.read_text())
+    cells = []
+    for group in manifest.get("cells", []):
+        unknown = set(group) - {"datasets", "models", "seeds", "variant"}
+        if unknown:
+            raise SystemExit(f"{path}: unknown cell key(s) {sorted(unknown)}")
+        if group.get("variant", "fast") not in VARIANTS:
+            raise SystemExit(f"{path}: variant {group['variant']!r}: choose among {', '.join(VARIANTS)}")
+        for dataset in group["datasets"]:
+            if dataset not in FILES:
+                raise SystemExit(f"{path}: dataset {dataset!r}: choose among {', '.join(FILES)}")
+            for model in group["models"]:
+                for seed in group["seeds"]:
+                    cells.append({"dataset": dataset, "model": model, "seed": seed,
+                                  "variant": group.get("variant", "fast")})
+    return manifest.get("defaults", {}), cells
+
+
+def cell_name(cell: dict) -> str:
+    return f"{cell['dataset']}/{cell['model']}-seed{cell['seed']}"
+
+
+def cell_config(cell: dict, defaults: dict):
+    from elcrec import Config
+
+    return Config(data=str(dataset_path(cell["dataset"])), preset=cell["dataset"], model=cell["model"],
+                  seed=cell["seed"], **defaults, **VARIANTS[cell["variant"]],
+                  output_dir=str(ROOT / "runs" / "reproduce" / cell_name(cell)))
+
+
+def run_cell(cell: dict, defaults: dict, data) -> None:
+    """Train (or read back, or resume) one cell and copy its record to benchmarks/results/paper/."""
+    from elcrec.data import eval_set
+    from elcrec.evaluation import evaluate
+    from elcrec.runs import load_run
+    from elcrec.training.experiments import finished_or_train
+
+    config = cell_config(cell, defaults)
+    print(f"== {cell_name(cell)} ({cell['variant']}): {config.run_dir}", flush=True)
+    started = time.perf_counter()
+    result = finished_or_train(config, data)
+    out = RESULTS / "paper" / cell_name(cell)
+    if (out / "run.json").is_file() and json.loads((out / "metrics.json").read_text()) == result:
+        return  # recorded already
+    best = load_run(config.run_dir).model
+    exclude = evaluate(best, eval_set(data, config.max_len, "test"), ks=config.eval_ks, mask_history="exclude",
+                       batch_size=config.eval_batch_size)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "metrics.json"):
+        shutil.copyfile(config.run_dir / name, out / name)
+    record = {"variant": cell["variant"], "machine": machine(), "test_seen_excluded": exclude,
+              "session_seconds": round(time.perf_counter() - started)}
+    (out / "run.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def recorded(cell: dict) -> tuple[dict, dict] | None:
+    folder = RESULTS / "paper" / cell_name(cell)
+    if not (folder / "run.json").is_file():
+        return None
+    return json.loads((folder / "metrics.json").read_text()), json.loads((folder / "run.json").read_text())
+
+
+def _mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}"
+
+
+def write_table(cells: list[dict], command: str) -> None:
+    from scipy.stats import ttest_rel
+
+    paper = paper_numbers()
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for cell in cells:
+        groups.setdefault((cell["dataset"], cell["model"]), []).append(cell)
+    machines = sorted({record[1]["machine"] for cell in cells if (record := recorded(cell))})
+    lines = ["# Reproduction of the ELCRec paper's Table 1", "",
+             f"Command: `{command}` (cells: benchmarks/paper.toml; runs read back or resumed). Protocol: "
+             "leave-one-out, full ranking over all items, seen items scored 0 as the reference scores them "
+             "(`mask_history=reference`), test split of the best validation NDCG@20 epoch (patience 40, at most "
+             "300 epochs); the test NDCG@20 with seen items excluded (`exclude`, our default) beside it. Each run "
+             "takes its dataset's preset for its model (README, Presets) and the faithful recipe; engine variant "
+             "per run in its `run.json` (fast-bf16: fast engine with bf16 autocast). Several seeds: mean ± sample "
+             "std. Train h: the epochs' training time (validation excluded), summed over seeds and sessions.",
+             "", "Machines: " + ("; ".join(machines) if machines else "none yet") + ".", "",
+             "| dataset | model | seeds | " + " | ".join(f"{m} ours / paper" for m in METRICS)
+             + " | NDCG@20 vs paper | NDCG@20, seen excluded | best epochs | epochs run | train h |",
+             "|---" * (len(METRICS) + 8) + "|"]
+    for (dataset, model), members in groups.items():
+        found = [record for cell in members if (record := recorded(cell))]
+        reference = paper.get((dataset, model), {})
+        seeds = ",".join(str(cell["seed"]) for cell in members)
+        if not found:
+            lines.append(f"| {TABLE_NAMES[dataset]} | {model} | {seeds} | " + " | ".join(
+                f"pending / {reference[m]:.4f}" if m in reference else "pending / -" for m in METRICS)
+                + " | | | | | |")
+            continue
+        done = [str(cell["seed"]) for cell in members if recorded(cell)]
+        value = {m: [metrics["test"][m] for metrics, _ in found] for m in METRICS}
+        cells_text = [f"{_mean_std(value[m])} / {reference[m]:.4f}" if m in reference else f"{_mean_std(value[m])} / -"
+                      for m in METRICS]
+        gap = f"{np.mean(value['NDCG@20']) / reference['NDCG@20'] - 1:+.1%}" if "NDCG@20" in reference else "-"
+        excluded = _mean_std([run["test_seen_excluded"]["NDCG@20"] for _, run in found])
+        best = ", ".join(str(metrics["best_epoch"]) for metrics, _ in found)
+        epochs = ", ".join(str(len(metrics["history"])) for metrics, _ in found)
+        hours = sum(h["seconds"] for metrics, _ in found for h in metrics["history"]) / 3600
+        pending = "" if len(done) == len(members) else f" (of {seeds})"
+        lines.append(f"| {TABLE_NAMES[dataset]} | {model} | {','.join(done)}{pending} | " + " | ".join(cells_text)
+                     + f" | {gap} | {excluded} | {best} | {epochs} | {hours:.1f} |")
+    tests = []
+    for dataset in TABLE_NAMES:
+        first, second = groups.get((dataset, "iclrec"), []), groups.get((dataset, "elcrec"), [])
+        pairs = [(a, b) for a in first for b in second if a["seed"] == b["seed"] and recorded(a) and recorded(b)]
+        if len(pairs) < 2:
+            continue
+        for metric in METRICS:
+            a = [recorded(x)[0]["test"][metric] for x, _ in pairs]
+            b = [recorded(y)[0]["test"][metric] for _, y in pairs]
+            test = ttest_rel(b, a)
+            p = test.pvalue if math.isfinite(test.pvalue) else float("nan")
+            tests.append(f"| {TABLE_NAMES[dataset]} | {metric} | {len(pairs)} | {np.mean(np.subtract(b, a)):+.4f} "
+                         f"| {test.statistic:.2f} | {p:.3f} |")
+    if tests:
+        lines += ["", "Paired t-test over seeds, ELCRec against ICLRec (the paper's significance claim):", "",
+                  "| dataset | metric | seeds | ELCRec - ICLRec (mean) | t | p (two-sided) |", "|---|---|---|---|---|---|",
+                  *tests]
+    write_markdown(RESULTS / "paper-table.md", lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", choices=FILES, default="beauty")
-    parser.add_argument("--models", default="sasrec,cl4srec,iclrec,elcrec")
-    parser.add_argument("--epochs", type=int, default=300)
-    parser.add_argument("--patience", type=int, default=40)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--variant", choices=VARIANTS, default="fast", help="engine variant of every run")
-    parser.add_argument("--resume", action="store_true", help="continue runs whose folder holds a training state")
-    parser.add_argument("--overwrite", action="store_true", help="train again over runs already in runs/reproduce")
-    parser.add_argument("--out", type=Path, default=None, help="markdown file [default: benchmarks/results/reproduce-<dataset>.md]")
+    parser.add_argument("--manifest", type=Path, default=ROOT / "benchmarks" / "paper.toml")
+    parser.add_argument("--only", default="", help="DATASET[:MODEL[:SEED]],... cells to train (default: all)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = the idle cores)")
+    parser.add_argument("--table", action="store_true", help="only regenerate paper-table.md from the records")
     args = parser.parse_args()
 
-    base = Config.from_dict({"data": str(dataset_path(args.dataset)), "preset": args.dataset, "epochs": args.epochs,
-                             "patience": args.patience, "device": args.device})
-    data = load_dataset(base)
-    paper = paper_numbers(args.dataset)
-    rows = []
-    for model in args.models.split(","):
-        name = model if args.variant == "fast" else f"{model}-{args.variant}"
-        config = base.replace(model=model, **VARIANTS[args.variant], output_dir=str(ROOT / "runs" / "reproduce" / args.dataset / name))
-        resume = args.resume and (config.run_dir / STATE_FILE).is_file()
-        result = train(config, data=data, resume=resume, overwrite=args.overwrite)
-        rows.append((model, result, len(result["history"]), sum(h["seconds"] for h in result["history"])))
+    defaults, cells = read_manifest(args.manifest)
+    wanted = [part.split(":") for part in args.only.split(",") if part]
+    chosen = [cell for cell in cells if not wanted or any(
+        [cell["dataset"], cell["model"], str(cell["seed"])][: len(w)] == w for w in wanted)]
+    if wanted and not chosen:
+        raise SystemExit(f"--only {args.only!r} names no cell of {args.manifest}")
+    command = "python benchmarks/reproduce.py"
+    if not args.table:
+        from elcrec.data import load_dataset
+        from elcrec.runtime import prepare_process
 
-    lines = [f"# Reproduction on {FILES[args.dataset]} (preset {args.dataset})", "",
-             f"Machine: {machine(base.device)}. Command: `python benchmarks/reproduce.py --dataset {args.dataset} "
-             f"--models {args.models} --epochs {args.epochs} --patience {args.patience}"
-             + ("" if args.variant == "fast" else f" --variant {args.variant}") + f"`. Engine: {VARIANTS[args.variant]}.",
-             "Full ranking, seen items excluded, test split of the best validation epoch (NDCG@20). Train s: the "
-             "epochs' training time, summed over every session of a resumed run (validation not included).", "",
-             "| model | " + " | ".join(f"{m} (ours / paper)" for m in METRICS) + " | best epoch | epochs run | s/epoch | train s |",
-             "|---" * (len(METRICS) + 5) + "|"]
-    for model, result, epochs, seconds in rows:
-        cells = [f"{result['test'][m]:.4f} / {paper[model][m]:.4f}" if model in paper else f"{result['test'][m]:.4f} / -"
-                 for m in METRICS]
-        lines.append(f"| {model} | " + " | ".join(cells) + f" | {result['best_epoch']} | {epochs} | {seconds / max(epochs, 1):.1f} | {seconds:.0f} |")
-    out = args.out or ROOT / "benchmarks" / "results" / f"reproduce-{args.dataset}.md"
-    write_markdown(out, lines)
+        print(f"threads: {prepare_process(args.threads)}", flush=True)
+        loaded: dict[str, object] = {}
+        for cell in chosen:
+            if cell["dataset"] not in loaded:
+                loaded = {cell["dataset"]: load_dataset(cell_config(cell, defaults))}  # one dataset in memory
+            run_cell(cell, defaults, loaded[cell["dataset"]])
+            write_table(cells, command)
+    else:
+        write_table(cells, command)
 
 
 if __name__ == "__main__":

@@ -36,9 +36,9 @@ def worker(model_name: str, n_users: int, steps: int, device: str) -> dict:
 
     from elcrec import Config
     from elcrec.data import make_synthetic, train_set
-    from elcrec.models import build_model
-    from elcrec.training.negatives import NegativeSampler
+    from elcrec.models import create_model
     from elcrec.runtime import keep_freed_memory, resolve_device, seed_everything
+    from elcrec.training import NegativeSampler, Step, TrainTensors, make_batch
 
     dev = resolve_device(device)
     seed_everything(1)
@@ -53,14 +53,14 @@ def worker(model_name: str, n_users: int, steps: int, device: str) -> dict:
         keep_freed_memory()
     reset_peak_rss()
 
-    model = build_model(config, data.n_items).to(dev)
+    model = create_model(config, data).to(dev)
     started = time.perf_counter()
     model.prepare(train)
     setup_seconds = time.perf_counter() - started
     sampler = NegativeSampler(data, dev, seed=1) if model.needs_negatives else None
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    inputs, targets, users = (torch.from_numpy(a) for a in (train.inputs, train.targets, train.users))
-    batches = torch.randperm(len(inputs), generator=torch.Generator().manual_seed(1)).split(config.batch_size)
+    step = Step(model, config, dev)
+    rows_of = TrainTensors.of(train)
+    batches = torch.randperm(len(rows_of), generator=torch.Generator().manual_seed(1)).split(config.batch_size)
 
     def sync() -> None:
         if dev.type == "cuda":
@@ -75,18 +75,12 @@ def worker(model_name: str, n_users: int, steps: int, device: str) -> dict:
     timed = []
     for i, rows in enumerate(batches if full_epoch else batches[: steps + WARMUP]):
         started = time.perf_counter()
-        batch = {"inputs": inputs[rows].to(dev), "targets": targets[rows].to(dev)}
-        if sampler is not None:
-            batch["negatives"] = sampler.sample(users[rows].to(dev), batch["targets"])
-        loss = model.loss(batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        step(make_batch(rows_of, rows, dev, sampler))
         sync()
         if full_epoch or i >= WARMUP:
             timed.append(time.perf_counter() - started)
     train_seconds = sum(timed) if full_epoch else statistics.median(timed) * len(batches)
-    return {"model": model_name, "users": n_users, "sequences": len(inputs), "interactions": data.n_interactions,
+    return {"model": model_name, "users": n_users, "sequences": len(rows_of), "interactions": data.n_interactions,
             "steps_per_epoch": len(batches), "timed_steps": len(timed), "full_epoch": full_epoch,
             "data_s": data_seconds, "setup_s": setup_seconds, "estep_s": estep_seconds, "train_s": train_seconds,
             "epoch_s": estep_seconds + train_seconds, "peak_rss_mb": peak_rss_mb()}

@@ -31,7 +31,7 @@ from elcrec import Config
 from elcrec.data import eval_set, load_dataset
 from elcrec.models import build_model
 from elcrec.serving import Recommender
-from elcrec.training import Run, load_run
+from elcrec.runs import Run, load_run
 
 
 def free_port() -> int:
@@ -42,7 +42,7 @@ def free_port() -> int:
 
 def reference_run(out: Path) -> Path:
     from elcrec.models.reference import import_reference
-    from elcrec.training import save_run
+    from elcrec.runs import fingerprint, save_run
 
     data = load_dataset(Config(data=str(dataset_path("beauty"))))
     checkpoint = DATA_DIR.parent / "reference" / "ELCRec-Beauty-1.pt"
@@ -50,7 +50,7 @@ def reference_run(out: Path) -> Path:
         raise SystemExit(f"{checkpoint} not found: pass --checkpoint RUN")
     model, config, _ = import_reference(checkpoint, data.item_ids, num_heads=2, data=str(dataset_path("beauty")),
                                      preset="beauty")
-    save_run(out, model, config, data.item_ids)
+    save_run(out, model, config, data.item_ids, fingerprint(data))
     return out
 
 

@@ -47,21 +47,20 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, repeats: int = 10) -> 
 
 
 def step_flops(model, train, config, sampler, device, batches: int = 8) -> float:
-    """FLOPs of one training step (forward + backward), the mean over random full batches (fast-zero's work
-    follows the batch's sequence lengths)."""
+    """FLOPs of one training step as the trainer runs it (forward, backward, Adam; the optimiser's elementwise
+    work is not counted), the mean over random full batches (fast-zero's work follows the sequence lengths)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    order = torch.randperm(len(train.inputs), generator=torch.Generator().manual_seed(0))
+    from elcrec.training import Step, TrainTensors, make_batch
+
+    rows_of, step = TrainTensors.of(train), Step(model, config, device)
+    order = torch.randperm(len(rows_of), generator=torch.Generator().manual_seed(0))
     model.train()
     total = 0
     for rows in order[: batches * config.batch_size].split(config.batch_size):
-        batch = {"inputs": torch.from_numpy(train.inputs[rows.numpy()]).to(device),
-                 "targets": torch.from_numpy(train.targets[rows.numpy()]).to(device)}
-        if sampler is not None:
-            batch["negatives"] = sampler.sample(torch.from_numpy(train.users[rows.numpy()]).to(device), batch["targets"])
+        batch = make_batch(rows_of, rows, device, sampler)
         with FlopCounterMode(display=False) as counter:
-            model.loss(batch).backward()
-        model.zero_grad(set_to_none=True)
+            step(batch)
         total += counter.get_total_flops()
     return total / batches
 
@@ -70,10 +69,10 @@ def worker(dataset: str, model_name: str, engine: str, epochs: int, device: str,
     from elcrec import Config
     from elcrec.data import eval_set, load_dataset, train_set
     from elcrec.evaluation import evaluate
-    from elcrec.training import load_run, train
-    from elcrec.training.negatives import NegativeSampler
+    from elcrec.runs import load_run
+    from elcrec.training import NegativeSampler, train
     from elcrec.runtime import prepare_process, resolve_device
-    from elcrec.training.trainer import AMP_DTYPES
+    from elcrec.training.step import AMP_DTYPES
 
     prepare_process(threads, resolve_device(device))
 

@@ -11,7 +11,8 @@ import numpy as np
 from elcrec import Config
 from elcrec.data import make_synthetic
 from elcrec.evaluation.intents import intent_agreement, planted_intents, user_intents
-from elcrec.training import load_run, train
+from elcrec.runs import load_run
+from elcrec.training import train
 
 
 def test_elcrec_recovers_planted_intents(tmp_path):

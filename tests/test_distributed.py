@@ -15,14 +15,14 @@ from torch.nn.parallel import DistributedDataParallel
 from elcrec import Config
 from elcrec.data import make_synthetic, train_set
 from elcrec.distributed import LossModule, gather_objects, shard
-from elcrec.models import build_model
+from elcrec.models import LLMESR, Batch, build_model
 from elcrec.models.contrastive import CL4SRec
 
 WORLD = 2
 MODELS = {  # dropout off: what remains random is drawn identically in both setups
     "sasrec": {}, "gru4rec": {}, "cl4srec": {}, "iclrec": {},
     "elcrec": {"intent_fusion": "shift"}, "elcrec-concat": {"intent_fusion": "concat", "pooling": "items"},
-    "llmesr": {"text_dim": 8, "cross_attention": True},
+    "llmesr": {"cross_attention": True},
 }
 
 
@@ -39,9 +39,12 @@ def gradients(name: str) -> dict:
     config = Config(model=name.partition("-")[0], hidden_size=16, num_layers=1, max_len=12, num_clusters=4,
                     kmeans_restarts=1, dropout=0.0, attn_dropout=0.0, device="cpu", **MODELS[name])
     torch.manual_seed(0)
-    model = build_model(config, data.n_items)
     if config.model == "llmesr":
-        model.set_item_text(torch.randn(data.n_items, 8, generator=torch.Generator().manual_seed(2)))
+        model = LLMESR(data.n_items, config, text_dim=8)
+        with torch.no_grad():
+            model.text[1:] = torch.randn(data.n_items, 8, generator=torch.Generator().manual_seed(2))
+    else:
+        model = build_model(config, data.n_items)
     model.prepare(sequences)
     model.start_epoch(sequences)
     pooled = model.pooled(sequences.inputs) if hasattr(model, "pooled") else None  # None off rank 0
@@ -52,9 +55,9 @@ def gradients(name: str) -> dict:
                 getattr(model, buffer).copy_(torch.nn.functional.normalize(torch.randn(4, 16), dim=1))
     rows = torch.arange(8)
     negatives = torch.randint(1, data.n_items + 1, (8, 12), generator=torch.Generator().manual_seed(1))
-    batch = {"inputs": torch.from_numpy(sequences.inputs)[shard(rows)],
-             "targets": torch.from_numpy(sequences.targets)[shard(rows)], "negatives": shard(negatives),
-             "rows": shard(rows)}
+    batch = Batch(inputs=torch.from_numpy(sequences.inputs)[shard(rows)],
+                  targets=torch.from_numpy(sequences.targets)[shard(rows)], negatives=shard(negatives),
+                  rows=shard(rows))
     loss_terms = DistributedDataParallel(LossModule(model)) if dist.is_initialized() else model.loss_terms
     sum(loss_terms(batch).values()).backward()
     return {"grads": {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None},

@@ -12,7 +12,7 @@ import torch
 
 from elcrec import Config
 from elcrec.data import train_set
-from elcrec.models import build_model
+from elcrec.models import Batch, build_model
 from elcrec.models.contrastive import Gram, gram
 from elcrec.models.transformer import TransformerEncoder, cheap_dropout, span_groups, started
 
@@ -33,8 +33,9 @@ def loss_and_grads(data, engine, options):
     model.prepare(train)
     model.start_epoch(train)
     model.train()
-    batch = {"inputs": torch.from_numpy(train.inputs[:64]), "targets": torch.from_numpy(train.targets[:64])}
-    batch["negatives"] = torch.randint(1, data.n_items + 1, batch["targets"].shape)
+    targets = torch.from_numpy(train.targets[:64])
+    batch = Batch(inputs=torch.from_numpy(train.inputs[:64]), targets=targets, rows=torch.arange(64),
+                  negatives=torch.randint(1, data.n_items + 1, targets.shape))
     torch.manual_seed(1)  # same augmented views for both engines
     loss = model.loss(batch)
     loss.backward()

@@ -5,7 +5,7 @@ import torch
 
 from elcrec import Config
 from elcrec.data import train_set
-from elcrec.models import build_model
+from elcrec.models import Batch, build_model
 from elcrec.models.augment import augment, crop, mask, reorder
 from elcrec.models.contrastive import nce
 
@@ -89,7 +89,8 @@ def test_nce_matches_the_definition():
 def batch_for(data, config):
     train = train_set(data, config.max_len)
     inputs, targets = torch.from_numpy(train.inputs[:32]), torch.from_numpy(train.targets[:32])
-    return train, {"inputs": inputs, "targets": targets, "negatives": torch.randint(1, data.n_items + 1, targets.shape)}
+    return train, Batch(inputs=inputs, targets=targets, rows=torch.arange(len(inputs)),
+                        negatives=torch.randint(1, data.n_items + 1, targets.shape))
 
 
 @pytest.mark.parametrize("options", [
@@ -116,7 +117,7 @@ def test_intent_models_train_step(tiny_data, options):
         assert torch.allclose(centres.norm(dim=1), torch.ones(4), atol=1e-5)  # renormalised every step
         gets_gradient = centres.grad is not None and centres.grad.abs().sum() > 0
         assert gets_gradient == config.elcm
-    assert model.score(batch["inputs"]).shape == (32, tiny_data.n_items)
+    assert model.score(batch.inputs).shape == (32, tiny_data.n_items)
 
 
 def test_presets_fill_what_is_not_given():

@@ -8,8 +8,9 @@ import torch
 from elcrec import Config
 from elcrec.data import make_synthetic, train_set
 from elcrec.evaluation.intents import intent_agreement
-from elcrec.models import build_model
-from elcrec.training import load_run, train
+from elcrec.models import LLMESR, Batch
+from elcrec.runs import load_run
+from elcrec.training import train
 
 TEXT_DIM = 24
 
@@ -29,19 +30,26 @@ def topic_text(data, noise=0.1, seed=0):
     return (topics[intent] + noise * rng.normal(size=(len(intent), TEXT_DIM))).astype(np.float32), intent
 
 
+def with_text(config, data, text, user_text=None):
+    """An LLM-ESR model with these text embeddings (what LLMESR.create reads from item_text and user_text)."""
+    model = LLMESR(data.n_items, config, text.shape[1])
+    with torch.no_grad():
+        model.text[1 : data.n_items + 1] = torch.from_numpy(text)
+    model.user_text = None if user_text is None else torch.from_numpy(user_text)
+    return model
+
+
 def build(data, **options):
-    config = Config(model="llmesr", text_dim=TEXT_DIM, hidden_size=16, max_len=20, dropout=0.0, attn_dropout=0.0,
-                    device="cpu", **options)
+    config = Config(model="llmesr", hidden_size=16, max_len=20, dropout=0.0, attn_dropout=0.0, device="cpu", **options)
     torch.manual_seed(0)
-    model = build_model(config, data.n_items)
     text, intent = topic_text(data)
-    model.set_item_text(torch.from_numpy(text))
+    model = with_text(config, data, text)
     train = train_set(data, config.max_len)
     model.prepare(train)
     model.start_epoch(train)
     rows = torch.arange(16)
-    batch = {"inputs": torch.from_numpy(train.inputs[:16]), "targets": torch.from_numpy(train.targets[:16]),
-             "negatives": torch.randint(1, data.n_items + 1, (16, 20)), "rows": rows}
+    batch = Batch(inputs=torch.from_numpy(train.inputs[:16]), targets=torch.from_numpy(train.targets[:16]),
+                  negatives=torch.randint(1, data.n_items + 1, (16, 20)), rows=rows)
     return model, batch, intent
 
 
@@ -65,7 +73,7 @@ def test_terms_train_and_the_views_score_items(data, options, terms):
         assert model.centres.grad.abs().sum() > 0
     if options.get("backbone") == "bert4rec":  # the [MASK] row trains; the item table never scores it
         assert model.id_embeddings.weight.grad[model.mask_token].abs().sum() > 0
-    assert model.score(batch["inputs"]).shape == (16, data.n_items)
+    assert model.score(batch.inputs).shape == (16, data.n_items)
     assert model.item_table.shape == (data.n_items + 1, 32)  # [semantic; collaborative]
 
 
@@ -104,11 +112,11 @@ def test_collaborative_view_starts_from_pca_of_the_text(data):
 def test_cross_attention_stays_causal(data, backbone):
     model, batch, _ = build(data, cross_attention=True, backbone=backbone)
     model.eval()
-    inputs = batch["inputs"].clone()
+    inputs = batch.inputs.clone()
     before = model.sequence_output(inputs)
     inputs[:, -1] = 1 + inputs[:, -1] % data.n_items  # change only the newest item
     after = model.sequence_output(inputs)
-    items = batch["inputs"][:, :-1] > 0  # padding positions read every key, as in the reference backbone
+    items = batch.inputs[:, :-1] > 0  # padding positions read every key, as in the reference backbone
     torch.testing.assert_close(after[:, :-1][items], before[:, :-1][items])
 
 
@@ -129,7 +137,7 @@ def test_distillation_targets_are_similar_users(data):
 def test_bert4rec_backbone_scores_from_a_mask_after_the_history(data):
     model, batch, _ = build(data, backbone="bert4rec", cross_attention=True)
     model.eval()
-    histories = batch["inputs"]
+    histories = batch.inputs
     mask = torch.full((16, 1), model.mask_token)
     expected = model.sequence_output(torch.cat([histories[:, 1:], mask], 1))[:, -1] @ model.item_table[1:].T
     torch.testing.assert_close(model.score(histories), expected)
@@ -143,16 +151,14 @@ def test_user_text_picks_the_distillation_neighbours(data):
     train = train_set(data, 20)
     group = np.arange(data.n_users) % 5
     user_text = np.eye(5, dtype=np.float32)[group] + 0.01 * np.random.default_rng(0).normal(size=(data.n_users, 5))
-    config = Config(model="llmesr", text_dim=TEXT_DIM, hidden_size=16, max_len=20, device="cpu", distill_neighbours=5)
-    model = build_model(config, data.n_items)
-    model.set_item_text(torch.from_numpy(topic_text(data)[0]))
-    model.set_user_text(torch.from_numpy(user_text.astype(np.float32)))
+    config = Config(model="llmesr", hidden_size=16, max_len=20, device="cpu", distill_neighbours=5)
+    model = with_text(config, data, topic_text(data)[0], user_text.astype(np.float32))
     model.prepare(train)
     model.start_epoch(train)
     row_group = group[train.users]
     assert (row_group[model.neighbours.numpy()] == row_group[:, None]).all()
-    with pytest.raises(ValueError, match="reads no user text"):
-        build_model(Config(model="sasrec"), data.n_items).set_user_text(torch.zeros(3, 5))
+    with pytest.raises(ValueError, match="user_text is a setting of llmesr"):
+        Config(model="sasrec", user_text="users.npy")
 
 
 def test_a_trained_run_loads_without_its_text_file(data, tmp_path):
@@ -163,11 +169,11 @@ def test_a_trained_run_loads_without_its_text_file(data, tmp_path):
                     backbone="bert4rec", icc="kmeans", icc_clusters=4, hidden_size=16, max_len=20, epochs=1,
                     device="cpu", output_dir=str(tmp_path / "run"))
     train(config, data=data, progress=False)
-    with pytest.raises(ValueError, match="reads no item text"):  # not silently ignored
+    with pytest.raises(ValueError, match="item_text is a setting of llmesr"):  # not silently ignored
         train(config.replace(model="sasrec", backbone="sasrec", output_dir=str(tmp_path / "sasrec")), data=data,
               progress=False)
     (tmp_path / "text.npy").unlink()
     run = load_run(tmp_path / "run")
-    assert run.config.text_dim == TEXT_DIM
+    assert run.model.text.shape[1] == TEXT_DIM  # the width comes from the weights
     torch.testing.assert_close(run.model.text[1:-1], torch.from_numpy(text))  # the last row: [MASK]
     assert run.model.score(torch.from_numpy(train_set(data, 20).inputs[:4])).shape == (4, data.n_items)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from elcrec import Config
-from elcrec.models import SASRec, build_model
+from elcrec.models import Batch, SASRec, build_model
 from elcrec.models.base import trim_padding
 
 
@@ -54,7 +54,7 @@ def test_losses_train_the_model(loss):
     inputs[:8, :3] = 0
     targets = torch.roll(inputs, -1, dims=1)
     targets[inputs == 0] = 0
-    batch = {"inputs": inputs, "targets": targets, "negatives": torch.randint(1, 31, (16, 8))}
+    batch = Batch(inputs=inputs, targets=targets, rows=torch.arange(16), negatives=torch.randint(1, 31, (16, 8)))
     optimizer = torch.optim.Adam(m.parameters(), lr=1e-2)
     losses = []
     for _ in range(30):
@@ -69,10 +69,10 @@ def test_losses_train_the_model(loss):
 
 def test_bce_ignores_padding_targets():
     m = model()
-    batch = {"inputs": torch.tensor([[0, 0, 0, 0, 0, 0, 1, 2]]), "targets": torch.tensor([[0, 0, 0, 0, 0, 0, 2, 3]]),
-             "negatives": torch.tensor([[9, 9, 9, 9, 9, 9, 4, 5]])}
+    batch = Batch(inputs=torch.tensor([[0, 0, 0, 0, 0, 0, 1, 2]]), targets=torch.tensor([[0, 0, 0, 0, 0, 0, 2, 3]]),
+                  rows=torch.arange(1), negatives=torch.tensor([[9, 9, 9, 9, 9, 9, 4, 5]]))
     value = m.loss(batch)
-    batch["negatives"][0, :6] = 17  # negatives under padding must not matter
+    batch.negatives[0, :6] = 17  # negatives under padding must not matter
     assert m.loss(batch).item() == pytest.approx(value.item())
 
 
@@ -105,6 +105,6 @@ def test_bert4rec_is_bidirectional_and_never_ranks_its_mask_token():
     changed[0, 7] = 29
     assert not torch.allclose(m.encoder(changed)[0, 2:7], m.encoder(x)[0, 2:7], atol=1e-4)
     assert m.score(x).shape == (1, 30) and m.encoder.item_embeddings.num_embeddings == 32
-    batch = {"inputs": x, "targets": torch.tensor([[0, 0, 4, 5, 6, 7, 8, 9]])}
+    batch = Batch(inputs=x, targets=torch.tensor([[0, 0, 4, 5, 6, 7, 8, 9]]), rows=torch.arange(1))
     m.train()
     assert torch.isfinite(m.loss(batch))

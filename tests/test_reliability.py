@@ -13,7 +13,7 @@ import torch
 from elcrec import Config
 from elcrec.models import SASRec
 from elcrec.training import train
-from elcrec.training.trainer import NonFiniteLoss
+from elcrec.training import NonFinite
 
 SETTINGS = ["--data", "synthetic", "--synthetic-users", "1500", "--synthetic-items", "300", "--model", "elcrec",
             "--hidden-size", "16", "--num-clusters", "8", "--kmeans-restarts", "1", "--batch-size", "32",
@@ -80,7 +80,7 @@ def test_non_finite_loss_stops_without_saving(tiny_data, tmp_path, monkeypatch):
 
     monkeypatch.setattr(SASRec, "loss_terms", poisoned)
     config = Config(hidden_size=16, max_len=20, batch_size=64, epochs=3, device="cpu", output_dir=str(tmp_path))
-    with pytest.raises(NonFiniteLoss, match="epoch 1, step 1"):
+    with pytest.raises(NonFinite, match="epoch 1, step 1"):
         train(config, data=tiny_data, progress=False)
     assert torch.load(tmp_path / "training_state.pt", weights_only=True)["epoch"] == 0
     saved = torch.load(tmp_path / "model.pt", weights_only=True)
@@ -88,7 +88,7 @@ def test_non_finite_loss_stops_without_saving(tiny_data, tmp_path, monkeypatch):
 
 
 def test_truncated_weights_in_a_run_folder_are_named(tiny_data, tmp_path):
-    from elcrec.training import load_run
+    from elcrec.runs import load_run
 
     train(Config(hidden_size=16, max_len=20, epochs=1, device="cpu", output_dir=str(tmp_path)), data=tiny_data,
           progress=False)

@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 
 from elcrec import Config
-from elcrec.evaluation.report import activity_analysis
 from elcrec.training import train
 
 pytest.importorskip("matplotlib", reason="the report needs matplotlib (pip install elcrec[plot])")
-from elcrec.evaluation.report import write_report  # noqa: E402
+from elcrec.report import activity_analysis, write_report  # noqa: E402
 
 
 @pytest.fixture(scope="module")

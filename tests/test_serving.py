@@ -9,7 +9,7 @@ from elcrec import Config
 from elcrec.data import train_set
 from elcrec.models import build_model
 from elcrec.serving import HistoryError, Limits, Recommender, create_app
-from elcrec.training import Run, export_run, load_run, save_run
+from elcrec.runs import Run, export_run, load_run, save_run
 
 
 def make_run(data, model="sasrec", path=None):

@@ -63,6 +63,11 @@ def preset_values(preset: str, model: str) -> dict[str, Any]:
     return dict(PRESETS.get(preset, {}).get(model, {}))
 
 
+# settings that existed once: saved runs still hold them (text_dim: the text width now comes from the data and
+# the weights)
+RETIRED = ("text_dim",)
+
+
 class ConfigError(ValueError):
     """A configuration value or key is not acceptable."""
 
@@ -86,6 +91,7 @@ class Config:
     synthetic_users: int = _opt(2000, "synthetic data: number of users")
     synthetic_items: int = _opt(400, "synthetic data: number of items")
     synthetic_intents: int = _opt(8, "synthetic data: number of planted intents")
+    synthetic_seed: int = _opt(1, "synthetic data: seed of its generator (apart from seed, so that runs with several seeds share one dataset)")
     # --- model
     preset: str = _opt("", "paper settings for a dataset: beauty, sports, toys, yelp (file and flags still win)")
     model: str = _opt("sasrec", "model: sasrec, cl4srec, iclrec, elcrec, gru4rec, bert4rec, llmesr, or pop (most-popular baseline)")
@@ -118,7 +124,6 @@ class Config:
     kmeans_restarts: int = _opt(5, "k-means restarts")
     # --- LLM-ESR and the item-cluster constraint (llmesr)
     item_text: str = _opt("", "llmesr: item text embeddings, .npy or LLM-ESR .pkl (row i = item i + 1), or 'synthetic' (the built-in data's texts, embedded offline)")
-    text_dim: int = _opt(0, "llmesr: width of the item text embeddings (0 = read it from item_text)")
     backbone: str = _opt("sasrec", "llmesr: the sequence backbone both views share: sasrec, gru4rec or bert4rec (Cloze training with cloze_prob, a [MASK] appended to score)")
     user_text: str = _opt("", "llmesr: user text embeddings that pick the distillation neighbours, .npy (row u = the log's user u) or a CSV/TSV/Parquet of user_id,text to embed ('' = the mean text embedding of each user's training items)")
     cross_attention: bool = _opt(False, "llmesr: 2-head cross-attention between the semantic and collaborative views")
@@ -179,7 +184,7 @@ class Config:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be at least 1")
-        for name in ("kcore", "patience", "sampled_negatives", "text_dim"):
+        for name in ("kcore", "patience", "sampled_negatives"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be 0 or more")
         if self.hidden_size % self.num_heads:
@@ -193,6 +198,10 @@ class Config:
         for name in ("cl_weight", "intent_cl_weight", "trade_off", "distill_weight", "icc_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be 0 or more")
+        for name in ("item_text", "user_text"):
+            if getattr(self, name) and self.model != "llmesr":
+                raise ConfigError(f"{name}={getattr(self, name)!r}: {name} is a setting of llmesr, which reads text; "
+                                  f"{self.model} reads none")
         if self.backbone != "sasrec" and self.model != "llmesr":
             raise ConfigError(f"backbone={self.backbone!r} is llmesr's setting; the plain model is model={self.backbone}")
         if self.padding_outputs != "encoded" and self.model not in ("cl4srec", "iclrec", "elcrec"):
@@ -207,7 +216,8 @@ class Config:
     # --- construction
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Config:
-        return cls(**values)
+        """Settings from a file or a saved run; keys of settings that no longer exist (RETIRED) are dropped."""
+        return cls(**{key: value for key, value in values.items() if key not in RETIRED})
 
     @classmethod
     def load(cls, path: str | Path | None = None, **overrides: Any) -> Config:

@@ -7,16 +7,18 @@ Heavy imports (torch) happen inside the commands, so `elcrec --help` is instant.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import io
 import json
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import typer
 
-from ..config import Config, ConfigError, config_fields
+from .. import __version__
+from ..config import Config, config_fields
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Sequential recommendation with intent learning (ELCRec and baselines).")
@@ -27,42 +29,65 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+# what a user's input can cause: bad settings or data (ValueError: ConfigError, DataError, RunError, ...),
+# files that are missing, unreadable or full (OSError), a missing extra (ImportError)
+USER_ERRORS = (ValueError, OSError, ImportError)
+
+
+def user_errors(command: Callable) -> Callable:
+    """Turn the errors a user can cause into one `error: ...` line and exit code 2, never a traceback."""
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except USER_ERRORS as error:
+            fail(str(error) if not isinstance(error, ImportError) or error.name is None
+                 else f"{error} (pip install the extra that provides {error.name})")
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"elcrec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="print the version and exit")) -> None:
+    """Sequential recommendation with intent learning (ELCRec and baselines)."""
+
+
 THREADS_HELP = "torch CPU threads (0 = as many as there are idle cores now, or OMP_NUM_THREADS when set)"
 
 
 def start(device: str = "auto", threads: int = 0) -> Any:
-    """What every computing command does first (elcrec.runtime.prepare_process); returns the torch device."""
+    """What every computing command does first (elcrec.runtime.prepare_process, and the elcrec logger to the
+    terminal); returns the torch device."""
     from ..runtime import prepare_process, resolve_device
+    from ..training.progress import console_logging
 
-    try:
-        on = resolve_device(device)
-        prepare_process(threads, on)
-    except ValueError as error:
-        fail(str(error))
+    on = resolve_device(device)
+    prepare_process(threads, on)
+    console_logging()
     return on
 
 
-def metrics_table(rows: dict[str, dict[str, float]], ks: tuple[int, ...]) -> str:
-    names = [f"{m}@{k}" for m in ("HR", "NDCG", "MRR") for k in ks]
-    width = max(len(r) for r in rows) + 2
-    lines = ["".ljust(width) + "".join(n.rjust(9) for n in names)]
-    lines += [name.ljust(width) + "".join(f"{values[n]:9.4f}" for n in names) for name, values in rows.items()]
-    return "\n".join(lines)
-
-
 @app.command()
+@user_errors
 def demo(epochs: int = typer.Option(25, help="SASRec epochs on the synthetic data"),
          output_dir: Path = typer.Option(Path("runs/demo"), help="where the two runs are written"),
          device: str = typer.Option("auto", help="auto, cpu or cuda"),
          threads: int = typer.Option(0, min=0, help=THREADS_HELP)) -> None:
     """Train SASRec and the popularity baseline on built-in synthetic data with planted intents; compare them."""
-    from ..data import make_synthetic
+    from ..data import load_dataset
+    from ..evaluation import metrics_table
     from ..training import train
 
     start(device, threads)
     started = time.perf_counter()
     base = Config(epochs=epochs, patience=10, device=device)
-    data = make_synthetic(base.synthetic_users, base.synthetic_items, base.synthetic_intents, seed=base.seed)
+    data = load_dataset(base)
     results = {}
     for model in ("pop", "sasrec"):
         config = base.replace(model=model, output_dir=str(output_dir / model))
@@ -80,20 +105,18 @@ def _train(config: Optional[Path] = typer.Option(None, "--config", help="YAML, T
            threads: int = typer.Option(0, "--threads", min=0, help=THREADS_HELP + "; a resumed run takes its saved count"),
            **flags: Any) -> None:
     from ..training import train
-    from ..training.trainer import NonFiniteLoss, saved_threads
+    from ..training.trainer import saved_threads
 
     given = [f"--{name.replace('_', '-')}" for name, value in flags.items() if value is not None]
     if resume is not None and (config is not None or given):
         fail(f"--resume continues {resume} with its saved settings; drop {' '.join(given) or '--config'}")
-    try:
-        resolved = Config.load(resume / "config.json", output_dir=str(resume)) if resume else Config.load(config, **flags)
-    except (ConfigError, FileNotFoundError) as error:
-        fail(str(error))
+    resolved = Config.load(resume / "config.json", output_dir=str(resume)) if resume else Config.load(config, **flags)
     start(resolved.device, threads or (saved_threads(resume) if resume else 0))
     try:
         train(resolved, resume=resume is not None, overwrite=overwrite)
-    except (ValueError, FileNotFoundError, FileExistsError, ImportError, NonFiniteLoss) as error:
-        fail(str(error))
+    except KeyboardInterrupt:
+        typer.secho(f"\ninterrupted: continue with  elcrec train --resume {resolved.run_dir}", err=True)
+        raise typer.Exit(130) from None
 
 
 def with_config_flags(command: Any) -> Any:
@@ -115,7 +138,7 @@ def with_config_flags(command: Any) -> Any:
 
 
 app.command("train", help="Train a model; validate every epoch, keep the best checkpoint, test it.")(
-    with_config_flags(_train))
+    user_errors(with_config_flags(_train)))
 
 
 def _group_config(config: Optional[Path], flags: dict[str, Any], owned: tuple[str, ...],
@@ -125,10 +148,7 @@ def _group_config(config: Optional[Path], flags: dict[str, Any], owned: tuple[st
     clash = [f"--{name.replace('_', '-')}" for name in owned if flags.get(name) is not None]
     if clash:
         fail(f"{command} sets {' '.join(clash)} itself for each run; drop it")
-    try:
-        base = Config.load(config, **flags)
-    except (ConfigError, FileNotFoundError) as error:
-        fail(str(error))
+    base = Config.load(config, **flags)
     default = {"ablate": base.preset or base.data_name, "compare": base.data_name,
                "tune": f"{base.model}-{base.data_name}"}[command]
     return base, Path(flags["output_dir"]) if flags.get("output_dir") else Path("runs") / f"{command}-{default}"
@@ -153,11 +173,7 @@ def _ablate(config: Optional[Path] = typer.Option(None, "--config", help="YAML, 
     base, root = _group_config(config, flags, ("model", "elcm", "icl", "seed"), "ablate")
     start(base.device, threads)
     base = base.replace(model="elcrec")
-    seed_list = _seeds(seeds)
-    try:
-        results = run_group(base, ABLATIONS, seed_list, root)
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
-        fail(str(error))
+    results = run_group(base, ABLATIONS, _seeds(seeds), root)
     lines = [f"# ELCRec ablation on {base.data_name}" + (f" (preset {base.preset})" if base.preset else ""), "",
              f"Test split, seeds {seeds}; mean ± std over seeds. B: backbone + instance CL; ICL: intent-assisted "
              "CL (fusion + PCL); ELCM: end-to-end learnable cluster module.", "",
@@ -181,11 +197,7 @@ def _compare(config: Optional[Path] = typer.Option(None, "--config", help="YAML,
     unknown = [name for name in names if name not in MODELS]
     if unknown or not names:
         fail(f"--models {models!r}: choose from {', '.join(MODELS)}")
-    seed_list = _seeds(seeds)
-    try:
-        results = run_group(base, {name: {"model": name} for name in names}, seed_list, root)
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
-        fail(str(error))
+    results = run_group(base, {name: {"model": name} for name in names}, _seeds(seeds), root)
     shown = tuple(f"{m}@{k}" for m in ("HR", "NDCG") for k in base.eval_ks)
     lines = [f"# {', '.join(names)} on {base.data_name}", "", f"Test split, seeds {seeds}; mean ± std over seeds.",
              "", *summary_table(results, shown)]
@@ -202,32 +214,29 @@ def _tune(config: Optional[Path] = typer.Option(None, "--config", help="YAML, TO
           timeout: Optional[float] = typer.Option(None, "--timeout", help="start no trial after this many seconds"),
           threads: int = typer.Option(0, "--threads", min=0, help=THREADS_HELP),
           **flags: Any) -> None:
-    try:
-        from ..training.tuning import search_params, tune, write_summary
-    except ImportError:
-        fail("elcrec tune needs optuna: pip install elcrec[tune]")
+    from ..training.tuning import search_params, tune, write_summary
+
     base, root = _group_config(config, flags, (), "tune")
     start(base.device, threads)
+    names = search_params(base.model, params)
     try:
-        names = search_params(base.model, params)
         study = tune(base, names, trials, root, timeout)
-        lines = write_summary(study, base, names, root)
     except ImportError:
         fail("elcrec tune needs optuna: pip install elcrec[tune]")
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
-        fail(str(error))
+    lines = write_summary(study, base, names, root)
     typer.echo("\n".join(lines[2:4]) + f"\nwrote {root / 'tuning.md'}, {root / 'best.json'}")
 
 
 app.command("tune", help="Search hyperparameters with Optuna (TPE, median pruning on the validation metric); "
-            "needs the tune extra (pip install 'elcrec\\[tune]').")(with_config_flags(_tune))
+            "needs the tune extra (pip install 'elcrec\\[tune]').")(user_errors(with_config_flags(_tune)))
 app.command("ablate", help="Train the paper's ablation of ELCRec (B, B+ICL, B+ELCM, ELCRec) per seed; "
-            "write the table and plot.")(with_config_flags(_ablate))
+            "write the table and plot.")(user_errors(with_config_flags(_ablate)))
 app.command("compare", help="Train several models over several seeds; mean ± std and a paired t-test.")(
-    with_config_flags(_compare))
+    user_errors(with_config_flags(_compare)))
 
 
 @app.command()
+@user_errors
 def evaluate(checkpoint: Path = typer.Argument(..., help="run folder (or its model.pt)"),
              data: Optional[str] = typer.Option(None, help="dataset to evaluate on [default: the run's own]"),
              split: str = typer.Option("test", help="valid or test"),
@@ -241,34 +250,32 @@ def evaluate(checkpoint: Path = typer.Argument(..., help="run folder (or its mod
     """Evaluate a saved run on the valid or test split."""
     from ..data import eval_set, load_dataset
     from ..evaluation import evaluate as run_evaluation
+    from ..evaluation import metrics_table
     from ..evaluation.long_tail import long_tail_groups
-    from ..training import load_run
+    from ..runs import load_run
 
     on = start(device, threads)
-    try:
-        run = load_run(checkpoint, on)
-        config = run.config.replace(**{k: v for k, v in dict(data=data, mask_history=mask_history,
-                                        sampled_negatives=sampled_negatives).items() if v is not None})
-        cutoffs = _parse_ks(ks) if ks else config.eval_ks
-        dataset = load_dataset(config)
-        _check_items(dataset.item_ids, run.item_ids)
-        users = eval_set(dataset, config.max_len, split)
-        groups = long_tail_groups(dataset, users) if long_tail else None
-        result = run_evaluation(run.model, users, ks=cutoffs, mask_history=config.mask_history,
-                                sampled_negatives=config.sampled_negatives, batch_size=config.eval_batch_size,
-                                seed=config.seed, groups=groups)
-    except (ConfigError, ValueError, FileNotFoundError) as error:
-        fail(str(error))
+    run = load_run(checkpoint, on)
+    config = run.config.replace(**{k: v for k, v in dict(data=data, mask_history=mask_history,
+                                                         sampled_negatives=sampled_negatives).items() if v is not None})
+    cutoffs = _parse_ks(ks) if ks else config.eval_ks
+    dataset = load_dataset(config)
+    run.check_data(dataset)
+    users = eval_set(dataset, config.max_len, split)
+    groups = long_tail_groups(dataset, users) if long_tail else None
+    result = run_evaluation(run.model, users, ks=cutoffs, mask_history=config.mask_history,
+                            sampled_negatives=config.sampled_negatives, batch_size=config.eval_batch_size,
+                            seed=config.seed, groups=groups)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
-    else:
-        mode = f"{config.sampled_negatives} sampled negatives" if config.sampled_negatives else \
-            f"full ranking, mask_history={config.mask_history}"
-        typer.echo(f"{dataset.summary()}\n{split} ({mode}):")
-        rows = {config.model: result}
-        for name, mask in (groups or {}).items():
-            rows[f"{name} ({mask.sum():,})"] = {k.split("/", 1)[1]: v for k, v in result.items() if k.startswith(f"{name}/")}
-        typer.echo(metrics_table(rows, cutoffs))
+        return
+    mode = f"{config.sampled_negatives} sampled negatives" if config.sampled_negatives else \
+        f"full ranking, mask_history={config.mask_history}"
+    typer.echo(f"{dataset.summary()}\n{split} ({mode}):")
+    rows = {config.model: result}
+    for name, mask in (groups or {}).items():
+        rows[f"{name} ({mask.sum():,})"] = {k.split("/", 1)[1]: v for k, v in result.items() if k.startswith(f"{name}/")}
+    typer.echo(metrics_table(rows, cutoffs))
 
 
 def _parse_ks(text: str) -> tuple[int, ...]:
@@ -281,17 +288,16 @@ def _parse_ks(text: str) -> tuple[int, ...]:
     return ks
 
 
-def _check_items(data_ids, run_ids) -> None:
-    if len(data_ids) != len(run_ids) or not (data_ids.astype(str) == run_ids.astype(str)).all():
-        raise ValueError("the dataset's items differ from the ones the model was trained on "
-                         f"({len(data_ids)} vs {len(run_ids)} items); evaluate on the same data and preprocessing")
+UNKNOWN_HELP = "items the model does not know: ignore (drop them and say so) or reject (an error)"
 
 
 @app.command()
+@user_errors
 def recommend(checkpoint: Path = typer.Argument(..., help="run folder, its model.pt, or an exported artefact"),
               history: str = typer.Option(..., help="the user's items, oldest first, original ids: \"12 7 99\""),
               k: int = typer.Option(10, "-k", "--top", help="how many items to return"),
               keep_seen: bool = typer.Option(False, help="allow items already in the history"),
+              unknown_items: str = typer.Option("ignore", help=UNKNOWN_HELP),
               device: str = typer.Option("auto", help="auto, cpu or cuda"),
               threads: int = typer.Option(0, min=0, help=THREADS_HELP)) -> None:
     """Top-k items for a new user's history (original item ids), with scores."""
@@ -301,30 +307,28 @@ def recommend(checkpoint: Path = typer.Argument(..., help="run folder, its model
     if not tokens:
         fail("--history is empty; give the user's items, e.g. --history \"12 7 99\"")
     start(device, threads)
-    try:
-        result = Recommender.load(checkpoint, device).recommend([tokens], k, exclude_seen=not keep_seen,
-                                                                unknown="reject")[0]
-    except (ValueError, FileNotFoundError) as error:
-        fail(str(error))
+    result = Recommender.load(checkpoint, device).recommend([tokens], k, exclude_seen=not keep_seen,
+                                                            unknown=unknown_items)[0]
+    if result["unknown"]:
+        typer.echo(f"ignored items the model does not know: {' '.join(map(str, result['unknown']))}", err=True)
     typer.echo(f"{'rank':>4}  {'item':>10}  score")
     for rank, (item, score) in enumerate(zip(result["items"], result["scores"]), start=1):
         typer.echo(f"{rank:>4}  {str(item):>10}  {score:.4f}")
 
 
 @app.command()
+@user_errors
 def export(checkpoint: Path = typer.Argument(..., help="run folder"),
            out: Path = typer.Option(..., help="file to write, e.g. model.elcrec.pt")) -> None:
     """One self-contained file (weights, config, item ids) that `serve`, `recommend` and `evaluate` load."""
-    from ..training import export_run
+    from ..runs import export_run
 
-    try:
-        export_run(checkpoint, out)
-    except (ValueError, FileNotFoundError) as error:
-        fail(str(error))
+    export_run(checkpoint, out)
     typer.echo(f"wrote {out}")
 
 
 @app.command()
+@user_errors
 def serve(checkpoint: Path = typer.Argument(..., help="run folder, its model.pt, or an exported artefact"),
           host: str = typer.Option("127.0.0.1", help="address to listen on"),
           port: int = typer.Option(8000, help="port"),
@@ -339,23 +343,23 @@ def serve(checkpoint: Path = typer.Argument(..., help="run folder, its model.pt,
           threads: int = typer.Option(0, min=0, help=THREADS_HELP)) -> None:
     """Serve recommendations and intents over HTTP (OpenAPI schema at /docs and /openapi.json)."""
     import uvicorn
+    from pydantic import ValidationError
 
     from ..serving import Limits, Recommender, create_app
 
-    if unknown_items not in ("ignore", "reject"):
-        fail(f"--unknown-items {unknown_items!r}: choose ignore or reject")
     start(device, threads)
+    recommender = Recommender.load(checkpoint, device, index=index, ef_search=ef_search)
     try:
-        recommender = Recommender.load(checkpoint, device, index=index, ef_search=ef_search)
         limits = Limits(max_history=max_history, max_batch=max_batch, max_k=max_k, max_body_bytes=max_body_bytes,
                         unknown=unknown_items)
-    except (ValueError, FileNotFoundError) as error:
-        fail(str(error))
+    except ValidationError as error:
+        fail("; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in error.errors()))
     typer.echo(f"serving {recommender.config.model} ({recommender.n_items:,} items) on http://{host}:{port}")
     uvicorn.run(create_app(recommender, limits), host=host, port=port, log_level="warning")
 
 
 @app.command()
+@user_errors
 def intents(checkpoint: Path = typer.Argument(..., help="run folder of an iclrec or elcrec model"),
             out: Optional[Path] = typer.Option(None, help="folder for intents.csv and centres.npy [default: the run folder]"),
             data: Optional[str] = typer.Option(None, help="dataset [default: the run's own]"),
@@ -368,23 +372,23 @@ def intents(checkpoint: Path = typer.Argument(..., help="run folder of an iclrec
 
     from ..data import load_dataset
     from ..evaluation.intents import intent_agreement, planted_intents, user_intents
-    from ..training import load_run, write_json
+    from ..runs import atomic_write, load_run, write_json
 
     on = start(device, threads)
-    try:
-        run = load_run(checkpoint, on)
-        config = run.config.replace(data=data) if data else run.config
-        dataset = load_dataset(config)
-        _check_items(dataset.item_ids, run.item_ids)
-        _, ids, distances = user_intents(run.model, dataset, config.eval_batch_size)
-    except (ConfigError, ValueError, TypeError, FileNotFoundError) as error:
-        fail(str(error))
+    run = load_run(checkpoint, on)
+    config = run.config.replace(data=data) if data else run.config
+    dataset = load_dataset(config)
+    run.check_data(dataset)
+    _, ids, distances = user_intents(run.model, dataset, config.eval_batch_size)
     out = out or run.path
-    out.mkdir(parents=True, exist_ok=True)
     table = pa.table({"user_id": dataset.user_ids.astype(str) if dataset.user_ids.dtype.kind in "OU" else dataset.user_ids,
                       "intent": ids, "distance": distances})
-    pacsv.write_csv(table, out / "intents.csv")
-    np.save(out / "centres.npy", run.model.centres.detach().cpu().numpy())
+    buffer = pa.BufferOutputStream()
+    pacsv.write_csv(table, buffer)
+    atomic_write(out / "intents.csv", buffer.getvalue().to_pybytes())
+    centres = io.BytesIO()
+    np.save(centres, run.model.centres.detach().cpu().numpy())
+    atomic_write(out / "centres.npy", centres.getvalue())
     used = np.bincount(ids, minlength=config.num_clusters)
     summary: dict[str, Any] = {"users": dataset.n_users, "clusters": config.num_clusters,
                                "clusters_used": int((used > 0).sum()), "largest_cluster_share": float(used.max() / len(ids))}
@@ -396,6 +400,7 @@ def intents(checkpoint: Path = typer.Argument(..., help="run folder of an iclrec
 
 
 @app.command()
+@user_errors
 def report(run_dir: Path = typer.Argument(..., help="run folder of a finished training run"),
            out: Optional[Path] = typer.Option(None, help="folder for report.html and its PNGs [default: the run folder]"),
            data: Optional[str] = typer.Option(None, help="dataset [default: the run's own]"),
@@ -406,17 +411,16 @@ def report(run_dir: Path = typer.Argument(..., help="run folder of a finished tr
     intent sizes and intents by user activity (needs matplotlib: pip install 'elcrec\\[plot]')."""
     on = start(device, threads)
     try:
-        from ..evaluation.report import write_report
+        import matplotlib  # noqa: F401
+    except ImportError:
+        fail("the report needs matplotlib: pip install elcrec[plot]")
+    from ..report import write_report
 
-        path = write_report(run_dir, data=data, out=out, sample=users, device=on)
-    except ImportError as error:
-        fail(f"{error.name or error}: the report needs matplotlib (pip install elcrec[plot])")
-    except (ConfigError, ValueError, TypeError, FileNotFoundError) as error:
-        fail(str(error))
-    typer.echo(f"wrote {path}")
+    typer.echo(f"wrote {write_report(run_dir, data=data, out=out, sample=users, device=on)}")
 
 
 @app.command("embed-items")
+@user_errors
 def embed_items(texts: str = typer.Argument(..., help="CSV, TSV or Parquet file of item_id,text rows (user_id,text with --users), or 'synthetic' (the built-in data's generated item texts)"),
                 data: str = typer.Option(..., help="the interaction log the items belong to (or synthetic)"),
                 out: Path = typer.Option(Path("item_embeddings.npy"), help=".npy to write: row i = internal item i + 1 (with --users: the log's user i)"),
@@ -428,21 +432,15 @@ def embed_items(texts: str = typer.Argument(..., help="CSV, TSV or Parquet file 
 
     from ..data import load_dataset
     from ..data.item_text import embed_texts, read_texts, synthetic_item_texts
-    from ..training.checkpoint import atomic_write
+    from ..runs import atomic_write
 
     on = start(device, threads)
-    try:
-        dataset = load_dataset(Config(data=data))
-        if users:
-            rows = read_texts(texts, dataset.user_ids, id_col="user_id")
-        else:
-            rows = synthetic_item_texts(dataset) if texts == "synthetic" else read_texts(texts, dataset.item_ids)
-        matrix = embed_texts(rows, device=str(on))
-    except ImportError as error:
-        fail(str(error))
-    except (ConfigError, ValueError, FileNotFoundError) as error:
-        fail(str(error))
-    out.parent.mkdir(parents=True, exist_ok=True)
+    dataset = load_dataset(Config(data=data))
+    if users:
+        rows = read_texts(texts, dataset.user_ids, id_col="user_id")
+    else:
+        rows = synthetic_item_texts(dataset) if texts == "synthetic" else read_texts(texts, dataset.item_ids)
+    matrix = embed_texts(rows, device=str(on))
     buffer = io.BytesIO()
     np.save(buffer, matrix)
     atomic_write(out, buffer.getvalue())  # a half-written matrix never replaces a good one
@@ -450,27 +448,30 @@ def embed_items(texts: str = typer.Argument(..., help="CSV, TSV or Parquet file 
 
 
 @app.command("import-reference")
+@user_errors
 def import_reference(checkpoint: Path = typer.Argument(..., help="state dict of the reference ELCRec/ICLRec code"),
                      out: Path = typer.Option(Path("runs/reference"), help="run folder to write"),
                      data: Optional[str] = typer.Option(None, help="benchmark file it was trained on; evaluates test when given"),
                      num_heads: int = typer.Option(2, help="attention heads (not recorded in the state dict)"),
                      preset: str = typer.Option("", help="paper preset of the dataset it was trained on (beauty, ...)"),
-                     mask_history: str = typer.Option("reference", help="masking for the evaluation")) -> None:
+                     mask_history: str = typer.Option("reference", help="masking for the evaluation"),
+                     overwrite: bool = typer.Option(False, "--overwrite", help="replace a run already in --out")) -> None:
     """Convert a reference checkpoint into an elcrec run folder (and evaluate it on --data)."""
     from ..data import eval_set, load_dataset
     from ..evaluation import evaluate as run_evaluation
+    from ..evaluation import metrics_table
     from ..models.reference import import_reference as convert
-    from ..training import save_run, write_json
+    from ..runs import METRICS_FILE, MODEL_FILE, fingerprint, result_record, save_run, write_json
 
-    try:
-        dataset = load_dataset(Config(data=data)) if data else None
-        model, config, left = convert(checkpoint, None if dataset is None else dataset.item_ids, num_heads,
-                                      data=data or "synthetic", mask_history=mask_history, output_dir=str(out),
-                                      preset=preset)
-    except (ConfigError, ValueError, FileNotFoundError) as error:
-        fail(str(error))
+    if (out / MODEL_FILE).is_file() and not overwrite:
+        fail(f"{out} already holds a run ({MODEL_FILE}): choose another --out, or --overwrite it")
+    dataset = load_dataset(Config(data=data)) if data else None
+    model, config, left = convert(checkpoint, None if dataset is None else dataset.item_ids, num_heads,
+                                  data=data or "synthetic", mask_history=mask_history, output_dir=str(out),
+                                  preset=preset)
     item_ids = dataset.item_ids if dataset is not None else range(1, model.encoder.item_embeddings.num_embeddings)
-    save_run(out, model, config, item_ids)
+    (out / METRICS_FILE).unlink(missing_ok=True)  # an overwritten run's result is no longer true
+    save_run(out, model, config, item_ids, None if dataset is None else fingerprint(dataset))
     typer.echo(f"imported {config.model}: {config.num_layers} layer(s), hidden {config.hidden_size}, max_len {config.max_len}, "
                f"{model.encoder.item_embeddings.num_embeddings - 1:,} items -> {out}")
     if left:
@@ -478,7 +479,7 @@ def import_reference(checkpoint: Path = typer.Argument(..., help="state dict of 
     if dataset is not None:
         result = run_evaluation(model, eval_set(dataset, config.max_len, "test"), ks=config.eval_ks,
                                 mask_history=mask_history)
-        write_json(out / "metrics.json", {"test": result, "mask_history": mask_history})
+        write_json(out / METRICS_FILE, result_record(config, result, source="imported"))
         typer.echo(f"test on {dataset.summary()} (mask_history={mask_history}):")
         typer.echo(metrics_table({"reference": result}, config.eval_ks))
 

@@ -20,6 +20,7 @@ __all__ = ["DataError", "EvalSet", "Interactions", "SequenceData", "TrainSet", "
 def load_dataset(config: Config) -> SequenceData:
     """The dataset a config names: the built-in synthetic data, or a file/folder read and preprocessed."""
     if config.data == "synthetic":
-        return make_synthetic(config.synthetic_users, config.synthetic_items, config.synthetic_intents, seed=config.seed)
+        return make_synthetic(config.synthetic_users, config.synthetic_items, config.synthetic_intents,
+                              seed=config.synthetic_seed)
     interactions = read_interactions(config.data, config.data_format, config.user_col, config.item_col, config.time_col)
     return build_sequences(interactions, dedup=config.dedup, kcore=config.kcore, name=config.data_name)

@@ -8,6 +8,7 @@ History masking (`mask_history`), applied to every item the user saw before the 
   none      -> scores untouched.
 Sampled mode ranks the target among N negatives drawn uniformly without replacement from the items
 the user has not seen (history and target excluded), with a seeded generator.
+A score that is NaN or infinite ranks last: a broken model never hits.
 Users are taken shortest history first, so each batch drops its leading all-padding columns.
 Under torch.distributed every process ranks every world_size-th user and the metric sums are added up.
 """
@@ -17,12 +18,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..config import CHOICES
 from ..data import EvalSet
 from ..distributed import rank, world_size
-from ..models import SequentialRecommender
+from ..models import SequentialRecommender, evaluating, model_device
 from .metrics import RankingMetrics, pessimistic_rank
 
-MASK_VALUES = {"exclude": float("-inf"), "reference": 0.0}
+MASK_VALUES = {"exclude": float("-inf"), "reference": 0.0}  # the score a seen item gets (none: its own)
 
 
 @torch.no_grad()
@@ -31,10 +33,15 @@ def evaluate(model: SequentialRecommender, data: EvalSet, ks: tuple[int, ...] = 
              seed: int = 0, groups: dict[str, np.ndarray] | None = None) -> dict[str, float]:
     """Metrics over every user of `data`; with `groups` (name -> boolean mask over the users, e.g.
     long_tail.long_tail_groups), also each group's as "<name>/<metric>"."""
-    if mask_history not in ("none", *MASK_VALUES):
-        raise ValueError(f"mask_history={mask_history!r}: choose none, exclude or reference")
-    was_training = model.training
-    model.eval()
+    if mask_history not in CHOICES["mask_history"]:
+        raise ValueError(f"mask_history={mask_history!r}: choose one of {', '.join(CHOICES['mask_history'])}")
+    with evaluating(model):
+        return _evaluate(model, data, ks, mask_history, sampled_negatives, batch_size, seed, groups)
+
+
+def _evaluate(model: SequentialRecommender, data: EvalSet, ks: tuple[int, ...], mask_history: str,
+              sampled_negatives: int, batch_size: int, seed: int,
+              groups: dict[str, np.ndarray] | None) -> dict[str, float]:
     device = model_device(model)
     inputs = torch.from_numpy(data.inputs)
     targets = torch.from_numpy(data.targets) - 1  # column of each target
@@ -46,6 +53,7 @@ def evaluate(model: SequentialRecommender, data: EvalSet, ks: tuple[int, ...] = 
     for start in range(0, len(order), batch_size):
         users = order[start : start + batch_size]
         scores = model.score(inputs[users].to(device)).float()
+        scores.masked_fill_(~scores.isfinite(), float("-inf"))  # NaN or inf: ranked last, never a hit
         rows, cols = _history_entries(data.history, data.history_offsets, users, device)
         target = targets[users].to(device)
         if sampled_negatives:
@@ -59,17 +67,10 @@ def evaluate(model: SequentialRecommender, data: EvalSet, ks: tuple[int, ...] = 
         metrics.update(ranks)
         for mask, group_metrics in groups.values():
             group_metrics.update(ranks[mask[users].to(device)])
-    model.train(was_training)
     result = metrics.result(device)
     for name, (_, group_metrics) in groups.items():
         result.update({f"{name}/{metric}": value for metric, value in group_metrics.result(device).items()})
     return result
-
-
-def model_device(model: torch.nn.Module) -> torch.device:
-    tensor = next(model.parameters(), None)
-    tensor = next(model.buffers()) if tensor is None else tensor
-    return tensor.device
 
 
 def _history_entries(history: np.ndarray, offsets: np.ndarray, users: np.ndarray,

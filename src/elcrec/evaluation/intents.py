@@ -6,8 +6,8 @@ import numpy as np
 import torch
 
 from ..data import SequenceData, pad_left
+from ..models import evaluating, model_device
 from ..models.intent import IntentModel
-from .evaluator import model_device
 
 
 @torch.no_grad()
@@ -17,19 +17,17 @@ def user_intents(model: IntentModel, data: SequenceData,
     from [N, d], the intent id (nearest centre) and the distance to it."""
     if not isinstance(model, IntentModel):
         raise TypeError(f"{type(model).__name__} learns no intents; use an iclrec or elcrec run")
-    was_training = model.training
-    model.eval()
     histories = pad_left(data.items, data.offsets[:-1], data.offsets[1:], model.config.max_len)
     device = model_device(model)
     representations, ids, distances = [], [], []
-    for start in range(0, len(histories), batch_size):
-        batch = torch.from_numpy(histories[start : start + batch_size]).to(device)
-        z = model.represent(batch)
-        intent, distance = model.nearest(z)
-        representations.append(z.float().cpu())
-        ids.append(intent.cpu())
-        distances.append(distance.float().cpu())
-    model.train(was_training)
+    with evaluating(model):
+        for start in range(0, len(histories), batch_size):
+            batch = torch.from_numpy(histories[start : start + batch_size]).to(device)
+            z = model.represent(batch)
+            intent, distance = model.nearest(z)
+            representations.append(z.float().cpu())
+            ids.append(intent.cpu())
+            distances.append(distance.float().cpu())
     return torch.cat(representations).numpy(), torch.cat(ids).numpy(), torch.cat(distances).numpy()
 
 

@@ -43,3 +43,17 @@ class RankingMetrics:
         totals = all_sum(torch.tensor([*self.sums.values(), self.count], dtype=torch.float64, device=device)).tolist()
         count = totals.pop()
         return {name: total / count if count else float("nan") for name, total in zip(self.sums, totals)}
+
+
+def format_metrics(metrics: dict[str, float], names: tuple[str, ...] = ("HR", "NDCG")) -> str:
+    """One line: 'HR@5 0.0529  HR@20 0.1079 ...' for the metrics named `names`."""
+    return "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.partition("@")[0] in names)
+
+
+def metrics_table(rows: dict[str, dict[str, float]], ks: tuple[int, ...], names: tuple[str, ...] = METRICS) -> str:
+    """A plain-text table: one row per name in `rows`, a column per metric@k."""
+    columns = [f"{m}@{k}" for m in names for k in ks]
+    width = max(len(r) for r in rows) + 2
+    lines = ["".ljust(width) + "".join(n.rjust(9) for n in columns)]
+    lines += [name.ljust(width) + "".join(f"{values[n]:9.4f}" for n in columns) for name, values in rows.items()]
+    return "\n".join(lines)

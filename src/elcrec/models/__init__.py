@@ -14,9 +14,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from .base import NextItemRecommender, SequentialRecommender
+from .base import Batch, NextItemRecommender, SequentialRecommender, evaluating, model_device
 from .bert4rec import BERT4Rec
 from .contrastive import CL4SRec
 from .gru4rec import GRU4Rec
@@ -28,18 +28,24 @@ from .transformer import TransformerEncoder
 
 if TYPE_CHECKING:
     from ..config import Config
+    from ..data import SequenceData
 
 MODELS: dict[str, type[SequentialRecommender]] = {
     "sasrec": SASRec, "cl4srec": CL4SRec, "iclrec": ICLRec, "elcrec": ELCRec, "gru4rec": GRU4Rec,
     "bert4rec": BERT4Rec, "llmesr": LLMESR, "pop": Popularity,
 }
 
-__all__ = ["BERT4Rec", "CL4SRec", "ELCRec", "GRU4Rec", "ICLRec", "LLMESR", "MODELS", "NextItemRecommender", "Popularity",
-           "SASRec", "SequentialRecommender",
-           "TransformerEncoder", "build_model"]
+__all__ = ["BERT4Rec", "Batch", "CL4SRec", "ELCRec", "GRU4Rec", "ICLRec", "LLMESR", "MODELS", "NextItemRecommender",
+           "Popularity", "SASRec", "SequentialRecommender", "TransformerEncoder", "build_model", "create_model",
+           "evaluating", "model_device"]
 
 
-def build_model(config: Config, n_items: int) -> SequentialRecommender:
-    if config.model not in MODELS:
-        raise ValueError(f"model={config.model!r}: choose one of {', '.join(MODELS)}")
-    return MODELS[config.model](n_items, config)
+def create_model(config: Config, data: SequenceData) -> SequentialRecommender:
+    """A new model of config.model to train on `data` (it reads what it needs besides the sequences)."""
+    return MODELS[config.model].create(config, data)
+
+
+def build_model(config: Config, n_items: int, weights: dict[str, Any] | None = None) -> SequentialRecommender:
+    """The model of config.model over n_items items, shaped to fit `weights` (a saved state dict) when given."""
+    cls = MODELS[config.model]
+    return cls(n_items, config) if weights is None else cls.from_weights(config, n_items, weights)

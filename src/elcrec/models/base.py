@@ -4,21 +4,23 @@
 - `score(histories)` -> [B, n_items]; column j scores item id j + 1 (id 0 is padding, never ranked);
   a new tensor the caller may modify in place (the evaluator masks seen items in it).
 - `encode(histories)` -> [B, d], the user representation the scores are built from.
-- `loss_terms(batch)` -> the training loss's weighted terms by name (rec, cl, cluster, intent_cl); `loss(batch)`
-  is their sum. `batch` holds `inputs`, `targets` ([B, L]) and, when `needs_negatives`, `negatives`
-  ([B, L] items the user never interacted with).
-- `batch` also holds `rows`, each row's index in the training set (LLM-ESR finds its similar users by it).
-- `set_item_text(text)` gives item text embeddings to the models that read them (before `prepare`);
-  `set_user_text(text)` user text embeddings (LLM-ESR's distillation neighbours).
+- `loss_terms(batch)` -> the training loss's weighted terms by name (rec, cl, cluster, intent_cl, ...);
+  `loss(batch)` is their sum. `batch` is a `Batch`.
+- `create(config, data)` makes a model to train on `data` (LLM-ESR reads its texts there);
+  `from_weights(config, n_items, weights)` the model that a saved state dict fits.
 - `prepare(train)` runs once before the first epoch (counting, cluster initialisation, ...);
   `start_epoch(train)` before every epoch (ICLRec's k-means E-step).
-Models read their settings from the run's Config (`self.config`).
+Models read their settings from the run's Config (`self.config`) and how to compute from its engine plan
+(`models.engine`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from typing import TYPE_CHECKING, Callable, TypeVar
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -27,16 +29,42 @@ from torch import nn
 from ..distributed import batch_mean
 
 if TYPE_CHECKING:
-    from ..data import TrainSet
+    from ..config import Config
+    from ..data import SequenceData, TrainSet
+
+
+@dataclass
+class Batch:
+    """One training step's sequences (elcrec.training.make_batch builds it)."""
+
+    inputs: torch.Tensor  # [B, L] item ids, right-aligned, left-padded with 0
+    targets: torch.Tensor  # [B, L] the next item at every position, 0 under padding
+    rows: torch.Tensor  # [B] each row's index in the training set (LLM-ESR finds similar users by it)
+    negatives: torch.Tensor | None = None  # [B, L] items the user never saw, when the model needs_negatives
+
+    def last(self, width: int) -> Batch:
+        """The batch's last `width` positions."""
+        negatives = None if self.negatives is None else self.negatives[:, -width:]
+        return replace(self, inputs=self.inputs[:, -width:], targets=self.targets[:, -width:], negatives=negatives)
 
 
 class SequentialRecommender(nn.Module):
     needs_negatives = False
 
-    def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    @classmethod
+    def create(cls, config: Config, data: SequenceData) -> SequentialRecommender:
+        """A new model to train on `data`."""
+        return cls(data.n_items, config)
+
+    @classmethod
+    def from_weights(cls, config: Config, n_items: int, weights: dict[str, Any]) -> SequentialRecommender:
+        """The model a saved state dict of these settings fits (its weights not yet loaded)."""
+        return cls(n_items, config)
+
+    def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def loss(self, batch: Batch) -> torch.Tensor:
         return sum(self.loss_terms(batch).values())
 
     def score(self, histories: torch.Tensor) -> torch.Tensor:
@@ -47,14 +75,6 @@ class SequentialRecommender(nn.Module):
 
     def prepare(self, train: TrainSet) -> None:
         """Nothing to prepare by default."""
-
-    def set_item_text(self, text: torch.Tensor) -> None:
-        """[n_items, D] text embeddings of items 1..n (models that read item text: llmesr)."""
-        raise ValueError(f"{type(self).__name__} reads no item text: item_text is for llmesr")
-
-    def set_user_text(self, text: torch.Tensor) -> None:
-        """[n_users, D] text embeddings of the log's users (llmesr)."""
-        raise ValueError(f"{type(self).__name__} reads no user text: user_text is for llmesr")
 
     def start_epoch(self, train: TrainSet) -> None:
         """Nothing to do per epoch by default."""
@@ -99,22 +119,19 @@ class NextItemRecommender(SequentialRecommender):
     def score(self, histories: torch.Tensor) -> torch.Tensor:
         return self.encode(histories) @ self.item_table[1:].T
 
-    def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        inputs = trim_padding(batch["inputs"])  # exact: leading padding never reaches item positions
-        width = inputs.shape[1]
-        batch = {k: v[:, -width:] if v.dim() == 2 else v for k, v in batch.items()}
-        return {"rec": self.rec_loss(self.sequence_output(inputs), batch)}
+    def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
+        inputs = trim_padding(batch.inputs)  # exact: leading padding never reaches item positions
+        return {"rec": self.rec_loss(self.sequence_output(inputs), batch.last(inputs.shape[1]))}
 
-    def rec_loss(self, h: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def rec_loss(self, h: torch.Tensor, batch: Batch) -> torch.Tensor:
         """The recommendation loss from the output `h` [B, L, d] (shared with the CL models); under
         torch.distributed, averaged over every process's targets."""
-        targets = batch["targets"]
-        present = targets > 0
+        present = batch.targets > 0
         table = self.item_table
         if self.config.loss == "ce":
-            return batch_mean(F.cross_entropy(h[present] @ table[1:].T, targets[present] - 1, reduction="none"))
-        pos = (h * rows(table, targets)).sum(-1)
-        neg = (h * rows(table, batch["negatives"])).sum(-1)
+            return batch_mean(F.cross_entropy(h[present] @ table[1:].T, batch.targets[present] - 1, reduction="none"))
+        pos = (h * rows(table, batch.targets)).sum(-1)
+        neg = (h * rows(table, batch.negatives)).sum(-1)
         return batch_mean((-F.logsigmoid(pos) - F.logsigmoid(-neg))[present])
 
 
@@ -144,3 +161,20 @@ def trim_padding(inputs: torch.Tensor) -> torch.Tensor:
     occupied = (inputs > 0).any(0).nonzero()
     first = int(occupied[0]) if len(occupied) else inputs.shape[1] - 1
     return inputs[:, first:]
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """The model in eval mode (no dropout) for the block, then back in the mode it was in."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    tensor = next(model.parameters(), None)
+    tensor = next(model.buffers()) if tensor is None else tensor
+    return tensor.device

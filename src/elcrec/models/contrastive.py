@@ -16,9 +16,9 @@ import torch.nn.functional as F
 
 from ..distributed import gather_rows, rank, world_size
 from .augment import augment
-from .base import in_float32
+from .base import Batch, in_float32
 from .sasrec import SASRec
-from .transformer import span_groups, started
+from .transformer import span_groups
 
 
 class Gram(torch.autograd.Function):
@@ -82,9 +82,7 @@ def nce(a: torch.Tensor, b: torch.Tensor, temperature: float = 1.0, spans: torch
 class CL4SRec(SASRec):
     """SASRec + InfoNCE between two augmented views' flattened [L * d] outputs (weight cl_weight)."""
 
-    @property
-    def reads_padding(self) -> bool:
-        return self.config.padding_outputs == "encoded"
+    reads_padding = True  # the flattened outputs include every position (unless padding_outputs=zero)
 
     def views(self, inputs: torch.Tensor) -> torch.Tensor:
         """Two augmented views of every row, stacked: [2B, L]."""
@@ -92,21 +90,13 @@ class CL4SRec(SASRec):
         return torch.cat([augment(inputs, c.augment, c.crop_ratio, c.mask_ratio, c.reorder_ratio) for _ in range(2)])
 
     def encode_with_views(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Outputs for the rows [B, L, d], two augmented views of each [2B, L], and the views' outputs
-        [2B, L, d]: one encoder pass over all 3B rows (engine=fast) or one pass each (engine=reference)."""
-        if self.config.engine == "reference":  # the reference draws the views after encoding the rows
-            h = self.sequence_output(inputs)
-            views = self.views(inputs)
-            return h, views, self.sequence_output(views)
-        views = self.views(inputs)
-        h, out = self.sequence_output(torch.cat([inputs, views])).split([len(inputs), len(views)])
-        return h, views, out
+        """Outputs for the rows [B, L, d], two augmented views of each [2B, L], and the views' outputs [2B, L, d]."""
+        return self.plan.rows_and_views(self.sequence_output, inputs, self.views)
 
     def instance_cl(self, out: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
         """Weighted NT-Xent between the two views' outputs out [2B, L, d'], compared flattened."""
-        spans = started(views).sum(1) if self.skips_padding else None
-        return self.config.cl_weight * nce(*out.chunk(2), self.config.temperature, spans=spans)
+        return self.config.cl_weight * nce(*out.chunk(2), self.config.temperature, spans=self.plan.spans(views))
 
-    def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        h, views, out = self.encode_with_views(batch["inputs"])
+    def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
+        h, views, out = self.encode_with_views(batch.inputs)
         return {"rec": self.rec_loss(h, batch), "cl": self.instance_cl(out, views)}

@@ -30,39 +30,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import ConfigError
 from ..distributed import broadcast, gather_to_main, rank, world_size
-from .base import in_float32, rows
+from .base import Batch, evaluating, rows
+from .clustering import kmeans, nearest_centre, squared_distances
 from .contrastive import CL4SRec, nce
-from .transformer import started
 
 if TYPE_CHECKING:
     from ..config import Config
     from ..data import TrainSet
-
-
-def kmeans(x: np.ndarray, k: int, iters: int, restarts: int, seed: int) -> np.ndarray:
-    """faiss k-means (GPU faiss when it is installed and a GPU is present); returns [k, d] centroids."""
-    import faiss
-
-    if len(x) < k:
-        raise ValueError(f"num_clusters={k} exceeds the {len(x)} training sequences; lower num_clusters")
-    gpu = hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0
-    model = faiss.Kmeans(x.shape[1], k, niter=iters, nredo=restarts, seed=seed, gpu=gpu, verbose=False)
-    model.train(np.ascontiguousarray(x, dtype=np.float32))
-    return model.centroids
-
-
-@in_float32  # under amp too: these pick each sequence's nearest centre
-def squared_distances(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """||x_i - c_k||² as x² + c² - 2x·c (the reference's form), [..., K]."""
-    return (x * x).sum(-1, keepdim=True) + (c * c).sum(-1) - 2 * x @ c.T
-
-
-@in_float32
-def nearest_centre(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """argmin_k ||x - c_k||² for every row of x [..., d]: one addmm of c² - 2x·c (x² is the same for every k)."""
-    flat = x.reshape(-1, x.shape[-1])
-    return torch.addmm((c * c).sum(1), flat, c.T, alpha=-2).argmin(1).view(x.shape[:-1])
 
 
 class IntentModel(CL4SRec):
@@ -72,17 +48,15 @@ class IntentModel(CL4SRec):
     def pooled(self, inputs: np.ndarray, batch_size: int = 1024) -> np.ndarray | None:
         """Pooled eval-mode representations of `inputs`. Under torch.distributed each process encodes its
         share and rank 0 receives them all, in order (the others get None)."""
-        was_training = self.training
-        self.eval()
         device = self.item_table.device
         share = torch.from_numpy(np.array_split(inputs, world_size())[rank()])
         # one output block allocated up front: per-batch results kept between the encoder's freed buffers
-        # fragmented the heap (with keep_freed_memory, 5 GB for 300k sequences)
+        # fragmented the heap (with keep_freed_memory)
         out = torch.empty(len(share), self.config.hidden_size, device=device)
-        for start in range(0, len(share), batch_size):
-            batch = share[start : start + batch_size].to(device)
-            out[start : start + len(batch)] = self.pool(self.sequence_output(batch), batch).float()
-        self.train(was_training)
+        with evaluating(self):
+            for start in range(0, len(share), batch_size):
+                batch = share[start : start + batch_size].to(device)
+                out[start : start + len(batch)] = self.pool(self.sequence_output(batch), batch).float()
         gathered = gather_to_main(out)
         return None if gathered is None else gathered.cpu().numpy()
 
@@ -90,6 +64,9 @@ class IntentModel(CL4SRec):
         """k-means centroids [K, d] of the pooled representations of all training sequences (ICLRec's
         E-step, ELCRec's initialisation), computed on rank 0 and sent to every process."""
         c = self.config
+        if len(train.inputs) < c.num_clusters:
+            raise ConfigError(f"num_clusters={c.num_clusters} exceeds the {len(train.inputs)} training sequences; "
+                              "lower num_clusters")
         x = self.pooled(train.inputs, c.eval_batch_size)
         centroids = torch.zeros(c.num_clusters, c.hidden_size)
         if x is not None:
@@ -128,10 +105,8 @@ class IntentModel(CL4SRec):
         return best.indices, best.values.clamp(min=0).sqrt()
 
     def intent_cl(self, views: torch.Tensor, out: torch.Tensor, intents: torch.Tensor) -> torch.Tensor:
-        """PCL on the views' outputs `out`; engine=reference encodes the views again (fresh dropout), as the
-        reference does, engine=fast reuses the instance-CL pass."""
-        if self.config.engine == "reference":
-            out = self.sequence_output(views)
+        """PCL between the pooled view outputs and each sequence's intent."""
+        out = self.plan.intent_view_outputs(self.sequence_output, views, out)
         p1, p2 = self.pool(out, views).chunk(2)
         t = self.config.temperature
         return (nce(p1, intents, t) + nce(p2, intents, t)) / 2
@@ -155,9 +130,9 @@ class ICLRec(IntentModel):
     def represent(self, histories: torch.Tensor) -> torch.Tensor:
         return self.pool(self.sequence_output(histories), histories)
 
-    def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
         c = self.config
-        inputs = batch["inputs"]
+        inputs = batch.inputs
         h, views, out = self.encode_with_views(inputs)
         nearest = nearest_centre(self.pool(h.detach(), inputs), self.centroids)
         return {"rec": self.rec_loss(h, batch), "cl": self.instance_cl(out, views),
@@ -195,18 +170,9 @@ class ELCRec(IntentModel):
         return F.normalize(torch.from_numpy((x - mean) / np.sqrt(var + self.centering.eps)), dim=1).numpy()
 
     def fuse(self, out: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
-        """Give every position its nearest centre: added (shift) or concatenated (concat); with
-        padding_outputs=zero, positions before a view's first item keep their zero output."""
+        """Give every position of the views' outputs its nearest centre: added (shift) or concatenated (concat)."""
         centres = self.cluster_centers
-        if self.skips_padding:  # nearest centres of the positions from each view's first item on
-            at = started(views).flatten().nonzero().squeeze(1)
-            ids = nearest_centre(out.detach().flatten(0, 1).index_select(0, at), centres.detach())
-            nearest = torch.zeros(out.shape, dtype=centres.dtype, device=out.device).flatten(0, 1) \
-                .index_copy(0, at, rows(centres, ids)).view(out.shape)
-        else:
-            nearest = rows(centres, nearest_centre(out.detach(), centres.detach()))
-            if not self.reads_padding:
-                nearest = nearest.masked_fill(~started(views)[..., None], 0.0)
+        nearest = self.plan.at_items(lambda h: rows(centres, nearest_centre(h, centres.detach())), out.detach(), views)
         return out + nearest if self.config.intent_fusion == "shift" else torch.cat([out, nearest], -1)
 
     def unit_representation(self, h: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
@@ -217,9 +183,9 @@ class ELCRec(IntentModel):
     def represent(self, histories: torch.Tensor) -> torch.Tensor:
         return self.unit_representation(self.sequence_output(histories), histories)
 
-    def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
         c = self.config
-        inputs = batch["inputs"]
+        inputs = batch.inputs
         h, views, out = self.encode_with_views(inputs)
         terms = {"rec": self.rec_loss(h, batch), "cl": self.instance_cl(self.fuse(out, views) if c.icl else out, views)}
         with torch.no_grad():

@@ -30,45 +30,55 @@ output at a [MASK] appended to the history. Training loss, every term averaged a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import NextItemRecommender
+from ..config import ConfigError
+from ..data.item_text import item_text_matrix, user_text_matrix
+from .base import Batch, NextItemRecommender, evaluating
+from .bert4rec import append_mask_token, cloze
+from .clustering import kmeans, nearest_centre
+from .engine import EnginePlan
 from .gru4rec import GRUEncoder
-from .intent import kmeans
 from .transformer import TransformerEncoder, attention_mask
 
 if TYPE_CHECKING:
     from ..config import Config
-    from ..data import TrainSet
+    from ..data import SequenceData, TrainSet
 
 ICC_DIMS = 16  # text embeddings are reduced to this many PCA components before clustering
 
 
+def backbone(config: Config, plan: EnginePlan) -> nn.Module:
+    """The sequence encoder both views share, taking the items' vectors: SASRec's causal blocks, BERT4Rec's
+    bidirectional ones, or GRU4Rec's GRU."""
+    c = config
+    if c.backbone == "gru4rec":
+        return GRUEncoder(c.hidden_size, c.num_layers, c.dropout)
+    return TransformerEncoder(0, c.hidden_size, c.num_layers, c.num_heads, c.max_len, c.dropout, c.attn_dropout,
+                              causal=c.backbone == "sasrec", fast_dropout=plan.fast, item_table=False)
+
+
 class LLMESR(NextItemRecommender):
-    def __init__(self, n_items: int, config: Config) -> None:
+    def __init__(self, n_items: int, config: Config, text_dim: int) -> None:
         super().__init__(config)
-        if config.text_dim < 1:
-            raise ValueError("llmesr needs item text embeddings: set item_text (a .npy/.pkl file or 'synthetic')")
         if config.icc == "hdbscan" and config.icc_centres == "learned":
             raise ValueError("icc_centres=learned needs a known number of clusters: use icc=kmeans")
-        d, D = config.hidden_size, config.text_dim
+        self.plan = EnginePlan.of(config)
+        self.cloze = config.backbone == "bert4rec"  # Cloze training, scored from an appended [MASK]
+        d, D = config.hidden_size, text_dim
         self.n_items = n_items
-        self.mask_token = n_items + 1  # bert4rec only
-        rows = n_items + 1 + (config.backbone == "bert4rec")
+        self.mask_token = n_items + 1  # the Cloze backbone only
+        rows = n_items + 1 + self.cloze
         self.register_buffer("text", torch.zeros(rows, D))  # frozen; row 0 padding, [MASK] zero too
         self.adapter = nn.Sequential(nn.Linear(D, max(D // 2, 1)), nn.Linear(max(D // 2, 1), d))
         self.id_embeddings = nn.Embedding(rows, d, padding_idx=0)
-        if config.backbone == "gru4rec":
-            self.encoder = GRUEncoder(d, config.num_layers, config.dropout)
-        else:
-            self.encoder = TransformerEncoder(n_items, d, config.num_layers, config.num_heads, config.max_len,
-                                              config.dropout, config.attn_dropout, causal=config.backbone == "sasrec",
-                                              fast_dropout=config.engine == "fast", item_table=False)
+        self.encoder = backbone(config, self.plan)
         self.cross = nn.MultiheadAttention(d, 2, dropout=config.attn_dropout, batch_first=True) \
             if config.cross_attention else None
         self.register_buffer("item_cluster", torch.full((n_items + 1,), -1, dtype=torch.long))  # -1: none
@@ -80,14 +90,26 @@ class LLMESR(NextItemRecommender):
         self.neighbours: torch.Tensor | None = None
         self.user_table: torch.Tensor | None = None
 
-    def set_item_text(self, text: torch.Tensor) -> None:
-        """[n_items, D] text embeddings of items 1..n."""
+    @classmethod
+    def create(cls, config: Config, data: SequenceData) -> LLMESR:
+        """A model with `item_text`'s embeddings of the data's items (and `user_text`'s of its users)."""
+        if not config.item_text:
+            raise ValueError("llmesr needs item text embeddings: set item_text (a .npy/.pkl file, a CSV/TSV/Parquet "
+                             "of item_id,text, or 'synthetic')")
+        text = item_text_matrix(config.item_text, data)
+        model = cls(data.n_items, config, text.shape[1])
         with torch.no_grad():
-            self.text[1 : self.n_items + 1] = text
+            model.text[1 : data.n_items + 1] = torch.from_numpy(text)
+        if config.user_text:  # [n_users, D'] embeddings of the log's users: the distillation neighbours
+            model.user_text = torch.from_numpy(user_text_matrix(config.user_text, data))
+        return model
 
-    def set_user_text(self, text: torch.Tensor) -> None:
-        """[n_users, D'] text embeddings of the log's users: the distillation neighbours are found by them."""
-        self.user_text = text
+    @classmethod
+    def from_weights(cls, config: Config, n_items: int, weights: dict[str, Any]) -> LLMESR:
+        """The text table is a buffer of the weights: its width is the text embeddings'."""
+        if "text" not in weights:
+            raise ValueError("the weights hold no text table (an llmesr state dict has one)")
+        return cls(n_items, config, weights["text"].shape[1])
 
     @property
     def item_table(self) -> torch.Tensor:
@@ -99,16 +121,15 @@ class LLMESR(NextItemRecommender):
         col = self.encoder(inputs, vectors=self.id_embeddings(inputs))
         if self.cross is not None:
             L = inputs.shape[1]
-            mask = attention_mask(inputs, self.config.backbone != "bert4rec", sem.dtype)
+            mask = attention_mask(inputs, not self.cloze, sem.dtype)
             mask = mask.expand(-1, 2, L, L).reshape(-1, L, L)  # [B * heads, L, L]
             sem, col = (sem + self.cross(sem, col, col, attn_mask=mask, need_weights=False)[0],
                         col + self.cross(col, sem, sem, attn_mask=mask, need_weights=False)[0])
         return torch.cat([sem, col], -1)
 
     def last_output(self, inputs: torch.Tensor) -> torch.Tensor:
-        if self.config.backbone == "bert4rec":  # the output at a [MASK] after the history predicts the next item
-            mask = torch.full((len(inputs), 1), self.mask_token, dtype=inputs.dtype, device=inputs.device)
-            inputs = torch.cat([inputs, mask], 1)[:, -self.config.max_len:]
+        if self.cloze:  # the output at a [MASK] after the history predicts the next item
+            inputs = append_mask_token(inputs, self.mask_token, self.config.max_len)
         return self.sequence_output(inputs)[:, -1]
 
     @torch.no_grad()
@@ -137,8 +158,10 @@ class LLMESR(NextItemRecommender):
             from sklearn.cluster import HDBSCAN
 
             return HDBSCAN(min_cluster_size=5, copy=True).fit_predict(reduced).astype(np.int64)  # -1 = noise
+        if len(reduced) < c.icc_clusters:
+            raise ConfigError(f"icc_clusters={c.icc_clusters} exceeds the {len(reduced)} items; lower icc_clusters")
         centroids = kmeans(reduced, c.icc_clusters, c.kmeans_iters, c.kmeans_restarts, c.seed)
-        return ((reduced[:, None, :] - centroids[None]) ** 2).sum(-1).argmin(1).astype(np.int64)
+        return nearest_centre(torch.from_numpy(reduced).double(), torch.from_numpy(centroids).double()).numpy()
 
     def _cluster_means(self) -> torch.Tensor:
         """[C, d]: the mean collaborative embedding of each cluster's items (zero for an empty cluster)."""
@@ -161,12 +184,10 @@ class LLMESR(NextItemRecommender):
         if self.neighbours is None:
             self.train_inputs = torch.from_numpy(train.inputs).to(self.text.device)
             self.neighbours = torch.from_numpy(self._similar_users(train)).to(self.text.device)
-        if self.config.engine == "fast":
-            was_training = self.training
-            self.eval()
-            self.user_table = torch.cat([self.last_output(batch)
-                                         for batch in self.train_inputs.split(self.config.eval_batch_size)])
-            self.train(was_training)
+        if self.plan.fast:
+            with evaluating(self):
+                self.user_table = torch.cat([self.last_output(batch)
+                                             for batch in self.train_inputs.split(self.config.eval_batch_size)])
 
     def _similar_users(self, train: TrainSet) -> np.ndarray:
         """[N, k] for each training row the rows whose users' text embeddings (or, without user text, mean
@@ -187,31 +208,28 @@ class LLMESR(NextItemRecommender):
         _, found = index.search(users, k + 1)
         return np.stack([row[row != i][:k] for i, row in enumerate(found)])
 
-    def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
         c = self.config
-        if c.backbone == "bert4rec":  # Cloze over items[:-2]; any item but the first may be masked and predicted
-            targets = batch["targets"]
-            sequence = torch.cat([batch["inputs"][:, 1:], targets[:, -1:]], 1)  # equals targets where targets > 0
-            masked = (torch.rand(targets.shape, device=targets.device) < c.cloze_prob) & (targets > 0)
-            masked[:, -1] |= ~masked.any(1)
+        if self.cloze:  # Cloze over items[:-2]; any item but the first (it has no sampled negative) may be masked
+            sequence, masked = cloze(batch, c.cloze_prob, maskable=batch.targets > 0)
             h = self.sequence_output(sequence.masked_fill(masked, self.mask_token))
-            terms = {"rec": self.rec_loss(h, {**batch, "targets": targets * masked})}
-            user = self.last_output(batch["inputs"]) if c.distill_weight else None
+            terms = {"rec": self.rec_loss(h, replace(batch, targets=batch.targets * masked))}
+            user = self.last_output(batch.inputs) if c.distill_weight else None
         else:
-            h = self.sequence_output(batch["inputs"])
+            h = self.sequence_output(batch.inputs)
             terms = {"rec": self.rec_loss(h, batch)}
             user = h[:, -1]
         if c.distill_weight:
-            neighbours = self.neighbours[batch["rows"]]  # [B, k]
+            neighbours = self.neighbours[batch.rows]  # [B, k]
             with torch.no_grad():
-                if c.engine == "fast":
+                if self.plan.fast:
                     target = self.user_table[neighbours].mean(1)
                 else:
                     target = self.last_output(self.train_inputs[neighbours].flatten(0, 1))
                     target = target.view(*neighbours.shape, -1).mean(1)
             terms["distill"] = c.distill_weight * F.mse_loss(user, target)
         if c.icc != "none":
-            items = torch.unique(batch["targets"][batch["targets"] > 0])
+            items = torch.unique(batch.targets[batch.targets > 0])
             labels = self.item_cluster[items]
             items, labels = items[labels >= 0], labels[labels >= 0]
             centres = self.centres if self.centres is not None else self._cluster_means()

@@ -34,9 +34,14 @@ def import_reference(path: str | Path, item_ids: np.ndarray | None = None, num_h
     `item_ids`: the dataset's original id of each internal id (SequenceData.item_ids); None means 1..n.
     `config_values`: further settings (preset, intent_fusion, ...) the state dict does not record.
     """
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if "item_embeddings.weight" not in state:
-        raise ValueError(f"{path}: not a reference ELCRec/ICLRec state dict (no item_embeddings.weight)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a truncated file, another format, pickled objects weights_only refuses
+        raise ValueError(f"{path} cannot be read as a state dict ({error.__class__.__name__}: "
+                         f"{str(error)[:120]})") from None
+    needed = ("item_embeddings.weight", "position_embeddings.weight", "LayerNorm.weight", "LayerNorm.bias")
+    if not isinstance(state, dict) or not all(isinstance(state.get(key), torch.Tensor) for key in needed):
+        raise ValueError(f"{path}: not a reference ELCRec/ICLRec state dict (it needs {', '.join(needed)})")
     table = state["item_embeddings.weight"]
     n_items = table.shape[0] - 2
     max_len, hidden = state["position_embeddings.weight"].shape
@@ -64,5 +69,9 @@ def import_reference(path: str | Path, item_ids: np.ndarray | None = None, num_h
         shape.update(model="elcrec", num_clusters=state["cluster_centers"].shape[0])
     config = Config.from_dict({**config_values, **shape})
     model = build_model(config, len(rows))
-    model.load_state_dict(ours)  # strict: every parameter of ours must come from the checkpoint
+    try:
+        model.load_state_dict(ours)  # strict: every parameter of ours must come from the checkpoint
+    except RuntimeError as error:
+        raise ValueError(f"{path} does not fit a {config.model} model with {layers} block(s) and {num_heads} heads: "
+                         f"{str(error).splitlines()[-1].strip()[:200]}") from None
     return model.eval(), config, sorted(set(state) - carried)

@@ -8,40 +8,29 @@ from typing import TYPE_CHECKING
 import torch
 
 from .base import NextItemRecommender
-from .transformer import TransformerEncoder, started
+from .engine import EnginePlan
+from .transformer import TransformerEncoder
 
 if TYPE_CHECKING:
     from ..config import Config
 
 
 class SASRec(NextItemRecommender):
+    reads_padding = False  # the loss reads outputs at item positions only
+
     def __init__(self, n_items: int, config: Config) -> None:
         super().__init__(config)
+        self.plan = EnginePlan.of(config, self.reads_padding)
         self.encoder = TransformerEncoder(n_items, config.hidden_size, config.num_layers, config.num_heads,
                                           config.max_len, config.dropout, config.attn_dropout,
-                                          fast_dropout=config.engine == "fast")
+                                          fast_dropout=self.plan.fast)
 
     @property
     def item_table(self) -> torch.Tensor:
         return self.encoder.item_embeddings.weight
 
-    @property
-    def reads_padding(self) -> bool:
-        """Whether the loss reads outputs before a row's first item (SASRec's reads item positions only)."""
-        return False
-
-    @property
-    def skips_padding(self) -> bool:
-        """Whether computations skip the zero outputs before each row's first item (the fast engine)."""
-        return self.config.engine == "fast" and not self.reads_padding
-
     def sequence_output(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Outputs at every position; before each row's first item they are zero unless the loss reads them
-        there (padding_outputs=encoded in the contrastive models)."""
-        if self.skips_padding:
-            return self.encoder.forward_by_span(inputs)
-        h = self.encoder(inputs)
-        return h if self.reads_padding else h.masked_fill(~started(inputs)[..., None], 0.0)
+        return self.plan.outputs(self.encoder, inputs)
 
     def last_output(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.encoder(inputs, last_only=True)

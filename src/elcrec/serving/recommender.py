@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from ..data import pad_left
-from ..evaluation import model_device
+from ..models import model_device
 from ..models.intent import IntentModel
+from ..runs import Run, load_run
 from ..runtime import resolve_device
-from ..training import Run, load_run
 
 UNKNOWN_POLICIES = ("ignore", "reject")
 

@@ -1,7 +1,8 @@
-"""Training: the loop, negative sampling and run folders (checkpoints)."""
+"""Training: the loop (`train`), one batch and one step (`make_batch`, `Step`), negative sampling, groups of runs
+(seeds, ablations), hyperparameter search and experiment tracking. Run folders are elcrec.runs."""
 
-from .checkpoint import Run, atomic_write, export_run, load_run, save_run, write_json
 from .negatives import NegativeSampler
-from .trainer import train
+from .step import Step, TrainTensors, make_batch
+from .trainer import NonFinite, train
 
-__all__ = ["NegativeSampler", "Run", "atomic_write", "export_run", "load_run", "save_run", "train", "write_json"]
+__all__ = ["NegativeSampler", "NonFinite", "Step", "TrainTensors", "make_batch", "train"]

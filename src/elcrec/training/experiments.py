@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,8 @@ import numpy as np
 
 from ..config import Config, ConfigError
 from ..data import SequenceData, load_dataset
-from .checkpoint import CONFIG_FILE, METRICS_FILE, STATE_FILE, write_json
+from ..runs import CONFIG_FILE, METRICS_FILE, STATE_FILE, write_json
+from .progress import log
 from .trainer import train
 
 # the paper's ablation (Fig. 3): the backbone with instance CL, then each ELCRec component, then both
@@ -31,12 +33,14 @@ def run_group(base: Config, variants: dict[str, dict[str, Any]], seeds: list[int
     test metrics per variant, in seed order."""
     data = load_dataset(base) if data is None else data
     results: dict[str, list[dict[str, float]]] = {}
-    for name, overrides in variants.items():
-        for seed in seeds:
-            folder = root / name / f"seed{seed}"
-            config = base.replace(**overrides, seed=seed, output_dir=str(folder))
-            print(f"== {name}, seed {seed}: {folder}", flush=True)
-            results.setdefault(name, []).append(finished_or_train(config, data)["test"])
+    runs = [(name, overrides, seed) for name, overrides in variants.items() for seed in seeds]
+    started = time.perf_counter()
+    for done, (name, overrides, seed) in enumerate(runs):
+        folder = root / name / f"seed{seed}"
+        config = base.replace(**overrides, seed=seed, output_dir=str(folder))
+        elapsed = f", {time.perf_counter() - started:,.0f} s so far" if done else ""
+        log.info(f"== run {done + 1} of {len(runs)}{elapsed}: {name}, seed {seed} in {folder}")
+        results.setdefault(name, []).append(finished_or_train(config, data)["test"])
     write_json(root / "results.json", {"seeds": seeds, "variants": variants, "test": results})
     return results
 
@@ -53,13 +57,11 @@ def _finished(config: Config) -> dict[str, Any] | None:
         return None
     try:  # through Config: a setting added since the run was saved takes its default, as the run did
         saved = Config.from_dict(json.loads((folder / CONFIG_FILE).read_text())).to_dict()
-    except ConfigError:  # a setting that no longer exists: train again
+    except (ConfigError, ValueError):  # a setting that no longer takes that value, or a damaged file: train again
         return None
-    if not config.text_dim:
-        saved["text_dim"] = 0  # training fills it in from item_text
     if json.loads(json.dumps(saved)) != json.loads(json.dumps(config.to_dict())):
         return None
-    print("   finished before: read back", flush=True)
+    log.info("   finished before: read back")
     return json.loads((folder / METRICS_FILE).read_text())
 
 

@@ -10,8 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..config import Config
+from ..config import Config, ConfigError
 from ..data import SequenceData, load_dataset
+from .progress import log
 from .trainer import train
 
 # name -> (kind, low, high) or ("choice", options)
@@ -60,16 +61,24 @@ def tune(base: Config, params: list[str], trials: int, root: Path, timeout: floa
                                 direction="maximize", sampler=optuna.samplers.TPESampler(seed=base.seed),
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=5))
 
+    first = len(study.trials)
+
     def objective(trial: Any) -> float:
-        config = base.replace(**{name: suggest(trial, name) for name in params},
-                              output_dir=str(root / f"trial{trial.number}"))
+        values = {name: suggest(trial, name) for name in params}
+        log.info(f"== trial {trial.number - first + 1} of {trials} (study trial {trial.number}): "
+                 + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()))
 
         def report(record: dict[str, Any]) -> None:
             trial.report(record[base.metric], record["epoch"])
             if trial.should_prune():
                 raise optuna.TrialPruned(f"epoch {record['epoch']}: {base.metric} {record[base.metric]:.4f}")
 
-        return train(config, data=data, progress=False, on_epoch=report)["valid"][base.metric]
+        try:
+            config = base.replace(**values, output_dir=str(root / f"trial{trial.number}"))
+            return train(config, data=data, progress=False, on_epoch=report)["valid"][base.metric]
+        except ConfigError as error:  # a point the data cannot take (num_clusters above the training sequences)
+            log.info(f"   infeasible, pruned: {error}")
+            raise optuna.TrialPruned(f"infeasible: {error}") from None
 
     study.optimize(objective, n_trials=trials, timeout=timeout)
     return study

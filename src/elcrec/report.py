@@ -16,11 +16,15 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .data import load_dataset
+from .evaluation.intents import user_intents
+from .models.intent import IntentModel
+from .runs import METRICS_FILE, RunError, load_run
 
 ACTIVITY_GROUPS = ("new", "low", "medium", "high")
 COLOURED_INTENTS = 10
@@ -33,24 +37,21 @@ def write_report(run_dir: str | Path, data: str | None = None, out: str | Path |
 
     matplotlib.use("Agg")
 
-    from ..data import load_dataset
-    from ..models.intent import IntentModel
-    from ..training.checkpoint import METRICS_FILE, load_run
-    from .intents import user_intents
-
     run = load_run(run_dir, device)
-    metrics_path = run.path / METRICS_FILE
-    if not metrics_path.is_file():
-        raise FileNotFoundError(f"{metrics_path} not found: the report needs a finished run (elcrec train)")
-    metrics = json.loads(metrics_path.read_text())
+    metrics = run.result()
+    if metrics is None:
+        raise RunError(f"{run.path / METRICS_FILE} not found: the report needs a finished run (elcrec train)")
     config = run.config.replace(data=data) if data else run.config
     out = Path(out) if out else run.path
     out.mkdir(parents=True, exist_ok=True)
 
-    figures = {"training curves": training_curves(metrics["history"], config.metric)}
+    figures = {"training curves": training_curves(metrics["history"], config.metric)} if metrics["history"] else {}
     top, bottom = [("Final metrics", metrics_table(metrics))], []  # sections above and below the figures
+    if not metrics["history"]:
+        top.append(("Training", f"<p>No training curves: a {html.escape(metrics['source'])} run.</p>"))
     if isinstance(run.model, IntentModel):
         dataset = load_dataset(config)
+        run.check_data(dataset)
         representations, intents, _ = user_intents(run.model, dataset, config.eval_batch_size)
         centres = run.model.centres.detach().float().cpu().numpy()
         figures["intent map"] = intent_map(representations, intents, centres, sample, config.seed)
@@ -157,11 +158,18 @@ def activity_analysis(lengths: np.ndarray, intents: np.ndarray) -> tuple[list[tu
 
 def metrics_table(metrics: dict[str, Any]) -> str:
     names = list(metrics["test"])
-    rows = [["valid (best epoch)", *(f"{metrics['valid'].get(n, float('nan')):.4f}" for n in names)],
-            ["test", *(f"{metrics['test'][n]:.4f}" for n in names)]]
-    note = (f"<p>Best epoch {metrics['best_epoch']} by {html.escape(metrics['metric'])}; full ranking, "
-            f"seen items: {html.escape(metrics['mask_history'])}.</p>")
+    rows = [["test", *(_number(metrics["test"][n]) for n in names)]]
+    if metrics["valid"]:
+        rows.insert(0, ["valid (best epoch)", *(_number(metrics["valid"].get(n)) for n in names)])
+    chosen = f"Best epoch {metrics['best_epoch']} by {html.escape(metrics['metric'])}; " \
+        if metrics["best_epoch"] is not None else ""
+    mode = f"{metrics['sampled_negatives']} sampled negatives" if metrics["sampled_negatives"] else "full ranking"
+    note = f"<p>{chosen}{mode}, seen items: {html.escape(metrics['mask_history'])}.</p>"
     return note + _table(rows, ["split", *names])
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def _sections(sections: list[tuple[str, str]]) -> str:

@@ -1,0 +1,34 @@
+"""Clustering shared by the intent models and LLM-ESR's item-cluster constraint: faiss k-means, squared
+distances to centres and the nearest centre (computed in float32 under autocast: they pick a centre)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .base import in_float32
+
+
+def kmeans(x: np.ndarray, k: int, iters: int, restarts: int, seed: int) -> np.ndarray:
+    """faiss k-means (GPU faiss when it is installed and a GPU is present); returns [k, d] centroids."""
+    import faiss
+
+    if len(x) < k:
+        raise ValueError(f"{k} clusters exceed the {len(x)} points to cluster")
+    gpu = hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0
+    model = faiss.Kmeans(x.shape[1], k, niter=iters, nredo=restarts, seed=seed, gpu=gpu, verbose=False)
+    model.train(np.ascontiguousarray(x, dtype=np.float32))
+    return model.centroids
+
+
+@in_float32  # under amp too: these pick each sequence's nearest centre
+def squared_distances(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """||x_i - c_k||² as x² + c² - 2x·c (the reference's form), [..., K]."""
+    return (x * x).sum(-1, keepdim=True) + (c * c).sum(-1) - 2 * x @ c.T
+
+
+@in_float32
+def nearest_centre(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """argmin_k ||x - c_k||² for every row of x [..., d]: one addmm of c² - 2x·c (x² is the same for every k)."""
+    flat = x.reshape(-1, x.shape[-1])
+    return torch.addmm((c * c).sum(1), flat, c.T, alpha=-2).argmin(1).view(x.shape[:-1])

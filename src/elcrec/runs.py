@@ -1,0 +1,255 @@
+"""Run folders and model artefacts: what a run leaves behind, and reading it back.
+
+A run folder holds
+  model.pt           plain state dict (torch.load(path, weights_only=True))
+  config.json        every setting of the run (Config.from_dict rebuilds it)
+  items.json         original id of each internal item id (internal id i is entry i - 1)
+  data.json          the data's fingerprint: name, users, items, interactions, sha256 of the sequences
+  metrics.json       the result record (`result_record`), the same for trained and imported runs
+  training_state.pt  what `train(resume=True)` needs (training writes it, see elcrec.training)
+  train.log          what training logged, with times
+Every file is written atomically (temp file + rename, with the umask's mode), so an interrupted write never
+leaves a half file behind; JSON is strict (a non-finite number is written as null). An export is one file
+(weights, config, item ids, fingerprint) that loads like a run folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import Config, ConfigError
+from .data import SequenceData
+from .models import SequentialRecommender, build_model
+
+MODEL_FILE, CONFIG_FILE, ITEMS_FILE, DATA_FILE = "model.pt", "config.json", "items.json", "data.json"
+METRICS_FILE, STATE_FILE, LOG_FILE = "metrics.json", "training_state.pt", "train.log"
+ARTEFACT_FORMAT = "elcrec-model/1"
+
+
+class RunError(ValueError):
+    """A run folder or artefact cannot be used as asked; the message names the files."""
+
+
+def atomic_write(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files only their owner can read
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def strict_json(value: Any) -> Any:
+    """`value` with every non-finite float replaced by None (JSON has no NaN or Infinity)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(item) for item in value]
+    return value
+
+
+def write_json(path: str | Path, value: Any) -> None:
+    atomic_write(path, (json.dumps(strict_json(value), indent=2, allow_nan=False) + "\n").encode())
+
+
+def save_tensors(path: str | Path, value: Any) -> None:
+    """torch.save, atomically: tensors, numbers, strings and plain containers (weights_only loadable)."""
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    atomic_write(path, buffer.getvalue())
+
+
+def read_pt(path: Path, what: str) -> Any:
+    """torch.load(weights_only=True) on CPU; a truncated, foreign or pickled-object file is a RunError naming it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises RuntimeError, UnpicklingError, EOFError, ... depending on the damage
+        raise RunError(f"{path} cannot be read as {what} ({error.__class__.__name__}: {str(error)[:120]})") from None
+
+
+def read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise RunError(f"{path} cannot be read as {what}: {error}") from None
+
+
+def fingerprint(data: SequenceData) -> dict[str, Any]:
+    """What identifies a dataset as a model saw it (after preprocessing): its name, counts, and a sha256 of
+    every user's sequence with the original ids of users and items."""
+    digest = hashlib.sha256()
+    for array in (data.offsets, data.items):
+        digest.update(np.ascontiguousarray(array, dtype="<i8").tobytes())
+    for ids in (data.user_ids, data.item_ids):
+        digest.update("\n".join(map(str, np.asarray(ids).tolist())).encode())
+    return {"name": data.name, "users": data.n_users, "items": data.n_items, "interactions": data.n_interactions,
+            "sha256": digest.hexdigest()}
+
+
+def describe(fingerprint: dict[str, Any]) -> str:
+    return (f"{fingerprint['name']} ({fingerprint['users']:,} users, {fingerprint['items']:,} items, "
+            f"{fingerprint['interactions']:,} interactions, sha256 {fingerprint['sha256'][:12]})")
+
+
+@dataclass
+class Run:
+    """A trained (or imported) model with its settings, item mapping and the fingerprint of its data."""
+
+    model: SequentialRecommender
+    config: Config
+    item_ids: np.ndarray  # original id of internal item id i is item_ids[i - 1]
+    path: Path | None
+    fingerprint: dict[str, Any] | None = None  # None for runs saved before fingerprints, or imported without data
+
+    def check_data(self, data: SequenceData) -> None:
+        """A RunError unless `data` is the dataset this run was trained on (by fingerprint, else by items)."""
+        if self.fingerprint is not None:
+            found = fingerprint(data)
+            if found["sha256"] != self.fingerprint["sha256"]:
+                raise RunError(f"{self.path} was trained on {describe(self.fingerprint)}, but the data given is "
+                               f"{describe(found)}: use the run's own data and preprocessing")
+            return
+        if data.n_items != len(self.item_ids) or not (data.item_ids.astype(str) == self.item_ids.astype(str)).all():
+            raise RunError(f"the data's items differ from the ones {self.path} was trained on ({data.n_items:,} vs "
+                           f"{len(self.item_ids):,} items): use the run's own data and preprocessing")
+
+    def result(self) -> dict[str, Any] | None:
+        """The run's result record (metrics.json), or None when it has none (not finished). A record written
+        before the schema was one (an imported run's held only test and mask_history) gets the missing keys."""
+        path = None if self.path is None or self.path.is_file() else self.path / METRICS_FILE
+        if path is None or not path.is_file():
+            return None
+        found = read_json(path, "a result record")
+        if not isinstance(found, dict) or "test" not in found:
+            raise RunError(f"{path}: not a result record (no test metrics)")
+        source = "trained" if found.get("history") else "imported"
+        return {**result_record(self.config, found["test"], source=source), **found}
+
+
+def result_record(config: Config, test: dict[str, float], *, source: str = "trained", best_epoch: int | None = None,
+                  valid: dict[str, float] | None = None, history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """metrics.json: what was measured, under which protocol. `history` holds every epoch's loss, named loss
+    terms, seconds and validation metrics (empty for an imported run, which has no training)."""
+    return {"model": config.model, "data": config.data_name, "source": source, "best_epoch": best_epoch,
+            "metric": config.metric, "mask_history": config.mask_history,
+            "sampled_negatives": config.sampled_negatives, "valid": valid or {}, "test": test,
+            "history": history or []}
+
+
+def save_run(run_dir: str | Path, model: SequentialRecommender, config: Config, item_ids: np.ndarray,
+             data_fingerprint: dict[str, Any] | None = None) -> None:
+    run_dir = Path(run_dir)
+    write_json(run_dir / CONFIG_FILE, config.to_dict())
+    write_json(run_dir / ITEMS_FILE, np.asarray(item_ids).tolist())
+    if data_fingerprint is not None:
+        write_json(run_dir / DATA_FILE, data_fingerprint)
+    save_tensors(run_dir / MODEL_FILE, cpu_weights(model))
+
+
+def cpu_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def export_run(run_dir: str | Path, out: str | Path) -> None:
+    """One self-contained file (weights, config, item ids, data fingerprint) that `load_run` and
+    `elcrec serve` accept; it loads with torch.load(weights_only=True)."""
+    run = load_run(run_dir)
+    artefact = {"format": ARTEFACT_FORMAT, "config": json.dumps(run.config.to_dict()),
+                "item_ids": np.asarray(run.item_ids).tolist(), "state_dict": cpu_weights(run.model),
+                "data": json.dumps(run.fingerprint)}
+    save_tensors(out, artefact)
+
+
+def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
+    """A run folder (or its model.pt), or an exported artefact: config, item mapping, fingerprint and
+    weights, the model in eval mode. Anything missing, damaged or inconsistent is a RunError naming files."""
+    path = Path(path)
+    if path.is_file() and path.name != MODEL_FILE:
+        return _load_artefact(path, device)
+    run_dir = path.parent if path.is_file() else path
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: no such run folder or artefact")
+    missing = [name for name in (MODEL_FILE, CONFIG_FILE, ITEMS_FILE) if not (run_dir / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{run_dir} is not a run folder: missing {', '.join(missing)}")
+    config = _config(read_json(run_dir / CONFIG_FILE, "run settings"), run_dir / CONFIG_FILE)
+    item_ids = _item_ids(read_json(run_dir / ITEMS_FILE, "item ids"), run_dir / ITEMS_FILE)
+    data = read_json(run_dir / DATA_FILE, "a data fingerprint") if (run_dir / DATA_FILE).is_file() else None
+    weights = read_pt(run_dir / MODEL_FILE, "model weights")
+    model = _model(config, item_ids, weights, f"{run_dir / MODEL_FILE}",
+                   f"{run_dir / CONFIG_FILE} and {run_dir / ITEMS_FILE}")
+    return Run(model.to(device).eval(), config, item_ids, run_dir, data)
+
+
+def _load_artefact(path: Path, device: str | torch.device) -> Run:
+    artefact = read_pt(path, "a run folder or an elcrec model artefact")
+    if not isinstance(artefact, dict) or artefact.get("format") != ARTEFACT_FORMAT:
+        raise RunError(f"{path} is not an elcrec model artefact (export one with `elcrec export RUN --out FILE`)")
+    try:
+        config = _config(json.loads(artefact["config"]), path)
+        item_ids = _item_ids(artefact["item_ids"], path)
+        data = json.loads(artefact.get("data") or "null")
+    except (KeyError, TypeError, ValueError) as error:
+        raise RunError(f"{path}: a damaged elcrec model artefact ({error})") from None
+    model = _model(config, item_ids, artefact.get("state_dict"), f"{path}'s weights", f"its settings and items")
+    return Run(model.to(device).eval(), config, item_ids, path, data)
+
+
+def _config(values: Any, source: Path) -> Config:
+    if not isinstance(values, dict):
+        raise RunError(f"{source}: expected a mapping of settings")
+    try:
+        return Config.from_dict(values)
+    except ConfigError as error:
+        raise RunError(f"{source}: {error}") from None
+
+
+def _item_ids(values: Any, source: Path) -> np.ndarray:
+    if not isinstance(values, list) or not values:
+        raise RunError(f"{source}: expected a non-empty list of item ids")
+    return np.array(values)
+
+
+def _model(config: Config, item_ids: np.ndarray, weights: Any, weights_name: str,
+           settings_name: str) -> SequentialRecommender:
+    """The config's model with `weights`; a mismatch names both sides (another dataset, size, depth or model)."""
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise RunError(f"{weights_name}: not a state dict of tensors")
+    try:
+        model = build_model(config, len(item_ids), weights)
+    except (ValueError, KeyError) as error:
+        raise RunError(f"{weights_name} cannot be built from {settings_name}: {error}") from None
+    expected = model.state_dict()
+    problems = [f"{key} is {list(weights[key].shape)} there but {list(value.shape)} for the settings"
+                for key, value in expected.items() if key in weights and weights[key].shape != value.shape]
+    problems += [f"it lacks {key}" for key in expected if key not in weights]
+    problems += [f"it has {key}, which the settings do not" for key in weights if key not in expected]
+    if problems:
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        raise RunError(f"{weights_name} does not match {settings_name} (model={config.model}, "
+                       f"hidden_size={config.hidden_size}, num_layers={config.num_layers}, "
+                       f"{len(item_ids):,} items): {shown}")
+    model.load_state_dict(weights)
+    return model

@@ -1,0 +1,88 @@
+"""What training tells: one logging path and progress that suits its output.
+
+Everything goes through the `elcrec` logger. `run_logging` adds, for one run, a file handler (the run's
+train.log, with times: settings, data warnings, every epoch, errors) and, when asked, a console handler that
+prints above the progress bar. `Progress` is a tqdm bar on a terminal, and a line every PROGRESS_SECONDS
+otherwise (a log file gets no carriage returns).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+log = logging.getLogger("elcrec")
+PROGRESS_SECONDS = 60.0
+
+
+class _Console(logging.Handler):
+    """Messages above tqdm's bar; errors are left to the caller (the CLI prints them as one `error:` line)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno < logging.ERROR:
+            tqdm.write(self.format(record))
+
+
+@contextlib.contextmanager
+def run_logging(path: Path | None, console: bool) -> Iterator[logging.Logger]:
+    """The `elcrec` logger, writing to `path` (appended, with times) and, if `console`, to the terminal."""
+    handlers: list[logging.Handler] = []
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(path, encoding="utf-8"))
+        handlers[-1].setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    if console and not any(isinstance(handler, _Console) for handler in log.handlers):
+        handlers.append(_Console())
+    level = log.level
+    log.setLevel(logging.INFO)
+    for handler in handlers:
+        log.addHandler(handler)
+    try:
+        yield log
+    finally:
+        for handler in handlers:
+            log.removeHandler(handler)
+            handler.close()
+        log.setLevel(level)
+
+
+def console_logging() -> None:
+    """Print the `elcrec` logger's messages (INFO and up, errors excepted) for the rest of the process: the CLI's
+    choice, so that groups of runs show their progress between runs."""
+    if not any(isinstance(handler, _Console) for handler in log.handlers):
+        log.addHandler(_Console())
+    log.setLevel(logging.INFO)
+
+
+class Progress:
+    """Sequences done in an epoch: a bar on a terminal, else a log line every PROGRESS_SECONDS."""
+
+    def __init__(self, total: int, description: str, enabled: bool) -> None:
+        self.total, self.description, self.done = total, description, 0
+        self.started = self.reported = time.perf_counter()
+        self.bar = tqdm(total=total, desc=description, unit="seq", leave=False) \
+            if enabled and sys.stderr.isatty() else None
+        self.lines = enabled and self.bar is None
+
+    def update(self, count: int, loss: float | None = None) -> None:
+        """`count` more sequences done; `loss` (the running mean, when known) is shown with them."""
+        self.done += count
+        now = time.perf_counter()
+        if self.bar is not None:
+            self.bar.update(count)
+            if loss is not None:
+                self.bar.set_postfix(loss=f"{loss:.4f}")
+        elif self.lines and loss is not None and now - self.reported >= PROGRESS_SECONDS:
+            self.reported = now
+            log.info(f"{self.description}: {self.done:,}/{self.total:,} sequences ({self.done / self.total:.0%}), "
+                     f"loss {loss:.4f}, {self.done / (now - self.started):,.0f} seq/s")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

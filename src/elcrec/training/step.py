@@ -1,0 +1,86 @@
+"""One batch, one step: `make_batch` builds a step's Batch from the training set, `Step` runs the loss under
+autocast, backward and the optimiser. The trainer and the benchmarks use both, so benchmarks time what
+training runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .. import distributed
+from ..config import Config
+from ..data import TrainSet
+from ..models import Batch, SequentialRecommender
+from .negatives import NegativeSampler
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # amp setting -> autocast dtype
+
+
+@dataclass
+class TrainTensors:
+    """A training set as CPU tensors (rows are gathered from them every step)."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    users: torch.Tensor
+
+    @classmethod
+    def of(cls, train: TrainSet) -> TrainTensors:
+        return cls(torch.from_numpy(train.inputs), torch.from_numpy(train.targets), torch.from_numpy(train.users))
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+
+def make_batch(train: TrainTensors, rows: torch.Tensor, device: torch.device,
+               sampler: NegativeSampler | None = None) -> Batch:
+    """This process's share of the global batch `rows`. Negatives are drawn for the global batch in every
+    process (one stream, as in a single process), then sharded."""
+    local = distributed.shard(rows)
+    targets = train.targets[rows].to(device)
+    negatives = None
+    if sampler is not None:
+        negatives = distributed.shard(sampler.sample(train.users[rows].to(device), targets))
+    return Batch(inputs=train.inputs[local].to(device), targets=distributed.shard(targets), rows=local.to(device),
+                 negatives=negatives)
+
+
+class Step:
+    """loss -> backward -> Adam, under autocast when config.amp is set (fp16 with loss scaling). Under
+    torch.distributed the loss runs inside DistributedDataParallel, which averages the gradients."""
+
+    def __init__(self, model: SequentialRecommender, config: Config, device: torch.device) -> None:
+        self.model = model
+        self.device_type = device.type
+        self.amp_dtype = AMP_DTYPES.get(config.amp)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")  # fp16 gradients underflow
+        self.loss_terms = model.loss_terms
+        if distributed.world_size() > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.loss_terms = DistributedDataParallel(distributed.LossModule(model),
+                                                      device_ids=[device.index] if device.type == "cuda" else None)
+
+    def __call__(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One optimiser step on `batch`; returns the loss's named terms (not detached)."""
+        with torch.autocast(self.device_type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            terms = self.loss_terms(batch)
+            loss = sum(terms.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return terms
+
+    def weights_finite(self) -> torch.Tensor:
+        """A 0-d bool tensor (no host sync): whether every trainable weight is finite."""
+        return torch.stack([p.detach().isfinite().all() for p in self.model.parameters() if p.requires_grad]).all()
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
