@@ -76,3 +76,10 @@ def test_malformed_config_files_are_errors_naming_the_file(tmp_path, suffix, tex
     path.write_text(text)
     with pytest.raises(ConfigError, match=f"config file {path}"):
         Config.load(path)
+
+
+def test_the_model_names_are_the_models():
+    from elcrec.config import CHOICES
+    from elcrec.models import MODELS
+
+    assert tuple(MODELS) == CHOICES["model"]  # config names them without importing torch; one list

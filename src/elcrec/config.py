@@ -68,6 +68,9 @@ def preset_values(preset: str, model: str) -> dict[str, Any]:
 RETIRED = ("text_dim",)
 
 
+METRIC_NAMES = ("HR", "NDCG", "MRR")  # ranking metrics, each at every cut-off k of eval_ks
+
+
 class ConfigError(ValueError):
     """A configuration value or key is not acceptable."""
 
@@ -210,7 +213,7 @@ class Config:
         if not self.eval_ks or min(self.eval_ks) < 1:
             raise ConfigError(f"eval_ks={self.eval_ks}: give one or more cut-offs >= 1")
         name, _, k = self.metric.partition("@")
-        if name not in ("HR", "NDCG", "MRR") or not k.isdigit() or int(k) not in self.eval_ks:
+        if name not in METRIC_NAMES or not k.isdigit() or int(k) not in self.eval_ks:
             raise ConfigError(f"metric={self.metric!r}: use HR@k, NDCG@k or MRR@k with k in eval_ks {list(self.eval_ks)}")
 
     # --- construction

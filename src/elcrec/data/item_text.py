@@ -23,25 +23,15 @@ from pathlib import Path
 import numpy as np
 
 from .dataset import SequenceData
-from .readers import DataError
+from .readers import DataError, read_table, table_format
 
 
 def read_texts(path: str | Path, ids: np.ndarray, id_col: str = "item_id", text_col: str = "text") -> list[str]:
     """Text of each original id in `ids` (internal items 1..n: entry i - 1), from a file of (id, text) rows."""
     import pyarrow as pa
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
 
     path = Path(path)
-    try:
-        if path.suffix == ".parquet":
-            table = pq.read_table(path)
-        else:
-            delimiter = "\t" if path.suffix == ".tsv" else ","
-            table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
-                                   convert_options=pacsv.ConvertOptions(column_types={id_col: pa.string()}))
-    except (pa.ArrowInvalid, OSError) as error:
-        raise DataError(f"{path}: cannot read item texts: {error}") from None
+    table = read_table(path, table_format(path), string_columns=(id_col,), newlines_in_values=True)
     missing = [c for c in (id_col, text_col) if c not in table.column_names]
     if missing:
         raise DataError(f"{path}: missing column(s) {missing}; found {table.column_names}")

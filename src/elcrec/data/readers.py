@@ -109,22 +109,35 @@ def _is_int(text: str) -> bool:
     return True
 
 
-def read_log(path: Path, data_format: str, user_col: str, item_col: str, time_col: str) -> Interactions:
+def read_table(path: Path, data_format: str, *, string_columns: tuple[str, ...] = (),
+               column_names: list[str] | None = None, newlines_in_values: bool = False) -> Any:
+    """A CSV, TSV or Parquet file as a pyarrow table (`column_names`: the CSV's header line is replaced by them;
+    `string_columns` are read as text, so ids such as 007 keep their zeros); unreadable is a DataError."""
     import pyarrow as pa
 
     try:
         if data_format == "parquet":
             import pyarrow.parquet as pq
 
-            table = pq.read_table(path)
-        else:
-            import pyarrow.csv as pacsv
+            return pq.read_table(path)
+        import pyarrow.csv as pacsv
 
-            delimiter = "\t" if data_format == "tsv" else ","
-            table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(delimiter=delimiter))
+        return pacsv.read_csv(
+            path, read_options=pacsv.ReadOptions(column_names=column_names, skip_rows=1 if column_names else 0),
+            parse_options=pacsv.ParseOptions(delimiter="\t" if data_format == "tsv" else ",",
+                                              newlines_in_values=newlines_in_values),
+            convert_options=pacsv.ConvertOptions(column_types={name: pa.string() for name in string_columns}))
     except (pa.ArrowInvalid, OSError) as error:
         raise DataError(f"{path}: cannot read as {data_format}: {error}") from None
-    return _from_table(table, str(path), user_col, item_col, time_col)
+
+
+def table_format(path: Path) -> str:
+    """csv, tsv or parquet, by the file's suffix (csv for any other)."""
+    return {".parquet": "parquet", ".tsv": "tsv"}.get(path.suffix.lower(), "csv")
+
+
+def read_log(path: Path, data_format: str, user_col: str, item_col: str, time_col: str) -> Interactions:
+    return _from_table(read_table(path, data_format), str(path), user_col, item_col, time_col)
 
 
 def _from_table(table, source: str, user_col: str, item_col: str, time_col: str) -> Interactions:
@@ -160,14 +173,13 @@ def _is_numeric(arrow_type) -> bool:
 def read_rechorus(folder: Path) -> Interactions:
     """ReChorus keeps the last two items of each user in dev/test; we rejoin the three files and re-split."""
     import pyarrow as pa
-    import pyarrow.csv as pacsv
 
     tables = []
     for part in ("train", "dev", "test"):
         file = folder / f"{part}.csv"
         if not file.is_file():
             raise DataError(f"{folder}: missing {part}.csv of the ReChorus layout")
-        table = pacsv.read_csv(file, parse_options=pacsv.ParseOptions(delimiter="\t"))
+        table = read_table(file, "tsv")
         missing = {"user_id", "item_id", "time"} - set(table.column_names)
         if missing:
             raise DataError(f"{file}: missing column(s) {sorted(missing)}")
@@ -176,17 +188,11 @@ def read_rechorus(folder: Path) -> Interactions:
 
 
 def read_recbole(path: Path) -> Interactions:
-    import pyarrow.csv as pacsv
-
     if path.is_dir():
         path = sorted(path.glob("*.inter"))[0]
     with open(path, encoding="utf-8") as handle:
         header = handle.readline().rstrip("\n").split("\t")
     names = [h.split(":")[0] for h in header]
-    table = pacsv.read_csv(
-        path,
-        read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
-        parse_options=pacsv.ParseOptions(delimiter="\t"),
-    )
+    table = read_table(path, "tsv", column_names=names)
     time_col = "timestamp" if "timestamp" in names else ""
     return _from_table(table, str(path), "user_id", "item_id", time_col)

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from ..config import METRIC_NAMES as METRICS
 from ..distributed import all_sum
-
-METRICS = ("HR", "NDCG", "MRR")
 
 
 def pessimistic_rank(scores: torch.Tensor, target_scores: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-AUGMENTATIONS = ("random", "crop", "mask", "reorder")
+from ..config import CHOICES
 
 
 def _rows(inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -72,7 +72,7 @@ def augment(inputs: torch.Tensor, method: str = "random", crop_ratio: float = 0.
     if method == "reorder":
         return reorder(inputs, reorder_ratio)
     if method != "random":
-        raise ValueError(f"augmentation {method!r}: choose one of {', '.join(AUGMENTATIONS)}")
+        raise ValueError(f"augmentation {method!r}: choose one of {', '.join(CHOICES['augment'])}")
     choice = torch.randint(0, 3, (inputs.shape[0], 1), device=inputs.device)
     views = (crop(inputs, crop_ratio), mask(inputs, mask_ratio), reorder(inputs, reorder_ratio))
     return torch.where(choice == 0, views[0], torch.where(choice == 1, views[1], views[2]))
