@@ -1,5 +1,5 @@
 """`python -m elcrec ...` is the `elcrec` command (what torchrun and subprocesses call)."""
 
-from .cli.main import app
+from .cli.main import run
 
-app(prog_name="elcrec")
+run()

@@ -11,6 +11,7 @@ import functools
 import inspect
 import io
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -484,5 +485,23 @@ def import_reference(checkpoint: Path = typer.Argument(..., help="state dict of 
         typer.echo(metrics_table({"reference": result}, config.eval_ks))
 
 
+def run() -> None:
+    """The `elcrec` command: click's own usage errors (an unknown flag, a value of the wrong type) are one
+    `error: ...` line too, with exit code 2."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.TyperException as error:  # click's usage errors (typer vendors click)
+        message = error.format_message() if hasattr(error, "format_message") else str(error)
+        if message:  # empty: elcrec without a command, whose help was printed
+            context = getattr(error, "ctx", None)
+            command = f"elcrec {context.info_name}" if context is not None and context.parent is not None else "elcrec"
+            typer.secho(f"error: {message} (see {command} --help)", fg=typer.colors.RED, err=True)
+        sys.exit(getattr(error, "exit_code", 2))
+    except typer.Abort:
+        typer.secho("error: aborted", fg=typer.colors.RED, err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
 if __name__ == "__main__":
-    app()
+    run()

@@ -16,7 +16,7 @@ def user_intents(model: IntentModel, data: SequenceData,
     """For every user, from the last max_len items of the sequence: the representation intents are assigned
     from [N, d], the intent id (nearest centre) and the distance to it."""
     if not isinstance(model, IntentModel):
-        raise TypeError(f"{type(model).__name__} learns no intents; use an iclrec or elcrec run")
+        raise ValueError(f"{type(model).__name__} learns no intents; use an iclrec or elcrec run")
     histories = pad_left(data.items, data.offsets[:-1], data.offsets[1:], model.config.max_len)
     device = model_device(model)
     representations, ids, distances = [], [], []

