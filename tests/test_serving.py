@@ -67,6 +67,66 @@ def test_unknown_items_are_ignored_reported_or_rejected(sasrec):
         sasrec.recommend([["i3"]], k=0)
 
 
+def held_forms(history):
+    """`history` (item ids 1..60) as people hold it: one flat history in every form, then several."""
+    one = {"list": list(history), "tuple": tuple(history), "text ids": [str(i) for i in history],
+           "numpy int64": np.array(history), "numpy int32": np.array(history, dtype=np.int32),
+           "numpy scalars": [np.int64(i) for i in history], "numpy strings": np.array([str(i) for i in history]),
+           "mixed scalars": [np.uint8(history[0]), str(history[1]), *history[2:]]}
+    several = {"2-D array": np.array([history]), "object array": np.array([np.array(history)], dtype=object),
+               "list of arrays": [np.array(history)], "tuple of tuples": (tuple(history),)}
+    return one, several
+
+
+def as_text(results):
+    """`results` with their unknown items as text: "250" and 250 are reported as given."""
+    return [{**result, "unknown": [str(item) for item in result["unknown"]]} for result in results]
+
+
+def test_recommend_and_intents_take_histories_as_people_hold_them(tiny_data):
+    run = make_run(tiny_data, "elcrec", item_ids=np.arange(1, 61))  # integer ids: 5, np.int64(5) and "5" agree
+    rec, history = Recommender(run), [3, 9, 4, 250]
+    expected, intent = rec.recommend([history], k=5), rec.intents([history])
+    assert expected[0]["unknown"] == [250]
+    one, several = held_forms(history)
+    for name, held in {**one, **several}.items():  # a list of one result for one flat history too
+        assert as_text(rec.recommend(held, k=5)) == as_text(expected) and as_text(rec.intents(held)) == as_text(intent)
+    assert type(rec.recommend(np.array(history))[0]["unknown"][0]) is int  # numpy arrays give Python scalars
+    batch = [[3, 9], [np.int64(17)], ("4", "20")]
+    assert rec.recommend(np.array([[3, 9], [17, 250]]), k=3) == rec.recommend([[3, 9], [17, 250]], k=3)
+    assert rec.recommend(batch, k=3) == rec.recommend([[3, 9], [17], [4, 20]], k=3)
+    assert rec.parse([[np.int64(5), 5, "5", np.str_("5")]])[0][0].tolist() == [5] * 4
+
+
+def test_numpy_strings_find_string_ids(sasrec):
+    expected = sasrec.recommend([["i3", "i9"]], k=4)
+    for held in (np.array(["i3", "i9"]), [np.str_("i3"), "i9"], np.array([["i3", "i9"]]), np.array(["i3", "i9"], "O")):
+        assert sasrec.recommend(held, k=4) == expected
+
+
+@pytest.mark.parametrize("library", ["pandas", "polars"])
+def test_a_series_is_one_history_and_a_series_of_lists_several(sasrec, library):
+    series = pytest.importorskip(library).Series
+    assert sasrec.recommend(series(["i3", "i9"]), k=4) == sasrec.recommend([["i3", "i9"]], k=4)
+    several = sasrec.recommend([["i3"], ["i9", "i2"]], k=4)
+    assert sasrec.recommend(series([["i3"], ["i9", "i2"]]), k=4) == several
+    assert sasrec.recommend([series(["i3"]), series(["i9", "i2"])], k=4) == several
+
+
+@pytest.mark.parametrize("held, message", [
+    ("i3 i9", "a history is a sequence of item ids, not a string: 'i3 i9'"),
+    (b"i3", "not a string: b'i3'"), (np.str_("i3"), "not a string"),
+    ([["i3"], "i9"], "histories mix item ids and sequences"), ({"i3", "i9"}, "got set"),
+    (np.array([[["i3"]]]), r"got ndarray of shape \(1, 1, 1\)"), (7, "got int"),
+    ([], "history 0 is empty"), ([["i3"], []], "history 1 is empty"),
+], ids=["str", "bytes", "numpy str", "mixed", "set", "3-D array", "int", "nothing", "an empty one"])
+def test_what_is_not_a_history_is_a_clear_error(sasrec, held, message):
+    with pytest.raises(HistoryError, match=message):
+        sasrec.recommend(held)
+    with pytest.raises(HistoryError, match=message):
+        sasrec.parse(held)
+
+
 def test_http_recommend_health_and_metadata(client, sasrec):
     assert client.get("/health").json() == {"status": "ok"}
     meta = client.get("/metadata").json()
