@@ -1,13 +1,16 @@
 """Item and user texts and embeddings: reading aligned to the log's ids, precomputed matrices, synthetic
 texts that carry the planted intents (and ring neighbourhoods), and the offline sentence encoder."""
 
+import os
 import pickle
+import re
+import shlex
 
 import numpy as np
 import pytest
 
 from elcrec.data import DataError, make_synthetic
-from elcrec.data.item_text import load_embeddings, read_texts, synthetic_item_texts
+from elcrec.data.item_text import load_embeddings, read_texts, synthetic_item_texts, unpickle_arrays
 
 
 def test_texts_follow_the_logs_item_ids(tmp_path):
@@ -35,6 +38,78 @@ def test_precomputed_embeddings(tmp_path):
         load_embeddings(tmp_path / "e.npy", 5)
     with pytest.raises(DataError, match=r"expected a \[3, d\] matrix \(row u = the log's user u\)"):
         load_embeddings(tmp_path / "e.npy", 3, "user")
+
+
+class Calls:
+    """Pickles as a call of `function(*args)`: what a crafted .pkl runs under pickle.load."""
+
+    def __init__(self, function, *args):
+        self.function, self.args = function, args
+
+    def __reduce__(self):
+        return self.function, self.args
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 5])
+@pytest.mark.parametrize("attack", ["os.system", "builtins.exec", "in a list of arrays", "in an object array"])
+def test_a_pickle_that_would_run_code_is_refused_before_it_runs(tmp_path, attack, protocol):
+    marker = tmp_path / "ran"
+    shell = Calls(os.system, f"touch {shlex.quote(str(marker))}")
+    payload = {"os.system": shell, "builtins.exec": Calls(exec, f"open({str(marker)!r}, 'w').close()"),
+               "in a list of arrays": [np.zeros(3, np.float32), np.ones(3, np.float32), shell],
+               "in an object array": np.array([1.5, shell], dtype=object)}[attack]
+    refused = r"(builtins|__builtin__)\.exec" if attack == "builtins.exec" else rf"{os.system.__module__}\.system"
+    path = tmp_path / "embeddings.pkl"
+    path.write_bytes(pickle.dumps(payload, protocol=protocol))
+    named = rf"{re.escape(str(path))}: not a pickle of numpy arrays .*refused global {refused}\b"
+    with pytest.raises(DataError, match=named):
+        load_embeddings(path, 2)
+    assert not marker.exists()
+    pickle.loads(path.read_bytes())  # the same file under pickle.load does run its command
+    assert marker.exists()
+
+
+# pickle.dumps(np.arange(6, dtype=np.float32).reshape(2, 3) / 4, protocol) under numpy 1.26.4: numpy.core names
+NUMPY1_PICKLES = {
+    2: "8002636e756d70792e636f72652e6d756c746961727261790a5f7265636f6e7374727563740a7100636e756d70790a6e646172726179"
+       "0a71014b00857102635f636f646563730a656e636f64650a7103580100000062710458060000006c6174696e31710586710652710787"
+       "7108527109284b014b024b0386710a636e756d70790a64747970650a710b58020000006634710c898887710d52710e284b0358010000"
+       "003c710f4e4e4e4affffffff4affffffff4b0074711062896803581b000000000000000000c2803e0000003f0000403f0000c2803f00"
+       "00c2a03f71116805867112527113747114622e",
+    4: "800495a2000000000000008c156e756d70792e636f72652e6d756c74696172726179948c0c5f7265636f6e7374727563749493948c05"
+       "6e756d7079948c076e6461727261799493944b0085944301629487945294284b014b024b03869468038c0564747970659493948c0266"
+       "3494898887945294284b038c013c944e4e4e4affffffff4affffffff4b00749462894318000000000000803e0000003f0000403f0000"
+       "803f0000a03f947494622e",
+    5: "8005958d000000000000008c126e756d70792e636f72652e6e756d65726963948c0b5f66726f6d627566666572949394289618000000"
+       "00000000000000000000803e0000003f0000403f0000803f0000a03f948c056e756d7079948c0564747970659493948c026634948988"
+       "87945294284b038c013c944e4e4e4affffffff4affffffff4b007494624b024b0386948c014394749452942e",
+}
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_genuine_pickled_arrays_still_load(tmp_path, protocol):
+    matrix = np.arange(6, dtype=np.float32).reshape(2, 3) / 4
+    files = {"numpy2": pickle.dumps(matrix, protocol=protocol), "rows": pickle.dumps(list(matrix), protocol=protocol),
+             "fortran": pickle.dumps(np.asfortranarray(matrix.astype(np.float64)), protocol=protocol)}
+    if protocol in NUMPY1_PICKLES:  # LLM-ESR's public files were written by numpy 1.x
+        files["numpy1"] = bytes.fromhex(NUMPY1_PICKLES[protocol])
+    for name, data in files.items():
+        (tmp_path / f"{name}.pkl").write_bytes(data)
+        loaded = load_embeddings(tmp_path / f"{name}.pkl", 2)
+        assert loaded.dtype == np.float32 and np.array_equal(loaded, matrix), name
+    held = {"items": matrix, "scale": np.float32(2.5), "big-endian": matrix.astype(">f8"),
+            "empty": np.zeros((0, 3), np.float32), "ids": (7, 2.5, 1j, b"\x00id", bytearray(b"x"), {3}, frozenset())}
+    (tmp_path / "held.pkl").write_bytes(pickle.dumps(held, protocol=protocol))
+    loaded = unpickle_arrays(tmp_path / "held.pkl")
+    assert loaded.keys() == held.keys() and loaded["ids"] == held["ids"] and loaded["scale"] == np.float32(2.5)
+    assert all(np.array_equal(loaded[key], held[key]) for key in ("items", "big-endian", "empty"))
+
+
+def test_a_damaged_pickle_is_named(tmp_path):
+    data = pickle.dumps(np.ones((4, 3), np.float32))
+    (tmp_path / "cut.pkl").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match="cut.pkl: not a pickle of numpy arrays"):
+        load_embeddings(tmp_path / "cut.pkl", 4)
 
 
 def intents_of_items(data):

@@ -1,7 +1,8 @@
-"""Recommender (library) and the HTTP API, through FastAPI's test client."""
+"""Recommender (library) and the HTTP API, through FastAPI's test client and schemathesis (in process)."""
 
 import numpy as np
 import pytest
+import schemathesis
 import torch
 from fastapi.testclient import TestClient
 
@@ -12,12 +13,13 @@ from elcrec.serving import HistoryError, Limits, Recommender, create_app
 from elcrec.runs import Run, export_run, load_run, save_run
 
 
-def make_run(data, model="sasrec", path=None):
+def make_run(data, model="sasrec", path=None, item_ids=None):
     torch.manual_seed(0)
     config = Config(model=model, hidden_size=16, num_clusters=4, max_len=20, kmeans_restarts=1)
     net = build_model(config, data.n_items)
     net.prepare(train_set(data, config.max_len))
-    item_ids = np.array([f"i{n}" for n in range(1, data.n_items + 1)])  # original ids differ from internal ones
+    if item_ids is None:
+        item_ids = np.array([f"i{n}" for n in range(1, data.n_items + 1)])  # original ids differ from internal ones
     return Run(net.eval(), config, item_ids, path)
 
 
@@ -65,10 +67,73 @@ def test_unknown_items_are_ignored_reported_or_rejected(sasrec):
         sasrec.recommend([["i3"]], k=0)
 
 
+def held_forms(history):
+    """`history` (item ids 1..60) as people hold it: one flat history in every form, then several."""
+    one = {"list": list(history), "tuple": tuple(history), "text ids": [str(i) for i in history],
+           "numpy int64": np.array(history), "numpy int32": np.array(history, dtype=np.int32),
+           "numpy scalars": [np.int64(i) for i in history], "numpy strings": np.array([str(i) for i in history]),
+           "mixed scalars": [np.uint8(history[0]), str(history[1]), *history[2:]]}
+    several = {"2-D array": np.array([history]), "object array": np.array([np.array(history)], dtype=object),
+               "list of arrays": [np.array(history)], "tuple of tuples": (tuple(history),)}
+    return one, several
+
+
+def as_text(results):
+    """`results` with their unknown items as text: "250" and 250 are reported as given."""
+    return [{**result, "unknown": [str(item) for item in result["unknown"]]} for result in results]
+
+
+def test_recommend_and_intents_take_histories_as_people_hold_them(tiny_data):
+    run = make_run(tiny_data, "elcrec", item_ids=np.arange(1, 61))  # integer ids: 5, np.int64(5) and "5" agree
+    rec, history = Recommender(run), [3, 9, 4, 250]
+    expected, intent = rec.recommend([history], k=5), rec.intents([history])
+    assert expected[0]["unknown"] == [250]
+    one, several = held_forms(history)
+    for name, held in {**one, **several}.items():  # a list of one result for one flat history too
+        assert as_text(rec.recommend(held, k=5)) == as_text(expected) and as_text(rec.intents(held)) == as_text(intent)
+    assert type(rec.recommend(np.array(history))[0]["unknown"][0]) is int  # numpy arrays give Python scalars
+    batch = [[3, 9], [np.int64(17)], ("4", "20")]
+    assert rec.recommend(np.array([[3, 9], [17, 250]]), k=3) == rec.recommend([[3, 9], [17, 250]], k=3)
+    assert rec.recommend(batch, k=3) == rec.recommend([[3, 9], [17], [4, 20]], k=3)
+    assert rec.parse([[np.int64(5), 5, "5", np.str_("5")]])[0][0].tolist() == [5] * 4
+
+
+def test_numpy_strings_find_string_ids(sasrec):
+    expected = sasrec.recommend([["i3", "i9"]], k=4)
+    for held in (np.array(["i3", "i9"]), [np.str_("i3"), "i9"], np.array([["i3", "i9"]]), np.array(["i3", "i9"], "O")):
+        assert sasrec.recommend(held, k=4) == expected
+
+
+@pytest.mark.parametrize("library", ["pandas", "polars"])
+def test_a_series_is_one_history_and_a_series_of_lists_several(sasrec, library):
+    series = pytest.importorskip(library).Series
+    assert sasrec.recommend(series(["i3", "i9"]), k=4) == sasrec.recommend([["i3", "i9"]], k=4)
+    several = sasrec.recommend([["i3"], ["i9", "i2"]], k=4)
+    assert sasrec.recommend(series([["i3"], ["i9", "i2"]]), k=4) == several
+    assert sasrec.recommend([series(["i3"]), series(["i9", "i2"])], k=4) == several
+
+
+@pytest.mark.parametrize("held, message", [
+    ("i3 i9", "a history is a sequence of item ids, not a string: 'i3 i9'"),
+    (b"i3", "not a string: b'i3'"), (np.str_("i3"), "not a string"),
+    ([["i3"], "i9"], "histories mix item ids and sequences"), ({"i3", "i9"}, "got set"),
+    (np.array([[["i3"]]]), r"got ndarray of shape \(1, 1, 1\)"), (7, "got int"),
+    ([], "history 0 is empty"), ([["i3"], []], "history 1 is empty"),
+], ids=["str", "bytes", "numpy str", "mixed", "set", "3-D array", "int", "nothing", "an empty one"])
+def test_what_is_not_a_history_is_a_clear_error(sasrec, held, message):
+    with pytest.raises(HistoryError, match=message):
+        sasrec.recommend(held)
+    with pytest.raises(HistoryError, match=message):
+        sasrec.parse(held)
+
+
 def test_http_recommend_health_and_metadata(client, sasrec):
     assert client.get("/health").json() == {"status": "ok"}
     meta = client.get("/metadata").json()
     assert (meta["model"], meta["n_items"], meta["limits"]["max_k"]) == ("sasrec", 60, 50)
+    unclamped = TestClient(create_app(sasrec, Limits(max_k=1000)))
+    assert unclamped.get("/metadata").json()["limits"]["max_k"] == 60  # the limit applied: k <= n_items
+    assert unclamped.post("/recommend", json={"history": ["i1"], "k": 61}).status_code == 422
     response = client.post("/recommend", json={"history": ["i3", "i9", 4], "k": 5})
     assert response.status_code == 200
     assert response.json()["items"] == sasrec.recommend([["i3", "i9"]], k=5)[0]["items"]
@@ -96,6 +161,82 @@ def test_http_rejects_bad_requests_with_a_clear_422(client, body, fragment):
     assert response.status_code == 422
     assert fragment in str(response.json()["detail"])
     assert "Traceback" not in response.text
+
+
+NOT_JSON_OR_NOT_THE_SCHEMA = {
+    "k NaN": b'{"history": ["i1"], "k": NaN}', "k 1e400": b'{"history": ["i1"], "k": 1e400}',
+    "k -Infinity": b'{"history": ["i1"], "k": -Infinity}', "item NaN": b'{"history": ["i1", NaN]}',
+    "item -1e999": b'{"histories": [[-1e999]]}', "lone surrogate": b'{"history": ["i1", "\\ud800"]}',
+    "lone surrogate key": b'{"history": ["i1"], "\\udfff": 1}', "not UTF-8": b'{"history": ["\xff"]}',
+    "4400 digits": b'{"history": [' + b"7" * 4400 + b"]}", "3000 deep": b"[" * 3000 + b"]" * 3000,
+    "k '5'": b'{"history": ["i1"], "k": "5"}', "exclude_seen 1": b'{"history": ["i1"], "exclude_seen": 1}',
+    "item true": b'{"history": [true]}', "item 1.5": b'{"history": [1.5]}',
+}
+
+
+@pytest.mark.parametrize("body", NOT_JSON_OR_NOT_THE_SCHEMA.values(), ids=NOT_JSON_OR_NOT_THE_SCHEMA.keys())
+def test_http_answers_what_json_or_the_schema_has_not_with_the_declared_422(sasrec, body):
+    """Python's json reads NaN, Infinity and 1e400 (which the response encoder then fails on: a 500), and
+    pydantic's lax mode takes "5" for a number and 1 for a boolean: all are a 422 with the declared body."""
+    app = create_app(sasrec)
+    client = TestClient(app, raise_server_exceptions=False)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    for path in ("/recommend", "/recommend/batch", "/intents"):
+        response = client.post(path, content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 422, (path, response.text)
+        schema[path]["POST"].validate_response(response)
+
+
+def test_http_reads_json_numbers_as_json_schema_does(tiny_data):
+    """JSON has one number type: k 5.0 is k 5 and item 3.0 is item 3, as JSON Schema's "integer" says."""
+    client = TestClient(create_app(Recommender(make_run(tiny_data, item_ids=np.arange(1, 61)))))
+    response = client.post("/recommend", content=b'{"history": [3.0, 9], "k": 5.0}',
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 200
+    assert response.json()["items"] == client.post("/recommend", json={"history": [3, 9], "k": 5}).json()["items"]
+
+
+def test_http_errors_match_the_published_schema(tiny_data):
+    """Domain errors (the model's catalogue, not the schema, decides them) carry a declared status and body."""
+    sasrec = Recommender(make_run(tiny_data))
+    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(sasrec, Limits(max_body_bytes=4096)))
+    reject = schemathesis.openapi.from_asgi("/openapi.json", create_app(sasrec, Limits(unknown="reject")))
+    cases = [(schema, "/recommend", {"history": ["x", 5]}, 422, "no item the model knows"),
+             (schema, "/recommend/batch", {"histories": [["i1"], ["y"]]}, 422, "history 1 has no item"),
+             (reject, "/recommend", {"history": ["i1", "zz"]}, 422, "does not know: 'zz'"),
+             (schema, "/recommend", {"history": ["i1"] * 1000}, 413, "4096 bytes"),
+             (schema, "/intents", {"histories": [["i1"]]}, 400, "has no intents"),
+             (schema, "/recommend", {"history": ["i1"], "k": 1000}, 422, "less than or equal to 60")]
+    for api, path, body, status, fragment in cases:
+        response = api[path]["POST"].Case(body=body).call_and_validate()  # every default check but the generated
+        assert response.status_code == status and fragment in str(response.json()["detail"]), (path, body)
+    paths = schema.raw_schema["paths"]
+    assert {"200", "413", "422"} <= set(paths["/recommend"]["post"]["responses"])
+    assert "400" in paths["/intents"]["post"]["responses"]
+
+
+@pytest.fixture
+def api_schema(tiny_data):
+    elcrec = Recommender(make_run(tiny_data, "elcrec"))  # a model with intents: every operation can succeed
+    # the body limit stays at its 1 MiB default: a 413 comes before validation, for valid and invalid bodies alike
+    app = create_app(elcrec, Limits(max_history=30, max_batch=4, max_k=50))
+    config = schemathesis.Config.from_dict({"seed": 7, "generation": {"max-examples": 50, "database": "none"}})
+    return schemathesis.openapi.from_asgi("/openapi.json", app, config=config)
+
+
+fuzzed = schemathesis.pytest.from_fixture("api_schema")
+
+
+@fuzzed.parametrize()
+def test_http_api_passes_schemathesis(case):
+    """Every default check (no 5xx, declared statuses, content types and bodies, schema-valid requests accepted,
+    invalid ones rejected) over examples, coverage cases and fuzzed requests, positive and negative, fixed seed."""
+    if case.meta.generation.mode.is_positive and isinstance(case.body, dict):
+        # which ids exist is the catalogue's business, not the schema's (as a 404 for an unknown resource id):
+        # a schema-valid history starts with a catalogue item so that it reaches the model
+        for history in case.body.get("histories", [case.body.get("history")]):
+            history[0] = f"i{len(history)}"
+    case.call_and_validate()
 
 
 def test_http_batch_limits_malformed_json_and_body_size(client):

