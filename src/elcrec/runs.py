@@ -23,6 +23,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -232,6 +233,15 @@ def _item_ids(values: Any, source: Path) -> np.ndarray:
     return np.array(values)
 
 
+def _parts(keys: Iterable[str]) -> list[str]:
+    """State-dict keys by module: 'encoder.blocks.2.* (16 tensors)' for the keys of one block."""
+    groups: dict[str, int] = {}
+    for key in keys:
+        module = key.rsplit(".", 2)[0] if key.count(".") >= 2 else key
+        groups[module] = groups.get(module, 0) + 1
+    return [module if count == 1 and module in keys else f"{module}.* ({count} tensors)" for module, count in groups.items()]
+
+
 def _model(config: Config, item_ids: np.ndarray, weights: Any, weights_name: str,
            settings_name: str) -> SequentialRecommender:
     """The config's model with `weights`; a mismatch names both sides (another dataset, size, depth or model)."""
@@ -244,8 +254,8 @@ def _model(config: Config, item_ids: np.ndarray, weights: Any, weights_name: str
     expected = model.state_dict()
     problems = [f"{key} is {list(weights[key].shape)} there but {list(value.shape)} for the settings"
                 for key, value in expected.items() if key in weights and weights[key].shape != value.shape]
-    problems += [f"it lacks {key}" for key in expected if key not in weights]
-    problems += [f"it has {key}, which the settings do not" for key in weights if key not in expected]
+    problems += [f"it lacks {part}" for part in _parts(key for key in expected if key not in weights)]
+    problems += [f"it has {part}, which the settings do not" for part in _parts(key for key in weights if key not in expected)]
     if problems:
         shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
         raise RunError(f"{weights_name} does not match {settings_name} (model={config.model}, "

@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
-from .recommender import HistoryError, Recommender
+from .recommender import UNKNOWN_POLICIES, HistoryError, Recommender
 
 log = logging.getLogger("elcrec.serve")
 ItemId = Union[int, str]
@@ -36,7 +36,7 @@ class Limits(BaseModel):
     max_batch: int = Field(256, ge=1, description="histories per batch request")
     max_k: int = Field(1000, ge=1, description="largest k; capped at the number of items")
     max_body_bytes: int = Field(1 << 20, ge=1)
-    unknown: Literal["ignore", "reject"] = Field("ignore", description="unknown items: drop and report, or 422")
+    unknown: Literal[UNKNOWN_POLICIES] = Field("ignore", description="unknown items: drop and report, or 422")
 
 
 class FieldError(BaseModel):
