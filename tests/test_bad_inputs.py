@@ -128,6 +128,7 @@ CASES = [
     ("config suffix", ["train", "--config", "{root}/run.ini"], "use .yaml, .yml, .toml or .json"),
     ("config not UTF-8", ["train", "--config", "{root}/latin1.yaml"], "not UTF-8 text"),
     ("infinite lr", ["train", "--lr", "inf", *TINY], "lr=inf: must be a finite number"),
+    ("lr beyond float32", ["train", "--lr", "1e39", *TINY], "in float32's range"),
     ("NaN lr", ["train", "--lr", "nan", *TINY], "must be a finite number"),
     ("dropout of 1.5", ["train", "--dropout", "1.5", *TINY], "must be in [0, 1)"),
     ("metric cut-off", ["train", "--metric", "NDCG@50", *TINY], "k in eval_ks"),

@@ -29,6 +29,10 @@ def test_train_evaluate_recommend(tmp_path):
     lines = result.output.strip().splitlines()[1:]
     items = [line.split()[1] for line in lines]
     assert len(items) == 4 and not {"3", "7", "11"} & set(items)
+    # an unknown item is dropped and named, as the server and Recommender do by default
+    result = invoke("recommend", run, "--history", "3 7 11 nope", "-k", 4)
+    assert result.exit_code == 0 and "ignored items the model does not know: nope" in result.output
+    assert [line.split()[1] for line in result.output.strip().splitlines()[2:]] == items
 
 
 def test_clear_errors(tmp_path):

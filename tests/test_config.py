@@ -31,6 +31,7 @@ def test_file_values_then_overrides(tmp_path):
     ({"lr": "inf"}, "lr='inf': must be a finite number"),
     ({"lr": float("nan")}, "must be a finite number"),
     ({"trade_off": "1e400"}, "must be a finite number"),
+    ({"lr": 1e39}, "in float32's range"),
     ({"temperature": float("-inf")}, "must be a finite number"),
 ])
 def test_bad_values_are_errors(values, message):

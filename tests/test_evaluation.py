@@ -66,6 +66,21 @@ def test_excluded_target_in_history_cannot_be_hit():
     assert evaluate(model, data, ks=(3,), mask_history="exclude")["HR@3"] == 0.0
 
 
+@pytest.mark.parametrize("broken", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("mode", ["none", "exclude", "reference"])
+def test_non_finite_scores_rank_last_and_never_hit(broken, mode):
+    """A broken model (NaN or infinite scores) earns nothing: NaN compared false with everything and counted
+    as a hit at rank 0; inf outranked every item."""
+    data = eval_data([1, 1], [2, 3], [[1], [1]])
+    all_broken = FixedScores([[broken] * 4])
+    assert all(value == 0 for value in evaluate(all_broken, data, ks=(1, 3), mask_history=mode).values())
+    target_broken = FixedScores([[0.1, broken, 0.5, 0.3]])  # user 0's target is broken; user 1's scores 0.5
+    result = evaluate(target_broken, data, ks=(1, 3), mask_history=mode)
+    assert result["HR@1"] == 0.5 and result["HR@3"] == 0.5 and math.isfinite(result["NDCG@3"])
+    sampled = evaluate(all_broken, data, ks=(1,), mask_history=mode, sampled_negatives=2)
+    assert sampled["HR@1"] == 0.0
+
+
 def test_sampled_mode_never_draws_seen_items_and_is_seeded():
     n_items = 50
     table = torch.zeros(1, n_items)

@@ -146,3 +146,86 @@ def test_an_overwritten_run_stopped_early_leaves_no_stale_result(tiny_data, tmp_
     with pytest.raises(KeyboardInterrupt):
         train(config, data=tiny_data, progress=False, overwrite=True, on_epoch=stop)
     assert not (tmp_path / "metrics.json").exists()  # a group would otherwise read the old result back
+
+
+def test_weights_that_became_non_finite_stop_training(tmp_path, monkeypatch):
+    """A step whose loss was finite can still leave non-finite weights (lr=inf did, with 200 users: one step per
+    epoch): training stops before anything from that epoch is saved or validated."""
+    step = torch.optim.Adam.step
+
+    def overflowing(self, *args, **kwargs):
+        result = step(self, *args, **kwargs)
+        self.param_groups[0]["params"][0].data[0, 0] = float("inf")
+        return result
+
+    monkeypatch.setattr(torch.optim.Adam, "step", overflowing)
+    config = Config(synthetic_users=200, synthetic_items=60, hidden_size=16, max_len=20, epochs=3,
+                    device="cpu", output_dir=str(tmp_path))
+    with pytest.raises(NonFinite, match="weights became NaN or infinite in epoch 0 while the loss stayed finite"):
+        train(config, progress=False)
+    assert not (tmp_path / "training_state.pt").exists() and not (tmp_path / "metrics.json").exists()
+    saved = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in saved.values() if v.is_floating_point())
+    assert "error: the weights became NaN or infinite" in (tmp_path / "train.log").read_text()
+
+
+def test_errors_reach_the_run_log(tiny_data, tmp_path):
+    config = Config(model="elcrec", num_clusters=500, hidden_size=16, device="cpu", output_dir=str(tmp_path))
+    with pytest.raises(ValueError):
+        train(config, data=tiny_data, progress=False)
+    log = (tmp_path / "train.log").read_text()
+    assert "settings: " in log and "error: num_clusters=500 exceeds the 120 training sequences" in log
+
+
+def test_data_warnings_reach_the_run_log(tmp_path):
+    data = tmp_path / "data.txt"
+    data.write_text("".join(f"{u} " + " ".join(str(1 + (u + j) % 30) for j in range(6)) + "\n" for u in range(40))
+                    + "99 1 2\n")  # a user too short to split
+    train(Config(data=str(data), hidden_size=16, max_len=20, epochs=1, device="cpu", output_dir=str(tmp_path / "run")),
+          progress=False)
+    assert "dropped 1 user(s) with fewer than 3 interactions" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_run_files_are_strict_json_with_the_umask_mode(tmp_path):
+    from elcrec.runs import write_json
+
+    write_json(tmp_path / "m.json", {"NDCG@20": float("nan"), "runs": [float("inf"), 1.5]})
+    assert json.loads((tmp_path / "m.json").read_text(), parse_constant=pytest.fail) == {
+        "NDCG@20": None, "runs": [None, 1.5]}
+    umask = os.umask(0o022)
+    try:
+        write_json(tmp_path / "shared.json", {})
+        assert (tmp_path / "shared.json").stat().st_mode & 0o777 == 0o644  # readable by colleagues
+    finally:
+        os.umask(umask)
+
+
+def test_runs_of_several_seeds_share_the_synthetic_data(tmp_path):
+    """The synthetic data has its own seed: the seeds of a group change the training only."""
+    from elcrec.training.experiments import run_group
+
+    base = Config(synthetic_users=150, synthetic_items=50, hidden_size=16, max_len=20, epochs=1, device="cpu")
+    run_group(base, {"sasrec": {}}, [1, 2], tmp_path)
+    first, second = (json.loads((tmp_path / "sasrec" / f"seed{s}" / "data.json").read_text()) for s in (1, 2))
+    assert first == second and first["users"] == 150
+    assert Config(seed=2).synthetic_seed == Config(seed=1).synthetic_seed
+
+
+def test_a_report_renders_an_imported_run(tiny_data, tmp_path):
+    """An imported run has no training history: the report shows its metrics, without curves."""
+    pytest.importorskip("matplotlib", reason="pip install elcrec[plot]")
+    from elcrec.data import eval_set
+    from elcrec.evaluation import evaluate
+    from elcrec.models import build_model
+    from elcrec.report import write_report
+    from elcrec.runs import fingerprint, result_record, save_run, write_json
+
+    config = Config(model="elcrec", hidden_size=16, num_clusters=4, max_len=20, output_dir=str(tmp_path),
+                    synthetic_users=120, synthetic_items=60, synthetic_intents=4, synthetic_seed=3)  # tiny_data
+    model = build_model(config, tiny_data.n_items)
+    save_run(tmp_path, model, config, tiny_data.item_ids, fingerprint(tiny_data))
+    test = evaluate(model, eval_set(tiny_data, 20, "test"))
+    write_json(tmp_path / "metrics.json", result_record(config, test, source="imported"))
+    page = write_report(tmp_path, data=None, sample=50).read_text()
+    assert "No training curves: the run has no training epochs (imported)" in page
+    assert "intent map" in page

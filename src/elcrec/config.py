@@ -10,7 +10,6 @@ import dataclasses
 import difflib
 import functools
 import json
-import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,7 +67,8 @@ def preset_values(preset: str, model: str) -> dict[str, Any]:
 RETIRED = ("text_dim",)
 
 
-METRIC_NAMES = ("HR", "NDCG", "MRR")  # ranking metrics, each at every cut-off k of eval_ks
+METRIC_NAMES = ("HR", "NDCG", "MRR")
+FLOAT32_MAX = 3.4028234663852886e38  # ranking metrics, each at every cut-off k of eval_ks
 
 
 class ConfigError(ValueError):
@@ -317,8 +317,9 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
         elif kind is float:
             if isinstance(value, (int, float, str)) and not isinstance(value, bool):
                 number = float(value)
-                if not math.isfinite(number):
-                    raise ConfigError(f"{name}={value!r}: must be a finite number")
+                if not abs(number) <= FLOAT32_MAX:  # NaN too: every setting ends up in float32 arithmetic
+                    raise ConfigError(f"{name}={value!r}: must be a finite number (in float32's range, "
+                                      f"|x| <= {FLOAT32_MAX:.3g})")
                 return number
         elif kind is str:
             if isinstance(value, str):

@@ -48,7 +48,8 @@ def write_report(run_dir: str | Path, data: str | None = None, out: str | Path |
     figures = {"training curves": training_curves(metrics["history"], config.metric)} if metrics["history"] else {}
     top, bottom = [("Final metrics", metrics_table(metrics))], []  # sections above and below the figures
     if not metrics["history"]:
-        top.append(("Training", f"<p>No training curves: a {html.escape(metrics['source'])} run.</p>"))
+        top.append(("Training", "<p>No training curves: the run has no training epochs "
+                                f"({html.escape(metrics['source'])}).</p>"))
     if isinstance(run.model, IntentModel):
         dataset = load_dataset(config)
         run.check_data(dataset)
