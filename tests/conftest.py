@@ -16,6 +16,17 @@ def benchmark_file(name: str) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def keep_denormals():
+    """The CLI flushes denormals for its process (elcrec.runtime.prepare_process); CLI tests run in this process,
+    whose other tests (hypothesis's subnormal floats among them) expect IEEE arithmetic."""
+    yield
+    from elcrec.runtime import denormals_flushed_per_thread, flush_denormals
+
+    if any(denormals_flushed_per_thread()):
+        flush_denormals(False)
+
+
 @pytest.fixture
 def float64():
     """For checks that compare two orders of computation (sharded vs one process, fast vs reference engine,

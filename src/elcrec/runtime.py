@@ -1,16 +1,18 @@
 """The process's runtime: device, CPU threads, denormal flushing, memory tuning and seeding.
 
 Nothing here happens on import. The CLI calls `prepare_process` once per command; the trainer seeds
-(`seed_everything`) and flushes denormals itself, since a run's result depends on both; a notebook that
-only evaluates or serves keeps its process as it was.
+(`seed_everything`), since a run's result depends on it, and flushes denormals while it trains
+(`denormals_flushed`, then as before); a notebook that only evaluates or serves keeps its process as it was.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -65,19 +67,30 @@ def set_threads(threads: int = 0) -> int:
     return threads
 
 
-def flush_denormals() -> bool:
-    """Treat float values below the smallest normal as zero (FTZ/DAZ) on the calling thread and on every
-    thread of torch's OpenMP pool; True when every thread flushes. Exact for what training computes: such
-    values are far below float32 rounding of anything they are added to, and some CPUs (Intel's among them)
-    multiply them a hundred times slower (NT-Xent's softmax gradient is full of them). torch's
+def flush_denormals(enabled: bool = True) -> bool:
+    """Treat float values below the smallest normal as zero (FTZ/DAZ), or (False) stop, on the calling thread
+    and on every thread of torch's OpenMP pool; True when every thread does as asked. Exact for what training
+    computes: such values are far below float32 rounding of anything they are added to, and some CPUs (Intel's
+    among them) multiply them a hundred times slower (NT-Xent's softmax gradient is full of them). torch's
     set_flush_denormal reaches only the calling thread, so each pool thread runs it in one parallel region."""
-    if not torch.set_flush_denormal(True):
+    if not torch.set_flush_denormal(enabled) and enabled:
         return False  # this CPU has no FTZ/DAZ
     gomp = _openmp_runtime()
     if gomp is not None and torch.get_num_threads() > 1:
-        callback = _PARALLEL_FN(lambda _: torch.set_flush_denormal(True))
+        callback = _PARALLEL_FN(lambda _: torch.set_flush_denormal(enabled))
         gomp.GOMP_parallel(callback, None, torch.get_num_threads(), 0)
-    return all(denormals_flushed_per_thread())
+    return all(flushed == enabled for flushed in denormals_flushed_per_thread())
+
+
+@contextlib.contextmanager
+def denormals_flushed() -> Iterator[bool]:
+    """Denormals flushed on every torch thread for the block (whether they are), then as before."""
+    before = denormals_flushed_per_thread()[0]
+    try:
+        yield flush_denormals()
+    finally:
+        if not before:
+            flush_denormals(False)
 
 
 def denormals_flushed_per_thread() -> list[bool]:

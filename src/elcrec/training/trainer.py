@@ -24,7 +24,7 @@ from ..evaluation import evaluate, format_metrics
 from ..models import create_model
 from ..runs import LOG_FILE, METRICS_FILE, MODEL_FILE, STATE_FILE, fingerprint, load_run, read_pt, result_record, \
     save_run, save_tensors, write_json
-from ..runtime import cpu_has_native, flush_denormals, resolve_device, seed_everything
+from ..runtime import cpu_has_native, denormals_flushed, resolve_device, seed_everything
 from .negatives import NegativeSampler
 from .progress import Progress, log, run_logging
 from .step import AMP_DTYPES, Step, TrainTensors, make_batch
@@ -47,7 +47,7 @@ def train(config: Config, data: SequenceData | None = None, progress: bool = Tru
     early-stopping state, history) is written atomically to training_state.pt; `resume=True` continues
     from it, and the continued run is identical to one never interrupted (tests/test_reliability.py).
     Training seeds the global generators from config.seed and flushes denormal floats on torch's threads
-    (elcrec.runtime). Started by torchrun with several processes, it trains with DistributedDataParallel.
+    while it runs (elcrec.runtime). Started by torchrun with several processes, it trains with DistributedDataParallel.
     `on_epoch(record)` is called with each epoch's history record (loss, terms, seconds, valid metrics),
     in every process; an exception it raises stops training (Optuna's pruning uses it).
     A folder that already holds a run is refused unless `resume` or `overwrite` is given."""
@@ -61,8 +61,10 @@ def train(config: Config, data: SequenceData | None = None, progress: bool = Tru
         device = distributed.setup(device)
     main = distributed.is_main()
     try:
-        with run_logging(config.run_dir / LOG_FILE if main else None, console=main):
+        with run_logging(config.run_dir / LOG_FILE if main else None, console=main), denormals_flushed() as flushed:
             try:
+                if device.type == "cpu" and not flushed:
+                    log.warning("warning: this CPU keeps denormal floats: steps whose gradients hold them may run slower")
                 return Trainer(config, data, device, resume, progress and main).run(on_epoch)
             except Exception as error:
                 log.error(f"error: {error}")  # into train.log; the caller reports it
@@ -84,8 +86,6 @@ class Trainer:
             raise ValueError(f"batch_size={config.batch_size} is the global batch: it must be a multiple of the "
                              f"{self.world} processes")
         seed_everything(config.seed)  # the same initial weights and data order in every process
-        if device.type == "cpu" and not flush_denormals():
-            log.warning("warning: this CPU keeps denormal floats: steps whose gradients hold them may run slower")
         self._log_settings()
         self.data = load_dataset(config) if data is None else data
         log.info(self.data.summary())
