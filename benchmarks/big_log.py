@@ -36,12 +36,15 @@ def generate(rows: int, folder: Path) -> dict[str, Path]:
     items = rng.permutation(n_items)[items]  # popular items spread over the id range
     times = 1_300_000_000 + rng.integers(0, 300_000_000, rows)
     paths = {"csv, integer ids": folder / "log.csv", "parquet, string ids": folder / "log.parquet"}
-    pacsv.write_csv(pa.table({"user_id": users + 1, "item_id": items + 1, "timestamp": times}),
-                    paths["csv, integer ids"])
+    pacsv.write_csv(
+        pa.table({"user_id": users + 1, "item_id": items + 1, "timestamp": times}), paths["csv, integer ids"]
+    )
     user_names = np.char.add("A", np.char.zfill(np.char.mod("%X", np.arange(n_users)), 13))
     item_names = np.char.add("B0", np.char.zfill(np.char.mod("%X", np.arange(n_items)), 8))
-    pq.write_table(pa.table({"user_id": user_names[users], "item_id": item_names[items], "timestamp": times}),
-                   paths["parquet, string ids"])
+    pq.write_table(
+        pa.table({"user_id": user_names[users], "item_id": item_names[items], "timestamp": times}),
+        paths["parquet, string ids"],
+    )
     return paths
 
 
@@ -55,8 +58,15 @@ def worker(path: str) -> dict:
     data = load_dataset(Config(data=path))
     seconds = time.perf_counter() - started
     compact = data.items.nbytes + data.offsets.nbytes + data.user_ids.nbytes + data.item_ids.nbytes
-    return {"seconds": seconds, "baseline_mb": baseline, "peak_rss_mb": peak_rss_mb(), "users": data.n_users, "items": data.n_items,
-            "interactions": data.n_interactions, "result_mb": compact / 2**20}
+    return {
+        "seconds": seconds,
+        "baseline_mb": baseline,
+        "peak_rss_mb": peak_rss_mb(),
+        "users": data.n_users,
+        "items": data.n_items,
+        "interactions": data.n_interactions,
+        "result_mb": compact / 2**20,
+    }
 
 
 def main() -> None:
@@ -69,26 +79,34 @@ def main() -> None:
         print(json.dumps(worker(args.worker)))
         return
 
-    lines = [f"# Reading and preprocessing a log of {args.rows:,} interactions", "",
-             f"Machine: {machine()}. Command: `python benchmarks/big_log.py --rows {args.rows}`.",
-             "`load_dataset` = read (pyarrow) + chronological order per user + id remapping + sequences. Peak RSS: "
-             "the loading process's peak resident set; before: its resident set before the load (a fresh interpreter "
-             "with elcrec imported); the load's own share is the difference. Result: the in-memory dataset (flat "
-             "item array, offsets, id maps).", "",
-             "| file | file MB | users | items | interactions kept | load s | RSS before MB | peak RSS MB | result MB |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Reading and preprocessing a log of {args.rows:,} interactions",
+        "",
+        f"Machine: {machine()}. Command: `python benchmarks/big_log.py --rows {args.rows}`.",
+        "`load_dataset` = read (pyarrow) + chronological order per user + id remapping + sequences. Peak RSS: "
+        "the loading process's peak resident set; before: its resident set before the load (a fresh interpreter "
+        "with elcrec imported); the load's own share is the difference. Result: the in-memory dataset (flat "
+        "item array, offsets, id maps).",
+        "",
+        "| file | file MB | users | items | interactions kept | load s | RSS before MB | peak RSS MB | result MB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
         paths = generate(args.rows, Path(folder))
         print(f"generated in {time.perf_counter() - started:.0f} s", flush=True)
         for name, path in paths.items():
-            done = subprocess.run([sys.executable, __file__, "--worker", str(path)], check=True, capture_output=True,
-                                  text=True)
+            done = subprocess.run(
+                [sys.executable, __file__, "--worker", str(path)], check=True, capture_output=True, text=True
+            )
             row = json.loads(done.stdout.strip().splitlines()[-1])
             print(name, json.dumps(row), flush=True)
-            lines.append(f"| {name} | {path.stat().st_size / 2**20:,.0f} | {row['users']:,} | {row['items']:,} "
-                         f"| {row['interactions']:,} | {row['seconds']:.1f} | {row['baseline_mb']:,.0f} | {row['peak_rss_mb']:,.0f} "
-                         f"| {row['result_mb']:,.0f} |")
+            lines.append(
+                f"| {name} | {path.stat().st_size / 2**20:,.0f} | {row['users']:,} | {row['items']:,} "
+                f"| {row['interactions']:,} | {row['seconds']:.1f} | {row['baseline_mb']:,.0f} "
+                f"| {row['peak_rss_mb']:,.0f} "
+                f"| {row['result_mb']:,.0f} |"
+            )
     write_markdown(args.out, lines)
 
 

@@ -13,9 +13,12 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("ELCREC_DATA_DIR", ROOT.parent / "shared" / "data"))
 FILES = {"beauty": "Beauty", "sports": "Sports_and_Outdoors", "toys": "Toys_and_Games", "yelp": "Yelp"}
 # engine variants by name: the settings each adds to a run (fast-zero: the contrastive models only)
-VARIANTS = {"fast": {"engine": "fast"}, "reference": {"engine": "reference"},
-            "fast-bf16": {"engine": "fast", "amp": "bf16"},
-            "fast-zero": {"engine": "fast", "padding_outputs": "zero"}}
+VARIANTS = {
+    "fast": {"engine": "fast"},
+    "reference": {"engine": "reference"},
+    "fast-bf16": {"engine": "fast", "amp": "bf16"},
+    "fast-zero": {"engine": "fast", "padding_outputs": "zero"},
+}
 ZERO_MODELS = ("cl4srec", "iclrec", "elcrec")
 
 
@@ -37,8 +40,10 @@ def machine(device: str = "cpu") -> str:
     except OSError:
         pass
     bf16 = [name for flag, name in (("avx512_bf16", "AVX512-BF16"), ("amx_bf16", "AMX-BF16")) if flag in flags]
-    text = (f"{cpu} ({', '.join(bf16) if bf16 else 'no bf16 instructions'}), {os.cpu_count()} cores, "
-            f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    text = (
+        f"{cpu} ({', '.join(bf16) if bf16 else 'no bf16 instructions'}), {os.cpu_count()} cores, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    )
     if device != "cpu" and torch.cuda.is_available():
         text += f", {torch.cuda.get_device_name()}"
     return text

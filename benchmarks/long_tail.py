@@ -20,8 +20,13 @@ from pathlib import Path
 import numpy as np
 from common import ROOT, machine, write_markdown
 
-COLUMNS = (("all users", "NDCG@10"), ("tail items", "tail_items/NDCG@10"), ("head items", "head_items/NDCG@10"),
-           ("tail users", "tail_users/NDCG@10"), ("head users", "head_users/NDCG@10"))
+COLUMNS = (
+    ("all users", "NDCG@10"),
+    ("tail items", "tail_items/NDCG@10"),
+    ("head items", "head_items/NDCG@10"),
+    ("tail users", "tail_users/NDCG@10"),
+    ("head users", "head_users/NDCG@10"),
+)
 
 
 def main() -> None:
@@ -47,8 +52,15 @@ def main() -> None:
     from elcrec.training.experiments import mean_std, run_group
 
     seeds = [int(s) for s in args.seeds.split(",")]
-    base = Config(data="synthetic", synthetic_users=args.users, synthetic_items=args.items, synthetic_intents=8,
-                  epochs=args.epochs, patience=args.patience, device="cpu")
+    base = Config(
+        data="synthetic",
+        synthetic_users=args.users,
+        synthetic_items=args.items,
+        synthetic_intents=8,
+        epochs=args.epochs,
+        patience=args.patience,
+        device="cpu",
+    )
     data = load_dataset(base)
     test = eval_set(data, base.max_len, "test")
     groups = long_tail_groups(data, test)
@@ -57,23 +69,35 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     np.save(text_path, embed_texts(synthetic_item_texts(data, sequential=args.texts == "sequential")))
     llmesr = {"model": "llmesr", "item_text": str(text_path)}
-    variants = {"sasrec": {"model": "sasrec"}, "llmesr": llmesr,
-                "llmesr+icc": {**llmesr, "icc": "kmeans", "icc_clusters": args.icc_clusters, "icc_weight": args.icc_weight}}
+    variants = {
+        "sasrec": {"model": "sasrec"},
+        "llmesr": llmesr,
+        "llmesr+icc": {**llmesr, "icc": "kmeans", "icc_clusters": args.icc_clusters, "icc_weight": args.icc_weight},
+    }
     run_group(base, variants, seeds, root, data=data)
-    results = {name: [evaluate(load_run(root / name / f"seed{seed}").model, test, groups=groups, seed=seed)
-                      for seed in seeds] for name in variants}
+    results = {
+        name: [evaluate(load_run(root / name / f"seed{seed}").model, test, groups=groups, seed=seed) for seed in seeds]
+        for name in variants
+    }
 
-    counts = {label: int(groups[key.split("/")[0]].sum()) if "/" in key else len(test.targets)
-              for label, key in COLUMNS}
+    counts = {
+        label: int(groups[key.split("/")[0]].sum()) if "/" in key else len(test.targets) for label, key in COLUMNS
+    }
     carries = {"intent": "intents", "sequential": "intents and ring neighbourhoods"}[args.texts]
-    lines = [f"# Long-tail: SASRec, LLM-ESR, LLM-ESR + item-cluster constraint (synthetic data, text carries {carries})",
-             "", f"Machine: {machine()}. Command: `python benchmarks/long_tail.py --seeds {args.seeds} --users {args.users} "
-             f"--items {args.items} --epochs {args.epochs} --patience {args.patience} --texts {args.texts} "
-             f"--icc-clusters {args.icc_clusters} --icc-weight {args.icc_weight}`.",
-             f"{data.summary()}. Test NDCG@10, full ranking, seen items excluded, mean ± std over seeds {args.seeds}; "
-             "best validation epoch of each run. Groups (users): " + ", ".join(f"{k} {v:,}" for k, v in counts.items())
-             + ". Tail items: outside the 20% most popular; tail users: outside the 20% longest histories.", "",
-             "| model | " + " | ".join(label for label, _ in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    lines = [
+        f"# Long-tail: SASRec, LLM-ESR, LLM-ESR + item-cluster constraint (synthetic data, text carries {carries})",
+        "",
+        f"Machine: {machine()}. Command: `python benchmarks/long_tail.py --seeds {args.seeds} --users {args.users} "
+        f"--items {args.items} --epochs {args.epochs} --patience {args.patience} --texts {args.texts} "
+        f"--icc-clusters {args.icc_clusters} --icc-weight {args.icc_weight}`.",
+        f"{data.summary()}. Test NDCG@10, full ranking, seen items excluded, mean ± std over seeds {args.seeds}; "
+        "best validation epoch of each run. Groups (users): "
+        + ", ".join(f"{k} {v:,}" for k, v in counts.items())
+        + ". Tail items: outside the 20% most popular; tail users: outside the 20% longest histories.",
+        "",
+        "| model | " + " | ".join(label for label, _ in COLUMNS) + " |",
+        "|---" * (len(COLUMNS) + 1) + "|",
+    ]
     for name, runs in results.items():
         lines.append(f"| {name} | " + " | ".join(mean_std(runs, key) for _, key in COLUMNS) + " |")
     write_markdown(out, lines)

@@ -43,26 +43,44 @@ def main() -> None:
     args = parser.parse_args()
 
     runs = parse_runs(args.runs)
-    base = Config.from_dict({"data": str(dataset_path(args.dataset)), "preset": args.dataset, "model": args.model,
-                             "epochs": args.epochs, "patience": 0, "device": args.device})
+    base = Config.from_dict(
+        {
+            "data": str(dataset_path(args.dataset)),
+            "preset": args.dataset,
+            "model": args.model,
+            "epochs": args.epochs,
+            "patience": 0,
+            "device": args.device,
+        }
+    )
     data = load_dataset(base)
     curves, seconds, tests = {}, {}, {}
     for variant, seed in runs:
-        config = base.replace(**VARIANTS[variant], seed=seed, output_dir=str(
-            ROOT / "runs" / "quality-curve" / args.dataset / f"{args.model}-{variant}-{seed}"))
+        config = base.replace(
+            **VARIANTS[variant],
+            seed=seed,
+            output_dir=str(ROOT / "runs" / "quality-curve" / args.dataset / f"{args.model}-{variant}-{seed}"),
+        )
         result = finished_or_train(config, data)
         curves[variant, seed] = [h[base.metric] for h in result["history"]]
         seconds[variant, seed] = sum(h["seconds"] for h in result["history"]) / len(result["history"])
         tests[variant, seed] = result["test"][base.metric]
 
     names = [f"{variant} seed {seed}" for variant, seed in runs]
-    lines = [f"# Validation {base.metric} per epoch, {args.model} on {FILES[args.dataset]}, by engine variant", "",
-             f"Machine: {machine(base.device)}. Command: `python benchmarks/quality_curve.py --dataset {args.dataset} "
-             f"--model {args.model} --epochs {args.epochs} --runs {args.runs}` (preset {args.dataset}, no early "
-             "stopping). Variants: " + "; ".join(f"{name}: {settings}" for name, settings in VARIANTS.items()
-                                                if any(variant == name for variant, _ in runs)) +
-             ". The s/epoch row is training steps only, indicative (benchmarks/speed.py measures speed).", "",
-             "| epoch | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    lines = [
+        f"# Validation {base.metric} per epoch, {args.model} on {FILES[args.dataset]}, by engine variant",
+        "",
+        f"Machine: {machine(base.device)}. Command: `python benchmarks/quality_curve.py --dataset {args.dataset} "
+        f"--model {args.model} --epochs {args.epochs} --runs {args.runs}` (preset {args.dataset}, no early "
+        "stopping). Variants: "
+        + "; ".join(
+            f"{name}: {settings}" for name, settings in VARIANTS.items() if any(variant == name for variant, _ in runs)
+        )
+        + ". The s/epoch row is training steps only, indicative (benchmarks/speed.py measures speed).",
+        "",
+        "| epoch | " + " | ".join(names) + " |",
+        "|---" * (len(names) + 1) + "|",
+    ]
     for epoch in range(args.epochs):
         lines.append(f"| {epoch} | " + " | ".join(f"{curves[run][epoch]:.4f}" for run in runs) + " |")
     lines.append("| train s/epoch | " + " | ".join(f"{seconds[run]:.1f}" for run in runs) + " |")
@@ -79,15 +97,21 @@ def main() -> None:
     for variant in dict.fromkeys(variant for variant, _ in runs):
         seeds = [run for run in runs if run[0] == variant]
         if len(seeds) > 1:
-            lines.append(f"- seed to seed within {variant}: " + ", ".join(
-                f"{a[1]} vs {b[1]} {gap(a, b):.4f}" for a, b in zip(seeds, seeds[1:])))
+            lines.append(
+                f"- seed to seed within {variant}: "
+                + ", ".join(f"{a[1]} vs {b[1]} {gap(a, b):.4f}" for a, b in zip(seeds, seeds[1:]))
+            )
         if variant != first:
-            lines.append(f"- {variant} vs {first}: " + ", ".join(
-                f"{a[1]} vs {b[1]} {gap(a, b):.4f}" for a in seeds for b in runs if b[0] == first))
+            lines.append(
+                f"- {variant} vs {first}: "
+                + ", ".join(f"{a[1]} vs {b[1]} {gap(a, b):.4f}" for a in seeds for b in runs if b[0] == first)
+            )
     for variant in dict.fromkeys(variant for variant, _ in runs):
         seeds = [run for run in runs if run[0] == variant]
-        lines.append(f"- {variant}: mean {base.metric} over {window} and seeds "
-                     f"{statistics.fmean(x for run in seeds for x in curves[run][half:]):.4f}")
+        lines.append(
+            f"- {variant}: mean {base.metric} over {window} and seeds "
+            f"{statistics.fmean(x for run in seeds for x in curves[run][half:]):.4f}"
+        )
     out = args.out or ROOT / "benchmarks" / "results" / f"quality-curve-{args.dataset}-{args.model}.md"
     write_markdown(out, lines)
 

@@ -1,6 +1,7 @@
 """Write a run's report and photograph it in headless Chromium, to look at how the page renders.
 
-    python benchmarks/report_screenshot.py runs/reproduce/beauty/elcrec --out benchmarks/results/report-beauty-elcrec.png
+    python benchmarks/report_screenshot.py runs/reproduce/beauty/elcrec-seed1 \
+        --out benchmarks/results/report-beauty-elcrec.png
 
 Needs matplotlib and Chromium (`apt-get install chromium`). The page stays in the run folder (report.html).
 """
@@ -29,11 +30,25 @@ def main() -> None:
     page = write_report(args.run, sample=args.users)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as profile:
-        subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                        f"--user-data-dir={profile}", f"--window-size=1280,{args.height}",
-                        f"--screenshot={args.out.resolve()}", page.resolve().as_uri()],
-                       check=True, capture_output=True, timeout=180)
+        subprocess.run(
+            [
+                "chromium",
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}",
+                f"--window-size=1280,{args.height}",
+                f"--screenshot={args.out.resolve()}",
+                page.resolve().as_uri(),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=180,
+        )
     print(f"wrote {page} and {args.out}")
 
 

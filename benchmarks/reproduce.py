@@ -33,8 +33,13 @@ else:
 
 RESULTS = ROOT / "benchmarks" / "results"
 TABLE_NAMES = {"beauty": "Beauty", "sports": "Sports", "toys": "Toys", "yelp": "Yelp"}
-PAPER_COLUMNS = {"sasrec": "SASRec", "bert4rec": "BERT4Rec", "cl4srec": "CL4SRec", "iclrec": "ICLRec",
-                 "elcrec": "ELCRec (paper)"}
+PAPER_COLUMNS = {
+    "sasrec": "SASRec",
+    "bert4rec": "BERT4Rec",
+    "cl4srec": "CL4SRec",
+    "iclrec": "ICLRec",
+    "elcrec": "ELCRec (paper)",
+}
 METRICS = ("HR@5", "HR@20", "NDCG@5", "NDCG@20")
 
 
@@ -72,8 +77,9 @@ def read_manifest(path: Path) -> tuple[dict, list[dict]]:
                 raise SystemExit(f"{path}: dataset {dataset!r}: choose among {', '.join(FILES)}")
             for model in group["models"]:
                 for seed in group["seeds"]:
-                    cells.append({"dataset": dataset, "model": model, "seed": seed,
-                                  "variant": group.get("variant", "fast")})
+                    cells.append(
+                        {"dataset": dataset, "model": model, "seed": seed, "variant": group.get("variant", "fast")}
+                    )
     return manifest.get("defaults", {}), cells
 
 
@@ -84,9 +90,15 @@ def cell_name(cell: dict) -> str:
 def cell_config(cell: dict, defaults: dict):
     from elcrec import Config
 
-    return Config(data=str(dataset_path(cell["dataset"])), preset=cell["dataset"], model=cell["model"],
-                  seed=cell["seed"], **defaults, **VARIANTS[cell["variant"]],
-                  output_dir=str(ROOT / "runs" / "reproduce" / cell_name(cell)))
+    return Config(
+        data=str(dataset_path(cell["dataset"])),
+        preset=cell["dataset"],
+        model=cell["model"],
+        seed=cell["seed"],
+        **defaults,
+        **VARIANTS[cell["variant"]],
+        output_dir=str(ROOT / "runs" / "reproduce" / cell_name(cell)),
+    )
 
 
 def run_cell(cell: dict, defaults: dict, data) -> None:
@@ -104,13 +116,22 @@ def run_cell(cell: dict, defaults: dict, data) -> None:
     if (out / "run.json").is_file() and json.loads((out / "metrics.json").read_text()) == result:
         return  # recorded already
     best = load_run(config.run_dir).model
-    exclude = evaluate(best, eval_set(data, config.max_len, "test"), ks=config.eval_ks, mask_history="exclude",
-                       batch_size=config.eval_batch_size)
+    exclude = evaluate(
+        best,
+        eval_set(data, config.max_len, "test"),
+        ks=config.eval_ks,
+        mask_history="exclude",
+        batch_size=config.eval_batch_size,
+    )
     out.mkdir(parents=True, exist_ok=True)
     for name in ("config.json", "metrics.json"):
         shutil.copyfile(config.run_dir / name, out / name)
-    record = {"variant": cell["variant"], "machine": machine(), "test_seen_excluded": exclude,
-              "session_seconds": round(time.perf_counter() - started)}
+    record = {
+        "variant": cell["variant"],
+        "machine": machine(),
+        "test_seen_excluded": exclude,
+        "session_seconds": round(time.perf_counter() - started),
+    }
     (out / "run.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
@@ -135,39 +156,52 @@ def write_table(cells: list[dict], command: str) -> None:
     for cell in cells:
         groups.setdefault((cell["dataset"], cell["model"]), []).append(cell)
     machines = sorted({record[1]["machine"] for cell in cells if (record := recorded(cell))})
-    lines = ["# Reproduction of the ELCRec paper's Table 1", "",
-             f"Command: `{command}` (cells: benchmarks/paper.toml; runs read back or resumed). Protocol: "
-             "leave-one-out, full ranking over all items, seen items scored 0 as the reference scores them "
-             "(`mask_history=reference`), test split of the best validation NDCG@20 epoch (patience 40, at most "
-             "300 epochs); the test NDCG@20 with seen items excluded (`exclude`, our default) beside it. Each run "
-             "takes its dataset's preset for its model (README, Presets) and the faithful recipe; engine variant "
-             "per run in its `run.json` (fast-bf16: fast engine with bf16 autocast). Several seeds: mean ± sample "
-             "std. Train h: the epochs' training time (validation excluded), summed over seeds and sessions.",
-             "", "Machines: " + ("; ".join(machines) if machines else "none yet") + ".", "",
-             "| dataset | model | seeds | " + " | ".join(f"{m} ours / paper" for m in METRICS)
-             + " | NDCG@20 vs paper | NDCG@20, seen excluded | best epochs | epochs run | train h |",
-             "|---" * (len(METRICS) + 8) + "|"]
+    lines = [
+        "# Reproduction of the ELCRec paper's Table 1",
+        "",
+        f"Command: `{command}` (cells: benchmarks/paper.toml; runs read back or resumed). Protocol: "
+        "leave-one-out, full ranking over all items, seen items scored 0 as the reference scores them "
+        "(`mask_history=reference`), test split of the best validation NDCG@20 epoch (patience 40, at most "
+        "300 epochs); the test NDCG@20 with seen items excluded (`exclude`, our default) beside it. Each run "
+        "takes its dataset's preset for its model (README, Presets) and the faithful recipe; engine variant "
+        "per run in its `run.json` (fast-bf16: fast engine with bf16 autocast). Several seeds: mean ± sample "
+        "std. Train h: the epochs' training time (validation excluded), summed over seeds and sessions.",
+        "",
+        "Machines: " + ("; ".join(machines) if machines else "none yet") + ".",
+        "",
+        "| dataset | model | seeds | "
+        + " | ".join(f"{m} ours / paper" for m in METRICS)
+        + " | NDCG@20 vs paper | NDCG@20, seen excluded | best epochs | epochs run | train h |",
+        "|---" * (len(METRICS) + 8) + "|",
+    ]
     for (dataset, model), members in groups.items():
         found = [record for cell in members if (record := recorded(cell))]
         reference = paper.get((dataset, model), {})
         seeds = ",".join(str(cell["seed"]) for cell in members)
         if not found:
-            lines.append(f"| {TABLE_NAMES[dataset]} | {model} | {seeds} | " + " | ".join(
-                f"pending / {reference[m]:.4f}" if m in reference else "pending / -" for m in METRICS)
-                + " | | | | | |")
+            lines.append(
+                f"| {TABLE_NAMES[dataset]} | {model} | {seeds} | "
+                + " | ".join(f"pending / {reference[m]:.4f}" if m in reference else "pending / -" for m in METRICS)
+                + " | | | | | |"
+            )
             continue
         done = [str(cell["seed"]) for cell in members if recorded(cell)]
         value = {m: [metrics["test"][m] for metrics, _ in found] for m in METRICS}
-        cells_text = [f"{_mean_std(value[m])} / {reference[m]:.4f}" if m in reference else f"{_mean_std(value[m])} / -"
-                      for m in METRICS]
+        cells_text = [
+            f"{_mean_std(value[m])} / {reference[m]:.4f}" if m in reference else f"{_mean_std(value[m])} / -"
+            for m in METRICS
+        ]
         gap = f"{np.mean(value['NDCG@20']) / reference['NDCG@20'] - 1:+.1%}" if "NDCG@20" in reference else "-"
         excluded = _mean_std([run["test_seen_excluded"]["NDCG@20"] for _, run in found])
         best = ", ".join(str(metrics["best_epoch"]) for metrics, _ in found)
         epochs = ", ".join(str(len(metrics["history"])) for metrics, _ in found)
         hours = sum(h["seconds"] for metrics, _ in found for h in metrics["history"]) / 3600
         pending = "" if len(done) == len(members) else f" (of {seeds})"
-        lines.append(f"| {TABLE_NAMES[dataset]} | {model} | {','.join(done)}{pending} | " + " | ".join(cells_text)
-                     + f" | {gap} | {excluded} | {best} | {epochs} | {hours:.1f} |")
+        lines.append(
+            f"| {TABLE_NAMES[dataset]} | {model} | {','.join(done)}{pending} | "
+            + " | ".join(cells_text)
+            + f" | {gap} | {excluded} | {best} | {epochs} | {hours:.1f} |"
+        )
     tests = []
     for dataset in TABLE_NAMES:
         first, second = groups.get((dataset, "iclrec"), []), groups.get((dataset, "elcrec"), [])
@@ -179,12 +213,19 @@ def write_table(cells: list[dict], command: str) -> None:
             b = [recorded(y)[0]["test"][metric] for _, y in pairs]
             test = ttest_rel(b, a)
             p = test.pvalue if math.isfinite(test.pvalue) else float("nan")
-            tests.append(f"| {TABLE_NAMES[dataset]} | {metric} | {len(pairs)} | {np.mean(np.subtract(b, a)):+.4f} "
-                         f"| {test.statistic:.2f} | {p:.3f} |")
+            tests.append(
+                f"| {TABLE_NAMES[dataset]} | {metric} | {len(pairs)} | {np.mean(np.subtract(b, a)):+.4f} "
+                f"| {test.statistic:.2f} | {p:.3f} |"
+            )
     if tests:
-        lines += ["", "Paired t-test over seeds, ELCRec against ICLRec (the paper's significance claim):", "",
-                  "| dataset | metric | seeds | ELCRec - ICLRec (mean) | t | p (two-sided) |", "|---|---|---|---|---|---|",
-                  *tests]
+        lines += [
+            "",
+            "Paired t-test over seeds, ELCRec against ICLRec (the paper's significance claim):",
+            "",
+            "| dataset | metric | seeds | ELCRec - ICLRec (mean) | t | p (two-sided) |",
+            "|---|---|---|---|---|---|",
+            *tests,
+        ]
     write_markdown(RESULTS / "paper-table.md", lines)
 
 
@@ -198,8 +239,11 @@ def main() -> None:
 
     defaults, cells = read_manifest(args.manifest)
     wanted = [part.split(":") for part in args.only.split(",") if part]
-    chosen = [cell for cell in cells if not wanted or any(
-        [cell["dataset"], cell["model"], str(cell["seed"])][: len(w)] == w for w in wanted)]
+    chosen = [
+        cell
+        for cell in cells
+        if not wanted or any([cell["dataset"], cell["model"], str(cell["seed"])][: len(w)] == w for w in wanted)
+    ]
     if wanted and not chosen:
         raise SystemExit(f"--only {args.only!r} names no cell of {args.manifest}")
     command = "python benchmarks/reproduce.py"

@@ -43,8 +43,15 @@ def worker(model_name: str, n_users: int, steps: int, device: str) -> dict:
     dev = resolve_device(device)
     seed_everything(1)
     started = time.perf_counter()
-    data = make_synthetic(n_users=n_users, n_items=N_ITEMS, n_intents=N_INTENTS, seed=1, min_length=5,
-                          mean_extra_length=4.0, max_length=200)
+    data = make_synthetic(
+        n_users=n_users,
+        n_items=N_ITEMS,
+        n_intents=N_INTENTS,
+        seed=1,
+        min_length=5,
+        mean_extra_length=4.0,
+        max_length=200,
+    )
     config = Config(preset="beauty", model=model_name, device=device)
     train = train_set(data, config.max_len)
     data_seconds = time.perf_counter() - started
@@ -80,10 +87,21 @@ def worker(model_name: str, n_users: int, steps: int, device: str) -> dict:
         if full_epoch or i >= WARMUP:
             timed.append(time.perf_counter() - started)
     train_seconds = sum(timed) if full_epoch else statistics.median(timed) * len(batches)
-    return {"model": model_name, "users": n_users, "sequences": len(rows_of), "interactions": data.n_interactions,
-            "steps_per_epoch": len(batches), "timed_steps": len(timed), "full_epoch": full_epoch,
-            "data_s": data_seconds, "setup_s": setup_seconds, "estep_s": estep_seconds, "train_s": train_seconds,
-            "epoch_s": estep_seconds + train_seconds, "peak_rss_mb": peak_rss_mb()}
+    return {
+        "model": model_name,
+        "users": n_users,
+        "sequences": len(rows_of),
+        "interactions": data.n_interactions,
+        "steps_per_epoch": len(batches),
+        "timed_steps": len(timed),
+        "full_epoch": full_epoch,
+        "data_s": data_seconds,
+        "setup_s": setup_seconds,
+        "estep_s": estep_seconds,
+        "train_s": train_seconds,
+        "epoch_s": estep_seconds + train_seconds,
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def plot(rows: list[dict], path: Path) -> bool:
@@ -132,29 +150,49 @@ def main() -> None:
     for users in args.users.split(","):
         for model in args.models.split(","):
             print(f"{model} {int(users):,} users ...", flush=True)
-            done = subprocess.run([sys.executable, __file__, "--steps", str(args.steps), "--device", args.device,
-                                   "--worker", model, users], check=True, capture_output=True, text=True)
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--steps",
+                    str(args.steps),
+                    "--device",
+                    args.device,
+                    "--worker",
+                    model,
+                    users,
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(json.dumps(rows[-1]), flush=True)
 
     sasrec = {row["users"]: row["epoch_s"] for row in rows if row["model"] == "sasrec"}
-    lines = ["# Epoch cost against the number of users", "",
-             f"Machine: {machine(args.device)}. Command: `python benchmarks/scaling.py --users {args.users} "
-             f"--models {args.models} --steps {args.steps} --device {args.device}`.",
-             f"Synthetic logs ({N_INTENTS} planted intents, {N_ITEMS:,} items, Beauty-like lengths), Beauty preset "
-             "(1 layer, d 64, K 256, batch 256). Epoch s = E-step (ICLRec) + steps per epoch x median step time of "
-             f"{args.steps} timed steps, or the whole epoch timed where it has no more steps than that (marked "
-             "'full'). Set-up: ELCRec's one-time k-means initialisation. Peak memory: the process's peak resident "
-             "set during set-up and training, data generation excluded.", "",
-             "| users | interactions | model | epoch s | of which E-step s | x SASRec epoch | set-up s | peak RSS MB "
-             "| epoch measured as |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Epoch cost against the number of users",
+        "",
+        f"Machine: {machine(args.device)}. Command: `python benchmarks/scaling.py --users {args.users} "
+        f"--models {args.models} --steps {args.steps} --device {args.device}`.",
+        f"Synthetic logs ({N_INTENTS} planted intents, {N_ITEMS:,} items, Beauty-like lengths), Beauty preset "
+        "(1 layer, d 64, K 256, batch 256). Epoch s = E-step (ICLRec) + steps per epoch x median step time of "
+        f"{args.steps} timed steps, or the whole epoch timed where it has no more steps than that (marked "
+        "'full'). Set-up: ELCRec's one-time k-means initialisation. Peak memory: the process's peak resident "
+        "set during set-up and training, data generation excluded.",
+        "",
+        "| users | interactions | model | epoch s | of which E-step s | x SASRec epoch | set-up s | peak RSS MB "
+        "| epoch measured as |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
         ratio = row["epoch_s"] / sasrec[row["users"]] if row["users"] in sasrec else float("nan")
         how = "full" if row["full_epoch"] else f"{row['timed_steps']} of {row['steps_per_epoch']:,} steps"
-        lines.append(f"| {row['users']:,} | {row['interactions']:,} | {row['model']} | {row['epoch_s']:,.1f} "
-                     f"| {row['estep_s']:,.1f} | {ratio:.2f} | {row['setup_s']:,.1f} | {row['peak_rss_mb']:,.0f} "
-                     f"| {how} |")
+        lines.append(
+            f"| {row['users']:,} | {row['interactions']:,} | {row['model']} | {row['epoch_s']:,.1f} "
+            f"| {row['estep_s']:,.1f} | {ratio:.2f} | {row['setup_s']:,.1f} | {row['peak_rss_mb']:,.0f} "
+            f"| {how} |"
+        )
     if plot(rows, args.out.with_suffix(".png")):
         lines += ["", f"![epoch time and memory against users]({args.out.with_suffix('.png').name})"]
     write_markdown(args.out, lines)

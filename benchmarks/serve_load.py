@@ -30,8 +30,8 @@ from common import DATA_DIR, ROOT, dataset_path, machine, write_markdown
 from elcrec import Config
 from elcrec.data import eval_set, load_dataset
 from elcrec.models import build_model
-from elcrec.serving import Recommender
 from elcrec.runs import Run, load_run
+from elcrec.serving import Recommender
 
 
 def free_port() -> int:
@@ -48,8 +48,9 @@ def reference_run(out: Path) -> Path:
     checkpoint = DATA_DIR.parent / "reference" / "ELCRec-Beauty-1.pt"
     if not checkpoint.is_file():
         raise SystemExit(f"{checkpoint} not found: pass --checkpoint RUN")
-    model, config, _ = import_reference(checkpoint, data.item_ids, num_heads=2, data=str(dataset_path("beauty")),
-                                     preset="beauty")
+    model, config, _ = import_reference(
+        checkpoint, data.item_ids, num_heads=2, data=str(dataset_path("beauty")), preset="beauty"
+    )
     save_run(out, model, config, data.item_ids, fingerprint(data))
     return out
 
@@ -77,8 +78,14 @@ def load(url: str, bodies: list[dict], path: str, concurrency: int) -> dict:
         thread.join()
     wall = time.perf_counter() - started
     ms = np.array(latencies) * 1000
-    return {"requests": len(bodies), "errors": len(failures), "per_s": len(bodies) / wall,
-            "p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)), "max": float(ms.max())}
+    return {
+        "requests": len(bodies),
+        "errors": len(failures),
+        "per_s": len(bodies) / wall,
+        "p50": float(np.percentile(ms, 50)),
+        "p99": float(np.percentile(ms, 99)),
+        "max": float(ms.max()),
+    }
 
 
 def index_recall(run: Run, histories: list[list], ef_search: int, k: int = 10) -> dict:
@@ -93,8 +100,13 @@ def index_recall(run: Run, histories: list[list], ef_search: int, k: int = 10) -
         timed[name] = [rec.recommend([h], k)[0]["items"] for h in histories]
         timed[name + "_ms"] = (time.perf_counter() - started) / len(histories) * 1000
     recall = statistics.fmean(len(set(a) & set(e)) / k for a, e in zip(timed["faiss"], timed["exact"]))
-    return {"recall": recall,
-            "exact_ms": timed["exact_ms"], "faiss_ms": timed["faiss_ms"], "build_s": build, "ef": ef_search}
+    return {
+        "recall": recall,
+        "exact_ms": timed["exact_ms"],
+        "faiss_ms": timed["faiss_ms"],
+        "build_s": build,
+        "ef": ef_search,
+    }
 
 
 def random_catalogue(n_items: int) -> tuple[Run, list[list]]:
@@ -106,7 +118,9 @@ def random_catalogue(n_items: int) -> tuple[Run, list[list]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, default=None, help="run folder or artefact [default: imported reference]")
+    parser.add_argument(
+        "--checkpoint", type=Path, default=None, help="run folder or artefact [default: imported reference]"
+    )
     parser.add_argument("--requests", type=int, default=2000, help="single requests (batches: a tenth of it)")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the server")
@@ -123,8 +137,21 @@ def main() -> None:
         users = rng.integers(0, len(test.inputs), size=args.requests)
         histories = [data.item_ids[row[row > 0] - 1].tolist() for row in test.inputs[users]]
         port = free_port()
-        server = subprocess.Popen([sys.executable, "-m", "elcrec", "serve", str(checkpoint), "--port", str(port),
-                                   "--device", "cpu", "--threads", str(args.threads)])
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "elcrec",
+                "serve",
+                str(checkpoint),
+                "--port",
+                str(port),
+                "--device",
+                "cpu",
+                "--threads",
+                str(args.threads),
+            ]
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             for _ in range(600):
@@ -138,35 +165,55 @@ def main() -> None:
             load(url, [{"history": h} for h in histories[:100]], "/recommend", 1)  # warm-up
             alone = load(url, [{"history": h, "k": 10} for h in histories], "/recommend", 1)
             single = load(url, [{"history": h, "k": 10} for h in histories], "/recommend", args.concurrency)
-            batches = [{"histories": histories[i : i + 32], "k": 10} for i in range(0, args.requests // 10 * 32, 32)
-                       if i + 32 <= len(histories)]
+            batches = [
+                {"histories": histories[i : i + 32], "k": 10}
+                for i in range(0, args.requests // 10 * 32, 32)
+                if i + 32 <= len(histories)
+            ]
             batch = load(url, batches, "/recommend/batch", args.concurrency)
         finally:
             server.terminate()
             server.wait(timeout=30)
 
-    lines = ["# Serving load test (loopback)", "",
-             f"Machine: {machine()}. Command: `python benchmarks/serve_load.py --requests {args.requests} "
-             f"--concurrency {args.concurrency} --threads {args.threads} --catalogue {args.catalogue}`.",
-             f"Model: {'the public ELCRec Beauty checkpoint' if args.checkpoint is None else args.checkpoint} "
-             f"({len(data.item_ids):,} items), exact top-10 with seen items excluded; histories are Beauty test "
-             f"histories; {args.concurrency} client threads on the same 2 cores as the server "
-             f"(torch threads in the server: {args.threads}).", "",
-             "| request | requests | errors | requests/s | p50 ms | p99 ms | max ms |", "|---|---|---|---|---|---|---|"]
-    for name, result in (("single history, 1 client", alone), (f"single history, {args.concurrency} clients", single),
-                         (f"batch of 32, {args.concurrency} clients", batch)):
-        lines.append(f"| {name} | {result['requests']} | {result['errors']} | {result['per_s']:.0f} | "
-                     f"{result['p50']:.1f} | {result['p99']:.1f} | {result['max']:.1f} |")
-    lines += ["", "faiss HNSW index (M 32) against exact ranking, single-history queries, top-10 with seen items "
-              "excluded:", "", "| catalogue | efSearch | recall@10 | faiss ms/query | exact ms/query | build s |",
-              "|---|---|---|---|---|---|"]
+    lines = [
+        "# Serving load test (loopback)",
+        "",
+        f"Machine: {machine()}. Command: `python benchmarks/serve_load.py --requests {args.requests} "
+        f"--concurrency {args.concurrency} --threads {args.threads} --catalogue {args.catalogue}`.",
+        f"Model: {'the public ELCRec Beauty checkpoint' if args.checkpoint is None else args.checkpoint} "
+        f"({len(data.item_ids):,} items), exact top-10 with seen items excluded; histories are Beauty test "
+        f"histories; {args.concurrency} client threads on the same 2 cores as the server "
+        f"(torch threads in the server: {args.threads}).",
+        "",
+        "| request | requests | errors | requests/s | p50 ms | p99 ms | max ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, result in (
+        ("single history, 1 client", alone),
+        (f"single history, {args.concurrency} clients", single),
+        (f"batch of 32, {args.concurrency} clients", batch),
+    ):
+        lines.append(
+            f"| {name} | {result['requests']} | {result['errors']} | {result['per_s']:.0f} | "
+            f"{result['p50']:.1f} | {result['p99']:.1f} | {result['max']:.1f} |"
+        )
+    lines += [
+        "",
+        "faiss HNSW index (M 32) against exact ranking, single-history queries, top-10 with seen items excluded:",
+        "",
+        "| catalogue | efSearch | recall@10 | faiss ms/query | exact ms/query | build s |",
+        "|---|---|---|---|---|---|",
+    ]
     catalogues = [("Beauty (12,101 trained items)", beauty, histories[:500])]
     if args.catalogue:
         catalogues.append((f"{args.catalogue:,} random items (d 64)", *random_catalogue(args.catalogue)))
     for name, run, queries in catalogues:
         for ef in (64, 256, 1024):
             r = index_recall(run, queries, ef)
-            lines.append(f"| {name} | {ef} | {r['recall']:.3f} | {r['faiss_ms']:.2f} | {r['exact_ms']:.2f} | {r['build_s']:.1f} |")
+            lines.append(
+                f"| {name} | {ef} | {r['recall']:.3f} | {r['faiss_ms']:.2f} | {r['exact_ms']:.2f} "
+                f"| {r['build_s']:.1f} |"
+            )
     write_markdown(args.out, lines)
 
 

@@ -3,7 +3,8 @@ seconds per training epoch (ICLRec's k-means E-step included), sequences per sec
 every item for every user (full-ranking validation), peak resident memory, and the matmul work done per
 second as a share of this machine's measured matmul peak.
 
-    python benchmarks/speed.py --dataset beauty --models sasrec,iclrec,elcrec --engines fast,fast-bf16,fast-zero,reference --epochs 2
+    python benchmarks/speed.py --dataset beauty --models sasrec,iclrec,elcrec \
+        --engines fast,fast-bf16,fast-zero,reference --epochs 2
 
 Variants (benchmarks/common.py): fast, reference (the reference's computation order), fast-bf16 (the fast
 engine under bf16 autocast, amp=bf16), fast-zero (the fast engine with padding_outputs=zero, a deviation;
@@ -70,15 +71,24 @@ def worker(dataset: str, model_name: str, engine: str, epochs: int, device: str,
     from elcrec.data import eval_set, load_dataset, train_set
     from elcrec.evaluation import evaluate
     from elcrec.runs import load_run
-    from elcrec.training import NegativeSampler, train
     from elcrec.runtime import prepare_process, resolve_device
+    from elcrec.training import NegativeSampler, train
     from elcrec.training.step import AMP_DTYPES
 
     prepare_process(threads, resolve_device(device))
 
-    config = Config.from_dict({"data": str(dataset_path(dataset)), "preset": dataset, "model": model_name,
-                               **VARIANTS[engine], "epochs": epochs, "patience": 0, "device": device,
-                               "output_dir": str(ROOT / "runs" / "speed" / dataset / f"{model_name}-{engine}")})
+    config = Config.from_dict(
+        {
+            "data": str(dataset_path(dataset)),
+            "preset": dataset,
+            "model": model_name,
+            **VARIANTS[engine],
+            "epochs": epochs,
+            "patience": 0,
+            "device": device,
+            "output_dir": str(ROOT / "runs" / "speed" / dataset / f"{model_name}-{engine}"),
+        }
+    )
     data = load_dataset(config)
     # this VM's speed drifts: measure the peak beside each run, in the run's matmul precision
     peak = matmul_peak(resolve_device(device), AMP_DTYPES.get(config.amp, torch.float32))
@@ -99,17 +109,28 @@ def worker(dataset: str, model_name: str, engine: str, epochs: int, device: str,
     sampler = NegativeSampler(data, dev, seed=0) if model.needs_negatives else None
     flops = step_flops(model, trained, config, sampler, dev) * len(trained.inputs) / config.batch_size
     epoch = statistics.median(seconds)
-    return {"model": model_name, "engine": engine, "epoch_s": epoch, "epochs": seconds,
-            "seq_per_s": len(trained.inputs) / epoch, "eval_s": min(eval_seconds), "users": len(valid.inputs),
-            "gflop_per_epoch": flops / 1e9, "gflops": flops / 1e9 / epoch, "peak_gflops": peak,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "model": model_name,
+        "engine": engine,
+        "epoch_s": epoch,
+        "epochs": seconds,
+        "seq_per_s": len(trained.inputs) / epoch,
+        "eval_s": min(eval_seconds),
+        "users": len(valid.inputs),
+        "gflop_per_epoch": flops / 1e9,
+        "gflops": flops / 1e9 / epoch,
+        "peak_gflops": peak,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=FILES, default="beauty")
     parser.add_argument("--models", default="sasrec,iclrec,elcrec")
-    parser.add_argument("--engines", default="fast,fast-bf16,fast-zero,reference", help=f"variants: {', '.join(VARIANTS)}")
+    parser.add_argument(
+        "--engines", default="fast,fast-bf16,fast-zero,reference", help=f"variants: {', '.join(VARIANTS)}"
+    )
     parser.add_argument("--epochs", type=int, default=2, help="epochs per run; the median epoch time is reported")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = the idle cores)")
@@ -127,31 +148,50 @@ def main() -> None:
                 raise SystemExit(f"--engines {engine!r}: choose among {', '.join(VARIANTS)}")
             if engine == "fast-zero" and model not in ZERO_MODELS:
                 continue  # padding_outputs is a setting of the contrastive models
-            command = [sys.executable, __file__, "--dataset", args.dataset, "--epochs", str(args.epochs),
-                       "--device", args.device, "--threads", str(args.threads), "--worker", model, engine]
+            command = [
+                sys.executable,
+                __file__,
+                "--dataset",
+                args.dataset,
+                "--epochs",
+                str(args.epochs),
+                "--device",
+                args.device,
+                "--threads",
+                str(args.threads),
+                "--worker",
+                model,
+                engine,
+            ]
             print(f"{model} engine={engine} ...", flush=True)
             done = subprocess.run(command, check=True, capture_output=True, text=True)
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(json.dumps(rows[-1]), flush=True)
 
     reference = {row["model"]: row["epoch_s"] for row in rows if row["engine"] == "reference"}
-    lines = [f"# Training and evaluation speed on {FILES[args.dataset]} (preset {args.dataset})", "",
-             f"Machine: {machine(args.device)}. Command: `python benchmarks/speed.py --dataset {args.dataset} "
-             f"--models {args.models} --engines {args.engines} --epochs {args.epochs} --device {args.device}`.",
-             "Train s/epoch: median over the epochs run (ICLRec's E-step included). Eval s: full ranking of every "
-             "item for every user of the validation split, best of 3. GFLOP: matmul work of the engine's own "
-             "step, mean of 8 random batches (the reference engine encodes more rows; fast-zero, padding_outputs=zero, "
-             "skips the positions before each sequence's first item and is a deviation from the reference). Matmul "
-             f"peak: best {MATMUL_SIZE}² matmul in the run's matmul precision (bfloat16 for fast-bf16, amp=bf16, "
-             "float32 otherwise), measured in each run's process just before training.", "",
-             "| model | engine | train s/epoch | speed-up vs reference | seq/s | eval s (users) | GFLOP/epoch "
-             "| GFLOP/s | matmul peak GFLOP/s | share of peak | peak RSS MB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Training and evaluation speed on {FILES[args.dataset]} (preset {args.dataset})",
+        "",
+        f"Machine: {machine(args.device)}. Command: `python benchmarks/speed.py --dataset {args.dataset} "
+        f"--models {args.models} --engines {args.engines} --epochs {args.epochs} --device {args.device}`.",
+        "Train s/epoch: median over the epochs run (ICLRec's E-step included). Eval s: full ranking of every "
+        "item for every user of the validation split, best of 3. GFLOP: matmul work of the engine's own "
+        "step, mean of 8 random batches (the reference engine encodes more rows; fast-zero, padding_outputs=zero, "
+        "skips the positions before each sequence's first item and is a deviation from the reference). Matmul "
+        f"peak: best {MATMUL_SIZE}² matmul in the run's matmul precision (bfloat16 for fast-bf16, amp=bf16, "
+        "float32 otherwise), measured in each run's process just before training.",
+        "",
+        "| model | engine | train s/epoch | speed-up vs reference | seq/s | eval s (users) | GFLOP/epoch "
+        "| GFLOP/s | matmul peak GFLOP/s | share of peak | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
         speedup = reference.get(row["model"], float("nan")) / row["epoch_s"]
-        lines.append(f"| {row['model']} | {row['engine']} | {row['epoch_s']:.1f} | {speedup:.2f}x | {row['seq_per_s']:,.0f} "
-                     f"| {row['eval_s']:.2f} ({row['users']:,}) | {row['gflop_per_epoch']:,.0f} | {row['gflops']:.0f} "
-                     f"| {row['peak_gflops']:.0f} | {row['gflops'] / row['peak_gflops']:.0%} | {row['peak_rss_mb']:,.0f} |")
+        lines.append(
+            f"| {row['model']} | {row['engine']} | {row['epoch_s']:.1f} | {speedup:.2f}x | {row['seq_per_s']:,.0f} "
+            f"| {row['eval_s']:.2f} ({row['users']:,}) | {row['gflop_per_epoch']:,.0f} | {row['gflops']:.0f} "
+            f"| {row['peak_gflops']:.0f} | {row['gflops'] / row['peak_gflops']:.0%} | {row['peak_rss_mb']:,.0f} |"
+        )
     out = args.out or ROOT / "benchmarks" / "results" / f"speed-{args.dataset}.md"
     write_markdown(out, lines)
 

@@ -17,8 +17,20 @@ from elcrec.models import build_model
 from elcrec.training import train
 
 runner = CliRunner()
-TINY = ["--synthetic-users", "150", "--synthetic-items", "50", "--max-len", "20", "--epochs", "1", "--device", "cpu",
-        "--output-dir", "{root}/fresh"]
+TINY = [
+    "--synthetic-users",
+    "150",
+    "--synthetic-items",
+    "50",
+    "--max-len",
+    "20",
+    "--epochs",
+    "1",
+    "--device",
+    "cpu",
+    "--output-dir",
+    "{root}/fresh",
+]
 
 
 class Evil:
@@ -36,21 +48,36 @@ def files(tmp_path_factory):
     """A trained run, copies of it to damage, and bad files of every kind."""
     root = tmp_path_factory.mktemp("bad")
     run = root / "run"
-    config = Config(synthetic_users=150, synthetic_items=50, hidden_size=16, max_len=20, epochs=1, device="cpu",
-                    output_dir=str(run))
+    config = Config(
+        synthetic_users=150, synthetic_items=50, hidden_size=16, max_len=20, epochs=1, device="cpu", output_dir=str(run)
+    )
     train(config, progress=False)
     (root / "unfinished").mkdir()
     for name in ("model.pt", "config.json", "items.json", "data.json"):
         shutil.copy(run / name, root / "unfinished" / name)
     write = {
-        "empty.txt": "", "letters.txt": "1 2 x\n", "twice.txt": "1 2 3 4\n1 5 6 7\n", "short.txt": "1 2\n2 3\n",
-        "four.txt": "1 2 3 4\n\n2 3 4 5\n", "semicolon.csv": "user_id;item_id;timestamp\n1;2;3\n",
-        "columns.csv": "user,item\n1,2\n", "holes.csv": "user_id,item_id,timestamp\n1,,3\n1,2,4\n",
-        "when.csv": "user_id,item_id,timestamp\n1,2,noon\n1,3,night\n1,4,dusk\n", "text.parquet": "not parquet",
-        "log.xyz": "1 2 3\n", "other.txt": "".join(f"{u} " + " ".join(str(1 + (u * 7 + j) % 50) for j in range(6)) + "\n"
-                                               for u in range(1, 120)),
-        "broken.yaml": "lr: [1, 2\n", "broken.toml": "lr = = 1\n", "broken.json": "{lr: 1}", "list.yaml": "- 1\n- 2\n",
-        "typo.yaml": "hiden_size: 32\n", "type.yaml": "epochs: ten\n", "run.ini": "lr=1\n", "texts.csv": "item_id,text\n1,a\n",
+        "empty.txt": "",
+        "letters.txt": "1 2 x\n",
+        "twice.txt": "1 2 3 4\n1 5 6 7\n",
+        "short.txt": "1 2\n2 3\n",
+        "four.txt": "1 2 3 4\n\n2 3 4 5\n",
+        "semicolon.csv": "user_id;item_id;timestamp\n1;2;3\n",
+        "columns.csv": "user,item\n1,2\n",
+        "holes.csv": "user_id,item_id,timestamp\n1,,3\n1,2,4\n",
+        "when.csv": "user_id,item_id,timestamp\n1,2,noon\n1,3,night\n1,4,dusk\n",
+        "text.parquet": "not parquet",
+        "log.xyz": "1 2 3\n",
+        "other.txt": "".join(
+            f"{u} " + " ".join(str(1 + (u * 7 + j) % 50) for j in range(6)) + "\n" for u in range(1, 120)
+        ),
+        "broken.yaml": "lr: [1, 2\n",
+        "broken.toml": "lr = = 1\n",
+        "broken.json": "{lr: 1}",
+        "list.yaml": "- 1\n- 2\n",
+        "typo.yaml": "hiden_size: 32\n",
+        "type.yaml": "epochs: ten\n",
+        "run.ini": "lr=1\n",
+        "texts.csv": "item_id,text\n1,a\n",
         "reference.json": "{}",
     }
     for name, text in write.items():
@@ -82,10 +109,18 @@ def files(tmp_path_factory):
     damaged("truncated", lambda f: (f / "model.pt").write_bytes((f / "model.pt").read_bytes()[:500]))
     damaged("pickled", lambda f: torch.save({"x": Evil(root / "pwned")}, f / "model.pt"))
     damaged("narrower", lambda f: torch.save(build_model(Config(hidden_size=8), 50).state_dict(), f / "model.pt"))
-    damaged("deeper", lambda f: torch.save(build_model(Config(hidden_size=16, num_layers=3, max_len=20), 50)
-                                           .state_dict(), f / "model.pt"))
-    damaged("other-model", lambda f: torch.save(build_model(Config(model="elcrec", hidden_size=16, max_len=20), 50)
-                                                .state_dict(), f / "model.pt"))
+    damaged(
+        "deeper",
+        lambda f: torch.save(
+            build_model(Config(hidden_size=16, num_layers=3, max_len=20), 50).state_dict(), f / "model.pt"
+        ),
+    )
+    damaged(
+        "other-model",
+        lambda f: torch.save(
+            build_model(Config(model="elcrec", hidden_size=16, max_len=20), 50).state_dict(), f / "model.pt"
+        ),
+    )
     return root
 
 
@@ -104,17 +139,27 @@ CASES = [
     ("fake parquet", ["train", "--data", "{root}/text.parquet", *TINY], "cannot read as parquet"),
     ("empty folder", ["train", "--data", "{root}/folder", *TINY], "a folder must hold"),
     ("unknown suffix", ["train", "--data", "{root}/log.xyz", *TINY], "cannot tell the format"),
-    ("forced format", ["train", "--data", "{root}/other.txt", "--data-format", "parquet", *TINY], "cannot read as parquet"),
+    (
+        "forced format",
+        ["train", "--data", "{root}/other.txt", "--data-format", "parquet", *TINY],
+        "cannot read as parquet",
+    ),
     ("too short", ["train", "--data", "{root}/short.txt", *TINY], "no user has 3 or more interactions"),
     ("no training row", ["train", "--data", "{root}/four.txt", *TINY], "no user has the 4 or more interactions"),
     ("half a ReChorus folder", ["train", "--data", "{root}/rechorus", *TINY], "missing dev.csv"),
-    ("more intents than sequences", ["train", "--model", "elcrec", "--num-clusters", "999", *TINY],
-     "num_clusters=999 exceeds the 150 training sequences"),
+    (
+        "more intents than sequences",
+        ["train", "--model", "elcrec", "--num-clusters", "999", *TINY],
+        "num_clusters=999 exceeds the 150 training sequences",
+    ),
     ("item text for sasrec", ["train", "--item-text", "{root}/wide.npy", *TINY], "item_text is a setting of llmesr"),
     ("llmesr without text", ["train", "--model", "llmesr", *TINY], "llmesr needs item text embeddings"),
     ("missing text file", ["train", "--model", "llmesr", "--item-text", "{root}/none.npy", *TINY], "none.npy"),
-    ("text of another shape", ["train", "--model", "llmesr", "--item-text", "{root}/wide.npy", *TINY],
-     "expected a [50, d] matrix"),
+    (
+        "text of another shape",
+        ["train", "--model", "llmesr", "--item-text", "{root}/wide.npy", *TINY],
+        "expected a [50, d] matrix",
+    ),
     ("texts missing items", ["train", "--model", "llmesr", "--item-text", "{root}/texts.csv", *TINY], "have no text"),
     ("pickled text embeddings", ["train", "--model", "llmesr", "--item-text", "{root}/evil.pkl", *TINY], "evil.pkl"),
     # configs and flags
@@ -166,20 +211,36 @@ CASES = [
     ("export a non-run", ["export", "{root}/folder", "--out", "{root}/x.pt"], "missing model.pt"),
     ("not an artefact", ["evaluate", "{root}/not-an-artefact.pt"], "not an elcrec model artefact"),
     # reference checkpoints
-    ("random bytes", ["import-reference", "{root}/random.pt", "--out", "{root}/imported"], "cannot be read as a state dict"),
-    ("JSON for a checkpoint", ["import-reference", "{root}/reference.json", "--out", "{root}/imported"],
-     "cannot be read as a state dict"),
-    ("partial state dict", ["import-reference", "{root}/partial.pt", "--out", "{root}/imported"],
-     "not a reference ELCRec/ICLRec state dict"),
+    (
+        "random bytes",
+        ["import-reference", "{root}/random.pt", "--out", "{root}/imported"],
+        "cannot be read as a state dict",
+    ),
+    (
+        "JSON for a checkpoint",
+        ["import-reference", "{root}/reference.json", "--out", "{root}/imported"],
+        "cannot be read as a state dict",
+    ),
+    (
+        "partial state dict",
+        ["import-reference", "{root}/partial.pt", "--out", "{root}/imported"],
+        "not a reference ELCRec/ICLRec state dict",
+    ),
     ("import over a run", ["import-reference", "{root}/partial.pt", "--out", "{root}/run"], "already holds a run"),
     # requests
     ("only unknown items", ["recommend", "{root}/run", "--history", "nope never"], "no item the model knows"),
-    ("unknown items rejected", ["recommend", "{root}/run", "--history", "3 nope", "--unknown-items", "reject"],
-     "does not know: 'nope'"),
+    (
+        "unknown items rejected",
+        ["recommend", "{root}/run", "--history", "3 nope", "--unknown-items", "reject"],
+        "does not know: 'nope'",
+    ),
     ("k of 0", ["recommend", "{root}/run", "--history", "3 4", "-k", "0"], "k=0: choose 1..50"),
     ("k beyond the catalogue", ["recommend", "{root}/run", "--history", "3 4", "-k", "51"], "k=51: choose 1..50"),
-    ("unknown-items name", ["recommend", "{root}/run", "--history", "3", "--unknown-items", "drop"],
-     "choose ignore or reject"),
+    (
+        "unknown-items name",
+        ["recommend", "{root}/run", "--history", "3", "--unknown-items", "drop"],
+        "choose ignore or reject",
+    ),
     ("blank history", ["recommend", "{root}/run", "--history", " "], "--history is empty"),
     ("serve policy", ["serve", "{root}/run", "--unknown-items", "drop"], "unknown"),
     ("serve max-k", ["serve", "{root}/run", "--max-k", "0"], "--max-k"),
@@ -190,8 +251,11 @@ CASES = [
     ("repeated seeds", ["compare", "--models", "sasrec", "--seeds", "1,1"], "distinct seeds"),
     ("seeds that are not numbers", ["ablate", "--seeds", "one"], "comma-separated integers"),
     ("tune's params", ["tune", "--params", "colour", *TINY], "cannot search colour"),
-    ("embed a missing file", ["embed-items", "{root}/none.csv", "--data", "{root}/other.txt", "--out", "{root}/e.npy"],
-     "none.csv"),
+    (
+        "embed a missing file",
+        ["embed-items", "{root}/none.csv", "--data", "{root}/other.txt", "--out", "{root}/e.npy"],
+        "none.csv",
+    ),
 ]
 
 
@@ -208,13 +272,16 @@ def test_a_bad_input_is_one_error_line(files, monkeypatch, name, arguments, mess
     assert not (files / "pwned").exists()  # no pickle ran
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (["--bogus"], "error: No such option: --bogus (see elcrec --help)"),
-    (["train", "--threads", "-1"], "error: Invalid value for '--threads'"),
-    (["train", "--lr", "fast"], "error: Invalid value for '--lr'"),
-    (["evaluate"], "error: Missing argument 'checkpoint'. (see elcrec evaluate --help)"),
-    (["nosuch"], "error: No such command 'nosuch'."),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--bogus"], "error: No such option: --bogus (see elcrec --help)"),
+        (["train", "--threads", "-1"], "error: Invalid value for '--threads'"),
+        (["train", "--lr", "fast"], "error: Invalid value for '--lr'"),
+        (["evaluate"], "error: Missing argument 'checkpoint'. (see elcrec evaluate --help)"),
+        (["nosuch"], "error: No such command 'nosuch'."),
+    ],
+)
 def test_usage_errors_are_one_error_line_too(arguments, message):
     import subprocess
     import sys

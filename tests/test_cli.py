@@ -44,8 +44,26 @@ def test_clear_errors(tmp_path):
 
 def test_elcrec_trains_and_reports_intents(tmp_path):
     run = tmp_path / "elcrec"
-    result = invoke("train", "--model", "elcrec", "--synthetic-users", 150, "--synthetic-items", 50, "--hidden-size", 16,
-                    "--num-clusters", 4, "--kmeans-restarts", 1, "--no-elcm", "--epochs", 1, "--output-dir", run)
+    result = invoke(
+        "train",
+        "--model",
+        "elcrec",
+        "--synthetic-users",
+        150,
+        "--synthetic-items",
+        50,
+        "--hidden-size",
+        16,
+        "--num-clusters",
+        4,
+        "--kmeans-restarts",
+        1,
+        "--no-elcm",
+        "--epochs",
+        1,
+        "--output-dir",
+        run,
+    )
     assert result.exit_code == 0, result.output
     assert json.loads((run / "config.json").read_text())["elcm"] is False
     result = invoke("intents", run)
@@ -65,7 +83,9 @@ def test_embed_items_and_users(tmp_path):
     (tmp_path / "users.csv").write_text("user_id,text\n3,reads\n1,camps\n2,hikes\n")
     for texts, flags, rows in (("items.csv", [], 5), ("users.csv", ["--users"], 3)):
         out = tmp_path / f"{texts}.npy"
-        result = invoke("embed-items", tmp_path / texts, "--data", tmp_path / "log.txt", "--out", out, "--device", "cpu", *flags)
+        result = invoke(
+            "embed-items", tmp_path / texts, "--data", tmp_path / "log.txt", "--out", out, "--device", "cpu", *flags
+        )
         assert result.exit_code == 0, result.output
         assert np.load(out).shape == (rows, 384)
     result = invoke("embed-items", tmp_path / "items.csv", "--users", "--data", tmp_path / "log.txt")

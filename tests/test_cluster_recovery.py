@@ -17,8 +17,18 @@ from elcrec.training import train
 
 def test_elcrec_recovers_planted_intents(tmp_path):
     data = make_synthetic(800, 120, 4, seed=2)
-    config = Config(model="elcrec", num_clusters=4, hidden_size=32, epochs=10, patience=0, batch_size=64,
-                    intent_centering=True, pooling="items", device="cpu", output_dir=str(tmp_path))
+    config = Config(
+        model="elcrec",
+        num_clusters=4,
+        hidden_size=32,
+        epochs=10,
+        patience=0,
+        batch_size=64,
+        intent_centering=True,
+        pooling="items",
+        device="cpu",
+        output_dir=str(tmp_path),
+    )
     train(config, data=data, progress=False)
     _, learned, _ = user_intents(load_run(tmp_path).model, data)
     planted = planted_intents(data, config.max_len)

@@ -16,24 +16,27 @@ def test_file_values_then_overrides(tmp_path):
     assert Config.load(toml).eval_ks == (5, 20)
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"hiden_size": 3}, "did you mean 'hidden_size'"),
-    ({"loss": "mse"}, "choose one of bce, ce"),
-    ({"hidden_size": 65}, "not divisible"),
-    ({"dropout": 1.5}, r"\[0, 1\)"),
-    ({"epochs": "ten"}, "expected int"),
-    ({"metric": "NDCG@50"}, "k in eval_ks"),
-    ({"batch_size": 0}, "at least 1"),
-    ({"max_len": 0}, "max_len=0: must be at least 1"),
-    ({"engine": "turbo"}, "choose one of fast, reference"),
-    ({"model": "sasrec", "backbone": "gru4rec"}, "llmesr's setting; the plain model is model=gru4rec"),
-    ({"model": "sasrec", "padding_outputs": "zero"}, "setting of cl4srec, iclrec and elcrec"),
-    ({"lr": "inf"}, "lr='inf': must be a finite number"),
-    ({"lr": float("nan")}, "must be a finite number"),
-    ({"trade_off": "1e400"}, "must be a finite number"),
-    ({"lr": 1e39}, "in float32's range"),
-    ({"temperature": float("-inf")}, "must be a finite number"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"hiden_size": 3}, "did you mean 'hidden_size'"),
+        ({"loss": "mse"}, "choose one of bce, ce"),
+        ({"hidden_size": 65}, "not divisible"),
+        ({"dropout": 1.5}, r"\[0, 1\)"),
+        ({"epochs": "ten"}, "expected int"),
+        ({"metric": "NDCG@50"}, "k in eval_ks"),
+        ({"batch_size": 0}, "at least 1"),
+        ({"max_len": 0}, "max_len=0: must be at least 1"),
+        ({"engine": "turbo"}, "choose one of fast, reference"),
+        ({"model": "sasrec", "backbone": "gru4rec"}, "llmesr's setting; the plain model is model=gru4rec"),
+        ({"model": "sasrec", "padding_outputs": "zero"}, "setting of cl4srec, iclrec and elcrec"),
+        ({"lr": "inf"}, "lr='inf': must be a finite number"),
+        ({"lr": float("nan")}, "must be a finite number"),
+        ({"trade_off": "1e400"}, "must be a finite number"),
+        ({"lr": 1e39}, "in float32's range"),
+        ({"temperature": float("-inf")}, "must be a finite number"),
+    ],
+)
 def test_bad_values_are_errors(values, message):
     with pytest.raises(ConfigError, match=message):
         Config.from_dict(values)
@@ -66,12 +69,17 @@ def test_a_preset_means_the_same_on_every_construction_path():
     assert sports.replace(model="iclrec").num_layers == 2
     assert Config(preset="toys", model="sasrec").num_layers == 2  # SASRec keeps its paper's 2 blocks
     assert Config(preset="toys", model="bert4rec").cloze_prob == 0.6
-    assert direct.preset_settings() == {"num_layers": 1, "num_clusters": 256, "trade_off": 10.0,
-                                        "intent_fusion": "shift"}
+    assert direct.preset_settings() == {
+        "num_layers": 1,
+        "num_clusters": 256,
+        "trade_off": 10.0,
+        "intent_fusion": "shift",
+    }
 
 
-@pytest.mark.parametrize("suffix, text", [(".yaml", "lr: [1, 2\n"), (".toml", "lr = = 1"), (".json", "{lr: 1}"),
-                                          (".yaml", "- a list\n")])
+@pytest.mark.parametrize(
+    "suffix, text", [(".yaml", "lr: [1, 2\n"), (".toml", "lr = = 1"), (".json", "{lr: 1}"), (".yaml", "- a list\n")]
+)
 def test_malformed_config_files_are_errors_naming_the_file(tmp_path, suffix, text):
     path = tmp_path / f"run{suffix}"
     path.write_text(text)

@@ -20,8 +20,12 @@ from elcrec.models.contrastive import CL4SRec
 
 WORLD = 2
 MODELS = {  # dropout off: what remains random is drawn identically in both setups
-    "sasrec": {}, "gru4rec": {}, "cl4srec": {}, "iclrec": {},
-    "elcrec": {"intent_fusion": "shift"}, "elcrec-concat": {"intent_fusion": "concat", "pooling": "items"},
+    "sasrec": {},
+    "gru4rec": {},
+    "cl4srec": {},
+    "iclrec": {},
+    "elcrec": {"intent_fusion": "shift"},
+    "elcrec-concat": {"intent_fusion": "concat", "pooling": "items"},
     "llmesr": {"cross_attention": True},
 }
 
@@ -36,8 +40,18 @@ def gradients(name: str) -> dict:
     """Gradients of one step on a fixed batch of 8, with this process's shard under torch.distributed."""
     data = make_synthetic(n_users=200, n_items=50, n_intents=4, seed=3)
     sequences = train_set(data, 12)
-    config = Config(model=name.partition("-")[0], hidden_size=16, num_layers=1, max_len=12, num_clusters=4,
-                    kmeans_restarts=1, dropout=0.0, attn_dropout=0.0, device="cpu", **MODELS[name])
+    config = Config(
+        model=name.partition("-")[0],
+        hidden_size=16,
+        num_layers=1,
+        max_len=12,
+        num_clusters=4,
+        kmeans_restarts=1,
+        dropout=0.0,
+        attn_dropout=0.0,
+        device="cpu",
+        **MODELS[name],
+    )
     torch.manual_seed(0)
     if config.model == "llmesr":
         model = LLMESR(data.n_items, config, text_dim=8)
@@ -55,13 +69,15 @@ def gradients(name: str) -> dict:
                 getattr(model, buffer).copy_(torch.nn.functional.normalize(torch.randn(4, 16), dim=1))
     rows = torch.arange(8)
     negatives = torch.randint(1, data.n_items + 1, (8, 12), generator=torch.Generator().manual_seed(1))
-    batch = Batch(inputs=torch.from_numpy(sequences.inputs)[shard(rows)],
-                  targets=torch.from_numpy(sequences.targets)[shard(rows)], negatives=shard(negatives),
-                  rows=shard(rows))
+    batch = Batch(
+        inputs=torch.from_numpy(sequences.inputs)[shard(rows)],
+        targets=torch.from_numpy(sequences.targets)[shard(rows)],
+        negatives=shard(negatives),
+        rows=shard(rows),
+    )
     loss_terms = DistributedDataParallel(LossModule(model)) if dist.is_initialized() else model.loss_terms
     sum(loss_terms(batch).values()).backward()
-    return {"grads": {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None},
-            "pooled": pooled}
+    return {"grads": {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}, "pooled": pooled}
 
 
 def _worker(rank: int, init_file: str, out_file: str) -> None:
@@ -97,16 +113,44 @@ def test_sharded_losses_give_the_single_process_gradient(tmp_path, monkeypatch, 
     assert torch.equal(first, second)  # gradients all-reduced: every process takes the same step
 
 
-TINY = ["--data", "synthetic", "--synthetic-users", "600", "--synthetic-items", "120", "--hidden-size", "16",
-        "--num-layers", "1", "--max-len", "20", "--batch-size", "64", "--patience", "0", "--device", "cpu",
-        "--seed", "7", "--num-clusters", "8", "--kmeans-restarts", "1"]
+TINY = [
+    "--data",
+    "synthetic",
+    "--synthetic-users",
+    "600",
+    "--synthetic-items",
+    "120",
+    "--hidden-size",
+    "16",
+    "--num-layers",
+    "1",
+    "--max-len",
+    "20",
+    "--batch-size",
+    "64",
+    "--patience",
+    "0",
+    "--device",
+    "cpu",
+    "--seed",
+    "7",
+    "--num-clusters",
+    "8",
+    "--kmeans-restarts",
+    "1",
+]
 
 
 def run(args: list[str], processes: int) -> None:
     launcher = ["-m", "torch.distributed.run", "--nproc_per_node", str(processes)] if processes > 1 else []
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, *launcher, "-m", "elcrec", "train", *args], capture_output=True, text=True,
-                          env=env, timeout=300)
+    done = subprocess.run(
+        [sys.executable, *launcher, "-m", "elcrec", "train", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
 
 

@@ -16,26 +16,45 @@ from elcrec.models import Batch, build_model
 from elcrec.models.contrastive import Gram, gram
 from elcrec.models.transformer import TransformerEncoder, cheap_dropout, span_groups, started
 
-OPTIONS = [dict(model="cl4srec"), dict(model="iclrec"), dict(model="elcrec", intent_fusion="shift"),
-           dict(model="elcrec", intent_fusion="concat", num_layers=2), dict(model="elcrec", pooling="items"),
-           dict(model="sasrec"), dict(model="bert4rec"), dict(model="cl4srec", padding_outputs="zero"),
-           dict(model="iclrec", padding_outputs="zero"),
-           dict(model="elcrec", intent_fusion="shift", padding_outputs="zero"),
-           dict(model="elcrec", intent_fusion="concat", num_layers=2, padding_outputs="zero")]
+OPTIONS = [
+    dict(model="cl4srec"),
+    dict(model="iclrec"),
+    dict(model="elcrec", intent_fusion="shift"),
+    dict(model="elcrec", intent_fusion="concat", num_layers=2),
+    dict(model="elcrec", pooling="items"),
+    dict(model="sasrec"),
+    dict(model="bert4rec"),
+    dict(model="cl4srec", padding_outputs="zero"),
+    dict(model="iclrec", padding_outputs="zero"),
+    dict(model="elcrec", intent_fusion="shift", padding_outputs="zero"),
+    dict(model="elcrec", intent_fusion="concat", num_layers=2, padding_outputs="zero"),
+]
 
 
 def loss_and_grads(data, engine, options):
     torch.manual_seed(0)
-    config = Config(hidden_size=16, num_clusters=4, max_len=20, kmeans_restarts=1, dropout=0.0, attn_dropout=0.0,
-                    engine=engine, **options)
+    config = Config(
+        hidden_size=16,
+        num_clusters=4,
+        max_len=20,
+        kmeans_restarts=1,
+        dropout=0.0,
+        attn_dropout=0.0,
+        engine=engine,
+        **options,
+    )
     model = build_model(config, data.n_items)
     train = train_set(data, config.max_len)
     model.prepare(train)
     model.start_epoch(train)
     model.train()
     targets = torch.from_numpy(train.targets[:64])
-    batch = Batch(inputs=torch.from_numpy(train.inputs[:64]), targets=targets, rows=torch.arange(64),
-                  negatives=torch.randint(1, data.n_items + 1, targets.shape))
+    batch = Batch(
+        inputs=torch.from_numpy(train.inputs[:64]),
+        targets=targets,
+        rows=torch.arange(64),
+        negatives=torch.randint(1, data.n_items + 1, targets.shape),
+    )
     torch.manual_seed(1)  # same augmented views for both engines
     loss = model.loss(batch)
     loss.backward()
@@ -100,7 +119,7 @@ def test_span_groups_is_the_cheapest_grouping():
             assert width == max(spans[start + size - 1], 1)
             start += size
 
-        def cost(cuts):
+        def cost(cuts, spans=spans):
             bounds = [0, *cuts, len(spans)]
             return sum((b - a) * max(spans[b - 1], 1) + 10 for a, b in zip(bounds, bounds[1:]))
 
@@ -123,7 +142,9 @@ def test_banded_gram_is_the_gram_of_the_flattened_rows():
     (dense * weights).sum().backward()
     assert torch.allclose(banded, dense)
     assert torch.allclose(banded_grad, rows.grad)
-    assert torch.autograd.gradcheck(lambda r: Gram.apply(r, [(5, 0, 2), (3, 2, 4)]), rows[:5, :4].detach().clone().requires_grad_())
+    assert torch.autograd.gradcheck(
+        lambda r: Gram.apply(r, [(5, 0, 2), (3, 2, 4)]), rows[:5, :4].detach().clone().requires_grad_()
+    )
 
 
 @pytest.mark.parametrize("engine", ["fast", "reference"])
@@ -132,9 +153,20 @@ def test_mixed_precision_step(tiny_data, engine, padding_outputs, tmp_path):
     """amp=bf16 autocasts the loss and still trains."""
     from elcrec.training import train
 
-    config = Config(model="elcrec", hidden_size=16, num_clusters=4, max_len=20, kmeans_restarts=1, epochs=1,
-                    engine=engine, amp="bf16", device="cpu", output_dir=str(tmp_path), seed=3,
-                    padding_outputs=padding_outputs)
+    config = Config(
+        model="elcrec",
+        hidden_size=16,
+        num_clusters=4,
+        max_len=20,
+        kmeans_restarts=1,
+        epochs=1,
+        engine=engine,
+        amp="bf16",
+        device="cpu",
+        output_dir=str(tmp_path),
+        seed=3,
+        padding_outputs=padding_outputs,
+    )
     result = train(config, data=tiny_data, progress=False)
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in result["history"])
 
@@ -146,8 +178,9 @@ def test_mixed_precision_on_a_cpu_without_bf16_warns(tiny_data, tmp_path, monkey
 
     for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
         monkeypatch.setattr(torch.cpu, name, lambda: native)
-    config = Config(model="sasrec", hidden_size=16, max_len=20, epochs=1, amp="bf16", device="cpu",
-                    output_dir=str(tmp_path), seed=3)
+    config = Config(
+        model="sasrec", hidden_size=16, max_len=20, epochs=1, amp="bf16", device="cpu", output_dir=str(tmp_path), seed=3
+    )
     train(config, data=tiny_data, progress=False)
     assert ("warning: amp=bf16 on a CPU without bf16 instructions" in (tmp_path / "train.log").read_text()) != native
 

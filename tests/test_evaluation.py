@@ -23,9 +23,13 @@ class FixedScores(SequentialRecommender):
 
 def eval_data(last_items, targets, histories):
     offsets = np.concatenate([[0], np.cumsum([len(h) for h in histories])])
-    return EvalSet(users=np.arange(len(targets)), inputs=np.array(last_items)[:, None],
-                   targets=np.array(targets), history=np.concatenate(histories).astype(np.int64),
-                   history_offsets=offsets)
+    return EvalSet(
+        users=np.arange(len(targets)),
+        inputs=np.array(last_items)[:, None],
+        targets=np.array(targets),
+        history=np.concatenate(histories).astype(np.int64),
+        history_offsets=offsets,
+    )
 
 
 def test_ranks_count_ties_pessimistically():

@@ -16,8 +16,11 @@ from elcrec.training.experiments import paired_t_tests, run_group, summary_table
 def test_group_runs_each_variant_and_seed_and_reads_finished_runs_back(tiny_data, tmp_path, monkeypatch):
     base = Config(hidden_size=16, max_len=20, epochs=1, device="cpu")
     np.save(tmp_path / "text.npy", np.random.default_rng(0).normal(size=(tiny_data.n_items, 8)).astype(np.float32))
-    variants = {"pop": {"model": "pop"}, "sasrec": {"model": "sasrec"},
-                "llmesr": {"model": "llmesr", "item_text": str(tmp_path / "text.npy")}}  # text_dim is filled in
+    variants = {
+        "pop": {"model": "pop"},
+        "sasrec": {"model": "sasrec"},
+        "llmesr": {"model": "llmesr", "item_text": str(tmp_path / "text.npy")},
+    }  # text_dim is filled in
     first = run_group(base, variants, [1, 2], tmp_path, data=tiny_data)
     assert {name: len(runs) for name, runs in first.items()} == {"pop": 2, "sasrec": 2, "llmesr": 2}
     config = json.loads((tmp_path / "sasrec" / "seed2" / "config.json").read_text())
@@ -47,9 +50,11 @@ def test_summary_and_paired_t_test():
 
 
 def test_ablate_refuses_flags_it_sets_itself(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "elcrec", "ablate", "--icl", "--data", "synthetic"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "elcrec", "ablate", "--icl", "--data", "synthetic"], capture_output=True, text=True
+    )
     assert done.returncode == 2 and "ablate sets --icl itself" in done.stderr
-    done = subprocess.run([sys.executable, "-m", "elcrec", "compare", "--models", "sasrec,nope"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "elcrec", "compare", "--models", "sasrec,nope"], capture_output=True, text=True
+    )
     assert done.returncode == 2 and "--models 'sasrec,nope'" in done.stderr

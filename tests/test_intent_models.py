@@ -89,14 +89,26 @@ def test_nce_matches_the_definition():
 def batch_for(data, config):
     train = train_set(data, config.max_len)
     inputs, targets = torch.from_numpy(train.inputs[:32]), torch.from_numpy(train.targets[:32])
-    return train, Batch(inputs=inputs, targets=targets, rows=torch.arange(len(inputs)),
-                        negatives=torch.randint(1, data.n_items + 1, targets.shape))
+    return train, Batch(
+        inputs=inputs,
+        targets=targets,
+        rows=torch.arange(len(inputs)),
+        negatives=torch.randint(1, data.n_items + 1, targets.shape),
+    )
 
 
-@pytest.mark.parametrize("options", [
-    dict(model="cl4srec"), dict(model="iclrec"), dict(model="elcrec"), dict(model="elcrec", intent_fusion="shift"),
-    dict(model="elcrec", elcm=False), dict(model="elcrec", icl=False), dict(model="elcrec", pooling="items"),
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(model="cl4srec"),
+        dict(model="iclrec"),
+        dict(model="elcrec"),
+        dict(model="elcrec", intent_fusion="shift"),
+        dict(model="elcrec", elcm=False),
+        dict(model="elcrec", icl=False),
+        dict(model="elcrec", pooling="items"),
+    ],
+)
 def test_intent_models_train_step(tiny_data, options):
     torch.manual_seed(0)
     config = Config(hidden_size=16, num_clusters=4, max_len=20, kmeans_restarts=1, **options)
@@ -107,7 +119,8 @@ def test_intent_models_train_step(tiny_data, options):
     model.train()
     terms = model.loss_terms(batch)
     expected = {"cl4srec": {"rec", "cl"}, "iclrec": {"rec", "cl", "intent_cl"}}.get(
-        config.model, {"rec", "cl"} | ({"cluster"} if config.elcm else set()) | ({"intent_cl"} if config.icl else set()))
+        config.model, {"rec", "cl"} | ({"cluster"} if config.elcm else set()) | ({"intent_cl"} if config.icl else set())
+    )
     assert set(terms) == expected  # the ablation switches remove exactly their terms
     loss = sum(terms.values())
     loss.backward()

@@ -23,7 +23,10 @@ def test_texts_follow_the_logs_item_ids(tmp_path):
     with pytest.raises(DataError, match=r"missing column\(s\) \['item_id', 'text'\]"):
         read_texts(tmp_path / "bad.csv", np.array([1]))
     (tmp_path / "users.tsv").write_text("user_id\ttext\nu2\tlikes tents\nu1\treads novels\n")
-    assert read_texts(tmp_path / "users.tsv", np.array(["u1", "u2"]), id_col="user_id") == ["reads novels", "likes tents"]
+    assert read_texts(tmp_path / "users.tsv", np.array(["u1", "u2"]), id_col="user_id") == [
+        "reads novels",
+        "likes tents",
+    ]
 
 
 def test_precomputed_embeddings(tmp_path):
@@ -55,9 +58,12 @@ class Calls:
 def test_a_pickle_that_would_run_code_is_refused_before_it_runs(tmp_path, attack, protocol):
     marker = tmp_path / "ran"
     shell = Calls(os.system, f"touch {shlex.quote(str(marker))}")
-    payload = {"os.system": shell, "builtins.exec": Calls(exec, f"open({str(marker)!r}, 'w').close()"),
-               "in a list of arrays": [np.zeros(3, np.float32), np.ones(3, np.float32), shell],
-               "in an object array": np.array([1.5, shell], dtype=object)}[attack]
+    payload = {
+        "os.system": shell,
+        "builtins.exec": Calls(exec, f"open({str(marker)!r}, 'w').close()"),
+        "in a list of arrays": [np.zeros(3, np.float32), np.ones(3, np.float32), shell],
+        "in an object array": np.array([1.5, shell], dtype=object),
+    }[attack]
     refused = r"(builtins|__builtin__)\.exec" if attack == "builtins.exec" else rf"{os.system.__module__}\.system"
     path = tmp_path / "embeddings.pkl"
     path.write_bytes(pickle.dumps(payload, protocol=protocol))
@@ -72,33 +78,41 @@ def test_a_pickle_that_would_run_code_is_refused_before_it_runs(tmp_path, attack
 # pickle.dumps(np.arange(6, dtype=np.float32).reshape(2, 3) / 4, protocol) under numpy 1.26.4: numpy.core names
 NUMPY1_PICKLES = {
     2: "8002636e756d70792e636f72652e6d756c746961727261790a5f7265636f6e7374727563740a7100636e756d70790a6e646172726179"
-       "0a71014b00857102635f636f646563730a656e636f64650a7103580100000062710458060000006c6174696e31710586710652710787"
-       "7108527109284b014b024b0386710a636e756d70790a64747970650a710b58020000006634710c898887710d52710e284b0358010000"
-       "003c710f4e4e4e4affffffff4affffffff4b0074711062896803581b000000000000000000c2803e0000003f0000403f0000c2803f00"
-       "00c2a03f71116805867112527113747114622e",
+    "0a71014b00857102635f636f646563730a656e636f64650a7103580100000062710458060000006c6174696e31710586710652710787"
+    "7108527109284b014b024b0386710a636e756d70790a64747970650a710b58020000006634710c898887710d52710e284b0358010000"
+    "003c710f4e4e4e4affffffff4affffffff4b0074711062896803581b000000000000000000c2803e0000003f0000403f0000c2803f00"
+    "00c2a03f71116805867112527113747114622e",
     4: "800495a2000000000000008c156e756d70792e636f72652e6d756c74696172726179948c0c5f7265636f6e7374727563749493948c05"
-       "6e756d7079948c076e6461727261799493944b0085944301629487945294284b014b024b03869468038c0564747970659493948c0266"
-       "3494898887945294284b038c013c944e4e4e4affffffff4affffffff4b00749462894318000000000000803e0000003f0000403f0000"
-       "803f0000a03f947494622e",
+    "6e756d7079948c076e6461727261799493944b0085944301629487945294284b014b024b03869468038c0564747970659493948c0266"
+    "3494898887945294284b038c013c944e4e4e4affffffff4affffffff4b00749462894318000000000000803e0000003f0000403f0000"
+    "803f0000a03f947494622e",
     5: "8005958d000000000000008c126e756d70792e636f72652e6e756d65726963948c0b5f66726f6d627566666572949394289618000000"
-       "00000000000000000000803e0000003f0000403f0000803f0000a03f948c056e756d7079948c0564747970659493948c026634948988"
-       "87945294284b038c013c944e4e4e4affffffff4affffffff4b007494624b024b0386948c014394749452942e",
+    "00000000000000000000803e0000003f0000403f0000803f0000a03f948c056e756d7079948c0564747970659493948c026634948988"
+    "87945294284b038c013c944e4e4e4affffffff4affffffff4b007494624b024b0386948c014394749452942e",
 }
 
 
 @pytest.mark.parametrize("protocol", [2, 3, 4, 5])
 def test_genuine_pickled_arrays_still_load(tmp_path, protocol):
     matrix = np.arange(6, dtype=np.float32).reshape(2, 3) / 4
-    files = {"numpy2": pickle.dumps(matrix, protocol=protocol), "rows": pickle.dumps(list(matrix), protocol=protocol),
-             "fortran": pickle.dumps(np.asfortranarray(matrix.astype(np.float64)), protocol=protocol)}
+    files = {
+        "numpy2": pickle.dumps(matrix, protocol=protocol),
+        "rows": pickle.dumps(list(matrix), protocol=protocol),
+        "fortran": pickle.dumps(np.asfortranarray(matrix.astype(np.float64)), protocol=protocol),
+    }
     if protocol in NUMPY1_PICKLES:  # LLM-ESR's public files were written by numpy 1.x
         files["numpy1"] = bytes.fromhex(NUMPY1_PICKLES[protocol])
     for name, data in files.items():
         (tmp_path / f"{name}.pkl").write_bytes(data)
         loaded = load_embeddings(tmp_path / f"{name}.pkl", 2)
         assert loaded.dtype == np.float32 and np.array_equal(loaded, matrix), name
-    held = {"items": matrix, "scale": np.float32(2.5), "big-endian": matrix.astype(">f8"),
-            "empty": np.zeros((0, 3), np.float32), "ids": (7, 2.5, 1j, b"\x00id", bytearray(b"x"), {3}, frozenset())}
+    held = {
+        "items": matrix,
+        "scale": np.float32(2.5),
+        "big-endian": matrix.astype(">f8"),
+        "empty": np.zeros((0, 3), np.float32),
+        "ids": (7, 2.5, 1j, b"\x00id", bytearray(b"x"), {3}, frozenset()),
+    }
     (tmp_path / "held.pkl").write_bytes(pickle.dumps(held, protocol=protocol))
     loaded = unpickle_arrays(tmp_path / "held.pkl")
     assert loaded.keys() == held.keys() and loaded["ids"] == held["ids"] and loaded["scale"] == np.float32(2.5)

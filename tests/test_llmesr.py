@@ -48,21 +48,34 @@ def build(data, **options):
     model.prepare(train)
     model.start_epoch(train)
     rows = torch.arange(16)
-    batch = Batch(inputs=torch.from_numpy(train.inputs[:16]), targets=torch.from_numpy(train.targets[:16]),
-                  negatives=torch.randint(1, data.n_items + 1, (16, 20)), rows=rows)
+    batch = Batch(
+        inputs=torch.from_numpy(train.inputs[:16]),
+        targets=torch.from_numpy(train.targets[:16]),
+        negatives=torch.randint(1, data.n_items + 1, (16, 20)),
+        rows=rows,
+    )
     return model, batch, intent
 
 
-@pytest.mark.parametrize("options, terms", [
-    ({}, {"rec", "distill"}),
-    ({"distill_weight": 0.0}, {"rec"}),
-    ({"icc": "kmeans", "icc_clusters": 4}, {"rec", "distill", "icc"}),
-    ({"icc": "kmeans", "icc_clusters": 4, "icc_centres": "learned", "cross_attention": True}, {"rec", "distill", "icc"}),
-    ({"icc": "hdbscan"}, {"rec", "distill", "icc"}),
-    ({"backbone": "gru4rec", "icc": "kmeans", "icc_clusters": 4, "cross_attention": True}, {"rec", "distill", "icc"}),
-    ({"backbone": "bert4rec", "icc": "kmeans", "icc_clusters": 4}, {"rec", "distill", "icc"}),
-    ({"backbone": "bert4rec", "cross_attention": True, "loss": "ce"}, {"rec", "distill"}),
-])
+@pytest.mark.parametrize(
+    "options, terms",
+    [
+        ({}, {"rec", "distill"}),
+        ({"distill_weight": 0.0}, {"rec"}),
+        ({"icc": "kmeans", "icc_clusters": 4}, {"rec", "distill", "icc"}),
+        (
+            {"icc": "kmeans", "icc_clusters": 4, "icc_centres": "learned", "cross_attention": True},
+            {"rec", "distill", "icc"},
+        ),
+        ({"icc": "hdbscan"}, {"rec", "distill", "icc"}),
+        (
+            {"backbone": "gru4rec", "icc": "kmeans", "icc_clusters": 4, "cross_attention": True},
+            {"rec", "distill", "icc"},
+        ),
+        ({"backbone": "bert4rec", "icc": "kmeans", "icc_clusters": 4}, {"rec", "distill", "icc"}),
+        ({"backbone": "bert4rec", "cross_attention": True, "loss": "ce"}, {"rec", "distill"}),
+    ],
+)
 def test_terms_train_and_the_views_score_items(data, options, terms):
     model, batch, _ = build(data, **options)
     found = model.loss_terms(batch)
@@ -124,10 +137,12 @@ def test_distillation_targets_are_similar_users(data):
     model, _, intent = build(data)
     train = train_set(data, 20)
     text, _ = topic_text(data)
+
     # neighbours' mean text is closer to the user's own than a random user's is
     def mean_text(inputs):
         present = inputs > 0
         return (text[inputs - 1] * present[..., None]).sum(-2) / present.sum(-1, keepdims=True)
+
     own = mean_text(train.inputs)
     neighbours = mean_text(model.train_inputs[model.neighbours].numpy()).mean(1)
     cosine = lambda a, b: (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)  # noqa: E731
@@ -165,13 +180,26 @@ def test_a_trained_run_loads_without_its_text_file(data, tmp_path):
     text, _ = topic_text(data)
     np.save(tmp_path / "text.npy", text)
     np.save(tmp_path / "users.npy", np.random.default_rng(0).normal(size=(data.n_users, 8)).astype(np.float32))
-    config = Config(model="llmesr", item_text=str(tmp_path / "text.npy"), user_text=str(tmp_path / "users.npy"),
-                    backbone="bert4rec", icc="kmeans", icc_clusters=4, hidden_size=16, max_len=20, epochs=1,
-                    device="cpu", output_dir=str(tmp_path / "run"))
+    config = Config(
+        model="llmesr",
+        item_text=str(tmp_path / "text.npy"),
+        user_text=str(tmp_path / "users.npy"),
+        backbone="bert4rec",
+        icc="kmeans",
+        icc_clusters=4,
+        hidden_size=16,
+        max_len=20,
+        epochs=1,
+        device="cpu",
+        output_dir=str(tmp_path / "run"),
+    )
     train(config, data=data, progress=False)
     with pytest.raises(ValueError, match="item_text is a setting of llmesr"):  # not silently ignored
-        train(config.replace(model="sasrec", backbone="sasrec", output_dir=str(tmp_path / "sasrec")), data=data,
-              progress=False)
+        train(
+            config.replace(model="sasrec", backbone="sasrec", output_dir=str(tmp_path / "sasrec")),
+            data=data,
+            progress=False,
+        )
     (tmp_path / "text.npy").unlink()
     run = load_run(tmp_path / "run")
     assert run.model.text.shape[1] == TEXT_DIM  # the width comes from the weights

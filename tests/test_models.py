@@ -69,8 +69,12 @@ def test_losses_train_the_model(loss):
 
 def test_bce_ignores_padding_targets():
     m = model()
-    batch = Batch(inputs=torch.tensor([[0, 0, 0, 0, 0, 0, 1, 2]]), targets=torch.tensor([[0, 0, 0, 0, 0, 0, 2, 3]]),
-                  rows=torch.arange(1), negatives=torch.tensor([[9, 9, 9, 9, 9, 9, 4, 5]]))
+    batch = Batch(
+        inputs=torch.tensor([[0, 0, 0, 0, 0, 0, 1, 2]]),
+        targets=torch.tensor([[0, 0, 0, 0, 0, 0, 2, 3]]),
+        rows=torch.arange(1),
+        negatives=torch.tensor([[9, 9, 9, 9, 9, 9, 4, 5]]),
+    )
     value = m.loss(batch)
     batch.negatives[0, :6] = 17  # negatives under padding must not matter
     assert m.loss(batch).item() == pytest.approx(value.item())
@@ -78,7 +82,11 @@ def test_bce_ignores_padding_targets():
 
 def test_build_model_from_config():
     m = build_model(Config(hidden_size=32, num_heads=4, num_layers=1, max_len=20), n_items=11)
-    assert isinstance(m, SASRec) and len(m.encoder.blocks) == 1 and m.score(torch.ones(2, 5, dtype=torch.long)).shape == (2, 11)
+    assert (
+        isinstance(m, SASRec)
+        and len(m.encoder.blocks) == 1
+        and m.score(torch.ones(2, 5, dtype=torch.long)).shape == (2, 11)
+    )
 
 
 def test_gru4rec_ignores_padding_and_reads_only_the_past(float64):

@@ -22,9 +22,11 @@ def test_kcore_is_iterated_until_stable():
 
 def test_dedup_modes():
     pairs = [(1, "a"), (1, "a"), (1, "b"), (1, "a"), (1, "c")]
+
     def seq(mode):
         d = build_sequences(interactions(pairs), dedup=mode)
         return [d.item_ids[i - 1] for i in d.sequence(0)]
+
     assert seq("none") == ["a", "a", "b", "a", "c"]
     assert seq("consecutive") == ["a", "b", "a", "c"]
     assert seq("all") == ["a", "b", "c"]

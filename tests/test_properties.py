@@ -12,8 +12,9 @@ from elcrec.evaluation.metrics import RankingMetrics, pessimistic_rank
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-sequences = st.dictionaries(st.integers(0, 10**12), st.lists(st.integers(1, 10**12), min_size=1, max_size=30),
-                            min_size=1, max_size=20)
+sequences = st.dictionaries(
+    st.integers(0, 10**12), st.lists(st.integers(1, 10**12), min_size=1, max_size=30), min_size=1, max_size=20
+)
 
 
 @FAST
@@ -56,8 +57,9 @@ def test_split_holds_out_the_last_two_items_and_shifts_targets(users, max_len):
     from elcrec.data import Interactions
 
     flat = [(u, item, t) for u, items in users.items() for t, item in enumerate(items)]
-    interactions = Interactions(np.array([f[0] for f in flat]), np.array([f[1] for f in flat]),
-                                np.array([f[2] for f in flat]), "generated")
+    interactions = Interactions(
+        np.array([f[0] for f in flat]), np.array([f[1] for f in flat]), np.array([f[2] for f in flat]), "generated"
+    )
     try:
         data = build_sequences(interactions)
     except DataError:

@@ -18,11 +18,14 @@ def test_benchmark_format_keeps_order_and_ids(tmp_path):
     assert data.n_items == 3 and list(data.item_ids) == [1, 2, 3]  # ids 1..n kept as they are
 
 
-@pytest.mark.parametrize("content, message", [
-    ("1 2 x\n", "b.txt:1"),
-    ("1 2 3\n1 4 5\n", "already has a line"),
-    ("\n\n", "no interactions"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("1 2 x\n", "b.txt:1"),
+        ("1 2 3\n1 4 5\n", "already has a line"),
+        ("\n\n", "no interactions"),
+    ],
+)
 def test_benchmark_errors_name_file_and_line(tmp_path, content, message):
     path = tmp_path / "b.txt"
     path.write_text(content)
@@ -76,8 +79,7 @@ def test_rechorus_folder_rejoins_the_three_files(tmp_path):
 
 def test_recbole_inter_file(tmp_path):
     path = tmp_path / "ml.inter"
-    path.write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
-                    "a\tx\t5\t3\na\ty\t4\t1\na\tz\t3\t2\n")
+    path.write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\na\tx\t5\t3\na\ty\t4\t1\na\tz\t3\t2\n")
     data = build_sequences(read_interactions(path))
     assert sequences(data) == {"a": ["y", "z", "x"]}
 

@@ -1,7 +1,6 @@
 """The public ELCRec checkpoint must score exactly the published numbers (REFERENCE_NUMBERS.md)."""
 
 import pytest
-
 from conftest import REFERENCE_DIR, benchmark_file
 
 EXPECTED = {"HR@5": 0.0529, "NDCG@5": 0.0355, "HR@20": 0.1079, "NDCG@20": 0.0509}
@@ -52,8 +51,9 @@ def test_import_reference_command_writes_a_run_that_evaluates_the_same(beauty, t
         pytest.skip(f"{checkpoint} not found")
     data = str(benchmark_file("Beauty"))
     runner = CliRunner()
-    result = runner.invoke(app, ["import-reference", str(checkpoint), "--data", data, "--preset", "beauty",
-                                 "--out", str(tmp_path)])
+    result = runner.invoke(
+        app, ["import-reference", str(checkpoint), "--data", data, "--preset", "beauty", "--out", str(tmp_path)]
+    )
     assert result.exit_code == 0, result.output
     imported = json.loads((tmp_path / "metrics.json").read_text())["test"]
     assert {k: round(imported[k], 4) for k in EXPECTED} == EXPECTED

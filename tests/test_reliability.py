@@ -12,17 +12,46 @@ import torch
 
 from elcrec import Config
 from elcrec.models import SASRec
-from elcrec.training import train
-from elcrec.training import NonFinite
+from elcrec.training import NonFinite, train
 
-SETTINGS = ["--data", "synthetic", "--synthetic-users", "1500", "--synthetic-items", "300", "--model", "elcrec",
-            "--hidden-size", "16", "--num-clusters", "8", "--kmeans-restarts", "1", "--batch-size", "32",
-            "--max-len", "20", "--epochs", "4", "--patience", "0", "--device", "cpu", "--seed", "7"]
+SETTINGS = [
+    "--data",
+    "synthetic",
+    "--synthetic-users",
+    "1500",
+    "--synthetic-items",
+    "300",
+    "--model",
+    "elcrec",
+    "--hidden-size",
+    "16",
+    "--num-clusters",
+    "8",
+    "--kmeans-restarts",
+    "1",
+    "--batch-size",
+    "32",
+    "--max-len",
+    "20",
+    "--epochs",
+    "4",
+    "--patience",
+    "0",
+    "--device",
+    "cpu",
+    "--seed",
+    "7",
+]
 
 
 def run_cli(*args, **popen):
-    return subprocess.Popen([sys.executable, "-m", "elcrec", "train", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, **popen)
+    return subprocess.Popen(
+        [sys.executable, "-m", "elcrec", "train", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
 
 
 def metrics(folder):
@@ -31,8 +60,9 @@ def metrics(folder):
 
 
 def test_same_seed_same_metrics(tiny_data, tmp_path):
-    config = Config(model="elcrec", hidden_size=16, num_clusters=4, max_len=20, kmeans_restarts=1, epochs=2,
-                    device="cpu", seed=5)
+    config = Config(
+        model="elcrec", hidden_size=16, num_clusters=4, max_len=20, kmeans_restarts=1, epochs=2, device="cpu", seed=5
+    )
     first = train(config.replace(output_dir=str(tmp_path / "a")), data=tiny_data, progress=False)
     second = train(config.replace(output_dir=str(tmp_path / "b")), data=tiny_data, progress=False)
     assert first["test"] == second["test"] and first["valid"] == second["valid"]
@@ -90,18 +120,24 @@ def test_non_finite_loss_stops_without_saving(tiny_data, tmp_path, monkeypatch):
 def test_truncated_weights_in_a_run_folder_are_named(tiny_data, tmp_path):
     from elcrec.runs import load_run
 
-    train(Config(hidden_size=16, max_len=20, epochs=1, device="cpu", output_dir=str(tmp_path)), data=tiny_data,
-          progress=False)
+    train(
+        Config(hidden_size=16, max_len=20, epochs=1, device="cpu", output_dir=str(tmp_path)),
+        data=tiny_data,
+        progress=False,
+    )
     weights = tmp_path / "model.pt"
     weights.write_bytes(weights.read_bytes()[:1000])
     with pytest.raises(ValueError, match="model.pt cannot be read as model weights"):
         load_run(tmp_path)
 
 
-@pytest.mark.parametrize("content, fragment", [  # reader-level errors: tests/test_readers.py
-    ("1 2 3 4\n\n2 3 4 5\n", "no user has the 4 or more interactions"),
-    ("1 2\n", "no user has 3 or more interactions"),
-])
+@pytest.mark.parametrize(
+    "content, fragment",
+    [  # reader-level errors: tests/test_readers.py
+        ("1 2 3 4\n\n2 3 4 5\n", "no user has the 4 or more interactions"),
+        ("1 2\n", "no user has 3 or more interactions"),
+    ],
+)
 def test_datasets_too_short_to_train_on_fail_before_training(tmp_path, content, fragment):
     path = tmp_path / "data.txt"
     path.write_text(content)
@@ -159,8 +195,15 @@ def test_weights_that_became_non_finite_stop_training(tmp_path, monkeypatch):
         return result
 
     monkeypatch.setattr(torch.optim.Adam, "step", overflowing)
-    config = Config(synthetic_users=200, synthetic_items=60, hidden_size=16, max_len=20, epochs=3,
-                    device="cpu", output_dir=str(tmp_path))
+    config = Config(
+        synthetic_users=200,
+        synthetic_items=60,
+        hidden_size=16,
+        max_len=20,
+        epochs=3,
+        device="cpu",
+        output_dir=str(tmp_path),
+    )
     with pytest.raises(NonFinite, match="weights became NaN or infinite in epoch 0 while the loss stayed finite"):
         train(config, progress=False)
     assert not (tmp_path / "training_state.pt").exists() and not (tmp_path / "metrics.json").exists()
@@ -179,10 +222,13 @@ def test_errors_reach_the_run_log(tiny_data, tmp_path):
 
 def test_data_warnings_reach_the_run_log(tmp_path):
     data = tmp_path / "data.txt"
-    data.write_text("".join(f"{u} " + " ".join(str(1 + (u + j) % 30) for j in range(6)) + "\n" for u in range(40))
-                    + "99 1 2\n")  # a user too short to split
-    train(Config(data=str(data), hidden_size=16, max_len=20, epochs=1, device="cpu", output_dir=str(tmp_path / "run")),
-          progress=False)
+    data.write_text(
+        "".join(f"{u} " + " ".join(str(1 + (u + j) % 30) for j in range(6)) + "\n" for u in range(40)) + "99 1 2\n"
+    )  # a user too short to split
+    train(
+        Config(data=str(data), hidden_size=16, max_len=20, epochs=1, device="cpu", output_dir=str(tmp_path / "run")),
+        progress=False,
+    )
     assert "dropped 1 user(s) with fewer than 3 interactions" in (tmp_path / "run" / "train.log").read_text()
 
 
@@ -191,7 +237,9 @@ def test_run_files_are_strict_json_with_the_umask_mode(tmp_path):
 
     write_json(tmp_path / "m.json", {"NDCG@20": float("nan"), "runs": [float("inf"), 1.5]})
     assert json.loads((tmp_path / "m.json").read_text(), parse_constant=pytest.fail) == {
-        "NDCG@20": None, "runs": [None, 1.5]}
+        "NDCG@20": None,
+        "runs": [None, 1.5],
+    }
     umask = os.umask(0o022)
     try:
         write_json(tmp_path / "shared.json", {})
@@ -220,8 +268,17 @@ def test_a_report_renders_an_imported_run(tiny_data, tmp_path):
     from elcrec.report import write_report
     from elcrec.runs import fingerprint, result_record, save_run, write_json
 
-    config = Config(model="elcrec", hidden_size=16, num_clusters=4, max_len=20, output_dir=str(tmp_path),
-                    synthetic_users=120, synthetic_items=60, synthetic_intents=4, synthetic_seed=3)  # tiny_data
+    config = Config(
+        model="elcrec",
+        hidden_size=16,
+        num_clusters=4,
+        max_len=20,
+        output_dir=str(tmp_path),
+        synthetic_users=120,
+        synthetic_items=60,
+        synthetic_intents=4,
+        synthetic_seed=3,
+    )  # tiny_data
     model = build_model(config, tiny_data.n_items)
     save_run(tmp_path, model, config, tiny_data.item_ids, fingerprint(tiny_data))
     test = evaluate(model, eval_set(tiny_data, 20, "test"))

@@ -19,8 +19,19 @@ from elcrec.report import activity_analysis, write_report  # noqa: E402
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     folder = tmp_path_factory.mktemp("run")
-    config = Config(data="synthetic", synthetic_users=400, synthetic_items=100, model="elcrec", hidden_size=16,
-                    num_clusters=6, kmeans_restarts=1, max_len=20, epochs=2, device="cpu", output_dir=str(folder))
+    config = Config(
+        data="synthetic",
+        synthetic_users=400,
+        synthetic_items=100,
+        model="elcrec",
+        hidden_size=16,
+        num_clusters=6,
+        kmeans_restarts=1,
+        max_len=20,
+        epochs=2,
+        device="cpu",
+        output_dir=str(folder),
+    )
     train(config, progress=False)
     return write_report(folder, sample=200)
 
@@ -35,7 +46,10 @@ def test_report_is_self_contained(report):
     for text in ("Final metrics", "NDCG@20", "Intents by user activity", "top 3 intents", "Settings"):
         assert text in page
     assert sorted(p.name for p in report.parent.glob("report-*.png")) == [
-        "report-intent-map.png", "report-intent-sizes.png", "report-training-curves.png"]
+        "report-intent-map.png",
+        "report-intent-sizes.png",
+        "report-training-curves.png",
+    ]
 
 
 def test_activity_groups_are_length_quartiles():
@@ -51,10 +65,25 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     from matplotlib.image import imread
 
     shot = tmp_path / "shot.png"
-    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,1600", f"--screenshot={shot}",
-                    report.as_uri()], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1280,1600",
+            f"--screenshot={shot}",
+            report.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     pixels = imread(shot)[..., :3]
     assert pixels.shape[:2] == (1600, 1280)
     # the figures drew: coloured (non-grey) pixels from the curves and the intent map, not broken-image icons

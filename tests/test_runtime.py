@@ -58,6 +58,8 @@ def test_training_flushes_denormals_only_while_it_runs(tiny_data, tmp_path):
 
     seen = []
     config = Config(hidden_size=16, max_len=20, epochs=1, device="cpu", output_dir=str(tmp_path))
-    train(config, data=tiny_data, progress=False, on_epoch=lambda _: seen.append(runtime.denormals_flushed_per_thread()))
+    train(
+        config, data=tiny_data, progress=False, on_epoch=lambda _: seen.append(runtime.denormals_flushed_per_thread())
+    )
     assert seen and all(all(flags) for flags in seen)
     assert not any(runtime.denormals_flushed_per_thread())  # the process as it was

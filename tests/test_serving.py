@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 from elcrec import Config
 from elcrec.data import train_set
 from elcrec.models import build_model
-from elcrec.serving import HistoryError, Limits, Recommender, create_app
 from elcrec.runs import Run, export_run, load_run, save_run
+from elcrec.serving import HistoryError, Limits, Recommender, create_app
 
 
 def make_run(data, model="sasrec", path=None, item_ids=None):
@@ -69,12 +69,22 @@ def test_unknown_items_are_ignored_reported_or_rejected(sasrec):
 
 def held_forms(history):
     """`history` (item ids 1..60) as people hold it: one flat history in every form, then several."""
-    one = {"list": list(history), "tuple": tuple(history), "text ids": [str(i) for i in history],
-           "numpy int64": np.array(history), "numpy int32": np.array(history, dtype=np.int32),
-           "numpy scalars": [np.int64(i) for i in history], "numpy strings": np.array([str(i) for i in history]),
-           "mixed scalars": [np.uint8(history[0]), str(history[1]), *history[2:]]}
-    several = {"2-D array": np.array([history]), "object array": np.array([np.array(history)], dtype=object),
-               "list of arrays": [np.array(history)], "tuple of tuples": (tuple(history),)}
+    one = {
+        "list": list(history),
+        "tuple": tuple(history),
+        "text ids": [str(i) for i in history],
+        "numpy int64": np.array(history),
+        "numpy int32": np.array(history, dtype=np.int32),
+        "numpy scalars": [np.int64(i) for i in history],
+        "numpy strings": np.array([str(i) for i in history]),
+        "mixed scalars": [np.uint8(history[0]), str(history[1]), *history[2:]],
+    }
+    several = {
+        "2-D array": np.array([history]),
+        "object array": np.array([np.array(history)], dtype=object),
+        "list of arrays": [np.array(history)],
+        "tuple of tuples": (tuple(history),),
+    }
     return one, several
 
 
@@ -90,7 +100,8 @@ def test_recommend_and_intents_take_histories_as_people_hold_them(tiny_data):
     assert expected[0]["unknown"] == [250]
     one, several = held_forms(history)
     for name, held in {**one, **several}.items():  # a list of one result for one flat history too
-        assert as_text(rec.recommend(held, k=5)) == as_text(expected) and as_text(rec.intents(held)) == as_text(intent)
+        assert as_text(rec.recommend(held, k=5)) == as_text(expected), name
+        assert as_text(rec.intents(held)) == as_text(intent), name
     assert type(rec.recommend(np.array(history))[0]["unknown"][0]) is int  # numpy arrays give Python scalars
     batch = [[3, 9], [np.int64(17)], ("4", "20")]
     assert rec.recommend(np.array([[3, 9], [17, 250]]), k=3) == rec.recommend([[3, 9], [17, 250]], k=3)
@@ -113,13 +124,21 @@ def test_a_series_is_one_history_and_a_series_of_lists_several(sasrec, library):
     assert sasrec.recommend([series(["i3"]), series(["i9", "i2"])], k=4) == several
 
 
-@pytest.mark.parametrize("held, message", [
-    ("i3 i9", "a history is a sequence of item ids, not a string: 'i3 i9'"),
-    (b"i3", "not a string: b'i3'"), (np.str_("i3"), "not a string"),
-    ([["i3"], "i9"], "histories mix item ids and sequences"), ({"i3", "i9"}, "got set"),
-    (np.array([[["i3"]]]), r"got ndarray of shape \(1, 1, 1\)"), (7, "got int"),
-    ([], "history 0 is empty"), ([["i3"], []], "history 1 is empty"),
-], ids=["str", "bytes", "numpy str", "mixed", "set", "3-D array", "int", "nothing", "an empty one"])
+@pytest.mark.parametrize(
+    "held, message",
+    [
+        ("i3 i9", "a history is a sequence of item ids, not a string: 'i3 i9'"),
+        (b"i3", "not a string: b'i3'"),
+        (np.str_("i3"), "not a string"),
+        ([["i3"], "i9"], "histories mix item ids and sequences"),
+        ({"i3", "i9"}, "got set"),
+        (np.array([[["i3"]]]), r"got ndarray of shape \(1, 1, 1\)"),
+        (7, "got int"),
+        ([], "history 0 is empty"),
+        ([["i3"], []], "history 1 is empty"),
+    ],
+    ids=["str", "bytes", "numpy str", "mixed", "set", "3-D array", "int", "nothing", "an empty one"],
+)
 def test_what_is_not_a_history_is_a_clear_error(sasrec, held, message):
     with pytest.raises(HistoryError, match=message):
         sasrec.recommend(held)
@@ -144,18 +163,21 @@ def test_http_recommend_health_and_metadata(client, sasrec):
     assert {"/recommend", "/recommend/batch", "/intents", "/health", "/metadata"} <= set(schema["paths"])
 
 
-@pytest.mark.parametrize("body, fragment", [
-    ({"history": []}, "at least 1"),
-    ({"history": ["i1"] * 31}, "at most 30"),
-    ({"history": ["i1"], "k": 0}, "greater than or equal to 1"),
-    ({"history": ["i1"], "k": -3}, "greater than or equal to 1"),
-    ({"history": ["i1"], "k": 51}, "less than or equal to 50"),
-    ({"history": "i1 i2"}, "valid list"),
-    ({"history": [["i1"]]}, "valid"),
-    ({"history": ["i1"], "colour": "red"}, "Extra inputs"),
-    ({"items": ["i1"]}, "Field required"),
-    ({"history": ["x"]}, "no item the model knows"),
-])
+@pytest.mark.parametrize(
+    "body, fragment",
+    [
+        ({"history": []}, "at least 1"),
+        ({"history": ["i1"] * 31}, "at most 30"),
+        ({"history": ["i1"], "k": 0}, "greater than or equal to 1"),
+        ({"history": ["i1"], "k": -3}, "greater than or equal to 1"),
+        ({"history": ["i1"], "k": 51}, "less than or equal to 50"),
+        ({"history": "i1 i2"}, "valid list"),
+        ({"history": [["i1"]]}, "valid"),
+        ({"history": ["i1"], "colour": "red"}, "Extra inputs"),
+        ({"items": ["i1"]}, "Field required"),
+        ({"history": ["x"]}, "no item the model knows"),
+    ],
+)
 def test_http_rejects_bad_requests_with_a_clear_422(client, body, fragment):
     response = client.post("/recommend", json=body)
     assert response.status_code == 422
@@ -164,13 +186,20 @@ def test_http_rejects_bad_requests_with_a_clear_422(client, body, fragment):
 
 
 NOT_JSON_OR_NOT_THE_SCHEMA = {
-    "k NaN": b'{"history": ["i1"], "k": NaN}', "k 1e400": b'{"history": ["i1"], "k": 1e400}',
-    "k -Infinity": b'{"history": ["i1"], "k": -Infinity}', "item NaN": b'{"history": ["i1", NaN]}',
-    "item -1e999": b'{"histories": [[-1e999]]}', "lone surrogate": b'{"history": ["i1", "\\ud800"]}',
-    "lone surrogate key": b'{"history": ["i1"], "\\udfff": 1}', "not UTF-8": b'{"history": ["\xff"]}',
-    "4400 digits": b'{"history": [' + b"7" * 4400 + b"]}", "3000 deep": b"[" * 3000 + b"]" * 3000,
-    "k '5'": b'{"history": ["i1"], "k": "5"}', "exclude_seen 1": b'{"history": ["i1"], "exclude_seen": 1}',
-    "item true": b'{"history": [true]}', "item 1.5": b'{"history": [1.5]}',
+    "k NaN": b'{"history": ["i1"], "k": NaN}',
+    "k 1e400": b'{"history": ["i1"], "k": 1e400}',
+    "k -Infinity": b'{"history": ["i1"], "k": -Infinity}',
+    "item NaN": b'{"history": ["i1", NaN]}',
+    "item -1e999": b'{"histories": [[-1e999]]}',
+    "lone surrogate": b'{"history": ["i1", "\\ud800"]}',
+    "lone surrogate key": b'{"history": ["i1"], "\\udfff": 1}',
+    "not UTF-8": b'{"history": ["\xff"]}',
+    "4400 digits": b'{"history": [' + b"7" * 4400 + b"]}",
+    "3000 deep": b"[" * 3000 + b"]" * 3000,
+    "k '5'": b'{"history": ["i1"], "k": "5"}',
+    "exclude_seen 1": b'{"history": ["i1"], "exclude_seen": 1}',
+    "item true": b'{"history": [true]}',
+    "item 1.5": b'{"history": [1.5]}',
 }
 
 
@@ -190,8 +219,9 @@ def test_http_answers_what_json_or_the_schema_has_not_with_the_declared_422(sasr
 def test_http_reads_json_numbers_as_json_schema_does(tiny_data):
     """JSON has one number type: k 5.0 is k 5 and item 3.0 is item 3, as JSON Schema's "integer" says."""
     client = TestClient(create_app(Recommender(make_run(tiny_data, item_ids=np.arange(1, 61)))))
-    response = client.post("/recommend", content=b'{"history": [3.0, 9], "k": 5.0}',
-                           headers={"content-type": "application/json"})
+    response = client.post(
+        "/recommend", content=b'{"history": [3.0, 9], "k": 5.0}', headers={"content-type": "application/json"}
+    )
     assert response.status_code == 200
     assert response.json()["items"] == client.post("/recommend", json={"history": [3, 9], "k": 5}).json()["items"]
 
@@ -201,12 +231,14 @@ def test_http_errors_match_the_published_schema(tiny_data):
     sasrec = Recommender(make_run(tiny_data))
     schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(sasrec, Limits(max_body_bytes=4096)))
     reject = schemathesis.openapi.from_asgi("/openapi.json", create_app(sasrec, Limits(unknown="reject")))
-    cases = [(schema, "/recommend", {"history": ["x", 5]}, 422, "no item the model knows"),
-             (schema, "/recommend/batch", {"histories": [["i1"], ["y"]]}, 422, "history 1 has no item"),
-             (reject, "/recommend", {"history": ["i1", "zz"]}, 422, "does not know: 'zz'"),
-             (schema, "/recommend", {"history": ["i1"] * 1000}, 413, "4096 bytes"),
-             (schema, "/intents", {"histories": [["i1"]]}, 400, "has no intents"),
-             (schema, "/recommend", {"history": ["i1"], "k": 1000}, 422, "less than or equal to 60")]
+    cases = [
+        (schema, "/recommend", {"history": ["x", 5]}, 422, "no item the model knows"),
+        (schema, "/recommend/batch", {"histories": [["i1"], ["y"]]}, 422, "history 1 has no item"),
+        (reject, "/recommend", {"history": ["i1", "zz"]}, 422, "does not know: 'zz'"),
+        (schema, "/recommend", {"history": ["i1"] * 1000}, 413, "4096 bytes"),
+        (schema, "/intents", {"histories": [["i1"]]}, 400, "has no intents"),
+        (schema, "/recommend", {"history": ["i1"], "k": 1000}, 422, "less than or equal to 60"),
+    ]
     for api, path, body, status, fragment in cases:
         response = api[path]["POST"].Case(body=body).call_and_validate()  # every default check but the generated
         assert response.status_code == status and fragment in str(response.json()["detail"]), (path, body)
@@ -246,8 +278,9 @@ def test_http_batch_limits_malformed_json_and_body_size(client):
     assert malformed.status_code == 422
     huge = client.post("/recommend", json={"history": ["i1"] * 2000})
     assert huge.status_code == 413 and "4096 bytes" in huge.json()["detail"]
-    streamed = client.post("/recommend", content=(b"x" * 1024 for _ in range(8)),
-                           headers={"content-type": "application/json"})
+    streamed = client.post(
+        "/recommend", content=(b"x" * 1024 for _ in range(8)), headers={"content-type": "application/json"}
+    )
     assert streamed.status_code == 413
 
 
@@ -282,8 +315,10 @@ def test_faiss_index_agrees_with_exact_ranking(tiny_data):
     run = make_run(tiny_data)
     exact, approximate = Recommender(run), Recommender(run, index="faiss")
     histories = [[f"i{(7 * u + j) % 60 + 1}" for j in range(u % 5 + 1)] for u in range(40)]
-    found = [set(a["items"]) & set(e["items"]) for a, e in
-             zip(approximate.recommend(histories, k=10), exact.recommend(histories, k=10))]
+    found = [
+        set(a["items"]) & set(e["items"])
+        for a, e in zip(approximate.recommend(histories, k=10), exact.recommend(histories, k=10))
+    ]
     assert sum(map(len, found)) / (10 * len(histories)) >= 0.9
 
 

@@ -25,8 +25,8 @@ def test_leave_one_out_split():
     assert valid.inputs.tolist() == [[1, 2, 3, 4], [0, 0, 0, 7]] and valid.targets.tolist() == [5, 8]
     assert test.inputs.tolist() == [[2, 3, 4, 5], [0, 0, 7, 8]] and test.targets.tolist() == [6, 9]
     # the masked history is the whole past, not just the max_len window
-    assert test.history[test.history_offsets[0]:test.history_offsets[1]].tolist() == [1, 2, 3, 4, 5]
-    assert test.history[test.history_offsets[1]:test.history_offsets[2]].tolist() == [7, 8]
+    assert test.history[test.history_offsets[0] : test.history_offsets[1]].tolist() == [1, 2, 3, 4, 5]
+    assert test.history[test.history_offsets[1] : test.history_offsets[2]].tolist() == [7, 8]
 
 
 def test_train_inputs_truncate_to_max_len():

@@ -20,6 +20,6 @@ def test_planted_intents_shape_the_sequences():
     # users stay within a few intents: two intents (main + second) cover most of each sequence
     covered = []
     for u in range(data.n_users):
-        per_intent = np.bincount(data.intents[data.offsets[u]:data.offsets[u + 1]], minlength=8)
+        per_intent = np.bincount(data.intents[data.offsets[u] : data.offsets[u + 1]], minlength=8)
         covered.append(np.sort(per_intent)[-2:].sum() / per_intent.sum())
     assert np.mean(covered) == 1.0

@@ -46,7 +46,8 @@ def test_mlflow_tracking(tiny_data, tmp_path, monkeypatch):
     assert run.data.params["lr"] == str(config.lr)
     history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "valid/NDCG_at_20")
     assert [m.value for m in sorted(history, key=lambda m: m.step)] == pytest.approx(
-        [h["valid"]["NDCG@20"] for h in result["history"]])
+        [h["valid"]["NDCG@20"] for h in result["history"]]
+    )
     assert run.data.metrics["test/NDCG_at_20"] == pytest.approx(result["test"]["NDCG@20"])
 
 

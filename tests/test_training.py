@@ -28,8 +28,15 @@ def test_train_writes_run_and_checkpoint_round_trips(tiny_data, tmp_path):
     config = Config(epochs=2, hidden_size=16, batch_size=32, output_dir=str(tmp_path / "run"), device="cpu")
     result = train(config, data=tiny_data, progress=False)
     run_dir = tmp_path / "run"
-    assert {p.name for p in run_dir.iterdir()} == {"model.pt", "config.json", "items.json", "data.json",
-                                                  "metrics.json", "training_state.pt", "train.log"}
+    assert {p.name for p in run_dir.iterdir()} == {
+        "model.pt",
+        "config.json",
+        "items.json",
+        "data.json",
+        "metrics.json",
+        "training_state.pt",
+        "train.log",
+    }
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test"] == result["test"] and len(metrics["history"]) == 2
     for epoch in metrics["history"]:  # the named loss terms add up to the loss

@@ -44,17 +44,22 @@ CHOICES = {
 # paper's 2 blocks, dropout 0.5 on sparse data). A preset fills the keys it names for the run's model unless
 # they are given (a file, a flag, a keyword); the resolved values are printed and saved with the run.
 _DEPTHS = {"beauty": 1, "sports": 2, "toys": 3, "yelp": 2}
-_ELCREC = {"beauty": {"num_clusters": 256, "trade_off": 10.0, "intent_fusion": "shift"},
-           "sports": {"num_clusters": 512, "trade_off": 1.0, "intent_fusion": "concat"},
-           "toys": {"num_clusters": 512, "trade_off": 1.0, "intent_fusion": "concat"},
-           "yelp": {"num_clusters": 256, "trade_off": 0.1, "intent_fusion": "concat"}}
+_ELCREC = {
+    "beauty": {"num_clusters": 256, "trade_off": 10.0, "intent_fusion": "shift"},
+    "sports": {"num_clusters": 512, "trade_off": 1.0, "intent_fusion": "concat"},
+    "toys": {"num_clusters": 512, "trade_off": 1.0, "intent_fusion": "concat"},
+    "yelp": {"num_clusters": 256, "trade_off": 0.1, "intent_fusion": "concat"},
+}
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    dataset: {"elcrec": {"num_layers": depth, **_ELCREC[dataset]},
-              "iclrec": {"num_layers": depth, "num_clusters": 256},
-              "cl4srec": {"num_layers": depth},
-              "bert4rec": {"cloze_prob": 0.6, "dropout": 0.1, "attn_dropout": 0.1},
-              "gru4rec": {"num_layers": 1}}
-    for dataset, depth in _DEPTHS.items()}
+    dataset: {
+        "elcrec": {"num_layers": depth, **_ELCREC[dataset]},
+        "iclrec": {"num_layers": depth, "num_clusters": 256},
+        "cl4srec": {"num_layers": depth},
+        "bert4rec": {"cloze_prob": 0.6, "dropout": 0.1, "attn_dropout": 0.1},
+        "gru4rec": {"num_layers": 1},
+    }
+    for dataset, depth in _DEPTHS.items()
+}
 
 
 def preset_values(preset: str, model: str) -> dict[str, Any]:
@@ -89,23 +94,33 @@ class Config:
     user_col: str = _opt("user_id", "user column of CSV/TSV/Parquet logs")
     item_col: str = _opt("item_id", "item column of CSV/TSV/Parquet logs")
     time_col: str = _opt("timestamp", "timestamp column of CSV/TSV/Parquet logs ('' keeps file order)")
-    dedup: str = _opt("none", "repeated user-item pairs: none (keep), all (keep the first), consecutive (drop immediate repeats)")
+    dedup: str = _opt(
+        "none", "repeated user-item pairs: none (keep), all (keep the first), consecutive (drop immediate repeats)"
+    )
     kcore: int = _opt(0, "iterated k-core: keep users and items with at least k interactions (0 = off)")
     synthetic_users: int = _opt(2000, "synthetic data: number of users")
     synthetic_items: int = _opt(400, "synthetic data: number of items")
     synthetic_intents: int = _opt(8, "synthetic data: number of planted intents")
-    synthetic_seed: int = _opt(1, "synthetic data: seed of its generator (apart from seed, so that runs with several seeds share one dataset)")
+    synthetic_seed: int = _opt(
+        1, "synthetic data: seed of its generator (apart from seed, so that runs with several seeds share one dataset)"
+    )
     # --- model
     preset: str = _opt("", "paper settings for a dataset: beauty, sports, toys, yelp (file and flags still win)")
-    model: str = _opt("sasrec", "model: sasrec, cl4srec, iclrec, elcrec, gru4rec, bert4rec, llmesr, or pop (most-popular baseline)")
+    model: str = _opt(
+        "sasrec", "model: sasrec, cl4srec, iclrec, elcrec, gru4rec, bert4rec, llmesr, or pop (most-popular baseline)"
+    )
     hidden_size: int = _opt(64, "hidden size d")
     num_layers: int = _opt(2, "transformer blocks")
     num_heads: int = _opt(2, "attention heads (must divide hidden_size)")
     max_len: int = _opt(50, "most recent items the encoder reads")
     dropout: float = _opt(0.5, "dropout on hidden states")
     attn_dropout: float = _opt(0.5, "dropout on attention probabilities")
-    loss: str = _opt("bce", "recommendation loss: bce (one sampled negative per position) or ce (softmax over all items)")
-    cloze_prob: float = _opt(0.2, "bert4rec (and llmesr with backbone bert4rec): share of training items replaced by the mask token")
+    loss: str = _opt(
+        "bce", "recommendation loss: bce (one sampled negative per position) or ce (softmax over all items)"
+    )
+    cloze_prob: float = _opt(
+        0.2, "bert4rec (and llmesr with backbone bert4rec): share of training items replaced by the mask token"
+    )
     # --- contrastive learning and intents (cl4srec, iclrec, elcrec)
     augment: str = _opt("random", "view augmentation: random (one per row), crop, mask, reorder")
     crop_ratio: float = _opt(0.2, "crop keeps this share of the items")
@@ -116,43 +131,98 @@ class Config:
     temperature: float = _opt(1.0, "temperature of the contrastive losses")
     num_clusters: int = _opt(256, "number of intents K")
     trade_off: float = _opt(1.0, "elcrec: weight of the cluster loss")
-    intent_fusion: str = _opt("concat", "elcrec: nearest centre added to (shift) or concatenated with (concat) each position in instance CL")
-    cluster_pull: str = _opt("all", "elcrec: cluster loss pulls z towards every centre (all, the reference) or only its nearest (nearest)")
-    intent_centering: bool = _opt(False, "elcrec: standardise sequence representations (running mean/variance) before normalising them (off: the reference)")
+    intent_fusion: str = _opt(
+        "concat", "elcrec: nearest centre added to (shift) or concatenated with (concat) each position in instance CL"
+    )
+    cluster_pull: str = _opt(
+        "all", "elcrec: cluster loss pulls z towards every centre (all, the reference) or only its nearest (nearest)"
+    )
+    intent_centering: bool = _opt(
+        False,
+        "elcrec: standardise sequence representations (running mean/variance) before normalising them "
+        "(off: the reference)",
+    )
     elcm: bool = _opt(True, "elcrec: learnable cluster module (off: k-means centres stay fixed, no cluster loss)")
     icl: bool = _opt(True, "elcrec: intent-assisted CL and PCL (off: plain instance CL)")
-    pooling: str = _opt("all", "sequence representation for intents: mean over all max_len positions (all, the reference) or over item positions only (items)")
-    padding_outputs: str = _opt("encoded", "cl4srec, iclrec, elcrec: outputs before each sequence's first item are encoded and enter the flattened instance CL and pooling=all (encoded, the reference), or are zero and never computed (zero: a deviation, several times faster per epoch, but on Beauty it converged to a fifth of the reference's test NDCG@20)")
+    pooling: str = _opt(
+        "all",
+        "sequence representation for intents: mean over all max_len positions (all, the reference) or over item "
+        "positions only (items)",
+    )
+    padding_outputs: str = _opt(
+        "encoded",
+        "cl4srec, iclrec, elcrec: outputs before each sequence's first item are encoded and enter the flattened "
+        "instance CL and pooling=all (encoded, the reference), or are zero and never computed (zero: a deviation, "
+        "faster per epoch but far below the reference's quality at convergence; see docs/models.md)",
+    )
     kmeans_iters: int = _opt(20, "k-means iterations (iclrec every epoch, elcrec initialisation)")
     kmeans_restarts: int = _opt(5, "k-means restarts")
     # --- LLM-ESR and the item-cluster constraint (llmesr)
-    item_text: str = _opt("", "llmesr: item text embeddings, .npy or LLM-ESR .pkl (row i = item i + 1), or 'synthetic' (the built-in data's texts, embedded offline)")
-    backbone: str = _opt("sasrec", "llmesr: the sequence backbone both views share: sasrec, gru4rec or bert4rec (Cloze training with cloze_prob, a [MASK] appended to score)")
-    user_text: str = _opt("", "llmesr: user text embeddings that pick the distillation neighbours, .npy (row u = the log's user u) or a CSV/TSV/Parquet of user_id,text to embed ('' = the mean text embedding of each user's training items)")
+    item_text: str = _opt(
+        "",
+        "llmesr: item texts: a .npy or LLM-ESR .pkl of embeddings (row i = item i + 1), a CSV/TSV/Parquet of "
+        "item_id,text to embed, or 'synthetic' (the built-in data's texts, embedded offline)",
+    )
+    backbone: str = _opt(
+        "sasrec",
+        "llmesr: the sequence backbone both views share: sasrec, gru4rec or bert4rec (Cloze training with "
+        "cloze_prob, a [MASK] appended to score)",
+    )
+    user_text: str = _opt(
+        "",
+        "llmesr: user texts that pick the distillation neighbours: a .npy of embeddings (row u = the log's user u) "
+        "or a CSV/TSV/Parquet of user_id,text to embed ('' = the mean text embedding of each user's training items)",
+    )
     cross_attention: bool = _opt(False, "llmesr: 2-head cross-attention between the semantic and collaborative views")
     distill_weight: float = _opt(0.1, "llmesr: weight alpha of the retrieval-augmented self-distillation (0 = off)")
     distill_neighbours: int = _opt(10, "llmesr: similar users whose representations each user is distilled towards")
-    icc: str = _opt("none", "llmesr: item-cluster constraint on the collaborative embeddings: none, kmeans or hdbscan (noise items excluded) over the reduced text embeddings")
+    icc: str = _opt(
+        "none",
+        "llmesr: item-cluster constraint on the collaborative embeddings: none, kmeans or hdbscan (noise items "
+        "excluded) over the reduced text embeddings",
+    )
     icc_weight: float = _opt(0.1, "llmesr: weight gamma of the item-cluster constraint")
     icc_clusters: int = _opt(32, "llmesr: item clusters for icc=kmeans")
-    icc_centres: str = _opt("mean", "llmesr: cluster centres in the collaborative space: mean (of the cluster's current embeddings) or learned (trained end to end, ELCRec-style)")
+    icc_centres: str = _opt(
+        "mean",
+        "llmesr: cluster centres in the collaborative space: mean (of the cluster's current embeddings) or learned "
+        "(trained end to end, ELCRec-style)",
+    )
     # --- training
     epochs: int = _opt(300, "most training epochs")
     batch_size: int = _opt(256, "training sequences per step")
     lr: float = _opt(1e-3, "Adam learning rate")
     weight_decay: float = _opt(0.0, "Adam weight decay")
     patience: int = _opt(40, "epochs without improvement of `metric` on valid before stopping (0 = never stop early)")
-    metric: str = _opt("NDCG@20", "validation metric for early stopping and the best checkpoint, e.g. NDCG@20, HR@10, MRR@5")
-    seed: int = _opt(1, "seed for data generation, initialisation, sampling and dropout")
+    metric: str = _opt(
+        "NDCG@20", "validation metric for early stopping and the best checkpoint, e.g. NDCG@20, HR@10, MRR@5"
+    )
+    seed: int = _opt(1, "seed for initialisation, data order, negatives, augmentations and dropout")
     device: str = _opt("auto", "auto (cuda when present), cpu or cuda")
-    engine: str = _opt("fast", "fast: one encoder pass over rec and view rows, PCL reuses the instance-CL views, cheap dropout masks, llmesr distils towards a per-epoch table of user representations; reference: the reference's computation order (separate passes, torch dropout, neighbours encoded every step)")
-    amp: str = _opt("none", "mixed precision: none, bf16 or fp16 (autocast, on CUDA or CPU; fp16 adds loss scaling; on a CPU it pays only with native bf16/fp16 instructions, e.g. AVX512-BF16 or AMX)")
+    engine: str = _opt(
+        "fast",
+        "how losses are computed (the same ones): fast (one encoder pass over rows and views, cheap dropout masks, "
+        "no work on outputs that are zero by definition, llmesr distils towards a per-epoch table) or reference "
+        "(the reference code's order; see elcrec.models.engine)",
+    )
+    amp: str = _opt(
+        "none",
+        "mixed precision: none, bf16 or fp16 (autocast, on CUDA or CPU; fp16 adds loss scaling; on a CPU it pays "
+        "only with native bf16/fp16 instructions, e.g. AVX512-BF16 or AMX)",
+    )
     output_dir: str = _opt("", "run folder for checkpoint, config and metrics ('' = runs/<model>-<data>-seed<seed>)")
-    tracking: str = _opt("none", "also log settings and per-epoch losses and metrics to: none, tensorboard or mlflow (extras of the same names)")
+    tracking: str = _opt(
+        "none",
+        "also log settings and per-epoch losses and metrics to: none, tensorboard or mlflow (extras of the same names)",
+    )
     # --- evaluation
     eval_ks: tuple[int, ...] = _opt((5, 10, 20), "cut-offs k for HR@k, NDCG@k, MRR@k")
-    mask_history: str = _opt("exclude", "seen items: exclude (never ranked), reference (scored 0, as the reference code), none")
-    sampled_negatives: int = _opt(0, "rank the target among N uniform unseen negatives instead of all items (0 = full ranking)")
+    mask_history: str = _opt(
+        "exclude", "seen items: exclude (never ranked), reference (scored 0, as the reference code), none"
+    )
+    sampled_negatives: int = _opt(
+        0, "rank the target among N uniform unseen negatives instead of all items (0 = full ranking)"
+    )
     eval_batch_size: int = _opt(1024, "users per evaluation batch")
 
     def __init__(self, **values: Any) -> None:
@@ -180,10 +250,26 @@ class Config:
             setattr(self, f.name, _coerce(f.name, _field_type(f), getattr(self, f.name)))
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
-                raise ConfigError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(a or repr(a) for a in allowed)}")
-        positive = ("hidden_size", "num_layers", "num_heads", "max_len", "epochs", "batch_size", "num_clusters",
-                    "kmeans_iters", "kmeans_restarts", "distill_neighbours", "icc_clusters",
-                    "eval_batch_size", "synthetic_users", "synthetic_items", "synthetic_intents")
+                raise ConfigError(
+                    f"{name}={getattr(self, name)!r}: choose one of {', '.join(a or repr(a) for a in allowed)}"
+                )
+        positive = (
+            "hidden_size",
+            "num_layers",
+            "num_heads",
+            "max_len",
+            "epochs",
+            "batch_size",
+            "num_clusters",
+            "kmeans_iters",
+            "kmeans_restarts",
+            "distill_neighbours",
+            "icc_clusters",
+            "eval_batch_size",
+            "synthetic_users",
+            "synthetic_items",
+            "synthetic_intents",
+        )
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be at least 1")
@@ -203,18 +289,26 @@ class Config:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be 0 or more")
         for name in ("item_text", "user_text"):
             if getattr(self, name) and self.model != "llmesr":
-                raise ConfigError(f"{name}={getattr(self, name)!r}: {name} is a setting of llmesr, which reads text; "
-                                  f"{self.model} reads none")
+                raise ConfigError(
+                    f"{name}={getattr(self, name)!r}: {name} is a setting of llmesr, which reads text; "
+                    f"{self.model} reads none"
+                )
         if self.backbone != "sasrec" and self.model != "llmesr":
-            raise ConfigError(f"backbone={self.backbone!r} is llmesr's setting; the plain model is model={self.backbone}")
+            raise ConfigError(
+                f"backbone={self.backbone!r} is llmesr's setting; the plain model is model={self.backbone}"
+            )
         if self.padding_outputs != "encoded" and self.model not in ("cl4srec", "iclrec", "elcrec"):
-            raise ConfigError(f"padding_outputs={self.padding_outputs!r} is a setting of cl4srec, iclrec and elcrec, "
-                              f"whose contrastive losses read padding outputs; {self.model}'s loss never does")
+            raise ConfigError(
+                f"padding_outputs={self.padding_outputs!r} is a setting of cl4srec, iclrec and elcrec, "
+                f"whose contrastive losses read padding outputs; {self.model}'s loss never does"
+            )
         if not self.eval_ks or min(self.eval_ks) < 1:
             raise ConfigError(f"eval_ks={self.eval_ks}: give one or more cut-offs >= 1")
         name, _, k = self.metric.partition("@")
         if name not in METRIC_NAMES or not k.isdigit() or int(k) not in self.eval_ks:
-            raise ConfigError(f"metric={self.metric!r}: use HR@k, NDCG@k or MRR@k with k in eval_ks {list(self.eval_ks)}")
+            raise ConfigError(
+                f"metric={self.metric!r}: use HR@k, NDCG@k or MRR@k with k in eval_ks {list(self.eval_ks)}"
+            )
 
     # --- construction
     @classmethod
@@ -279,8 +373,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path}: not UTF-8 text (byte {error.start})") from None
     except Exception as error:  # yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError (a ValueError)
         where = str(error).strip().splitlines()
-        raise ConfigError(f"config file {path}: not valid {path.suffix.lstrip('.').upper()}: "
-                          f"{where[-1] if where else error.__class__.__name__}") from None
+        raise ConfigError(
+            f"config file {path}: not valid {path.suffix.lstrip('.').upper()}: "
+            f"{where[-1] if where else error.__class__.__name__}"
+        ) from None
     if not isinstance(values, dict):
         raise ConfigError(f"config file {path}: expected a mapping of keys to values")
     return values
@@ -318,8 +414,9 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
             if isinstance(value, (int, float, str)) and not isinstance(value, bool):
                 number = float(value)
                 if not abs(number) <= FLOAT32_MAX:  # NaN too: every setting ends up in float32 arithmetic
-                    raise ConfigError(f"{name}={value!r}: must be a finite number (in float32's range, "
-                                      f"|x| <= {FLOAT32_MAX:.3g})")
+                    raise ConfigError(
+                        f"{name}={value!r}: must be a finite number (in float32's range, |x| <= {FLOAT32_MAX:.3g})"
+                    )
                 return number
         elif kind is str:
             if isinstance(value, str):

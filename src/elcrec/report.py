@@ -30,8 +30,9 @@ ACTIVITY_GROUPS = ("new", "low", "medium", "high")
 COLOURED_INTENTS = 10
 
 
-def write_report(run_dir: str | Path, data: str | None = None, out: str | Path | None = None,
-                 sample: int = 2000, device: str = "cpu") -> Path:
+def write_report(
+    run_dir: str | Path, data: str | None = None, out: str | Path | None = None, sample: int = 2000, device: str = "cpu"
+) -> Path:
     """Write `report.html` (and its PNGs) into `out` (default: the run folder); returns the page's path."""
     import matplotlib
 
@@ -48,8 +49,12 @@ def write_report(run_dir: str | Path, data: str | None = None, out: str | Path |
     figures = {"training curves": training_curves(metrics["history"], config.metric)} if metrics["history"] else {}
     top, bottom = [("Final metrics", metrics_table(metrics))], []  # sections above and below the figures
     if not metrics["history"]:
-        top.append(("Training", "<p>No training curves: the run has no training epochs "
-                                f"({html.escape(metrics['source'])}).</p>"))
+        top.append(
+            (
+                "Training",
+                f"<p>No training curves: the run has no training epochs ({html.escape(metrics['source'])}).</p>",
+            )
+        )
     if isinstance(run.model, IntentModel):
         dataset = load_dataset(config)
         run.check_data(dataset)
@@ -59,10 +64,13 @@ def write_report(run_dir: str | Path, data: str | None = None, out: str | Path |
         figures["intent sizes"] = intent_sizes(intents, len(centres))
         groups, table = activity_analysis(dataset.lengths, intents)
         bottom.append(("Intents by user activity", table))
-        summary = {"users": dataset.n_users, "intents": len(centres),
-                   "intents used": int(len(np.unique(intents))),
-                   "largest intent's share": f"{np.bincount(intents).max() / len(intents):.1%}",
-                   "activity groups (interactions)": ", ".join(f"{name} {low}-{high}" for name, low, high in groups)}
+        summary = {
+            "users": dataset.n_users,
+            "intents": len(centres),
+            "intents used": int(len(np.unique(intents))),
+            "largest intent's share": f"{np.bincount(intents).max() / len(intents):.1%}",
+            "activity groups (interactions)": ", ".join(f"{name} {low}-{high}" for name, low, high in groups),
+        }
         top.append(("Intents", _table([[k, v] for k, v in summary.items()])))
     else:
         top.append(("Intents", f"<p>{html.escape(config.model)} learns no intents: no intent map.</p>"))
@@ -70,11 +78,18 @@ def write_report(run_dir: str | Path, data: str | None = None, out: str | Path |
     images = []
     for name, png in figures.items():
         (out / f"report-{name.replace(' ', '-')}.png").write_bytes(png)
-        images.append(f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-                      f"<figcaption>{name}</figcaption></figure>")
+        images.append(
+            f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+            f"<figcaption>{name}</figcaption></figure>"
+        )
     settings = _table([[k, v] for k, v in config.to_dict().items()])
-    page = PAGE.format(title=html.escape(f"{config.model} on {config.data_name}"), top=_sections(top),
-                       images="\n".join(images), bottom=_sections(bottom), settings=settings)
+    page = PAGE.format(
+        title=html.escape(f"{config.model} on {config.data_name}"),
+        top=_sections(top),
+        images="\n".join(images),
+        bottom=_sections(bottom),
+        settings=settings,
+    )
     path = out / "report.html"
     path.write_text(page, encoding="utf-8")
     return path
@@ -89,8 +104,11 @@ def training_curves(history: list[dict[str, Any]], metric: str) -> bytes:
     for term in dict.fromkeys(name for h in history for name in h.get("terms", {})):
         losses.plot(epochs, [h.get("terms", {}).get(term, np.nan) for h in history], label=term)
     losses.set(xlabel="epoch", ylabel="training loss (weighted terms)", title="training loss")
-    names = list(dict.fromkeys(name for h in history for name in h.get("valid", {metric: None})
-                               if name.split("@")[0] in ("HR", "NDCG")))
+    names = list(
+        dict.fromkeys(
+            name for h in history for name in h.get("valid", {metric: None}) if name.split("@")[0] in ("HR", "NDCG")
+        )
+    )
     for name in names:
         valid.plot(epochs, [h.get("valid", {metric: h.get(metric)}).get(name, np.nan) for h in history], label=name)
     valid.set(xlabel="epoch", ylabel="validation", title="validation metrics")
@@ -100,8 +118,7 @@ def training_curves(history: list[dict[str, Any]], metric: str) -> bytes:
     return _png(fig)
 
 
-def intent_map(representations: np.ndarray, intents: np.ndarray, centres: np.ndarray, sample: int,
-               seed: int) -> bytes:
+def intent_map(representations: np.ndarray, intents: np.ndarray, centres: np.ndarray, sample: int, seed: int) -> bytes:
     """t-SNE of a sample of users and the centres, fitted together (t-SNE has no transform)."""
     import matplotlib.pyplot as plt
     from sklearn.manifold import TSNE
@@ -112,7 +129,7 @@ def intent_map(representations: np.ndarray, intents: np.ndarray, centres: np.nda
     points = np.concatenate([representations[chosen], centres[used]])
     perplexity = min(30.0, (len(points) - 1) / 3)
     xy = TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(points)
-    users, marks = xy[: len(chosen)], xy[len(chosen):]
+    users, marks = xy[: len(chosen)], xy[len(chosen) :]
     largest = np.argsort(-np.bincount(intents))[:COLOURED_INTENTS]
     fig, axis = plt.subplots(figsize=(7.5, 6.5))
     others = ~np.isin(intents[chosen], largest)
@@ -162,8 +179,11 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     rows = [["test", *(_number(metrics["test"][n]) for n in names)]]
     if metrics["valid"]:
         rows.insert(0, ["valid (best epoch)", *(_number(metrics["valid"].get(n)) for n in names)])
-    chosen = f"Best epoch {metrics['best_epoch']} by {html.escape(metrics['metric'])}; " \
-        if metrics["best_epoch"] is not None else ""
+    chosen = (
+        f"Best epoch {metrics['best_epoch']} by {html.escape(metrics['metric'])}; "
+        if metrics["best_epoch"] is not None
+        else ""
+    )
     mode = f"{metrics['sampled_negatives']} sampled negatives" if metrics["sampled_negatives"] else "full ranking"
     note = f"<p>{chosen}{mode}, seen items: {html.escape(metrics['mask_history'])}.</p>"
     return note + _table(rows, ["split", *names])

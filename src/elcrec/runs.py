@@ -21,9 +21,9 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -105,13 +105,20 @@ def fingerprint(data: SequenceData) -> dict[str, Any]:
         digest.update(np.ascontiguousarray(array, dtype="<i8").tobytes())
     for ids in (data.user_ids, data.item_ids):
         digest.update("\n".join(map(str, np.asarray(ids).tolist())).encode())
-    return {"name": data.name, "users": data.n_users, "items": data.n_items, "interactions": data.n_interactions,
-            "sha256": digest.hexdigest()}
+    return {
+        "name": data.name,
+        "users": data.n_users,
+        "items": data.n_items,
+        "interactions": data.n_interactions,
+        "sha256": digest.hexdigest(),
+    }
 
 
 def describe(fingerprint: dict[str, Any]) -> str:
-    return (f"{fingerprint['name']} ({fingerprint['users']:,} users, {fingerprint['items']:,} items, "
-            f"{fingerprint['interactions']:,} interactions, sha256 {fingerprint['sha256'][:12]})")
+    return (
+        f"{fingerprint['name']} ({fingerprint['users']:,} users, {fingerprint['items']:,} items, "
+        f"{fingerprint['interactions']:,} interactions, sha256 {fingerprint['sha256'][:12]})"
+    )
 
 
 @dataclass
@@ -129,12 +136,16 @@ class Run:
         if self.fingerprint is not None:
             found = fingerprint(data)
             if found["sha256"] != self.fingerprint["sha256"]:
-                raise RunError(f"{self.path} was trained on {describe(self.fingerprint)}, but the data given is "
-                               f"{describe(found)}: use the run's own data and preprocessing")
+                raise RunError(
+                    f"{self.path} was trained on {describe(self.fingerprint)}, but the data given is "
+                    f"{describe(found)}: use the run's own data and preprocessing"
+                )
             return
         if data.n_items != len(self.item_ids) or not (data.item_ids.astype(str) == self.item_ids.astype(str)).all():
-            raise RunError(f"the data's items differ from the ones {self.path} was trained on ({data.n_items:,} vs "
-                           f"{len(self.item_ids):,} items): use the run's own data and preprocessing")
+            raise RunError(
+                f"the data's items differ from the ones {self.path} was trained on ({data.n_items:,} vs "
+                f"{len(self.item_ids):,} items): use the run's own data and preprocessing"
+            )
 
     def result(self) -> dict[str, Any] | None:
         """The run's result record (metrics.json), or None when it has none (not finished). A record written
@@ -149,18 +160,38 @@ class Run:
         return {**result_record(self.config, found["test"], source=source), **found}
 
 
-def result_record(config: Config, test: dict[str, float], *, source: str = "trained", best_epoch: int | None = None,
-                  valid: dict[str, float] | None = None, history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def result_record(
+    config: Config,
+    test: dict[str, float],
+    *,
+    source: str = "trained",
+    best_epoch: int | None = None,
+    valid: dict[str, float] | None = None,
+    history: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """metrics.json: what was measured, under which protocol. `history` holds every epoch's loss, named loss
     terms, seconds and validation metrics (empty for an imported run, which has no training)."""
-    return {"model": config.model, "data": config.data_name, "source": source, "best_epoch": best_epoch,
-            "metric": config.metric, "mask_history": config.mask_history,
-            "sampled_negatives": config.sampled_negatives, "valid": valid or {}, "test": test,
-            "history": history or []}
+    return {
+        "model": config.model,
+        "data": config.data_name,
+        "source": source,
+        "best_epoch": best_epoch,
+        "metric": config.metric,
+        "mask_history": config.mask_history,
+        "sampled_negatives": config.sampled_negatives,
+        "valid": valid or {},
+        "test": test,
+        "history": history or [],
+    }
 
 
-def save_run(run_dir: str | Path, model: SequentialRecommender, config: Config, item_ids: np.ndarray,
-             data_fingerprint: dict[str, Any] | None = None) -> None:
+def save_run(
+    run_dir: str | Path,
+    model: SequentialRecommender,
+    config: Config,
+    item_ids: np.ndarray,
+    data_fingerprint: dict[str, Any] | None = None,
+) -> None:
     run_dir = Path(run_dir)
     write_json(run_dir / CONFIG_FILE, config.to_dict())
     write_json(run_dir / ITEMS_FILE, np.asarray(item_ids).tolist())
@@ -177,9 +208,13 @@ def export_run(run_dir: str | Path, out: str | Path) -> None:
     """One self-contained file (weights, config, item ids, data fingerprint) that `load_run` and
     `elcrec serve` accept; it loads with torch.load(weights_only=True)."""
     run = load_run(run_dir)
-    artefact = {"format": ARTEFACT_FORMAT, "config": json.dumps(run.config.to_dict()),
-                "item_ids": np.asarray(run.item_ids).tolist(), "state_dict": cpu_weights(run.model),
-                "data": json.dumps(run.fingerprint)}
+    artefact = {
+        "format": ARTEFACT_FORMAT,
+        "config": json.dumps(run.config.to_dict()),
+        "item_ids": np.asarray(run.item_ids).tolist(),
+        "state_dict": cpu_weights(run.model),
+        "data": json.dumps(run.fingerprint),
+    }
     save_tensors(out, artefact)
 
 
@@ -199,8 +234,9 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
     item_ids = _item_ids(read_json(run_dir / ITEMS_FILE, "item ids"), run_dir / ITEMS_FILE)
     data = read_json(run_dir / DATA_FILE, "a data fingerprint") if (run_dir / DATA_FILE).is_file() else None
     weights = read_pt(run_dir / MODEL_FILE, "model weights")
-    model = _model(config, item_ids, weights, f"{run_dir / MODEL_FILE}",
-                   f"{run_dir / CONFIG_FILE} and {run_dir / ITEMS_FILE}")
+    model = _model(
+        config, item_ids, weights, f"{run_dir / MODEL_FILE}", f"{run_dir / CONFIG_FILE} and {run_dir / ITEMS_FILE}"
+    )
     return Run(model.to(device).eval(), config, item_ids, run_dir, data)
 
 
@@ -214,7 +250,7 @@ def _load_artefact(path: Path, device: str | torch.device) -> Run:
         data = json.loads(artefact.get("data") or "null")
     except (KeyError, TypeError, ValueError) as error:
         raise RunError(f"{path}: a damaged elcrec model artefact ({error})") from None
-    model = _model(config, item_ids, artefact.get("state_dict"), f"{path}'s weights", f"its settings and items")
+    model = _model(config, item_ids, artefact.get("state_dict"), f"{path}'s weights", "its settings and items")
     return Run(model.to(device).eval(), config, item_ids, path, data)
 
 
@@ -239,11 +275,14 @@ def _parts(keys: Iterable[str]) -> list[str]:
     for key in keys:
         module = key.rsplit(".", 2)[0] if key.count(".") >= 2 else key
         groups[module] = groups.get(module, 0) + 1
-    return [module if count == 1 and module in keys else f"{module}.* ({count} tensors)" for module, count in groups.items()]
+    return [
+        module if count == 1 and module in keys else f"{module}.* ({count} tensors)" for module, count in groups.items()
+    ]
 
 
-def _model(config: Config, item_ids: np.ndarray, weights: Any, weights_name: str,
-           settings_name: str) -> SequentialRecommender:
+def _model(
+    config: Config, item_ids: np.ndarray, weights: Any, weights_name: str, settings_name: str
+) -> SequentialRecommender:
     """The config's model with `weights`; a mismatch names both sides (another dataset, size, depth or model)."""
     if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
         raise RunError(f"{weights_name}: not a state dict of tensors")
@@ -252,14 +291,21 @@ def _model(config: Config, item_ids: np.ndarray, weights: Any, weights_name: str
     except (ValueError, KeyError) as error:
         raise RunError(f"{weights_name} cannot be built from {settings_name}: {error}") from None
     expected = model.state_dict()
-    problems = [f"{key} is {list(weights[key].shape)} there but {list(value.shape)} for the settings"
-                for key, value in expected.items() if key in weights and weights[key].shape != value.shape]
+    problems = [
+        f"{key} is {list(weights[key].shape)} there but {list(value.shape)} for the settings"
+        for key, value in expected.items()
+        if key in weights and weights[key].shape != value.shape
+    ]
     problems += [f"it lacks {part}" for part in _parts(key for key in expected if key not in weights)]
-    problems += [f"it has {part}, which the settings do not" for part in _parts(key for key in weights if key not in expected)]
+    problems += [
+        f"it has {part}, which the settings do not" for part in _parts(key for key in weights if key not in expected)
+    ]
     if problems:
         shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
-        raise RunError(f"{weights_name} does not match {settings_name} (model={config.model}, "
-                       f"hidden_size={config.hidden_size}, num_layers={config.num_layers}, "
-                       f"{len(item_ids):,} items): {shown}")
+        raise RunError(
+            f"{weights_name} does not match {settings_name} (model={config.model}, "
+            f"hidden_size={config.hidden_size}, num_layers={config.num_layers}, "
+            f"{len(item_ids):,} items): {shown}"
+        )
     model.load_state_dict(weights)
     return model

@@ -95,6 +95,7 @@ def denormals_flushed() -> Iterator[bool]:
 
 def denormals_flushed_per_thread() -> list[bool]:
     """Whether each thread of torch's OpenMP pool (the calling thread first) flushes denormals to zero."""
+
     def flushes() -> bool:
         return (torch.tensor([1e-39]) * 0.5).item() == 0.0  # single-element: computed on the calling thread
 
@@ -140,8 +141,10 @@ def keep_freed_memory() -> None:
 def cpu_has_native(dtype: torch.dtype) -> bool:
     """Whether this CPU computes `dtype` matmuls in hardware (AVX512-BF16 or AMX); without, autocast emulates
     them and is slower than float32. True when this torch cannot tell."""
-    names = {torch.bfloat16: ("_is_avx512_bf16_supported", "_is_amx_tile_supported"),
-             torch.float16: ("_is_amx_fp16_supported",)}[dtype]
+    names = {
+        torch.bfloat16: ("_is_avx512_bf16_supported", "_is_amx_tile_supported"),
+        torch.float16: ("_is_amx_fp16_supported",),
+    }[dtype]
     checks = [getattr(torch.cpu, name, None) for name in names]
     return any(check is None or check() for check in checks)
 

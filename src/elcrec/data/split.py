@@ -43,9 +43,11 @@ def train_set(data: SequenceData, max_len: int) -> TrainSet:
     starts, ends = data.offsets[:-1], data.offsets[1:]
     users = np.flatnonzero(ends - starts >= 4)  # items[:-3] must hold at least one input
     starts, ends = starts[users], ends[users]
-    return TrainSet(users=users,
-                    inputs=pad_left(data.items, starts, ends - 3, max_len),
-                    targets=pad_left(data.items, starts + 1, ends - 2, max_len))
+    return TrainSet(
+        users=users,
+        inputs=pad_left(data.items, starts, ends - 3, max_len),
+        targets=pad_left(data.items, starts + 1, ends - 2, max_len),
+    )
 
 
 def eval_set(data: SequenceData, max_len: int, split: str) -> EvalSet:
@@ -59,8 +61,10 @@ def eval_set(data: SequenceData, max_len: int, split: str) -> EvalSet:
     np.cumsum(lengths, out=history_offsets[1:])
     # gather each row's history into one flat array without a Python loop
     flat = np.repeat(starts - history_offsets[:-1], lengths) + np.arange(history_offsets[-1])
-    return EvalSet(users=np.arange(data.n_users),
-                   inputs=pad_left(data.items, starts, ends, max_len),
-                   targets=data.items[ends],
-                   history=data.items[flat],
-                   history_offsets=history_offsets)
+    return EvalSet(
+        users=np.arange(data.n_users),
+        inputs=pad_left(data.items, starts, ends, max_len),
+        targets=data.items[ends],
+        history=data.items[flat],
+        history_offsets=history_offsets,
+    )

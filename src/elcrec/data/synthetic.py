@@ -13,9 +13,18 @@ import numpy as np
 from .dataset import SequenceData
 
 
-def make_synthetic(n_users: int = 2000, n_items: int = 400, n_intents: int = 8, seed: int = 1,
-                   min_length: int = 5, mean_extra_length: float = 10.0, max_length: int = 60,
-                   follow_prob: float = 0.6, switch_prob: float = 0.1, noise_prob: float = 0.05) -> SequenceData:
+def make_synthetic(
+    n_users: int = 2000,
+    n_items: int = 400,
+    n_intents: int = 8,
+    seed: int = 1,
+    min_length: int = 5,
+    mean_extra_length: float = 10.0,
+    max_length: int = 60,
+    follow_prob: float = 0.6,
+    switch_prob: float = 0.1,
+    noise_prob: float = 0.05,
+) -> SequenceData:
     if n_items < n_intents:
         raise ValueError(f"n_items={n_items} must be at least n_intents={n_intents}")
     rng = np.random.default_rng(seed)
@@ -61,6 +70,12 @@ def make_synthetic(n_users: int = 2000, n_items: int = 400, n_intents: int = 8, 
     valid = np.arange(steps)[None, :] < lengths[:, None]
     offsets = np.zeros(n_users + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    return SequenceData(items=items[valid], offsets=offsets, user_ids=np.arange(1, n_users + 1),
-                        item_ids=np.arange(1, n_items + 1), name="synthetic", intents=intents[valid],
-                        ring_positions=ring_pos[1:])
+    return SequenceData(
+        items=items[valid],
+        offsets=offsets,
+        user_ids=np.arange(1, n_users + 1),
+        item_ids=np.arange(1, n_items + 1),
+        name="synthetic",
+        intents=intents[valid],
+        ring_positions=ring_pos[1:],
+    )

@@ -28,9 +28,16 @@ MASK_VALUES = {"exclude": float("-inf"), "reference": 0.0}  # the score a seen i
 
 
 @torch.no_grad()
-def evaluate(model: SequentialRecommender, data: EvalSet, ks: tuple[int, ...] = (5, 10, 20),
-             mask_history: str = "exclude", sampled_negatives: int = 0, batch_size: int = 1024,
-             seed: int = 0, groups: dict[str, np.ndarray] | None = None) -> dict[str, float]:
+def evaluate(
+    model: SequentialRecommender,
+    data: EvalSet,
+    ks: tuple[int, ...] = (5, 10, 20),
+    mask_history: str = "exclude",
+    sampled_negatives: int = 0,
+    batch_size: int = 1024,
+    seed: int = 0,
+    groups: dict[str, np.ndarray] | None = None,
+) -> dict[str, float]:
     """Metrics over every user of `data`; with `groups` (name -> boolean mask over the users, e.g.
     long_tail.long_tail_groups), also each group's as "<name>/<metric>"."""
     if mask_history not in CHOICES["mask_history"]:
@@ -39,16 +46,25 @@ def evaluate(model: SequentialRecommender, data: EvalSet, ks: tuple[int, ...] = 
         return _evaluate(model, data, ks, mask_history, sampled_negatives, batch_size, seed, groups)
 
 
-def _evaluate(model: SequentialRecommender, data: EvalSet, ks: tuple[int, ...], mask_history: str,
-              sampled_negatives: int, batch_size: int, seed: int,
-              groups: dict[str, np.ndarray] | None) -> dict[str, float]:
+def _evaluate(
+    model: SequentialRecommender,
+    data: EvalSet,
+    ks: tuple[int, ...],
+    mask_history: str,
+    sampled_negatives: int,
+    batch_size: int,
+    seed: int,
+    groups: dict[str, np.ndarray] | None,
+) -> dict[str, float]:
     device = model_device(model)
     inputs = torch.from_numpy(data.inputs)
     targets = torch.from_numpy(data.targets) - 1  # column of each target
     generator = torch.Generator(device=device).manual_seed(seed)
     metrics = RankingMetrics(ks)
-    groups = {name: (torch.from_numpy(np.asarray(mask, dtype=bool)), RankingMetrics(ks))
-              for name, mask in (groups or {}).items()}
+    groups = {
+        name: (torch.from_numpy(np.asarray(mask, dtype=bool)), RankingMetrics(ks))
+        for name, mask in (groups or {}).items()
+    }
     order = np.argsort((data.inputs > 0).sum(1), kind="stable")[rank() :: world_size()]
     for start in range(0, len(order), batch_size):
         users = order[start : start + batch_size]
@@ -73,8 +89,9 @@ def _evaluate(model: SequentialRecommender, data: EvalSet, ks: tuple[int, ...], 
     return result
 
 
-def _history_entries(history: np.ndarray, offsets: np.ndarray, users: np.ndarray,
-                     device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _history_entries(
+    history: np.ndarray, offsets: np.ndarray, users: np.ndarray, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(row within the batch, item column) of every history item of the batch's `users`."""
     counts = offsets[users + 1] - offsets[users]
     starts = np.repeat(offsets[users] - np.cumsum(counts) + counts, counts)
@@ -83,8 +100,14 @@ def _history_entries(history: np.ndarray, offsets: np.ndarray, users: np.ndarray
     return torch.from_numpy(rows).to(device), torch.from_numpy(history[flat] - 1).to(device)
 
 
-def _sampled_ranks(scores: torch.Tensor, target: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
-                   n_negatives: int, generator: torch.Generator) -> torch.Tensor:
+def _sampled_ranks(
+    scores: torch.Tensor,
+    target: torch.Tensor,
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+    n_negatives: int,
+    generator: torch.Generator,
+) -> torch.Tensor:
     allowed = torch.ones_like(scores)
     allowed[rows, cols] = 0
     allowed[torch.arange(len(target), device=scores.device), target] = 0

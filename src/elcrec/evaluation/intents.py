@@ -11,8 +11,9 @@ from ..models.intent import IntentModel
 
 
 @torch.no_grad()
-def user_intents(model: IntentModel, data: SequenceData,
-                 batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def user_intents(
+    model: IntentModel, data: SequenceData, batch_size: int = 1024
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For every user, from the last max_len items of the sequence: the representation intents are assigned
     from [N, d], the intent id (nearest centre) and the distance to it."""
     if not isinstance(model, IntentModel):
@@ -45,5 +46,7 @@ def intent_agreement(learned: np.ndarray, planted: np.ndarray) -> dict[str, floa
     """NMI and ARI between learned and planted intents (1 = identical partitions, about 0 = chance)."""
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-    return {"NMI": float(normalized_mutual_info_score(planted, learned)),
-            "ARI": float(adjusted_rand_score(planted, learned))}
+    return {
+        "NMI": float(normalized_mutual_info_score(planted, learned)),
+        "ARI": float(adjusted_rand_score(planted, learned)),
+    }

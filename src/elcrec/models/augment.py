@@ -58,13 +58,19 @@ def reorder(inputs: torch.Tensor, ratio: float = 0.2) -> torch.Tensor:
     start = _slice_start(first, n, size)
     inside = (column >= start[:, None]) & (column < (start + size)[:, None])
     # positions outside the slice keep their integer key; inside keys land randomly in [start, start + size)
-    keys = torch.where(inside, start[:, None] + torch.rand(inputs.shape, device=inputs.device) * size[:, None],
-                       column.float())
+    keys = torch.where(
+        inside, start[:, None] + torch.rand(inputs.shape, device=inputs.device) * size[:, None], column.float()
+    )
     return inputs.gather(1, keys.argsort(1))
 
 
-def augment(inputs: torch.Tensor, method: str = "random", crop_ratio: float = 0.2, mask_ratio: float = 0.7,
-            reorder_ratio: float = 0.2) -> torch.Tensor:
+def augment(
+    inputs: torch.Tensor,
+    method: str = "random",
+    crop_ratio: float = 0.2,
+    mask_ratio: float = 0.7,
+    reorder_ratio: float = 0.2,
+) -> torch.Tensor:
     if method == "crop":
         return crop(inputs, crop_ratio)
     if method == "mask":

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -142,12 +142,15 @@ HALF = (torch.float16, torch.bfloat16)
 def in_float32(fn: Fn) -> Fn:
     """Run `fn` outside autocast with its half-precision tensor arguments in float32 (under amp, for
     similarities and distances whose rounding in bf16 is not small against what they decide)."""
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         device = next(arg.device for arg in args if isinstance(arg, torch.Tensor))
         with torch.autocast(device.type, enabled=False):
-            return fn(*(arg.float() if isinstance(arg, torch.Tensor) and arg.dtype in HALF else arg for arg in args),
-                      **kwargs)
+            return fn(
+                *(arg.float() if isinstance(arg, torch.Tensor) and arg.dtype in HALF else arg for arg in args), **kwargs
+            )
+
     return wrapper  # type: ignore[return-value]
 
 

@@ -43,9 +43,18 @@ class BERT4Rec(SequentialRecommender):
         self.plan = EnginePlan.of(config)  # the loss reads masked item positions only
         self.n_items = n_items
         self.mask_token = n_items + 1
-        self.encoder = TransformerEncoder(n_items, config.hidden_size, config.num_layers, config.num_heads,
-                                          config.max_len, config.dropout, config.attn_dropout,
-                                          causal=False, extra_tokens=1, fast_dropout=self.plan.fast)
+        self.encoder = TransformerEncoder(
+            n_items,
+            config.hidden_size,
+            config.num_layers,
+            config.num_heads,
+            config.max_len,
+            config.dropout,
+            config.attn_dropout,
+            causal=False,
+            extra_tokens=1,
+            fast_dropout=self.plan.fast,
+        )
 
     @property
     def item_table(self) -> torch.Tensor:
@@ -54,10 +63,13 @@ class BERT4Rec(SequentialRecommender):
     def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
         sequence, masked = cloze(batch, self.config.cloze_prob)
         sequence = trim_padding(sequence)
-        masked = masked[:, -sequence.shape[1]:]
+        masked = masked[:, -sequence.shape[1] :]
         h = self.plan.outputs(self.encoder, sequence.masked_fill(masked, self.mask_token))
-        return {"rec": batch_mean(F.cross_entropy(h[masked] @ self.item_table[1:].T, sequence[masked] - 1,
-                                                  reduction="none"))}
+        return {
+            "rec": batch_mean(
+                F.cross_entropy(h[masked] @ self.item_table[1:].T, sequence[masked] - 1, reduction="none")
+            )
+        }
 
     def encode(self, histories: torch.Tensor) -> torch.Tensor:
         return self.encoder(trim_padding(append_mask_token(histories, self.mask_token, self.config.max_len)))[:, -1]

@@ -15,8 +15,9 @@ when padding_outputs=zero (a deviation of the contrastive models, whose faithful
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -34,8 +35,7 @@ class EnginePlan:
     @classmethod
     def of(cls, config: Config, reads_padding: bool = False) -> EnginePlan:
         """The plan for a model whose faithful loss reads padding outputs (`reads_padding`) or not."""
-        return cls(fast=config.engine == "fast",
-                   zero_padding=not reads_padding or config.padding_outputs == "zero")
+        return cls(fast=config.engine == "fast", zero_padding=not reads_padding or config.padding_outputs == "zero")
 
     @property
     def by_span(self) -> bool:
@@ -50,8 +50,12 @@ class EnginePlan:
         h = encoder(inputs)
         return h.masked_fill(~started(inputs)[..., None], 0.0) if self.zero_padding else h
 
-    def rows_and_views(self, encode: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor,
-                       draw_views: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    def rows_and_views(
+        self,
+        encode: Callable[[torch.Tensor], torch.Tensor],
+        inputs: torch.Tensor,
+        draw_views: Callable[[torch.Tensor], torch.Tensor],
+    ) -> tuple[torch.Tensor, ...]:
         """(outputs of the rows [B, L, d], their two augmented views [2B, L], the views' outputs [2B, L, d])."""
         if not self.fast:  # the reference draws the views after encoding the rows
             h = encode(inputs)
@@ -61,8 +65,9 @@ class EnginePlan:
         h, out = encode(torch.cat([inputs, views])).split([len(inputs), len(views)])
         return h, views, out
 
-    def intent_view_outputs(self, encode: Callable[[torch.Tensor], torch.Tensor], views: torch.Tensor,
-                            out: torch.Tensor) -> torch.Tensor:
+    def intent_view_outputs(
+        self, encode: Callable[[torch.Tensor], torch.Tensor], views: torch.Tensor, out: torch.Tensor
+    ) -> torch.Tensor:
         """The views' outputs the intent CL reads: encoded again, with fresh dropout, by the reference."""
         return out if self.fast else encode(views)
 
@@ -70,7 +75,9 @@ class EnginePlan:
         """Each view's span of non-zero outputs, for comparing flattened outputs over them only (or None)."""
         return started(views).sum(1) if self.by_span else None
 
-    def at_items(self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    def at_items(
+        self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, inputs: torch.Tensor
+    ) -> torch.Tensor:
         """fn over the positions of x [B, L, d] (rows of [N, d] in, [N, d'] out) -> [B, L, d']; zero before each
         row's first item of `inputs` when `zero_padding` (there fn runs only from the first item on)."""
         if not self.zero_padding:
@@ -80,5 +87,6 @@ class EnginePlan:
             return fn(x.flatten(0, 1)).view(*x.shape[:2], -1).masked_fill(~begun[..., None], 0.0)
         at = begun.flatten().nonzero().squeeze(1)
         values = fn(x.flatten(0, 1).index_select(0, at))
-        return values.new_zeros(x.shape[0] * x.shape[1], values.shape[1]).index_copy(0, at, values) \
-            .view(*x.shape[:2], -1)
+        return (
+            values.new_zeros(x.shape[0] * x.shape[1], values.shape[1]).index_copy(0, at, values).view(*x.shape[:2], -1)
+        )

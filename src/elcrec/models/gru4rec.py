@@ -31,8 +31,9 @@ class GRUEncoder(nn.Module):
         column = torch.arange(L, device=inputs.device)
         shift = (L - lengths)[:, None]
         to_left = ((column + shift) % L)[..., None].expand(B, L, vectors.shape[-1])  # items first, padding after
-        packed = pack_padded_sequence(self.dropout(vectors.gather(1, to_left)), lengths.clamp(min=1).cpu(),
-                                      batch_first=True, enforce_sorted=False)
+        packed = pack_padded_sequence(
+            self.dropout(vectors.gather(1, to_left)), lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
+        )
         out, _ = self.gru(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=L)
         out = out.gather(1, ((column - shift) % L)[..., None].expand(B, L, out.shape[-1]))  # back to right-aligned

@@ -1,7 +1,8 @@
 """Intent learning: ICLRec (alternating k-means EM) and ELCRec (end-to-end learnable cluster centres).
 
 Sequence representation for clustering: the encoder output averaged over all max_len positions, padding
-included, as the reference (pooling=all), or over item positions only (pooling=items). Both add, to CL4SRec's rec + instance CL, the intent CL (PCL):
+included, as the reference (pooling=all), or over item positions only (pooling=items). Both add, to CL4SRec's
+rec + instance CL, the intent CL (PCL):
     PCL = (nce(p1, c) + nce(p2, c)) / 2,   p = mean-pooled view outputs, c = each sequence's intent.
 
 ICLRec: every epoch, k-means (faiss) over all training sequences (eval mode); each sequence's intent is
@@ -65,13 +66,15 @@ class IntentModel(CL4SRec):
         E-step, ELCRec's initialisation), computed on rank 0 and sent to every process."""
         c = self.config
         if len(train.inputs) < c.num_clusters:
-            raise ConfigError(f"num_clusters={c.num_clusters} exceeds the {len(train.inputs)} training sequences; "
-                              "lower num_clusters")
+            raise ConfigError(
+                f"num_clusters={c.num_clusters} exceeds the {len(train.inputs)} training sequences; lower num_clusters"
+            )
         x = self.pooled(train.inputs, c.eval_batch_size)
         centroids = torch.zeros(c.num_clusters, c.hidden_size)
         if x is not None:
-            centroids = torch.from_numpy(kmeans(self.clustered(x), c.num_clusters, c.kmeans_iters,
-                                                c.kmeans_restarts, c.seed))
+            centroids = torch.from_numpy(
+                kmeans(self.clustered(x), c.num_clusters, c.kmeans_iters, c.kmeans_restarts, c.seed)
+            )
         return broadcast(centroids.to(self.item_table.device))
 
     def clustered(self, x: np.ndarray) -> np.ndarray:
@@ -135,16 +138,20 @@ class ICLRec(IntentModel):
         inputs = batch.inputs
         h, views, out = self.encode_with_views(inputs)
         nearest = nearest_centre(self.pool(h.detach(), inputs), self.centroids)
-        return {"rec": self.rec_loss(h, batch), "cl": self.instance_cl(out, views),
-                "intent_cl": c.intent_cl_weight * self.intent_cl(views, out, self.unit_centroids[nearest])}
+        return {
+            "rec": self.rec_loss(h, batch),
+            "cl": self.instance_cl(out, views),
+            "intent_cl": c.intent_cl_weight * self.intent_cl(views, out, self.unit_centroids[nearest]),
+        }
 
 
 class ELCRec(IntentModel):
     def __init__(self, n_items: int, config: Config) -> None:
         super().__init__(n_items, config)
         # the reference's name, so its checkpoints load as they are
-        self.cluster_centers = nn.Parameter(torch.zeros(config.num_clusters, config.hidden_size),
-                                            requires_grad=config.elcm)
+        self.cluster_centers = nn.Parameter(
+            torch.zeros(config.num_clusters, config.hidden_size), requires_grad=config.elcm
+        )
         # optional: standardise representations (running statistics, like BatchNorm) before normalising
         self.centering = nn.BatchNorm1d(config.hidden_size, affine=False) if config.intent_centering else None
 
@@ -196,5 +203,7 @@ class ELCRec(IntentModel):
             pull = distances.mean() if c.cluster_pull == "all" else distances.min(1).values.mean()
             terms["cluster"] = c.trade_off * (pull - squared_distances(centres, centres).mean())
         if c.icl:
-            terms["intent_cl"] = c.intent_cl_weight * self.intent_cl(views, out, self.cluster_centers[distances.argmin(1)])
+            terms["intent_cl"] = c.intent_cl_weight * self.intent_cl(
+                views, out, self.cluster_centers[distances.argmin(1)]
+            )
         return terms

@@ -60,8 +60,18 @@ def backbone(config: Config, plan: EnginePlan) -> nn.Module:
     c = config
     if c.backbone == "gru4rec":
         return GRUEncoder(c.hidden_size, c.num_layers, c.dropout)
-    return TransformerEncoder(0, c.hidden_size, c.num_layers, c.num_heads, c.max_len, c.dropout, c.attn_dropout,
-                              causal=c.backbone == "sasrec", fast_dropout=plan.fast, item_table=False)
+    return TransformerEncoder(
+        0,
+        c.hidden_size,
+        c.num_layers,
+        c.num_heads,
+        c.max_len,
+        c.dropout,
+        c.attn_dropout,
+        causal=c.backbone == "sasrec",
+        fast_dropout=plan.fast,
+        item_table=False,
+    )
 
 
 class LLMESR(NextItemRecommender):
@@ -79,11 +89,17 @@ class LLMESR(NextItemRecommender):
         self.adapter = nn.Sequential(nn.Linear(D, max(D // 2, 1)), nn.Linear(max(D // 2, 1), d))
         self.id_embeddings = nn.Embedding(rows, d, padding_idx=0)
         self.encoder = backbone(config, self.plan)
-        self.cross = nn.MultiheadAttention(d, 2, dropout=config.attn_dropout, batch_first=True) \
-            if config.cross_attention else None
+        self.cross = (
+            nn.MultiheadAttention(d, 2, dropout=config.attn_dropout, batch_first=True)
+            if config.cross_attention
+            else None
+        )
         self.register_buffer("item_cluster", torch.full((n_items + 1,), -1, dtype=torch.long))  # -1: none
-        self.centres = nn.Parameter(torch.zeros(config.icc_clusters, d)) \
-            if config.icc != "none" and config.icc_centres == "learned" else None
+        self.centres = (
+            nn.Parameter(torch.zeros(config.icc_clusters, d))
+            if config.icc != "none" and config.icc_centres == "learned"
+            else None
+        )
         self.user_text: torch.Tensor | None = None  # [n_users, D'] (set_user_text), not saved
         # set by start_epoch, not saved: training inputs [N, L], similar users [N, k], their representations
         self.train_inputs: torch.Tensor | None = None
@@ -94,8 +110,10 @@ class LLMESR(NextItemRecommender):
     def create(cls, config: Config, data: SequenceData) -> LLMESR:
         """A model with `item_text`'s embeddings of the data's items (and `user_text`'s of its users)."""
         if not config.item_text:
-            raise ValueError("llmesr needs item text embeddings: set item_text (a .npy/.pkl file, a CSV/TSV/Parquet "
-                             "of item_id,text, or 'synthetic')")
+            raise ValueError(
+                "llmesr needs item text embeddings: set item_text (a .npy/.pkl file, a CSV/TSV/Parquet "
+                "of item_id,text, or 'synthetic')"
+            )
         text = item_text_matrix(config.item_text, data)
         model = cls(data.n_items, config, text.shape[1])
         with torch.no_grad():
@@ -123,8 +141,10 @@ class LLMESR(NextItemRecommender):
             L = inputs.shape[1]
             mask = attention_mask(inputs, not self.cloze, sem.dtype)
             mask = mask.expand(-1, 2, L, L).reshape(-1, L, L)  # [B * heads, L, L]
-            sem, col = (sem + self.cross(sem, col, col, attn_mask=mask, need_weights=False)[0],
-                        col + self.cross(col, sem, sem, attn_mask=mask, need_weights=False)[0])
+            sem, col = (
+                sem + self.cross(sem, col, col, attn_mask=mask, need_weights=False)[0],
+                col + self.cross(col, sem, sem, attn_mask=mask, need_weights=False)[0],
+            )
         return torch.cat([sem, col], -1)
 
     def last_output(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -169,9 +189,9 @@ class LLMESR(NextItemRecommender):
         member = labels >= 0
         count = int(labels.max()) + 1 if member.any() else 0
         size = max(count, self.centres.shape[0] if self.centres is not None else 0)
-        sums = torch.zeros(size, self.id_embeddings.weight.shape[1], device=labels.device,
-                           dtype=self.id_embeddings.weight.dtype).index_add(0, labels[member],
-                                                                            self.id_embeddings.weight[:len(labels)][member])
+        sums = torch.zeros(
+            size, self.id_embeddings.weight.shape[1], device=labels.device, dtype=self.id_embeddings.weight.dtype
+        ).index_add(0, labels[member], self.id_embeddings.weight[: len(labels)][member])
         counts = torch.bincount(labels[member], minlength=size).clamp(min=1)
         return sums / counts[:, None]
 
@@ -186,8 +206,9 @@ class LLMESR(NextItemRecommender):
             self.neighbours = torch.from_numpy(self._similar_users(train)).to(self.text.device)
         if self.plan.fast:
             with evaluating(self):
-                self.user_table = torch.cat([self.last_output(batch)
-                                             for batch in self.train_inputs.split(self.config.eval_batch_size)])
+                self.user_table = torch.cat(
+                    [self.last_output(batch) for batch in self.train_inputs.split(self.config.eval_batch_size)]
+                )
 
     def _similar_users(self, train: TrainSet) -> np.ndarray:
         """[N, k] for each training row the rows whose users' text embeddings (or, without user text, mean

@@ -19,15 +19,21 @@ from . import build_model
 from .sasrec import SASRec
 
 _BLOCK_NAMES = {
-    "attention.query": "query", "attention.key": "key", "attention.value": "value", "attention.dense": "dense",
-    "attention.LayerNorm": "attn_norm", "intermediate.dense_1": "dense_1", "intermediate.dense_2": "dense_2",
+    "attention.query": "query",
+    "attention.key": "key",
+    "attention.value": "value",
+    "attention.dense": "dense",
+    "attention.LayerNorm": "attn_norm",
+    "intermediate.dense_1": "dense_1",
+    "intermediate.dense_2": "dense_2",
     "intermediate.LayerNorm": "ffn_norm",
 }
 _BLOCK_KEY = re.compile(r"item_encoder\.layer\.(\d+)\.(\w+\.\w+)\.(weight|bias)")
 
 
-def import_reference(path: str | Path, item_ids: np.ndarray | None = None, num_heads: int = 2,
-                     **config_values) -> tuple[SASRec, Config, list[str]]:
+def import_reference(
+    path: str | Path, item_ids: np.ndarray | None = None, num_heads: int = 2, **config_values
+) -> tuple[SASRec, Config, list[str]]:
     """Returns the model (eval mode), its config, and the reference keys not carried over.
 
     A checkpoint with `cluster_centers` becomes an ELCRec model (K from its shape), otherwise SASRec.
@@ -37,8 +43,9 @@ def import_reference(path: str | Path, item_ids: np.ndarray | None = None, num_h
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated file, another format, pickled objects weights_only refuses
-        raise ValueError(f"{path} cannot be read as a state dict ({error.__class__.__name__}: "
-                         f"{str(error)[:120]})") from None
+        raise ValueError(
+            f"{path} cannot be read as a state dict ({error.__class__.__name__}: {str(error)[:120]})"
+        ) from None
     needed = ("item_embeddings.weight", "position_embeddings.weight", "LayerNorm.weight", "LayerNorm.bias")
     if not isinstance(state, dict) or not all(isinstance(state.get(key), torch.Tensor) for key in needed):
         raise ValueError(f"{path}: not a reference ELCRec/ICLRec state dict (it needs {', '.join(needed)})")
@@ -52,9 +59,12 @@ def import_reference(path: str | Path, item_ids: np.ndarray | None = None, num_h
     if rows.min() < 1 or rows.max() > n_items:
         raise ValueError(f"dataset item ids span {rows.min()}..{rows.max()}; the checkpoint knows 1..{n_items}")
 
-    ours = {"encoder.item_embeddings.weight": torch.cat([table[:1], table[torch.from_numpy(rows)]]),
-            "encoder.position_embeddings.weight": state["position_embeddings.weight"],
-            "encoder.norm.weight": state["LayerNorm.weight"], "encoder.norm.bias": state["LayerNorm.bias"]}
+    ours = {
+        "encoder.item_embeddings.weight": torch.cat([table[:1], table[torch.from_numpy(rows)]]),
+        "encoder.position_embeddings.weight": state["position_embeddings.weight"],
+        "encoder.norm.weight": state["LayerNorm.weight"],
+        "encoder.norm.bias": state["LayerNorm.bias"],
+    }
     carried = {"item_embeddings.weight", "position_embeddings.weight", "LayerNorm.weight", "LayerNorm.bias"}
     for key, value in state.items():
         if match := _BLOCK_KEY.fullmatch(key):
@@ -72,6 +82,8 @@ def import_reference(path: str | Path, item_ids: np.ndarray | None = None, num_h
     try:
         model.load_state_dict(ours)  # strict: every parameter of ours must come from the checkpoint
     except RuntimeError as error:
-        raise ValueError(f"{path} does not fit a {config.model} model with {layers} block(s) and {num_heads} heads: "
-                         f"{str(error).splitlines()[-1].strip()[:200]}") from None
+        raise ValueError(
+            f"{path} does not fit a {config.model} model with {layers} block(s) and {num_heads} heads: "
+            f"{str(error).splitlines()[-1].strip()[:200]}"
+        ) from None
     return model.eval(), config, sorted(set(state) - carried)

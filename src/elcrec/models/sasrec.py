@@ -21,9 +21,16 @@ class SASRec(NextItemRecommender):
     def __init__(self, n_items: int, config: Config) -> None:
         super().__init__(config)
         self.plan = EnginePlan.of(config, self.reads_padding)
-        self.encoder = TransformerEncoder(n_items, config.hidden_size, config.num_layers, config.num_heads,
-                                          config.max_len, config.dropout, config.attn_dropout,
-                                          fast_dropout=self.plan.fast)
+        self.encoder = TransformerEncoder(
+            n_items,
+            config.hidden_size,
+            config.num_layers,
+            config.num_heads,
+            config.max_len,
+            config.dropout,
+            config.attn_dropout,
+            fast_dropout=self.plan.fast,
+        )
 
     @property
     def item_table(self) -> torch.Tensor:

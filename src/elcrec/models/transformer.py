@@ -58,7 +58,7 @@ def cheap_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
 _LOW_LANES = {1: slice(0, 7), 2: slice(0, 3)} if sys.byteorder == "little" else {1: slice(1, 8), 2: slice(1, 4)}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _keep_table(p: float, bits: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     fields = (torch.arange(256)[:, None] >> torch.arange(0, 8, bits)) & (2**bits - 1)
     return ((fields >= p * 2**bits) / (1 - p)).to(dtype=dtype, device=device)
@@ -76,8 +76,9 @@ class Dropout(nn.Dropout):
 
 
 class Block(nn.Module):
-    def __init__(self, hidden_size: int, num_heads: int, dropout: float, attn_dropout: float,
-                 fast_dropout: bool = False) -> None:
+    def __init__(
+        self, hidden_size: int, num_heads: int, dropout: float, attn_dropout: float, fast_dropout: bool = False
+    ) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.attn_dropout = Dropout(attn_dropout, fast_dropout)
@@ -103,17 +104,29 @@ class Block(nn.Module):
         if drop.cheap and self.training and drop.p > 0:  # SDPA would draw its own (slow) mask
             attended = drop(torch.softmax(q @ k.transpose(-1, -2) / (d // self.num_heads) ** 0.5 + mask, -1)) @ v
         else:
-            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
-                                                      dropout_p=drop.p if self.training else 0.0)
+            attended = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=drop.p if self.training else 0.0
+            )
         attended = attended.transpose(1, 2).reshape(B, -1, d)
         a = self.attn_norm(h + self.dropout(self.dense(attended)))
         return self.ffn_norm(a + self.dropout(self.dense_2(F.gelu(self.dense_1(a)))))
 
 
 class TransformerEncoder(nn.Module):
-    def __init__(self, n_items: int, hidden_size: int = 64, num_layers: int = 2, num_heads: int = 2,
-                 max_len: int = 50, dropout: float = 0.5, attn_dropout: float = 0.5, causal: bool = True,
-                 extra_tokens: int = 0, fast_dropout: bool = False, item_table: bool = True) -> None:
+    def __init__(
+        self,
+        n_items: int,
+        hidden_size: int = 64,
+        num_layers: int = 2,
+        num_heads: int = 2,
+        max_len: int = 50,
+        dropout: float = 0.5,
+        attn_dropout: float = 0.5,
+        causal: bool = True,
+        extra_tokens: int = 0,
+        fast_dropout: bool = False,
+        item_table: bool = True,
+    ) -> None:
         super().__init__()
         self.max_len = max_len
         self.causal = causal  # False: bidirectional (BERT4Rec), every item position reads every other
@@ -124,17 +137,22 @@ class TransformerEncoder(nn.Module):
         self.position_embeddings = nn.Embedding(max_len, hidden_size)
         self.norm = nn.LayerNorm(hidden_size, eps=LAYER_NORM_EPS)
         self.dropout = Dropout(dropout, fast_dropout)
-        self.blocks = nn.ModuleList(Block(hidden_size, num_heads, dropout, attn_dropout, fast_dropout)
-                                    for _ in range(num_layers))
+        self.blocks = nn.ModuleList(
+            Block(hidden_size, num_heads, dropout, attn_dropout, fast_dropout) for _ in range(num_layers)
+        )
         self.apply(_init_weights)
 
-    def forward(self, inputs: torch.Tensor, last_only: bool = False, vectors: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, inputs: torch.Tensor, last_only: bool = False, vectors: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """[B, L] item ids (L <= max_len, right-aligned) -> [B, L, d] output at every position, or [B, d] at
         the last one (`last_only`: the final block then computes that position alone, for scoring).
         `vectors` [B, L, d]: the items' input vectors, instead of the encoder's own item table."""
         L = inputs.shape[1]
         if L > self.max_len:
-            raise ValueError(f"sequences of width {L} exceed max_len={self.max_len}; keep the last {self.max_len} items")
+            raise ValueError(
+                f"sequences of width {L} exceed max_len={self.max_len}; keep the last {self.max_len} items"
+            )
         positions = self.position_embeddings.weight[self.max_len - L :]
         items = self.item_embeddings(inputs) if vectors is None else vectors
         h = self.dropout(self.norm(items + positions))
@@ -201,4 +219,3 @@ def _init_weights(module: nn.Module) -> None:
     elif isinstance(module, nn.LayerNorm):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)
-

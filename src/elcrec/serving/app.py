@@ -18,7 +18,7 @@ import json
 import logging  # no `from __future__ import annotations`: FastAPI reads the request models defined in create_app
 import math
 from collections.abc import Callable, Coroutine
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .recommender import UNKNOWN_POLICIES, HistoryError, Recommender
 
 log = logging.getLogger("elcrec.serve")
-ItemId = Union[int, str]
+ItemId = int | str
 
 
 class Limits(BaseModel):
@@ -40,13 +40,13 @@ class Limits(BaseModel):
 
 
 class FieldError(BaseModel):
-    loc: list[Union[int, str]] = Field(description="where: body, then the field names and list positions")
+    loc: list[int | str] = Field(description="where: body, then the field names and list positions")
     msg: str
     type: str
 
 
 class Error(BaseModel):
-    detail: Union[str, list[FieldError]] = Field(description="a message, or one entry per invalid part of the body")
+    detail: str | list[FieldError] = Field(description="a message, or one entry per invalid part of the body")
 
 
 def strict_json(body: bytes) -> Any:
@@ -133,8 +133,10 @@ class BodyLimit:
 def create_app(recommender: Recommender, limits: Limits | None = None) -> FastAPI:
     limits = limits or Limits()
     limits = limits.model_copy(update={"max_k": min(limits.max_k, recommender.n_items)})  # as applied, and reported
-    History = Annotated[list[ItemId], Field(min_length=1, max_length=limits.max_history,
-                                            description="a user's items, oldest first (original ids)")]
+    History = Annotated[
+        list[ItemId],
+        Field(min_length=1, max_length=limits.max_history, description="a user's items, oldest first (original ids)"),
+    ]
 
     class Strict(BaseModel):  # what the schema says, no more: no "5" for a number, 1 for a boolean, true for an item
         model_config = ConfigDict(extra="forbid", strict=True)
@@ -168,12 +170,13 @@ def create_app(recommender: Recommender, limits: Limits | None = None) -> FastAP
     class IntentsResponse(BaseModel):
         results: list[Intent]
 
-    app = FastAPI(title="elcrec", summary=f"{recommender.config.model} recommendations and intents",
-                  version="1")
+    app = FastAPI(title="elcrec", summary=f"{recommender.config.model} recommendations and intents", version="1")
     app.router.route_class = StrictJSONRoute
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
-    rejected = {413: {"model": Error, "description": f"request body over {limits.max_body_bytes} bytes"},
-                422: {"model": Error, "description": "malformed request, or a history that cannot be scored"}}
+    rejected = {
+        413: {"model": Error, "description": f"request body over {limits.max_body_bytes} bytes"},
+        422: {"model": Error, "description": "malformed request, or a history that cannot be scored"},
+    }
 
     @app.exception_handler(HistoryError)
     async def history_error(request: Request, error: HistoryError) -> JSONResponse:
@@ -200,8 +203,11 @@ def create_app(recommender: Recommender, limits: Limits | None = None) -> FastAP
     def recommend_batch(request: BatchRequest) -> dict:
         return {"results": recommender.recommend(request.histories, request.k, request.exclude_seen, limits.unknown)}
 
-    @app.post("/intents", response_model=IntentsResponse,
-              responses={**rejected, 400: {"model": Error, "description": "the model has no intents"}})
+    @app.post(
+        "/intents",
+        response_model=IntentsResponse,
+        responses={**rejected, 400: {"model": Error, "description": "the model has no intents"}},
+    )
     def intents(request: IntentsRequest) -> JSONResponse | dict:
         if not recommender.has_intents:
             return JSONResponse({"detail": f"model {recommender.config.model!r} has no intents"}, status_code=400)

@@ -1,9 +1,9 @@
 """Score any user's history with a trained run: original item ids in, original item ids out.
 
-    rec = Recommender.load("runs/elcrec-Beauty-seed1")          # a run folder or an exported artefact
-    rec.recommend([["12", "7", "99"], ["5"]], k=10)              # [{"items": [...], "scores": [...], "unknown": []}, ...]
-    rec.recommend(["12", "7", "99"])                             # one flat history: a list of one result
-    rec.intents([["12", "7", "99"]])                             # [{"intent": 3, "distance": 0.41}] (iclrec, elcrec)
+    rec = Recommender.load("runs/elcrec-Beauty-seed1")  # a run folder or an exported artefact
+    rec.recommend([["12", "7", "99"], ["5"]], k=10)      # [{"items": [...], "scores": [...], "unknown": []}, ...]
+    rec.recommend(["12", "7", "99"])                     # one flat history: a list of one result
+    rec.intents([["12", "7", "99"]])                     # [{"intent": 3, "distance": 0.41}] (iclrec, elcrec)
 
 Histories are oldest first; only the last max_len items are read. They come as people hold them (see
 `as_histories`): lists or tuples of ids, numpy arrays, pandas or polars Series, one history or several.
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +30,9 @@ from ..runs import Run, load_run
 from ..runtime import resolve_device
 
 UNKNOWN_POLICIES = ("ignore", "reject")
-Histories = Union[Sequence[Any], np.ndarray, "pandas.Series", "polars.Series"]
+# several histories or one flat history: lists, tuples, numpy arrays, pandas or polars Series (read without importing
+# either package)
+Histories = Any
 
 
 class HistoryError(ValueError):
@@ -48,16 +50,20 @@ def as_histories(histories: Histories) -> list[list]:
     outer = _sequence(histories)
     if outer is None or (isinstance(histories, np.ndarray) and histories.ndim > 2):
         shape = f" of shape {histories.shape}" if isinstance(histories, np.ndarray) else ""
-        raise HistoryError(f"histories: give a history (a list, tuple, 1-D numpy array or Series of item ids) or "
-                           f"several (a list of them, a 2-D array); got {type(histories).__name__}{shape}")
+        raise HistoryError(
+            f"histories: give a history (a list, tuple, 1-D numpy array or Series of item ids) or "
+            f"several (a list of them, a 2-D array); got {type(histories).__name__}{shape}"
+        )
     inner = [_sequence(value) for value in outer]
     if outer and all(items is not None for items in inner):
         return inner
     if all(items is None for items in inner):
         return [outer]
     nested = [n for n, items in enumerate(inner) if items is not None]
-    raise HistoryError(f"histories mix item ids and sequences (at {_preview(nested)}): give one history (a "
-                       "sequence of ids) or a list of histories")
+    raise HistoryError(
+        f"histories mix item ids and sequences (at {_preview(nested)}): give one history (a "
+        "sequence of ids) or a list of histories"
+    )
 
 
 def _sequence(value: Any) -> list | None:
@@ -105,9 +111,15 @@ class Recommender:
         return cls(load_run(path, resolve_device(device)), index=index, ef_search=ef_search)
 
     def metadata(self) -> dict[str, Any]:
-        return {"model": self.config.model, "data": self.config.data_name, "n_items": self.n_items,
-                "max_len": self.config.max_len, "has_intents": self.has_intents,
-                "index": "exact" if self.index is None else "faiss", "config": self.config.to_dict()}
+        return {
+            "model": self.config.model,
+            "data": self.config.data_name,
+            "n_items": self.n_items,
+            "max_len": self.config.max_len,
+            "has_intents": self.has_intents,
+            "index": "exact" if self.index is None else "faiss",
+            "config": self.config.to_dict(),
+        }
 
     def parse(self, histories: Histories, unknown: str = "ignore") -> tuple[list[np.ndarray], list[list]]:
         """Internal ids of each history's known items, and each history's unknown items (`as_histories` reads
@@ -134,8 +146,9 @@ class Recommender:
         return torch.from_numpy(pad_left(np.concatenate(known), ends - lengths, ends, width)).to(self.device)
 
     @torch.no_grad()
-    def recommend(self, histories: Histories, k: int = 10, exclude_seen: bool = True,
-                  unknown: str = "ignore") -> list[dict[str, list]]:
+    def recommend(
+        self, histories: Histories, k: int = 10, exclude_seen: bool = True, unknown: str = "ignore"
+    ) -> list[dict[str, list]]:
         """Top-k items per history: original ids, scores (best first), and the history's unknown items.
         `histories`: several, or one flat history (a list of ids, a 1-D array, a Series), which gives a list of
         one result, as a list of that one history does (see `as_histories`)."""
@@ -156,8 +169,13 @@ class Recommender:
         results = []
         for row, absent in enumerate(missing):
             keep = np.isfinite(scores[row])  # fewer than k items are left when the history covers the catalogue
-            results.append({"items": self.item_ids[columns[row][keep]].tolist(),
-                            "scores": scores[row][keep].tolist(), "unknown": absent})
+            results.append(
+                {
+                    "items": self.item_ids[columns[row][keep]].tolist(),
+                    "scores": scores[row][keep].tolist(),
+                    "unknown": absent,
+                }
+            )
         return results
 
     @torch.no_grad()
@@ -169,8 +187,10 @@ class Recommender:
         known, missing = self.parse(histories, unknown)
         # intents pool over the full max_len window, padding included
         intent, distance = self.model.assign(self._inputs(known, self.config.max_len))
-        return [{"intent": int(i), "distance": float(d), "unknown": absent}
-                for i, d, absent in zip(intent.tolist(), distance.tolist(), missing)]
+        return [
+            {"intent": int(i), "distance": float(d), "unknown": absent}
+            for i, d, absent in zip(intent.tolist(), distance.tolist(), missing)
+        ]
 
     def _faiss_index(self, ef_search: int):
         """HNSW (M 32) over the item table, inner product; a larger ef_search trades speed for recall."""
@@ -182,8 +202,9 @@ class Recommender:
         index.add(np.ascontiguousarray(table))
         return index
 
-    def _search(self, inputs: torch.Tensor, known: list[np.ndarray], k: int,
-                exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
+    def _search(
+        self, inputs: torch.Tensor, known: list[np.ndarray], k: int, exclude_seen: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
         users = self.model.encode(inputs).float().cpu().numpy()
         extra = max(len(items) for items in known) if exclude_seen else 0
         scores, columns = self.index.search(np.ascontiguousarray(users), min(k + extra, self.n_items))

@@ -22,13 +22,18 @@ from .progress import log
 from .trainer import train
 
 # the paper's ablation (Fig. 3): the backbone with instance CL, then each ELCRec component, then both
-ABLATIONS = {"B": {"elcm": False, "icl": False}, "B+ICL": {"elcm": False, "icl": True},
-             "B+ELCM": {"elcm": True, "icl": False}, "ELCRec": {"elcm": True, "icl": True}}
+ABLATIONS = {
+    "B": {"elcm": False, "icl": False},
+    "B+ICL": {"elcm": False, "icl": True},
+    "B+ELCM": {"elcm": True, "icl": False},
+    "ELCRec": {"elcm": True, "icl": True},
+}
 ABLATION_METRICS = ("HR@5", "HR@20", "NDCG@5", "NDCG@20")  # summed per variant, as the paper plots them
 
 
-def run_group(base: Config, variants: dict[str, dict[str, Any]], seeds: list[int], root: Path,
-              data: SequenceData | None = None) -> dict[str, list[dict[str, float]]]:
+def run_group(
+    base: Config, variants: dict[str, dict[str, Any]], seeds: list[int], root: Path, data: SequenceData | None = None
+) -> dict[str, list[dict[str, float]]]:
     """Train every variant (Config overrides) with every seed into root/<variant>/seed<seed>; returns the
     test metrics per variant, in seed order."""
     data = load_dataset(base) if data is None else data
@@ -66,7 +71,7 @@ def _finished(config: Config) -> dict[str, Any] | None:
 
 
 def mean_std(runs: list[dict[str, float]], metric: str) -> str:
-    """"mean ± std" of a metric over runs (sample std over seeds), or the value of a single run."""
+    """ "mean ± std" of a metric over runs (sample std over seeds), or the value of a single run."""
     values = np.array([run[metric] for run in runs])
     return f"{values.mean():.4f} ± {values.std(ddof=1):.4f}" if len(values) > 1 else f"{values[0]:.4f}"
 
@@ -79,8 +84,9 @@ def summary_table(results: dict[str, list[dict[str, float]]], metrics: tuple[str
     return lines
 
 
-def paired_t_tests(results: dict[str, list[dict[str, float]]], first: str, second: str,
-                   metrics: tuple[str, ...]) -> list[str]:
+def paired_t_tests(
+    results: dict[str, list[dict[str, float]]], first: str, second: str, metrics: tuple[str, ...]
+) -> list[str]:
     """Markdown rows: mean difference (second - first) and the paired t-test over seeds, per metric."""
     from scipy.stats import ttest_rel
 
@@ -104,9 +110,13 @@ def ablation_plot(results: dict[str, list[dict[str, float]]], path: Path) -> Non
     totals = {name: [sum(run[m] for m in ABLATION_METRICS) for run in runs] for name, runs in results.items()}
     fig, axis = plt.subplots(figsize=(6, 4))
     names = list(totals)
-    axis.bar(names, [np.mean(totals[n]) for n in names],
-             yerr=[np.std(totals[n], ddof=1) if len(totals[n]) > 1 else 0 for n in names], capsize=4,
-             color=["#999999", "#6baed6", "#fd8d3c", "#d62728"][: len(names)])
+    axis.bar(
+        names,
+        [np.mean(totals[n]) for n in names],
+        yerr=[np.std(totals[n], ddof=1) if len(totals[n]) > 1 else 0 for n in names],
+        capsize=4,
+        color=["#999999", "#6baed6", "#fd8d3c", "#d62728"][: len(names)],
+    )
     lowest = min(min(v) for v in totals.values())
     axis.set_ylim(bottom=lowest * 0.9)
     axis.set(ylabel=" + ".join(ABLATION_METRICS), title="ablation (test, sum of metrics)")

@@ -30,6 +30,7 @@ class NegativeSampler:
             clash = self.seen(owners, drawn)
             if not clash.any():
                 return torch.zeros_like(targets).masked_scatter_(present, drawn)
-            drawn[clash] = torch.randint(1, self.n_items + 1, (int(clash.sum()),), device=drawn.device,
-                                         generator=self.generator)
+            drawn[clash] = torch.randint(
+                1, self.n_items + 1, (int(clash.sum()),), device=drawn.device, generator=self.generator
+            )
         raise RuntimeError("could not draw unseen negatives: some user has interacted with almost every item")

@@ -66,8 +66,9 @@ class Progress:
     def __init__(self, total: int, description: str, enabled: bool) -> None:
         self.total, self.description, self.done = total, description, 0
         self.started = self.reported = time.perf_counter()
-        self.bar = tqdm(total=total, desc=description, unit="seq", leave=False) \
-            if enabled and sys.stderr.isatty() else None
+        self.bar = (
+            tqdm(total=total, desc=description, unit="seq", leave=False) if enabled and sys.stderr.isatty() else None
+        )
         self.lines = enabled and self.bar is None
 
     def update(self, count: int, loss: float | None = None) -> None:
@@ -80,8 +81,10 @@ class Progress:
                 self.bar.set_postfix(loss=f"{loss:.4f}")
         elif self.lines and loss is not None and now - self.reported >= PROGRESS_SECONDS:
             self.reported = now
-            log.info(f"{self.description}: {self.done:,}/{self.total:,} sequences ({self.done / self.total:.0%}), "
-                     f"loss {loss:.4f}, {self.done / (now - self.started):,.0f} seq/s")
+            log.info(
+                f"{self.description}: {self.done:,}/{self.total:,} sequences ({self.done / self.total:.0%}), "
+                f"loss {loss:.4f}, {self.done / (now - self.started):,.0f} seq/s"
+            )
 
     def close(self) -> None:
         if self.bar is not None:

@@ -33,8 +33,9 @@ class TrainTensors:
         return len(self.inputs)
 
 
-def make_batch(train: TrainTensors, rows: torch.Tensor, device: torch.device,
-               sampler: NegativeSampler | None = None) -> Batch:
+def make_batch(
+    train: TrainTensors, rows: torch.Tensor, device: torch.device, sampler: NegativeSampler | None = None
+) -> Batch:
     """This process's share of the global batch `rows`. Negatives are drawn for the global batch in every
     process (one stream, as in a single process), then sharded."""
     local = distributed.shard(rows)
@@ -42,8 +43,12 @@ def make_batch(train: TrainTensors, rows: torch.Tensor, device: torch.device,
     negatives = None
     if sampler is not None:
         negatives = distributed.shard(sampler.sample(train.users[rows].to(device), targets))
-    return Batch(inputs=train.inputs[local].to(device), targets=distributed.shard(targets), rows=local.to(device),
-                 negatives=negatives)
+    return Batch(
+        inputs=train.inputs[local].to(device),
+        targets=distributed.shard(targets),
+        rows=local.to(device),
+        negatives=negatives,
+    )
 
 
 class Step:
@@ -60,8 +65,9 @@ class Step:
         if distributed.world_size() > 1:
             from torch.nn.parallel import DistributedDataParallel
 
-            self.loss_terms = DistributedDataParallel(distributed.LossModule(model),
-                                                      device_ids=[device.index] if device.type == "cuda" else None)
+            self.loss_terms = DistributedDataParallel(
+                distributed.LossModule(model), device_ids=[device.index] if device.type == "cuda" else None
+            )
 
     def __call__(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One optimiser step on `batch`; returns the loss's named terms (not detached)."""

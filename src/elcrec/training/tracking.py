@@ -25,8 +25,12 @@ def open_tracker(config: Config) -> TensorBoardTracker | MLflowTracker | None:
 
 def epoch_scalars(record: dict[str, Any]) -> dict[str, float]:
     """A history record as flat scalar names: loss, loss/<term>, valid/<metric>, seconds."""
-    return {"loss": record["loss"], **{f"loss/{k}": v for k, v in record.get("terms", {}).items()},
-            **{f"valid/{k}": v for k, v in record.get("valid", {}).items()}, "seconds": record["seconds"]}
+    return {
+        "loss": record["loss"],
+        **{f"loss/{k}": v for k, v in record.get("terms", {}).items()},
+        **{f"valid/{k}": v for k, v in record.get("valid", {}).items()},
+        "seconds": record["seconds"],
+    }
 
 
 class TensorBoardTracker:
@@ -36,7 +40,9 @@ class TensorBoardTracker:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            raise ImportError("tracking=tensorboard needs the tensorboard package: pip install elcrec[tensorboard]") from None
+            raise ImportError(
+                "tracking=tensorboard needs the tensorboard package: pip install elcrec[tensorboard]"
+            ) from None
         self.writer = SummaryWriter(log_dir=str(config.run_dir / "tensorboard"))
         self.writer.add_text("settings", f"```\n{json.dumps(config.to_dict(), indent=2)}\n```")
 
@@ -63,8 +69,9 @@ class MLflowTracker:
         mlflow.log_params({k: str(v)[:500] for k, v in config.to_dict().items()})
 
     def epoch(self, record: dict[str, Any]) -> None:
-        self.mlflow.log_metrics({name.replace("@", "_at_"): value for name, value in epoch_scalars(record).items()},
-                                step=record["epoch"])
+        self.mlflow.log_metrics(
+            {name.replace("@", "_at_"): value for name, value in epoch_scalars(record).items()}, step=record["epoch"]
+        )
 
     def finish(self, result: dict[str, Any]) -> None:
         self.mlflow.log_metrics({f"test/{k}".replace("@", "_at_"): v for k, v in result["test"].items()})

@@ -11,8 +11,9 @@ import math
 import random
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,8 +23,19 @@ from ..config import Config
 from ..data import SequenceData, eval_set, load_dataset, train_set
 from ..evaluation import evaluate, format_metrics
 from ..models import create_model
-from ..runs import LOG_FILE, METRICS_FILE, MODEL_FILE, STATE_FILE, fingerprint, load_run, read_pt, result_record, \
-    save_run, save_tensors, write_json
+from ..runs import (
+    LOG_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    STATE_FILE,
+    fingerprint,
+    load_run,
+    read_pt,
+    result_record,
+    save_run,
+    save_tensors,
+    write_json,
+)
 from ..runtime import cpu_has_native, denormals_flushed, resolve_device, seed_everything
 from .negatives import NegativeSampler
 from .progress import Progress, log, run_logging
@@ -37,9 +49,14 @@ class NonFinite(RuntimeError):
     """The training loss or the weights became NaN or infinite; nothing from that epoch was saved."""
 
 
-def train(config: Config, data: SequenceData | None = None, progress: bool = True,
-          resume: bool = False, on_epoch: Callable[[dict[str, Any]], None] | None = None,
-          overwrite: bool = False) -> dict[str, Any]:
+def train(
+    config: Config,
+    data: SequenceData | None = None,
+    progress: bool = True,
+    resume: bool = False,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
     """Train `config.model`, keep the best validation checkpoint in `config.run_dir`, test it, and return
     (and write to metrics.json) the result record (elcrec.runs.result_record).
 
@@ -53,8 +70,10 @@ def train(config: Config, data: SequenceData | None = None, progress: bool = Tru
     A folder that already holds a run is refused unless `resume` or `overwrite` is given."""
     existing = [name for name in (MODEL_FILE, STATE_FILE) if (config.run_dir / name).is_file()]
     if existing and not (resume or overwrite):
-        raise FileExistsError(f"{config.run_dir} already holds a run ({', '.join(existing)}): resume it, choose "
-                              "another output_dir, or overwrite it")
+        raise FileExistsError(
+            f"{config.run_dir} already holds a run ({', '.join(existing)}): resume it, choose "
+            "another output_dir, or overwrite it"
+        )
     joined = distributed.launched() and not torch.distributed.is_initialized()
     device = resolve_device(config.device)
     if distributed.launched():
@@ -64,7 +83,9 @@ def train(config: Config, data: SequenceData | None = None, progress: bool = Tru
         with run_logging(config.run_dir / LOG_FILE if main else None, console=main), denormals_flushed() as flushed:
             try:
                 if device.type == "cpu" and not flushed:
-                    log.warning("warning: this CPU keeps denormal floats: steps whose gradients hold them may run slower")
+                    log.warning(
+                        "warning: this CPU keeps denormal floats: steps whose gradients hold them may run slower"
+                    )
                 return Trainer(config, data, device, resume, progress and main).run(on_epoch)
             except Exception as error:
                 log.error(f"error: {error}")  # into train.log; the caller reports it
@@ -78,31 +99,41 @@ def train(config: Config, data: SequenceData | None = None, progress: bool = Tru
 class Trainer:
     """One run's state, set up from its config (and, resuming, its saved training state)."""
 
-    def __init__(self, config: Config, data: SequenceData | None, device: torch.device, resume: bool,
-                 progress: bool) -> None:
+    def __init__(
+        self, config: Config, data: SequenceData | None, device: torch.device, resume: bool, progress: bool
+    ) -> None:
         self.config, self.device, self.progress = config, device, progress
         self.world, self.main = distributed.world_size(), distributed.is_main()
         if config.batch_size % self.world:
-            raise ValueError(f"batch_size={config.batch_size} is the global batch: it must be a multiple of the "
-                             f"{self.world} processes")
+            raise ValueError(
+                f"batch_size={config.batch_size} is the global batch: it must be a multiple of the "
+                f"{self.world} processes"
+            )
         seed_everything(config.seed)  # the same initial weights and data order in every process
         self._log_settings()
         self.data = load_dataset(config) if data is None else data
         log.info(self.data.summary())
         split = train_set(self.data, config.max_len)
         if not len(split.inputs):
-            raise ValueError(f"{self.data.name}: no user has the 4 or more interactions training needs (the last two "
-                             "are held out for validation and test, and a training sequence needs an input and a target)")
+            raise ValueError(
+                f"{self.data.name}: no user has the 4 or more interactions training needs (the last two "
+                "are held out for validation and test, and a training sequence needs an input and a target)"
+            )
         self.split, self.train_rows = split, TrainTensors.of(split)
-        self.valid, self.test = eval_set(self.data, config.max_len, "valid"), eval_set(self.data, config.max_len, "test")
+        self.valid, self.test = (
+            eval_set(self.data, config.max_len, "valid"),
+            eval_set(self.data, config.max_len, "test"),
+        )
         self.fingerprint = fingerprint(self.data)
         self.model = create_model(config, self.data).to(device)
         self.step = Step(self.model, config, device) if self.model.trainable else None
         self.sampler = NegativeSampler(self.data, device, seed=config.seed) if self.model.needs_negatives else None
         amp = AMP_DTYPES.get(config.amp)
         if amp is not None and device.type == "cpu" and not cpu_has_native(amp):
-            log.warning(f"warning: amp={config.amp} on a CPU without {config.amp} instructions: autocast emulates "
-                        "them, which is usually slower than amp=none")
+            log.warning(
+                f"warning: amp={config.amp} on a CPU without {config.amp} instructions: autocast emulates "
+                "them, which is usually slower than amp=none"
+            )
         self.order = torch.Generator().manual_seed(config.seed)
         self.tracker = open_tracker(config) if self.main else None
         self.best_score, self.best_epoch, self.best_valid = -math.inf, -1, {}
@@ -124,29 +155,43 @@ class Trainer:
         settings = " ".join(f"{key}={value}" for key, value in c.to_dict().items())
         log.info(f"run folder: {c.run_dir}\n" + textwrap.fill(f"settings: {settings}", 110, subsequent_indent="  "))
         if c.preset_settings():
-            log.info(f"preset {c.preset} for {c.model}: " + " ".join(f"{k}={v}" for k, v in c.preset_settings().items()))
+            log.info(
+                f"preset {c.preset} for {c.model}: " + " ".join(f"{k}={v}" for k, v in c.preset_settings().items())
+            )
         log.info(f"torch threads: {torch.get_num_threads()}")
         if self.world > 1:
-            log.info(f"{self.world} processes ({torch.distributed.get_backend()}), {c.batch_size // self.world} "
-                     "sequences each per step")
+            log.info(
+                f"{self.world} processes ({torch.distributed.get_backend()}), {c.batch_size // self.world} "
+                "sequences each per step"
+            )
 
     def _restore(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         if self.step is not None:
             self.step.load_state_dict(state)
         if state.get("threads", torch.get_num_threads()) != torch.get_num_threads():
-            log.warning(f"warning: the state was saved with {state['threads']} torch threads, this run has "
-                        f"{torch.get_num_threads()}: it continues, but not bit-identically to an uninterrupted run")
+            log.warning(
+                f"warning: the state was saved with {state['threads']} torch threads, this run has "
+                f"{torch.get_num_threads()}: it continues, but not bit-identically to an uninterrupted run"
+            )
         saved_world = len(state.get("rng_by_rank", [None]))
         if saved_world != self.world:
-            log.warning(f"warning: the state was saved by {saved_world} process(es), this run has {self.world}: it "
-                        "continues, but not identically to an uninterrupted run")
+            log.warning(
+                f"warning: the state was saved by {saved_world} process(es), this run has {self.world}: it "
+                "continues, but not identically to an uninterrupted run"
+            )
         rng = state["rng_by_rank"][distributed.rank()] if saved_world == self.world > 1 else state["rng"]
         set_rng_states(rng, self.order, self.sampler.generator if self.sampler else None)
-        self.best_score, self.best_epoch, self.best_valid = state["best_score"], state["best_epoch"], state["best_valid"]
+        self.best_score, self.best_epoch, self.best_valid = (
+            state["best_score"],
+            state["best_epoch"],
+            state["best_valid"],
+        )
         self.history, self.first_epoch, self.stopped = state["history"], state["epoch"] + 1, state["stopped"]
-        log.info(f"resuming after epoch {state['epoch']} (best {self.config.metric} {self.best_score:.4f} at epoch "
-                 f"{self.best_epoch})")
+        log.info(
+            f"resuming after epoch {state['epoch']} (best {self.config.metric} {self.best_score:.4f} at epoch "
+            f"{self.best_epoch})"
+        )
 
     def run(self, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         callbacks = [callback for callback in (self.tracker and self.tracker.epoch, on_epoch) if callback]
@@ -192,14 +237,20 @@ class Trainer:
     def check_finite(self, first_bad: torch.Tensor, epoch: int, weights: bool = False) -> None:
         """Stop (every process together) at a non-finite loss, or, at the end of an epoch, non-finite weights."""
         step = int(distributed.all_max(first_bad.clone()))
-        kept = (f"nothing from this epoch was saved ({self.config.run_dir} keeps the best checkpoint and the state "
-                f"after epoch {epoch - 1})")
+        kept = (
+            f"nothing from this epoch was saved ({self.config.run_dir} keeps the best checkpoint and the state "
+            f"after epoch {epoch - 1})"
+        )
         if step >= 0:
-            raise NonFinite(f"the training loss became NaN or infinite at epoch {epoch}, step {step}; {kept}. Lower "
-                            "the learning rate, try --amp none, or check the data.")
+            raise NonFinite(
+                f"the training loss became NaN or infinite at epoch {epoch}, step {step}; {kept}. Lower "
+                "the learning rate, try --amp none, or check the data."
+            )
         if weights and int(distributed.all_max((~self.step.weights_finite()).int())):
-            raise NonFinite(f"the weights became NaN or infinite in epoch {epoch} while the loss stayed finite; {kept}."
-                            f" Lower the learning rate (lr={self.config.lr:g}).")
+            raise NonFinite(
+                f"the weights became NaN or infinite in epoch {epoch} while the loss stayed finite; {kept}."
+                f" Lower the learning rate (lr={self.config.lr:g})."
+            )
 
     def validate(self, record: dict[str, Any]) -> bool:
         """Validation metrics into the epoch's record; whether they improved on the best."""
@@ -209,9 +260,11 @@ class Trainer:
         self.history.append(record)
         improved = valid[c.metric] > self.best_score
         terms = " ".join(f"{name} {value:.4f}" for name, value in record["terms"].items())
-        log.info(f"epoch {record['epoch']:3d}  loss {record['loss']:.4f} ({terms})  "
-                 f"{len(self.train_rows) / record['seconds']:,.0f} seq/s  valid {format_metrics(valid)}"
-                 + ("  *" if improved else ""))
+        log.info(
+            f"epoch {record['epoch']:3d}  loss {record['loss']:.4f} ({terms})  "
+            f"{len(self.train_rows) / record['seconds']:,.0f} seq/s  valid {format_metrics(valid)}"
+            + ("  *" if improved else "")
+        )
         if improved:
             self.best_score, self.best_epoch, self.best_valid = valid[c.metric], record["epoch"], valid
         return improved
@@ -223,19 +276,35 @@ class Trainer:
             self.save_best()
         rng = distributed.gather_objects(rng_states(self.order, self.sampler.generator if self.sampler else None))
         if self.main:
-            save_tensors(self.config.run_dir / STATE_FILE, {
-                "epoch": epoch, "stopped": self.stopped, "model": self.model.state_dict(), **self.step.state_dict(),
-                "rng": rng[0], **({"rng_by_rank": rng} if self.world > 1 else {}), "threads": torch.get_num_threads(),
-                "best_score": self.best_score, "best_epoch": self.best_epoch, "best_valid": self.best_valid,
-                "history": self.history})
+            save_tensors(
+                self.config.run_dir / STATE_FILE,
+                {
+                    "epoch": epoch,
+                    "stopped": self.stopped,
+                    "model": self.model.state_dict(),
+                    **self.step.state_dict(),
+                    "rng": rng[0],
+                    **({"rng_by_rank": rng} if self.world > 1 else {}),
+                    "threads": torch.get_num_threads(),
+                    "best_score": self.best_score,
+                    "best_epoch": self.best_epoch,
+                    "best_valid": self.best_valid,
+                    "history": self.history,
+                },
+            )
 
     def save_best(self) -> None:
         save_run(self.config.run_dir, self.model, self.config, self.data.item_ids, self.fingerprint)
 
     def eval_options(self) -> dict[str, Any]:
         c = self.config
-        return dict(ks=c.eval_ks, mask_history=c.mask_history, sampled_negatives=c.sampled_negatives,
-                    batch_size=c.eval_batch_size, seed=c.seed)
+        return dict(
+            ks=c.eval_ks,
+            mask_history=c.mask_history,
+            sampled_negatives=c.sampled_negatives,
+            batch_size=c.eval_batch_size,
+            seed=c.seed,
+        )
 
     def finish(self) -> dict[str, Any]:
         """Test the best checkpoint; metrics.json."""
@@ -270,11 +339,13 @@ def rng_states(*generators: torch.Generator | None) -> dict[str, Any]:
     """Every random state a run draws from, as tensors and numbers (torch.load(weights_only=True) reads it)."""
     version, python_state, gauss = random.getstate()
     _, numpy_keys, position, has_gauss, cached = np.random.get_state()
-    return {"python": (version, torch.tensor(python_state), gauss),
-            "numpy": (torch.from_numpy(numpy_keys.astype(np.int64)), position, has_gauss, cached),
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "generators": [g.get_state() if g is not None else None for g in generators]}
+    return {
+        "python": (version, torch.tensor(python_state), gauss),
+        "numpy": (torch.from_numpy(numpy_keys.astype(np.int64)), position, has_gauss, cached),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "generators": [g.get_state() if g is not None else None for g in generators],
+    }
 
 
 def set_rng_states(states: dict[str, Any], *generators: torch.Generator | None) -> None:

@@ -50,23 +50,36 @@ def suggest(trial: Any, name: str) -> Any:
     return trial.suggest_float(name, bounds[0], bounds[1], log=kind == "log")
 
 
-def tune(base: Config, params: list[str], trials: int, root: Path, timeout: float | None = None,
-         data: SequenceData | None = None) -> Any:
+def tune(
+    base: Config,
+    params: list[str],
+    trials: int,
+    root: Path,
+    timeout: float | None = None,
+    data: SequenceData | None = None,
+) -> Any:
     """Run `trials` more trials of the study in root/study.db; returns the optuna Study."""
     import optuna
 
     data = load_dataset(base) if data is None else data
     root.mkdir(parents=True, exist_ok=True)
-    study = optuna.create_study(study_name="elcrec", storage=f"sqlite:///{root / 'study.db'}", load_if_exists=True,
-                                direction="maximize", sampler=optuna.samplers.TPESampler(seed=base.seed),
-                                pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=5))
+    study = optuna.create_study(
+        study_name="elcrec",
+        storage=f"sqlite:///{root / 'study.db'}",
+        load_if_exists=True,
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=base.seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=5),
+    )
 
     first = len(study.trials)
 
     def objective(trial: Any) -> float:
         values = {name: suggest(trial, name) for name in params}
-        log.info(f"== trial {trial.number - first + 1} of {trials} (study trial {trial.number}): "
-                 + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()))
+        log.info(
+            f"== trial {trial.number - first + 1} of {trials} (study trial {trial.number}): "
+            + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+        )
 
         def report(record: dict[str, Any]) -> None:
             trial.report(record[base.metric], record["epoch"])
@@ -93,18 +106,27 @@ def write_summary(study: Any, base: Config, params: list[str], root: Path) -> li
         raise ValueError("no trial finished: nothing to report")
     best = study.best_trial
     (root / "best.json").write_text(json.dumps(base.replace(**best.params, output_dir="").to_dict(), indent=2) + "\n")
-    lines = [f"# Search over {', '.join(params)} ({base.model} on {base.data_name})", "",
-             f"Objective: best validation {base.metric} of each trial. Best: trial {best.number}, "
-             f"{base.metric} {best.value:.4f}, " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                                              for k, v in best.params.items()),
-             f"Train with it: `elcrec train --config {root / 'best.json'}`.", "",
-             "| trial | state | " + " | ".join(params) + f" | valid {base.metric} | epochs |",
-             "|---" * (len(params) + 4) + "|"]
+    lines = [
+        f"# Search over {', '.join(params)} ({base.model} on {base.data_name})",
+        "",
+        f"Objective: best validation {base.metric} of each trial. Best: trial {best.number}, "
+        f"{base.metric} {best.value:.4f}, "
+        + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items()),
+        f"Train with it: `elcrec train --config {root / 'best.json'}`.",
+        "",
+        "| trial | state | " + " | ".join(params) + f" | valid {base.metric} | epochs |",
+        "|---" * (len(params) + 4) + "|",
+    ]
     for trial in study.trials:
-        values = [f"{trial.params[p]:.4g}" if isinstance(trial.params.get(p), float) else str(trial.params.get(p, ""))
-                  for p in params]
+        values = [
+            f"{trial.params[p]:.4g}" if isinstance(trial.params.get(p), float) else str(trial.params.get(p, ""))
+            for p in params
+        ]
         score = f"{trial.value:.4f}" if trial.value is not None else "-"
-        lines.append(f"| {trial.number} | {trial.state.name.lower()} | " + " | ".join(values)
-                     + f" | {score} | {len(trial.intermediate_values)} |")
+        lines.append(
+            f"| {trial.number} | {trial.state.name.lower()} | "
+            + " | ".join(values)
+            + f" | {score} | {len(trial.intermediate_values)} |"
+        )
     (root / "tuning.md").write_text("\n".join(lines) + "\n")
     return lines
