@@ -1,4 +1,5 @@
 import json
+import math
 
 import numpy as np
 import pytest
@@ -87,3 +88,33 @@ def test_sasrec_learns_the_planted_structure_beyond_popularity(tmp_path):
     pop = train(base.replace(model="pop", output_dir=str(tmp_path / "pop")), data=data, progress=False)
     sasrec = train(base.replace(output_dir=str(tmp_path / "sasrec")), data=data, progress=False)
     assert sasrec["test"]["NDCG@20"] > 1.5 * pop["test"]["NDCG@20"]
+
+
+def test_learning_rate_schedules():
+    from elcrec.training.step import lr_factor
+
+    constant = lr_factor(Config(epochs=4), steps_per_epoch=5)
+    assert [constant(n) for n in range(20)] == [1.0] * 20  # the reference's constant rate
+    cosine = lr_factor(Config(epochs=4, lr_schedule="cosine", warmup_epochs=1), steps_per_epoch=5)
+    assert [cosine(n) for n in range(5)] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])  # linear warm-up
+    assert cosine(5) == 1.0 and cosine(12) == pytest.approx(0.5 * (1 + math.cos(math.pi * 7 / 15)))
+    assert cosine(20) == 0.0 and all(cosine(n) >= cosine(n + 1) for n in range(5, 25))
+
+
+def test_a_scheduled_run_resumes_exactly(tiny_data, tmp_path):
+    """The schedule's position is part of the training state: stopped after epoch 1 and resumed, a cosine run
+    equals one never interrupted."""
+    config = Config(hidden_size=16, max_len=20, batch_size=32, epochs=3, lr=5e-3, lr_schedule="cosine",
+                    warmup_epochs=0.5, device="cpu", seed=4)
+    whole = train(config.replace(output_dir=str(tmp_path / "whole")), data=tiny_data, progress=False)
+
+    def stop(record):
+        if record["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    part = config.replace(output_dir=str(tmp_path / "part"))
+    with pytest.raises(KeyboardInterrupt):
+        train(part, data=tiny_data, progress=False, on_epoch=stop)
+    resumed = train(part, data=tiny_data, progress=False, resume=True)
+    assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in whole["history"]]
+    assert resumed["test"] == whole["test"]

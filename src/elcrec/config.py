@@ -33,6 +33,7 @@ CHOICES = {
     "device": ("auto", "cpu", "cuda"),
     "engine": ("fast", "reference"),
     "amp": ("none", "bf16", "fp16"),
+    "lr_schedule": ("constant", "cosine"),
     "tracking": ("none", "tensorboard", "mlflow"),
 }
 
@@ -191,7 +192,11 @@ class Config:
     # --- training
     epochs: int = _opt(300, "most training epochs")
     batch_size: int = _opt(256, "training sequences per step")
-    lr: float = _opt(1e-3, "Adam learning rate")
+    lr: float = _opt(1e-3, "Adam learning rate (the peak, with a schedule)")
+    lr_schedule: str = _opt(
+        "constant", "learning rate over training: constant (the reference) or cosine (decays to 0 at the last epoch)"
+    )
+    warmup_epochs: float = _opt(0.0, "epochs over which the learning rate rises linearly from 0 to lr (0 = none)")
     weight_decay: float = _opt(0.0, "Adam weight decay")
     patience: int = _opt(40, "epochs without improvement of `metric` on valid before stopping (0 = never stop early)")
     metric: str = _opt(
@@ -273,7 +278,7 @@ class Config:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be at least 1")
-        for name in ("kcore", "patience", "sampled_negatives"):
+        for name in ("kcore", "patience", "sampled_negatives", "warmup_epochs"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be 0 or more")
         if self.hidden_size % self.num_heads:

@@ -4,6 +4,8 @@ training runs."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -51,15 +53,35 @@ def make_batch(
     )
 
 
-class Step:
-    """loss -> backward -> Adam, under autocast when config.amp is set (fp16 with loss scaling). Under
-    torch.distributed the loss runs inside DistributedDataParallel, which averages the gradients."""
+def lr_factor(config: Config, steps_per_epoch: int) -> Callable[[int], float]:
+    """The learning rate of step n as a share of config.lr: a linear warm-up over warmup_epochs, then constant or
+    a cosine decay to 0 at the end of the last epoch."""
+    warmup = round(config.warmup_epochs * steps_per_epoch)
+    total = config.epochs * steps_per_epoch
 
-    def __init__(self, model: SequentialRecommender, config: Config, device: torch.device) -> None:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if config.lr_schedule == "constant":
+            return 1.0
+        return 0.5 * (1 + math.cos(math.pi * min((step - warmup) / max(total - warmup, 1), 1.0)))
+
+    return factor
+
+
+class Step:
+    """loss -> backward -> Adam (its learning rate on the config's schedule), under autocast when config.amp is
+    set (fp16 with loss scaling). Under torch.distributed the loss runs inside DistributedDataParallel, which
+    averages the gradients."""
+
+    def __init__(
+        self, model: SequentialRecommender, config: Config, device: torch.device, steps_per_epoch: int = 1
+    ) -> None:
         self.model = model
         self.device_type = device.type
         self.amp_dtype = AMP_DTYPES.get(config.amp)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor(config, steps_per_epoch))
         self.scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")  # fp16 gradients underflow
         self.loss_terms = model.loss_terms
         if distributed.world_size() > 1:
@@ -78,6 +100,7 @@ class Step:
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        self.schedule.step()
         return terms
 
     def weights_finite(self) -> torch.Tensor:
@@ -85,8 +108,14 @@ class Step:
         return torch.stack([p.detach().isfinite().all() for p in self.model.parameters() if p.requires_grad]).all()
 
     def state_dict(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict()}
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "schedule": self.schedule.state_dict(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
+        if "schedule" in state:  # states saved before schedules existed trained at a constant rate
+            self.schedule.load_state_dict(state["schedule"])

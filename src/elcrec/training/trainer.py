@@ -126,7 +126,8 @@ class Trainer:
         )
         self.fingerprint = fingerprint(self.data)
         self.model = create_model(config, self.data).to(device)
-        self.step = Step(self.model, config, device) if self.model.trainable else None
+        steps_per_epoch = math.ceil(math.ceil(len(self.train_rows) / self.world) * self.world / config.batch_size)
+        self.step = Step(self.model, config, device, steps_per_epoch) if self.model.trainable else None
         self.sampler = NegativeSampler(self.data, device, seed=config.seed) if self.model.needs_negatives else None
         amp = AMP_DTYPES.get(config.amp)
         if amp is not None and device.type == "cpu" and not cpu_has_native(amp):
