@@ -12,7 +12,7 @@ Each (model, size) runs in its own process:
     median step seconds. Where an epoch has no more steps than were timed, the full epoch is run and timed;
   - peak memory: the process's peak resident set during set-up and training (Linux VmHWM, reset after the
     data is built, so the data generator's own peak is not counted).
-Writes benchmarks/results/scaling.md and, with matplotlib installed (`pip install elcrec[plot]`), scaling.png.
+Writes benchmarks/results/scaling.md and scaling.png.
 """
 
 from __future__ import annotations
@@ -104,15 +104,12 @@ def worker(model_name: str, n_users: int, steps: int, device: str) -> dict:
     }
 
 
-def plot(rows: list[dict], path: Path) -> bool:
-    try:
-        import matplotlib
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib not installed (pip install elcrec[plot]): no plot written")
-        return False
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for model in dict.fromkeys(row["model"] for row in rows):
         mine = [row for row in rows if row["model"] == model]
@@ -193,8 +190,8 @@ def main() -> None:
             f"| {row['estep_s']:,.1f} | {ratio:.2f} | {row['setup_s']:,.1f} | {row['peak_rss_mb']:,.0f} "
             f"| {how} |"
         )
-    if plot(rows, args.out.with_suffix(".png")):
-        lines += ["", f"![epoch time and memory against users]({args.out.with_suffix('.png').name})"]
+    plot(rows, args.out.with_suffix(".png"))
+    lines += ["", f"![epoch time and memory against users]({args.out.with_suffix('.png').name})"]
     write_markdown(args.out, lines)
 
 

@@ -261,7 +261,6 @@ def test_runs_of_several_seeds_share_the_synthetic_data(tmp_path):
 
 def test_a_report_renders_an_imported_run(tiny_data, tmp_path):
     """An imported run has no training history: the report shows its metrics, without curves."""
-    pytest.importorskip("matplotlib", reason="pip install elcrec[plot]")
     from elcrec.data import eval_set
     from elcrec.evaluation import evaluate
     from elcrec.models import build_model

@@ -10,10 +10,8 @@ import numpy as np
 import pytest
 
 from elcrec import Config
+from elcrec.report import activity_analysis, write_report
 from elcrec.training import train
-
-pytest.importorskip("matplotlib", reason="the report needs matplotlib (pip install elcrec[plot])")
-from elcrec.report import activity_analysis, write_report  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -39,15 +37,25 @@ def report(tmp_path_factory):
 def test_report_is_self_contained(report):
     page = report.read_text()
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    assert len(images) == 3  # curves, intent map, intent sizes
+    assert len(images) == 4  # curves, intent map, intent sizes, intents by activity
     for image in images:
         assert base64.b64decode(image).startswith(b"\x89PNG\r\n\x1a\n")
     assert not re.search(r'src="(?!data:)', page)  # nothing loaded from elsewhere
-    for text in ("Final metrics", "NDCG@20", "Intents by user activity", "top 3 intents", "Settings"):
+    for text in (
+        "Final metrics",
+        "NDCG@20",
+        "Intents by user activity",
+        "top 3 intents",
+        "Settings",
+        "Intent explorer",
+        "top items (near the centre)",
+        'class="sortable"',
+    ):
         assert text in page
     assert sorted(p.name for p in report.parent.glob("report-*.png")) == [
         "report-intent-map.png",
         "report-intent-sizes.png",
+        "report-intents-by-activity.png",
         "report-training-curves.png",
     ]
 
@@ -55,9 +63,10 @@ def test_report_is_self_contained(report):
 def test_activity_groups_are_length_quartiles():
     lengths = np.array([5] * 40 + [8] * 20 + [12] * 20 + [30] * 20)
     intents = np.array([0] * 60 + [1] * 40)
-    groups, table = activity_analysis(lengths, intents)
+    groups, table, shares = activity_analysis(lengths, intents)
     assert groups == [("new", 5, 5), ("low", 8, 8), ("medium", 12, 12), ("high", 30, 30)]
     assert "0 (100.0%)" in table and "1 (100.0%)" in table
+    assert shares["new"] == [(0, 1.0), (1, 0.0)] and shares["high"] == [(1, 1.0), (0, 0.0)]
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Chromium not installed (apt-get install chromium)")
@@ -89,3 +98,34 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     # the figures drew: coloured (non-grey) pixels from the curves and the intent map, not broken-image icons
     coloured = (pixels.max(-1) - pixels.min(-1)) > 0.3
     assert coloured.mean() > 0.005
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Chromium not installed (apt-get install chromium)")
+def test_the_intent_explorer_sorts_in_the_browser(report, tmp_path):
+    """A click on a column header sorts the explorer's rows by it (the page's own script, run by Chromium)."""
+    clicked = tmp_path / "clicked.html"
+    click = '<script>document.querySelector("table.sortable th:nth-child(2)").click();</script></body>'
+    clicked.write_text(report.read_text().replace("</body>", click))
+    done = subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--dump-dom",
+            clicked.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    table = done.stdout.split('<table class="sortable">', 1)[1].split("</table>", 1)[0]
+    users = [int(row.split("<td>")[2].split("</td>")[0]) for row in table.split("<tr>")[1:] if "<td>" in row]
+    assert len(users) > 1 and users == sorted(users)  # ascending after one click (the page lists largest first)
+    assert users != sorted(users, reverse=True)

@@ -104,8 +104,17 @@ def test_learning_rate_schedules():
 def test_a_scheduled_run_resumes_exactly(tiny_data, tmp_path):
     """The schedule's position is part of the training state: stopped after epoch 1 and resumed, a cosine run
     equals one never interrupted."""
-    config = Config(hidden_size=16, max_len=20, batch_size=32, epochs=3, lr=5e-3, lr_schedule="cosine",
-                    warmup_epochs=0.5, device="cpu", seed=4)
+    config = Config(
+        hidden_size=16,
+        max_len=20,
+        batch_size=32,
+        epochs=3,
+        lr=5e-3,
+        lr_schedule="cosine",
+        warmup_epochs=0.5,
+        device="cpu",
+        seed=4,
+    )
     whole = train(config.replace(output_dir=str(tmp_path / "whole")), data=tiny_data, progress=False)
 
     def stop(record):

@@ -8,7 +8,6 @@ written beside it), as the paper shows what was learned:
   distribution; and the activity analysis: users split by number of interactions into quartiles
   (new, low, medium, high activity) and, per group, the share of each intent, its top and bottom three.
 
-Needs matplotlib (`pip install elcrec[plot]`).
 """
 
 from __future__ import annotations
@@ -22,12 +21,12 @@ from typing import Any
 import numpy as np
 
 from .data import load_dataset
-from .evaluation.intents import user_intents
+from .evaluation.intents import ACTIVITY_GROUPS, activity_groups, intent_profiles, user_intents
 from .models.intent import IntentModel
 from .runs import METRICS_FILE, RunError, load_run
 
-ACTIVITY_GROUPS = ("new", "low", "medium", "high")
 COLOURED_INTENTS = 10
+PROFILED_INTENTS = 50  # rows of the intent explorer table (the largest intents)
 
 
 def write_report(
@@ -58,12 +57,15 @@ def write_report(
     if isinstance(run.model, IntentModel):
         dataset = load_dataset(config)
         run.check_data(dataset)
-        representations, intents, _ = user_intents(run.model, dataset, config.eval_batch_size)
+        representations, intents, distances = user_intents(run.model, dataset, config.eval_batch_size)
         centres = run.model.centres.detach().float().cpu().numpy()
         figures["intent map"] = intent_map(representations, intents, centres, sample, config.seed)
         figures["intent sizes"] = intent_sizes(intents, len(centres))
-        groups, table = activity_analysis(dataset.lengths, intents)
+        groups, table, shares = activity_analysis(dataset.lengths, intents)
+        figures["intents by activity"] = activity_figure(shares)
+        profiles = intent_profiles(run.model, dataset, intents, distances, batch_size=config.eval_batch_size)
         bottom.append(("Intents by user activity", table))
+        bottom.append(("Intent explorer (largest intents; click a column to sort)", explorer_table(profiles)))
         summary = {
             "users": dataset.n_users,
             "intents": len(centres),
@@ -154,13 +156,15 @@ def intent_sizes(intents: np.ndarray, n_intents: int) -> bytes:
     return _png(fig)
 
 
-def activity_analysis(lengths: np.ndarray, intents: np.ndarray) -> tuple[list[tuple[str, int, int]], str]:
-    """Quartiles of the number of interactions -> (group, fewest, most) and an HTML table of each group's
-    size and its top and bottom three intents by share (bottom among the intents anyone is in)."""
-    bounds = np.quantile(lengths, [0.25, 0.5, 0.75])
-    group = np.searchsorted(bounds, lengths, side="left")  # ties at a bound go to the lower group
+def activity_analysis(
+    lengths: np.ndarray, intents: np.ndarray
+) -> tuple[list[tuple[str, int, int]], str, dict[str, list[tuple[int, float]]]]:
+    """Activity groups (elcrec.evaluation.intents.activity_groups) -> (group, fewest, most interactions), an HTML
+    table of each group's size and its top and bottom three intents by share (bottom among the intents anyone
+    is in), and those six (intent, share) pairs per group, top first."""
+    group = activity_groups(lengths)
     used = np.unique(intents)
-    groups, rows = [], []
+    groups, rows, shares = [], [], {}
     for g, name in enumerate(ACTIVITY_GROUPS):
         members = group == g
         if not members.any():
@@ -168,10 +172,73 @@ def activity_analysis(lengths: np.ndarray, intents: np.ndarray) -> tuple[list[tu
         groups.append((name, int(lengths[members].min()), int(lengths[members].max())))
         share = np.bincount(intents[members], minlength=intents.max() + 1)[used] / members.sum()
         order = np.argsort(-share, kind="stable")
+        chosen = list(order[:3]) + [i for i in order[::-1][:3][::-1] if i not in order[:3]]
+        shares[name] = [(int(used[i]), float(share[i])) for i in chosen]
         top = ", ".join(f"{used[i]} ({share[i]:.1%})" for i in order[:3])
         bottom = ", ".join(f"{used[i]} ({share[i]:.1%})" for i in order[::-1][:3])
         rows.append([name, f"{groups[-1][1]}-{groups[-1][2]}", f"{members.sum():,}", top, bottom])
-    return groups, _table(rows, ["group", "interactions", "users", "top 3 intents (share)", "bottom 3 intents (share)"])
+    header = ["group", "interactions", "users", "top 3 intents (share)", "bottom 3 intents (share)"]
+    return groups, _table(rows, header), shares
+
+
+def activity_figure(shares: dict[str, list[tuple[int, float]]]) -> bytes:
+    """The paper's activity figure: for each activity group, the shares of its top and bottom three intents."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(shares), figsize=(3 * len(shares), 3.2), sharey=True, squeeze=False)
+    for axis, (name, pairs) in zip(axes[0], shares.items()):
+        colours = ["#d62728"] * min(3, len(pairs)) + ["#6baed6"] * (len(pairs) - min(3, len(pairs)))
+        axis.bar([str(intent) for intent, _ in pairs], [share for _, share in pairs], color=colours)
+        axis.set(title=f"{name} activity", xlabel="intent (top 3 red, bottom 3 blue)")
+        axis.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("share of the group's users")
+    return _png(fig)
+
+
+def explorer_table(profiles: list[dict[str, Any]]) -> str:
+    """The intent explorer as an HTML table, sortable by clicking a column (a few lines of inline script)."""
+
+    def items(pairs: list[list[Any]]) -> str:
+        return " ".join(str(item) for item, _ in pairs[:5])
+
+    rows = [
+        [
+            p["intent"],
+            p["users"],
+            f"{p['share']:.2%}",
+            f"{p['mean_distance']:.3f}",
+            items(p["top_items_by_frequency"]),
+            items(p["top_items_by_centre"]),
+            " ".join(map(str, p["representative_users"][:3])),
+            *(f"{p['activity'][name]:.0%}" for name in ACTIVITY_GROUPS),
+        ]
+        for p in profiles[:PROFILED_INTENTS]
+    ]
+    header = [
+        "intent",
+        "users",
+        "share",
+        "mean distance",
+        "top items (frequency)",
+        "top items (near the centre)",
+        "representative users",
+        *(f"{name} users" for name in ACTIVITY_GROUPS),
+    ]
+    return _table(rows, header).replace("<table>", '<table class="sortable">', 1) + SORT_SCRIPT
+
+
+SORT_SCRIPT = """<script>
+document.querySelectorAll("table.sortable th").forEach((th, column) => th.addEventListener("click", () => {
+  const body = th.closest("table").tBodies[0] || th.closest("table");
+  const rows = Array.from(body.querySelectorAll("tr")).filter(row => row.querySelector("td"));
+  const value = row => { const text = row.cells[column].textContent; const n = parseFloat(text);
+                         return isNaN(n) ? text : n; };
+  const ascending = th.dataset.order !== "ascending";
+  th.dataset.order = ascending ? "ascending" : "descending";
+  rows.sort((a, b) => (value(a) > value(b) ? 1 : value(a) < value(b) ? -1 : 0) * (ascending ? 1 : -1));
+  rows.forEach(row => body.appendChild(row));
+}));
+</script>"""
 
 
 def metrics_table(metrics: dict[str, Any]) -> str:
@@ -219,6 +286,7 @@ PAGE = """<!doctype html>
 body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }}
 table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }}
 td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; }}
+table.sortable th {{ cursor: pointer; }}
 figure {{ display: inline-block; margin: 0.5em; }} img {{ max-width: 100%; }}
 figcaption {{ text-align: center; color: #555; }}
 details {{ margin-top: 2em; }}

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data import pad_left
+from ..data import SequenceData, load_dataset, pad_left
 from ..models import model_device
 from ..models.intent import IntentModel
 from ..runs import Run, load_run
@@ -97,6 +97,7 @@ class Recommender:
             raise ValueError(f"index={index!r}: choose exact or faiss")
         if index == "faiss" and not hasattr(run.model, "item_table"):
             raise ValueError(f"index=faiss needs an item embedding table; model {run.config.model!r} has none")
+        self.run = run
         self.model = run.model.eval()
         self.config = run.config
         self.device = model_device(self.model)
@@ -105,6 +106,8 @@ class Recommender:
         self.n_items = len(run.item_ids)
         self.has_intents = isinstance(self.model, IntentModel)
         self.index = self._faiss_index(ef_search) if index == "faiss" else None
+        self._data: SequenceData | None = None  # the run's data, read by the first recommend_users
+        self._users: tuple[SequenceData, dict[str, int]] | None = None  # (data, row of each user id)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto", index: str = "exact", ef_search: int = 256) -> Recommender:
@@ -152,9 +155,42 @@ class Recommender:
         """Top-k items per history: original ids, scores (best first), and the history's unknown items.
         `histories`: several, or one flat history (a list of ids, a 1-D array, a Series), which gives a list of
         one result, as a list of that one history does (see `as_histories`)."""
+        known, missing = self.parse(histories, unknown)
+        return [{**top, "unknown": absent} for top, absent in zip(self._top(known, k, exclude_seen), missing)]
+
+    @torch.no_grad()
+    def recommend_users(
+        self, user_ids: Any, k: int = 10, exclude_seen: bool = True, data: SequenceData | None = None
+    ) -> list[dict[str, Any]]:
+        """Top-k items for users of the run's data (original user ids: one or a sequence), each from every item
+        the data holds for them, held-out ones included: what to show them next. `data` defaults to the run's
+        own (read once from its settings and checked against its fingerprint)."""
+        data = self.training_data(data)
+        ids = _sequence(user_ids)
+        ids = [user_ids] if ids is None else ids
+        if self._users is None or self._users[0] is not data:
+            self._users = (data, {str(user): n for n, user in enumerate(data.user_ids.tolist())})
+        rows = [self._users[1].get(str(user)) for user in ids]
+        unknown = [user for user, row in zip(ids, rows) if row is None]
+        if unknown:
+            raise HistoryError(f"users not in {data.name}: {_preview(unknown)}")
+        tops = self._top([data.sequence(row) for row in rows], k, exclude_seen)
+        return [{"user": user, **top} for user, top in zip(ids, tops)]
+
+    def training_data(self, data: SequenceData | None = None) -> SequenceData:
+        """`data`, or the data the run was trained on (its `data` setting, read once); either must match the run's
+        fingerprint."""
+        if data is None:
+            if self._data is None:
+                self._data = load_dataset(self.config)
+            data = self._data
+        self.run.check_data(data)
+        return data
+
+    def _top(self, known: list[np.ndarray], k: int, exclude_seen: bool) -> list[dict[str, list]]:
+        """Top-k original item ids and scores for each history of internal ids."""
         if not 1 <= k <= self.n_items:
             raise ValueError(f"k={k}: choose 1..{self.n_items}")
-        known, missing = self.parse(histories, unknown)
         inputs = self._inputs(known, min(max(len(items) for items in known), self.config.max_len))
         if self.index is not None:
             scores, columns = self._search(inputs, known, k, exclude_seen)
@@ -167,15 +203,9 @@ class Recommender:
             top = torch.topk(all_scores, k, dim=1)
             scores, columns = top.values.cpu().numpy(), top.indices.cpu().numpy()
         results = []
-        for row, absent in enumerate(missing):
+        for row in range(len(known)):
             keep = np.isfinite(scores[row])  # fewer than k items are left when the history covers the catalogue
-            results.append(
-                {
-                    "items": self.item_ids[columns[row][keep]].tolist(),
-                    "scores": scores[row][keep].tolist(),
-                    "unknown": absent,
-                }
-            )
+            results.append({"items": self.item_ids[columns[row][keep]].tolist(), "scores": scores[row][keep].tolist()})
         return results
 
     @torch.no_grad()

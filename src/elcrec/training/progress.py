@@ -61,29 +61,30 @@ def console_logging() -> None:
 
 
 class Progress:
-    """Sequences done in an epoch: a bar on a terminal, else a log line every PROGRESS_SECONDS."""
+    """Work done in a long loop: a bar on a terminal, else a log line every PROGRESS_SECONDS."""
 
-    def __init__(self, total: int, description: str, enabled: bool) -> None:
-        self.total, self.description, self.done = total, description, 0
+    def __init__(self, total: int, description: str, enabled: bool, unit: str = "seq") -> None:
+        self.total, self.description, self.unit, self.done = total, description, unit, 0
         self.started = self.reported = time.perf_counter()
         self.bar = (
-            tqdm(total=total, desc=description, unit="seq", leave=False) if enabled and sys.stderr.isatty() else None
+            tqdm(total=total, desc=description, unit=unit, leave=False) if enabled and sys.stderr.isatty() else None
         )
         self.lines = enabled and self.bar is None
 
-    def update(self, count: int, loss: float | None = None) -> None:
-        """`count` more sequences done; `loss` (the running mean, when known) is shown with them."""
+    def update(self, count: int, **shown: float) -> None:
+        """`count` more done; `shown` values (the running loss, when known) are shown with them."""
         self.done += count
         now = time.perf_counter()
         if self.bar is not None:
             self.bar.update(count)
-            if loss is not None:
-                self.bar.set_postfix(loss=f"{loss:.4f}")
-        elif self.lines and loss is not None and now - self.reported >= PROGRESS_SECONDS:
+            if shown:
+                self.bar.set_postfix({name: f"{value:.4f}" for name, value in shown.items()})
+        elif self.lines and now - self.reported >= PROGRESS_SECONDS:
             self.reported = now
+            values = "".join(f", {name} {value:.4f}" for name, value in shown.items())
             log.info(
-                f"{self.description}: {self.done:,}/{self.total:,} sequences ({self.done / self.total:.0%}), "
-                f"loss {loss:.4f}, {self.done / (now - self.started):,.0f} seq/s"
+                f"{self.description}: {self.done:,}/{self.total:,} {self.unit} ({self.done / self.total:.0%})"
+                f"{values}, {self.done / (now - self.started):,.0f} {self.unit}/s"
             )
 
     def close(self) -> None:

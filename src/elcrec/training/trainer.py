@@ -227,7 +227,7 @@ class Trainer:
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), steps - 1, first_bad)
             if steps % LOG_EVERY == 0:
                 self.check_finite(first_bad, epoch)
-                bar.update(len(rows), term_totals.sum().item() / steps)
+                bar.update(len(rows), loss=term_totals.sum().item() / steps)
             else:
                 bar.update(len(rows))
         bar.close()
