@@ -1,0 +1,176 @@
+"""What a new user meets first: the demo, the intent explorer, recommendations for the data's users, JSON output,
+the version, Ctrl-C during training, and progress in logs."""
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from elcrec import Config, __version__
+from elcrec.cli.main import app
+from elcrec.data import load_dataset
+from elcrec.serving import Recommender
+from elcrec.training import train
+
+runner = CliRunner()
+SMALL = dict(synthetic_users=300, synthetic_items=80, synthetic_intents=4, hidden_size=16, max_len=20, device="cpu")
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(autouse=True)
+def same_threads(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))  # in-process commands keep the threads
+
+
+@pytest.fixture(scope="module")
+def elcrec_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("elcrec")
+    config = Config(
+        model="elcrec",
+        num_clusters=4,
+        kmeans_restarts=1,
+        pooling="items",
+        intent_centering=True,
+        epochs=2,
+        output_dir=str(folder),
+        **SMALL,
+    )
+    train(config, progress=False)
+    return folder
+
+
+def test_the_demo_shows_learned_intents(tmp_path):
+    result = invoke("demo", "--epochs", 2, "--output-dir", tmp_path)
+    assert result.exit_code == 0, result.output
+    out = result.output
+    for model in ("pop", "sasrec", "elcrec"):
+        assert any(line.startswith(model) for line in out.splitlines())
+    agreement = out.split("ELCRec's 8 learned intents against the 8 planted ones: NMI ", 1)[1]
+    nmi = float(agreement.split(",", 1)[0])
+    assert 0 <= nmi <= 1 and "shuffled intents: NMI" in agreement and "pooling=items and intent_centering" in out
+    assert "last items (planted intent):" in out and "ELCRec recommends:" in out
+    assert (tmp_path / "elcrec" / "report.html").is_file()
+    recorded = json.loads((tmp_path / "elcrec" / "metrics.json").read_text())["test"]["NDCG@20"]
+    assert f"{recorded:.4f}" in [line.split()[6] for line in out.splitlines() if line.startswith("elcrec")]
+
+
+def test_the_intent_explorer(elcrec_run):
+    result = invoke("intents", elcrec_run, "--top", 3, "--json")
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.output)
+    data = load_dataset(Config(**SMALL))
+    profiles = found["intents"]
+    assert found["users"] == data.n_users == sum(p["users"] for p in profiles)
+    assert sum(p["share"] for p in profiles) == pytest.approx(1.0)
+    assert [p["users"] for p in profiles] == sorted((p["users"] for p in profiles), reverse=True)
+    assigned = np.loadtxt(elcrec_run / "intents.csv", delimiter=",", skiprows=1)
+    for profile in profiles:
+        members = assigned[assigned[:, 1] == profile["intent"], 0].astype(int)
+        counts = np.bincount(np.concatenate([data.sequence(u - 1) for u in members]), minlength=data.n_items + 1)
+        assert [count for _, count in profile["top_items_by_frequency"]] == sorted(counts, reverse=True)[:3]
+        assert len(profile["top_items_by_centre"]) == 3 and set(profile["representative_users"]) <= set(members)
+        assert sum(profile["activity"].values()) == pytest.approx(1.0)
+    table = invoke("intents", elcrec_run, "--shown", 2)
+    assert table.exit_code == 0 and "new/low/medium/high" in table.output
+    assert (elcrec_run / "intent-profiles.csv").read_text().startswith('"intent","users","share"')
+
+
+def test_recommendations_for_the_data_users(elcrec_run, tmp_path):
+    recommender = Recommender.load(elcrec_run, device="cpu")
+    data = load_dataset(Config(**SMALL))
+    mine = recommender.recommend_users([3, 17], k=5)
+    assert mine[0]["items"] == recommender.recommend([data.sequence(2).tolist()], k=5)[0]["items"]  # whole history
+    alone = recommender.recommend_users(3, k=5)[0]  # a batch of one: the same items, scores to rounding
+    assert [r["user"] for r in mine] == [3, 17] and alone["items"] == mine[0]["items"]
+    assert alone["scores"] == pytest.approx(mine[0]["scores"], rel=1e-5)
+    with pytest.raises(ValueError, match="users not in synthetic: 9999"):
+        recommender.recommend_users([9999])
+
+    result = invoke("recommend", elcrec_run, "--user", 3, "--user", 17, "-k", 5, "--json")
+    assert result.exit_code == 0 and [r["items"] for r in json.loads(result.output)] == [r["items"] for r in mine]
+    result = invoke("recommend", elcrec_run, "--history", "3 4 5", "-k", 2, "--json")
+    assert result.exit_code == 0 and set(json.loads(result.output)) == {"items", "scores", "unknown"}
+    out = tmp_path / "recs.parquet"
+    result = invoke("recommend", elcrec_run, "--all-users", "--out", out, "-k", 4, "--batch-size", 64)
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(out).to_pydict()
+    assert len(table["user_id"]) == 4 * data.n_users and table["rank"][:4] == [1, 2, 3, 4]
+    assert table["item_id"][:4] == recommender.recommend_users([1], k=4)[0]["items"]
+    assert invoke("recommend", elcrec_run, "--all-users").exit_code == 2  # needs --out
+    assert invoke("recommend", elcrec_run, "--user", 3, "--history", "4").exit_code == 2  # one of them
+
+
+def test_version():
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.output.strip() == f"elcrec {__version__}"
+
+
+def test_ctrl_c_during_training_says_how_to_resume(tmp_path):
+    run = tmp_path / "run"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "elcrec",
+            "train",
+            "--synthetic-users",
+            "1500",
+            "--epochs",
+            "50",
+            "--hidden-size",
+            "16",
+            "--output-dir",
+            str(run),
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while not (run / "training_state.pt").exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGINT)
+    _, errors = process.communicate(timeout=120)
+    assert process.returncode == 130 and f"continue with  elcrec train --resume {run}" in errors
+    assert "Traceback" not in errors
+
+
+def test_progress_in_a_log_is_periodic_lines(monkeypatch, caplog):
+    from elcrec.training import progress
+
+    monkeypatch.setattr(progress, "PROGRESS_SECONDS", 0.0)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    with caplog.at_level(logging.INFO, logger="elcrec"):
+        bar = progress.Progress(100, "epoch 0", enabled=True)
+        bar.update(40, loss=1.5)
+        bar.update(60)
+        bar.close()
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0].startswith("epoch 0: 40/100 seq (40%), loss 1.5000") and lines[1].startswith("epoch 0: 100/100")
+    assert not any("\r" in line for line in lines)
+
+
+def test_groups_say_which_run_of_how_many(tmp_path, caplog):
+    from elcrec.training.experiments import run_group
+
+    base = Config(epochs=1, **SMALL)
+    with caplog.at_level(logging.INFO, logger="elcrec"):
+        run_group(base, {"sasrec": {}, "gru4rec": {"model": "gru4rec"}}, [1, 2], tmp_path)
+    announced = [r.getMessage() for r in caplog.records if r.getMessage().startswith("== run")]
+    assert [line.split(":")[0].split(",")[0] for line in announced] == [f"== run {n} of 4" for n in (1, 2, 3, 4)]
