@@ -63,33 +63,49 @@ def paper_numbers() -> dict[tuple[str, str], dict[str, float]]:
 
 
 def read_manifest(path: Path) -> tuple[dict, list[dict]]:
-    """(defaults, cells in training order): each cell {dataset, model, seed, variant}."""
+    """(defaults, cells in training order): each cell {dataset, model, seed, variant, ablation}; an [[ablation]]
+    group's cells are ELCRec's ablation variants (training.experiments.ABLATIONS; ELCRec itself is its cell)."""
+    from elcrec.training.experiments import ABLATIONS
+
     manifest = tomllib.loads(path.read_text())
     cells = []
-    for group in manifest.get("cells", []):
-        unknown = set(group) - {"datasets", "models", "seeds", "variant"}
-        if unknown:
-            raise SystemExit(f"{path}: unknown cell key(s) {sorted(unknown)}")
-        if group.get("variant", "fast") not in VARIANTS:
-            raise SystemExit(f"{path}: variant {group['variant']!r}: choose among {', '.join(VARIANTS)}")
-        for dataset in group["datasets"]:
-            if dataset not in FILES:
-                raise SystemExit(f"{path}: dataset {dataset!r}: choose among {', '.join(FILES)}")
-            for model in group["models"]:
-                for seed in group["seeds"]:
-                    cells.append(
-                        {"dataset": dataset, "model": model, "seed": seed, "variant": group.get("variant", "fast")}
-                    )
+    for kind, groups in (("cells", manifest.get("cells", [])), ("ablation", manifest.get("ablation", []))):
+        names = "models" if kind == "cells" else "variants"
+        for group in groups:
+            unknown = set(group) - {"datasets", names, "seeds", "variant"}
+            if unknown:
+                raise SystemExit(f"{path}: unknown {kind} key(s) {sorted(unknown)}")
+            if group.get("variant", "fast") not in VARIANTS:
+                raise SystemExit(f"{path}: variant {group['variant']!r}: choose among {', '.join(VARIANTS)}")
+            for dataset in group["datasets"]:
+                if dataset not in FILES:
+                    raise SystemExit(f"{path}: dataset {dataset!r}: choose among {', '.join(FILES)}")
+                for name in group[names]:
+                    if kind == "ablation" and name not in ABLATIONS:
+                        raise SystemExit(f"{path}: ablation {name!r}: choose among {', '.join(ABLATIONS)}")
+                    for seed in group["seeds"]:
+                        cells.append(
+                            {
+                                "dataset": dataset,
+                                "model": "elcrec" if kind == "ablation" else name,
+                                "seed": seed,
+                                "variant": group.get("variant", "fast"),
+                                "ablation": name if kind == "ablation" else "ELCRec",
+                            }
+                        )
     return manifest.get("defaults", {}), cells
 
 
 def cell_name(cell: dict) -> str:
-    return f"{cell['dataset']}/{cell['model']}-seed{cell['seed']}"
+    ablation = "" if cell["ablation"] == "ELCRec" else f"-{cell['ablation'].lower().replace('+', '')}"
+    return f"{cell['dataset']}/{cell['model']}{ablation}-seed{cell['seed']}"
 
 
 def cell_config(cell: dict, defaults: dict):
     from elcrec import Config
+    from elcrec.training.experiments import ABLATIONS
 
+    switches = ABLATIONS[cell["ablation"]] if cell["model"] == "elcrec" else {}
     return Config(
         data=str(dataset_path(cell["dataset"])),
         preset=cell["dataset"],
@@ -97,6 +113,7 @@ def cell_config(cell: dict, defaults: dict):
         seed=cell["seed"],
         **defaults,
         **VARIANTS[cell["variant"]],
+        **switches,
         output_dir=str(ROOT / "runs" / "reproduce" / cell_name(cell)),
     )
 
@@ -154,7 +171,8 @@ def write_table(cells: list[dict], command: str) -> None:
     paper = paper_numbers()
     groups: dict[tuple[str, str], list[dict]] = {}
     for cell in cells:
-        groups.setdefault((cell["dataset"], cell["model"]), []).append(cell)
+        if cell["ablation"] == "ELCRec":  # the main cells (ELCRec's ablation variants: write_ablation)
+            groups.setdefault((cell["dataset"], cell["model"]), []).append(cell)
     machines = sorted({record[1]["machine"] for cell in cells if (record := recorded(cell))})
     lines = [
         "# Reproduction of the ELCRec paper's Table 1",
@@ -229,12 +247,61 @@ def write_table(cells: list[dict], command: str) -> None:
     write_markdown(RESULTS / "paper-table.md", lines)
 
 
+def write_ablation(cells: list[dict]) -> None:
+    """paper-ablation.md and .png: the paper's ablation figure (the sum of HR@5, HR@20, NDCG@5 and NDCG@20 per
+    variant) for each dataset with ablation cells."""
+    from elcrec.training.experiments import ABLATION_METRICS, ABLATIONS, ablation_plot
+
+    datasets = list(dict.fromkeys(cell["dataset"] for cell in cells if cell["ablation"] != "ELCRec"))
+    if not datasets:
+        return
+    lines = [
+        "# ELCRec's ablation",
+        "",
+        "The paper's Fig. 3: B is the backbone with instance CL, ICL the intent-assisted CL (fusion and PCL), "
+        "ELCM the end-to-end learnable cluster module (without it the k-means centres of the untrained encoder "
+        "stay fixed). Test split, the campaign's protocol (docs/reproducing.md); the sum of "
+        f"{' + '.join(ABLATION_METRICS)} as the paper plots it.",
+        "",
+        "| dataset | " + " | ".join(ABLATIONS) + " |",
+        "|---" * (len(ABLATIONS) + 1) + "|",
+    ]
+    for dataset in datasets:
+        results = {}
+        for name in ABLATIONS:
+            found = [
+                recorded(cell)
+                for cell in cells
+                if cell["dataset"] == dataset and cell["model"] == "elcrec" and cell["ablation"] == name
+            ]
+            results[name] = [record[0]["test"] for record in found if record]
+        lines.append(
+            f"| {TABLE_NAMES[dataset]} | "
+            + " | ".join(
+                _mean_std([sum(run[m] for m in ABLATION_METRICS) for run in runs]) if runs else "pending"
+                for runs in results.values()
+            )
+            + " |"
+        )
+        done = {name: runs for name, runs in results.items() if runs}
+        if done:
+            ablation_plot(done, RESULTS / f"paper-ablation-{dataset}.png")
+            lines.append("")
+            lines.append(f"![{TABLE_NAMES[dataset]}](paper-ablation-{dataset}.png)")
+            lines.append("")
+    write_markdown(RESULTS / "paper-ablation.md", lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--manifest", type=Path, default=ROOT / "benchmarks" / "paper.toml")
     parser.add_argument("--only", default="", help="DATASET[:MODEL[:SEED]],... cells to train (default: all)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = the idle cores)")
-    parser.add_argument("--table", action="store_true", help="only regenerate paper-table.md from the records")
+    parser.add_argument(
+        "--table",
+        action="store_true",
+        help="only regenerate the tables (paper-table.md, paper-ablation.md) from the records",
+    )
     args = parser.parse_args()
 
     defaults, cells = read_manifest(args.manifest)
@@ -258,8 +325,10 @@ def main() -> None:
                 loaded = {cell["dataset"]: load_dataset(cell_config(cell, defaults))}  # one dataset in memory
             run_cell(cell, defaults, loaded[cell["dataset"]])
             write_table(cells, command)
+            write_ablation(cells)
     else:
         write_table(cells, command)
+        write_ablation(cells)
 
 
 if __name__ == "__main__":
