@@ -137,3 +137,38 @@ def test_presets_fill_what_is_not_given():
     config = Config.from_dict({"preset": "beauty", "model": "elcrec", "num_clusters": 64})
     assert (config.num_layers, config.trade_off, config.intent_fusion, config.num_clusters) == (1, 10.0, "shift", 64)
     assert Config.from_dict({"preset": "toys", "model": "elcrec"}).num_layers == 3
+
+
+@pytest.mark.parametrize("centres", ["initial", "every_epoch"])
+def test_without_elcm_the_centres_are_kmeans_kept_or_fitted_every_epoch(tiny_data, centres):
+    """B+ICL: no cluster loss, and the centres are k-means of the untrained encoder (initial) or refitted before
+    every epoch as ICLRec's E-step (every_epoch)."""
+    config = Config(
+        model="elcrec",
+        elcm=False,
+        centres_without_elcm=centres,
+        hidden_size=16,
+        num_clusters=4,
+        max_len=20,
+        kmeans_restarts=1,
+        dropout=0.0,
+        attn_dropout=0.0,
+    )
+    torch.manual_seed(0)
+    model = build_model(config, tiny_data.n_items)
+    train, batch = batch_for(tiny_data, config)
+    model.prepare(train)
+    initial = model.cluster_centers.detach().clone()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(3):
+        model.train()
+        terms = model.loss_terms(batch)
+        assert "cluster" not in terms
+        optimizer.zero_grad()
+        sum(terms.values()).backward()
+        optimizer.step()
+    assert torch.allclose(model.cluster_centers, initial, atol=1e-6)  # no gradient (each step renormalises them)
+    model.start_epoch(train)
+    refitted = not torch.allclose(model.cluster_centers, initial)
+    assert refitted == (centres == "every_epoch")
+    assert torch.allclose(model.cluster_centers.norm(dim=1), torch.ones(4), atol=1e-5)

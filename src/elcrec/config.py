@@ -27,6 +27,7 @@ CHOICES = {
     "pooling": ("all", "items"),
     "padding_outputs": ("encoded", "zero"),
     "cluster_pull": ("all", "nearest"),
+    "centres_without_elcm": ("initial", "every_epoch"),
     "preset": ("", "beauty", "sports", "toys", "yelp"),
     "loss": ("bce", "ce"),
     "mask_history": ("none", "exclude", "reference"),
@@ -143,7 +144,12 @@ class Config:
         "elcrec: standardise sequence representations (running mean/variance) before normalising them "
         "(off: the reference)",
     )
-    elcm: bool = _opt(True, "elcrec: learnable cluster module (off: k-means centres stay fixed, no cluster loss)")
+    elcm: bool = _opt(True, "elcrec: learnable cluster module (off: k-means centres, no cluster loss)")
+    centres_without_elcm: str = _opt(
+        "initial",
+        "elcrec with elcm off: the k-means centres of the untrained encoder, kept (initial), or fitted again before "
+        "every epoch as ICLRec's E-step (every_epoch); the paper does not say and its code has no such switch",
+    )
     icl: bool = _opt(True, "elcrec: intent-assisted CL and PCL (off: plain instance CL)")
     pooling: str = _opt(
         "all",

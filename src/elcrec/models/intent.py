@@ -18,7 +18,8 @@ Pooled outputs share one dominant direction (mean pairwise cosine 0.97 on Beauty
 checkpoint, which puts 99.8% of users in one intent), so intent_centering=True standardises them with
 running statistics before normalising; with it and pooling=items, intents follow the planted ones on
 synthetic data (tests/test_cluster_recovery.py).
-Ablations (paper): elcm=False freezes the k-means centres and drops the cluster loss; icl=False drops
+Ablations (paper): elcm=False drops the cluster loss and keeps k-means centres (those of the untrained encoder,
+or, with centres_without_elcm=every_epoch, fitted again before every epoch as ICLRec does); icl=False drops
 the intent fusion and PCL. Both off is CL4SRec.
 """
 
@@ -160,11 +161,19 @@ class ELCRec(IntentModel):
         return self.cluster_centers
 
     def prepare(self, train: TrainSet) -> None:
-        with torch.no_grad():
-            self.cluster_centers.copy_(F.normalize(self.cluster(train), dim=1))
+        self.fit_centres(train)
         if self.centering is not None:
             broadcast(self.centering.running_mean)
             broadcast(self.centering.running_var)
+
+    def start_epoch(self, train: TrainSet) -> None:
+        """Without ELCM, every_epoch fits the centres again before each epoch (ICLRec's E-step)."""
+        if not self.config.elcm and self.config.centres_without_elcm == "every_epoch":
+            self.fit_centres(train)
+
+    def fit_centres(self, train: TrainSet) -> None:
+        with torch.no_grad():
+            self.cluster_centers.copy_(F.normalize(self.cluster(train), dim=1))
 
     def clustered(self, x: np.ndarray) -> np.ndarray:
         """With intent_centering, k-means clusters what the loss will see: standardised, unit-length vectors
