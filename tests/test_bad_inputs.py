@@ -174,6 +174,11 @@ CASES = [
     ("config not UTF-8", ["train", "--config", "{root}/latin1.yaml"], "not UTF-8 text"),
     ("infinite lr", ["train", "--lr", "inf", *TINY], "lr=inf: must be a finite number"),
     ("lr beyond float32", ["train", "--lr", "1e39", *TINY], "in float32's range"),
+    (
+        "a learning rate that diverges",
+        ["train", "--lr", "1e30", *TINY, "--epochs", "3", "--output-dir", "{root}/nan"],
+        "the training loss became NaN or infinite at epoch 1",
+    ),
     ("NaN lr", ["train", "--lr", "nan", *TINY], "must be a finite number"),
     ("dropout of 1.5", ["train", "--dropout", "1.5", *TINY], "must be in [0, 1)"),
     ("metric cut-off", ["train", "--metric", "NDCG@50", *TINY], "k in eval_ks"),

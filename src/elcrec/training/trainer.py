@@ -45,8 +45,9 @@ from .tracking import open_tracker
 LOG_EVERY = 20  # steps between reads of the loss (each waits for the device)
 
 
-class NonFinite(RuntimeError):
-    """The training loss or the weights became NaN or infinite; nothing from that epoch was saved."""
+class NonFinite(ValueError):
+    """The training loss or the weights became NaN or infinite (the settings or the data are at fault: a ValueError);
+    nothing from that epoch was saved."""
 
 
 def train(
