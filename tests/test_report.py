@@ -69,30 +69,32 @@ def test_activity_groups_are_length_quartiles():
     assert shares["new"] == [(0, 1.0), (1, 0.0)] and shares["high"] == [(1, 1.0), (0, 0.0)]
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="Chromium not installed (apt-get install chromium)")
+needs_chromium = pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="Chromium not installed (apt-get install chromium)"
+)
+
+
+def chromium(profile, *arguments):
+    """Headless Chromium, as root, offline (no background connections to refuse)."""
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+    ]
+    return subprocess.run(["chromium", *flags, *arguments], check=True, capture_output=True, text=True, timeout=120)
+
+
+@needs_chromium
 def test_report_renders_in_headless_chromium(report, tmp_path):
     from matplotlib.image import imread
 
     shot = tmp_path / "shot.png"
-    subprocess.run(
-        [
-            "chromium",
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--window-size=1280,1600",
-            f"--screenshot={shot}",
-            report.as_uri(),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    chromium(tmp_path / "profile", "--window-size=1280,1600", f"--screenshot={shot}", report.as_uri())
     pixels = imread(shot)[..., :3]
     assert pixels.shape[:2] == (1600, 1280)
     # the figures drew: coloured (non-grey) pixels from the curves and the intent map, not broken-image icons
@@ -100,31 +102,13 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     assert coloured.mean() > 0.005
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="Chromium not installed (apt-get install chromium)")
+@needs_chromium
 def test_the_intent_explorer_sorts_in_the_browser(report, tmp_path):
     """A click on a column header sorts the explorer's rows by it (the page's own script, run by Chromium)."""
     clicked = tmp_path / "clicked.html"
     click = '<script>document.querySelector("table.sortable th:nth-child(2)").click();</script></body>'
     clicked.write_text(report.read_text().replace("</body>", click))
-    done = subprocess.run(
-        [
-            "chromium",
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--dump-dom",
-            clicked.as_uri(),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = chromium(tmp_path / "profile", "--dump-dom", clicked.as_uri())
     table = done.stdout.split('<table class="sortable">', 1)[1].split("</table>", 1)[0]
     users = [int(row.split("<td>")[2].split("</td>")[0]) for row in table.split("<tr>")[1:] if "<td>" in row]
     assert len(users) > 1 and users == sorted(users)  # ascending after one click (the page lists largest first)
