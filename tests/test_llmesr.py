@@ -244,3 +244,30 @@ def test_without_causal_attention_every_position_reads_the_later_items(data):
     inputs[:, -1] = 1 + inputs[:, -1] % data.n_items
     items = batch.inputs[:, :-1] > 0
     assert not torch.allclose(model.sequence_output(inputs)[:, :-1][items], before[:, :-1][items])
+
+
+def test_a_run_saved_before_the_public_behaviour_loads_as_it_was_trained(data, tmp_path):
+    """config.json of a run from before backbone_code and its siblings existed: the run used this library's
+    backbone and the cross-attention on its outputs, and loads so (not with today's defaults)."""
+    import json
+
+    from elcrec.config import ADDED
+
+    text, _ = topic_text(data)
+    np.save(tmp_path / "text.npy", text)
+    config = Config(
+        model="llmesr",
+        item_text=str(tmp_path / "text.npy"),
+        hidden_size=16,
+        max_len=20,
+        epochs=1,
+        device="cpu",
+        output_dir=str(tmp_path / "run"),
+        **ADDED["llmesr"],
+    )
+    train(config, data=data, progress=False)
+    saved = tmp_path / "run" / "config.json"
+    values = json.loads(saved.read_text())
+    saved.write_text(json.dumps({k: v for k, v in values.items() if k not in ADDED["llmesr"]}))
+    run = load_run(tmp_path / "run")
+    assert run.config == config and type(run.model.encoder).__name__ == "TransformerEncoder"

@@ -103,6 +103,17 @@ def preset_values(preset: str, model: str) -> dict[str, Any]:
 # settings that existed once: saved runs still hold them (text_dim: the text width now comes from the data and
 # the weights)
 RETIRED = ("text_dim",)
+# settings added with a default unlike what the model did before them, by model: a saved run (its config.json holds
+# every setting of its time) that lacks one ran the way given here (llmesr before it followed the public code)
+ADDED = {
+    "llmesr": {
+        "backbone_code": "library",
+        "cross_attention_at": "outputs",
+        "gru_positions": "all",
+        "distill_at": "mask",
+        "icc_items": "targets",
+    }
+}
 
 
 # llmesr's choices between the public code's behaviour (the defaults) and ours; an error for any other model
@@ -417,6 +428,11 @@ class Config:
     def from_dict(cls, values: dict[str, Any]) -> Config:
         """Settings from a file or a saved run; keys of settings that no longer exist (RETIRED) are dropped."""
         return cls(**{key: value for key, value in values.items() if key not in RETIRED})
+
+    @classmethod
+    def from_saved(cls, values: dict[str, Any]) -> Config:
+        """The settings of a saved run: from_dict, with the behaviour the run had for settings added since (ADDED)."""
+        return cls.from_dict({**ADDED.get(str(values.get("model")), {}), **values})
 
     @classmethod
     def load(cls, path: str | Path | None = None, **overrides: Any) -> Config:
