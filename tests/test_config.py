@@ -125,6 +125,9 @@ def test_llmesr_presets_are_its_scripts():
     }
     assert thresholds == {"beauty": (9, 4), "fashion": (3, 4), "yelp": (12, 13)}
     assert Config(preset="beauty", model="llmesr", backbone="bert4rec").cloze_prob == 0.6
+    assert Config(preset="beauty", model="llmesr").cloze_prob == 0.2 and recipe.num_layers == 2
+    assert Config(preset="llmesr", model="llmesr", backbone="gru4rec").num_layers == 1  # its GRU: 1 layer
+    assert Config(preset="yelp", model="llmesr").replace(backbone="gru4rec").preset_settings()["num_layers"] == 1
     assert Config(preset="llmesr", model="sasrec").preset_settings() == {}  # the recipe is llmesr's only
     assert Config(preset="fashion", model="sasrec").preset_settings() == {}
     assert Config(preset="beauty", model="elcrec").max_len == 50  # ELCRec's Beauty preset is unchanged

@@ -58,23 +58,27 @@ _ELCREC = {
 }
 # LLM-ESR's come from its scripts (experiments/{beauty,fashion,yelp}.bash) and the main.py defaults they keep:
 # max_len 200, batch 128, 200 epochs, patience 20 on validation NDCG@10 over 100 sampled negatives, 2 blocks of 1
-# head, dropout 0.5, mask proportion 0.6 (read by the bert4rec backbone only), the neighbours encoded at every step
+# head (the GRU: 1 layer), dropout 0.5, mask proportion 0.6 for BERT4Rec, the neighbours encoded at every step
 # (engine=reference), and its long-tail groups, whose thresholds are the only per-dataset settings. preset=llmesr
-# gives the recipe with main.py's default thresholds, for any dataset.
+# gives the recipe with main.py's default thresholds, for any dataset. "<model>/<backbone>" entries add to the
+# model's for that backbone.
 _LLMESR = {
-    "max_len": 200,
-    "batch_size": 128,
-    "epochs": 200,
-    "patience": 20,
-    "metric": "NDCG@10",
-    "sampled_negatives": 100,
-    "num_layers": 2,
-    "num_heads": 1,
-    "dropout": 0.5,
-    "attn_dropout": 0.5,
-    "cloze_prob": 0.6,
-    "engine": "reference",
-    "long_tail": "thresholds",
+    "llmesr": {
+        "max_len": 200,
+        "batch_size": 128,
+        "epochs": 200,
+        "patience": 20,
+        "metric": "NDCG@10",
+        "sampled_negatives": 100,
+        "num_layers": 2,
+        "num_heads": 1,
+        "dropout": 0.5,
+        "attn_dropout": 0.5,
+        "engine": "reference",
+        "long_tail": "thresholds",
+    },
+    "llmesr/bert4rec": {"cloze_prob": 0.6},
+    "llmesr/gru4rec": {"num_layers": 1},
 }
 _LLMESR_THRESHOLDS = {"beauty": (9, 4), "fashion": (3, 4), "yelp": (12, 13)}  # ts_user, ts_item
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
@@ -89,15 +93,17 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         for dataset, depth in _DEPTHS.items()
     },
     "fashion": {},
-    "llmesr": {"llmesr": _LLMESR},
+    "llmesr": dict(_LLMESR),
 }
 for _dataset, (_users, _items) in _LLMESR_THRESHOLDS.items():
-    PRESETS[_dataset]["llmesr"] = {**_LLMESR, "short_user_threshold": _users, "tail_item_threshold": _items}
+    PRESETS[_dataset].update(_LLMESR)
+    PRESETS[_dataset]["llmesr"] = {**_LLMESR["llmesr"], "short_user_threshold": _users, "tail_item_threshold": _items}
 
 
-def preset_values(preset: str, model: str) -> dict[str, Any]:
-    """The settings `preset` gives `model` ({} for no preset, or a model it has nothing for)."""
-    return dict(PRESETS.get(preset, {}).get(model, {}))
+def preset_values(preset: str, model: str, backbone: str = "sasrec") -> dict[str, Any]:
+    """The settings `preset` gives `model` on `backbone` ({} for no preset, or a model it has nothing for)."""
+    values = PRESETS.get(preset, {})
+    return {**values.get(model, {}), **values.get(f"{model}/{backbone}", {})}
 
 
 # settings that existed once: saved runs still hold them (text_dim: the text width now comes from the data and
@@ -341,7 +347,11 @@ class Config:
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise ConfigError(f"unknown config key {key!r}{hint}")
         object.__setattr__(self, "_given", frozenset(values))  # what replace() keeps; the preset fills the rest
-        preset = preset_values(str(values.get("preset", "")), str(values.get("model", known["model"].default)))
+        preset = preset_values(
+            str(values.get("preset", "")),
+            str(values.get("model", known["model"].default)),
+            str(values.get("backbone", known["backbone"].default)),
+        )
         for name, f in known.items():
             if name in values:
                 value = values[name]
@@ -448,7 +458,8 @@ class Config:
 
     def preset_settings(self) -> dict[str, Any]:
         """The preset's settings for this model that the run took from it (not given explicitly)."""
-        return {k: getattr(self, k) for k in preset_values(self.preset, self.model) if k not in self._given}
+        preset = preset_values(self.preset, self.model, self.backbone)
+        return {k: getattr(self, k) for k in preset if k not in self._given}
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)

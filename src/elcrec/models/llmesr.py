@@ -13,7 +13,8 @@ Attention is causal with backbones sasrec and gru4rec unless causal_attention is
 whose attention masks only padding. The user representation is u = [h_sem; h_col] (2d) at the last position
 and item i scores u . [a(t_i); e_i]. BERT4Rec's [MASK] is one more item row, as in the public code: a zero text
 vector (so a(0), the adapter's bias) and an id embedding that starts at zero; u is the output at a [MASK]
-appended to the history (as the public code: positions then run on to last + 1). Training loss:
+appended to the history (in the public backbone at position last + 1, as there). The adapter and the public
+modules start from xavier-normal weights, as the public code's. Training loss:
   rec      BCE with one sampled unseen negative (or `loss`=ce) on the concatenated representations: at every
            position (sasrec), at the last one (gru4rec; gru_positions=all: every one), or for bert4rec at the
            labelled positions of the public code's two rows per user: items[:-2] with a cloze_prob share
@@ -125,7 +126,7 @@ class LLMESR(NextItemRecommender):
             if config.icc != "none" and config.icc_centres == "learned"
             else None
         )
-        self.user_text: torch.Tensor | None = None  # [n_users, D'] (set_user_text), not saved
+        self.user_text: torch.Tensor | None = None  # [n_users, D'] (create sets it), not saved
         # set by start_epoch, not saved: training inputs [N, L], similar users [N, k], their representations
         self.train_inputs: torch.Tensor | None = None
         self.neighbours: torch.Tensor | None = None
