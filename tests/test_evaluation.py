@@ -134,9 +134,7 @@ def test_threshold_groups_are_llmesrs(tiny_data):
     count once, test items included); a short user fewer than ts_user items in its input (capped at max_len)."""
     from elcrec.evaluation.long_tail import groups_of, item_users
 
-    config = Config(max_len=8, long_tail="thresholds", tail_item_threshold=12, short_user_threshold=7)
-    split = eval_set(tiny_data, config.max_len, "test")
-    groups = groups_of(config, tiny_data, split)
+    split = eval_set(tiny_data, 8, "test")
     users_of = [set() for _ in range(tiny_data.n_items + 1)]
     for u in range(tiny_data.n_users):
         for item in tiny_data.sequence(u):
@@ -144,9 +142,13 @@ def test_threshold_groups_are_llmesrs(tiny_data):
     pop = np.array([len(users) for users in users_of])
     np.testing.assert_array_equal(item_users(tiny_data), pop)
     assert pop.sum() < tiny_data.n_interactions  # the synthetic users repeat items
-    np.testing.assert_array_equal(groups["tail_items"], pop[split.targets] < 12)
     lengths = np.minimum(tiny_data.lengths - 1, 8)
-    np.testing.assert_array_equal(groups["tail_users"], lengths < 7)
+    ts_item, ts_user = int(np.median(pop[split.targets])), 7  # some targets and users sit on the thresholds
+    assert (pop[split.targets] == ts_item).any() and (lengths == ts_user).any()
+    config = Config(max_len=8, long_tail="thresholds", tail_item_threshold=ts_item, short_user_threshold=ts_user)
+    groups = groups_of(config, tiny_data, split)
+    np.testing.assert_array_equal(groups["tail_items"], pop[split.targets] < ts_item)
+    np.testing.assert_array_equal(groups["tail_users"], lengths < ts_user)
     assert 0 < groups["tail_items"].sum() < len(split.targets) and 0 < groups["tail_users"].sum() < len(lengths)
     assert (groups["head_items"] ^ groups["tail_items"]).all() and (groups["head_users"] ^ groups["tail_users"]).all()
     share = groups_of(config.replace(long_tail="share"), tiny_data, split)
