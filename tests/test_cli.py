@@ -24,6 +24,22 @@ def test_train_evaluate_recommend(tmp_path):
     assert result.exit_code == 0, result.output
     assert set(json.loads(result.output)) == {f"{m}@{k}" for m in ("HR", "NDCG", "MRR") for k in (1, 5)}
 
+    result = invoke(
+        "evaluate", run, "--json", "--long-tail", "--long-tail-groups", "thresholds", "--tail-item-threshold", 20
+    )
+    metrics = json.loads(result.output)
+    assert result.exit_code == 0 and {"tail_items/NDCG@10", "head_users/HR@20"} <= set(metrics), result.output
+    from elcrec.data import eval_set, load_dataset
+    from elcrec.evaluation import evaluate
+    from elcrec.evaluation.long_tail import threshold_groups
+    from elcrec.runs import load_run
+
+    saved = load_run(run)
+    data = load_dataset(saved.config)
+    split = eval_set(data, saved.config.max_len, "test")
+    groups = threshold_groups(data, split, 20, 10)  # the groups the flags ask for
+    assert evaluate(saved.model, split, groups=groups, seed=saved.config.seed) == metrics
+
     result = invoke("recommend", run, "--history", "3 7 11", "-k", 4)
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()[1:]

@@ -30,6 +30,11 @@ def test_file_values_then_overrides(tmp_path):
         ({"engine": "turbo"}, "choose one of fast, reference"),
         ({"model": "sasrec", "backbone": "gru4rec"}, "llmesr's setting; the plain model is model=gru4rec"),
         ({"model": "sasrec", "padding_outputs": "zero"}, "setting of cl4srec, iclrec and elcrec"),
+        ({"model": "sasrec", "causal_attention": False}, "causal_attention=False is a setting of llmesr"),
+        ({"model": "gru4rec", "backbone_code": "library"}, "backbone_code='library' is a setting of llmesr"),
+        ({"model": "llmesr", "hidden_size": 15, "num_heads": 1}, "2-head cross-attention needs an even size"),
+        ({"long_tail": "pareto"}, "choose one of share, thresholds"),
+        ({"tail_item_threshold": -1}, "must be 0 or more"),
         ({"lr": "inf"}, "lr='inf': must be a finite number"),
         ({"lr": float("nan")}, "must be a finite number"),
         ({"trade_off": "1e400"}, "must be a finite number"),
@@ -92,3 +97,48 @@ def test_the_model_names_are_the_models():
     from elcrec.models import MODELS
 
     assert tuple(MODELS) == CHOICES["model"]  # config names them without importing torch; one list
+
+
+def test_llmesr_presets_are_its_scripts():
+    """preset=llmesr: experiments/*.bash on any dataset; beauty, fashion and yelp add their long-tail thresholds."""
+    recipe = Config(preset="llmesr", model="llmesr")
+    assert (recipe.max_len, recipe.batch_size, recipe.epochs, recipe.patience, recipe.metric) == (
+        200,
+        128,
+        200,
+        20,
+        "NDCG@10",
+    )
+    assert (recipe.sampled_negatives, recipe.num_heads, recipe.engine, recipe.long_tail) == (
+        100,
+        1,
+        "reference",
+        "thresholds",
+    )
+    assert (recipe.tail_item_threshold, recipe.short_user_threshold) == (20, 10)  # main.py's defaults
+    thresholds = {
+        ds: (
+            Config(preset=ds, model="llmesr").short_user_threshold,
+            Config(preset=ds, model="llmesr").tail_item_threshold,
+        )
+        for ds in ("beauty", "fashion", "yelp")
+    }
+    assert thresholds == {"beauty": (9, 4), "fashion": (3, 4), "yelp": (12, 13)}
+    assert Config(preset="beauty", model="llmesr", backbone="bert4rec").cloze_prob == 0.6
+    assert Config(preset="beauty", model="llmesr").cloze_prob == 0.2 and recipe.num_layers == 2
+    assert Config(preset="llmesr", model="llmesr", backbone="gru4rec").num_layers == 1  # its GRU: 1 layer
+    assert Config(preset="yelp", model="llmesr").replace(backbone="gru4rec").preset_settings()["num_layers"] == 1
+    assert Config(preset="llmesr", model="sasrec").preset_settings() == {}  # the recipe is llmesr's only
+    assert Config(preset="fashion", model="sasrec").preset_settings() == {}
+    assert Config(preset="beauty", model="elcrec").max_len == 50  # ELCRec's Beauty preset is unchanged
+
+
+def test_a_saved_run_keeps_the_behaviour_of_settings_added_since():
+    """config.json of an llmesr run from before backbone_code existed: the library backbone, as it was trained."""
+    saved = Config(model="llmesr", item_text="t.npy").to_dict()
+    for name in ("backbone_code", "cross_attention_at", "gru_positions", "distill_at", "icc_items"):
+        del saved[name]
+    old = Config.from_saved(saved)
+    assert (old.backbone_code, old.cross_attention_at, old.icc_items) == ("library", "outputs", "targets")
+    assert Config.from_dict(saved).backbone_code == "public"  # a config file without the key: today's default
+    assert Config.from_saved(Config(model="sasrec").to_dict()) == Config(model="sasrec")

@@ -127,3 +127,29 @@ def test_long_tail_groups_split_users_and_combine_to_the_overall_metrics(tiny_da
             counts = [groups[name].sum() for name in pair]
             combined = sum(n * result[f"{name}/NDCG@10"] for name, n in zip(pair, counts)) / sum(counts)
             assert combined == pytest.approx(result["NDCG@10"])
+
+
+def test_threshold_groups_are_llmesrs(tiny_data):
+    """LLM-ESR's protocol: a tail item has fewer than ts_item distinct users over all the data (a user's repeats
+    count once, test items included); a short user fewer than ts_user items in its input (capped at max_len)."""
+    from elcrec.evaluation.long_tail import groups_of, item_users
+
+    split = eval_set(tiny_data, 8, "test")
+    users_of = [set() for _ in range(tiny_data.n_items + 1)]
+    for u in range(tiny_data.n_users):
+        for item in tiny_data.sequence(u):
+            users_of[item].add(u)
+    pop = np.array([len(users) for users in users_of])
+    np.testing.assert_array_equal(item_users(tiny_data), pop)
+    assert pop.sum() < tiny_data.n_interactions  # the synthetic users repeat items
+    lengths = np.minimum(tiny_data.lengths - 1, 8)
+    ts_item, ts_user = int(np.median(pop[split.targets])), 7  # some targets and users sit on the thresholds
+    assert (pop[split.targets] == ts_item).any() and (lengths == ts_user).any()
+    config = Config(max_len=8, long_tail="thresholds", tail_item_threshold=ts_item, short_user_threshold=ts_user)
+    groups = groups_of(config, tiny_data, split)
+    np.testing.assert_array_equal(groups["tail_items"], pop[split.targets] < ts_item)
+    np.testing.assert_array_equal(groups["tail_users"], lengths < ts_user)
+    assert 0 < groups["tail_items"].sum() < len(split.targets) and 0 < groups["tail_users"].sum() < len(lengths)
+    assert (groups["head_items"] ^ groups["tail_items"]).all() and (groups["head_users"] ^ groups["tail_users"]).all()
+    share = groups_of(config.replace(long_tail="share"), tiny_data, split)
+    assert share["head_users"].sum() == round(0.2 * tiny_data.n_users)

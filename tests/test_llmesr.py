@@ -61,19 +61,19 @@ def build(data, **options):
     "options, terms",
     [
         ({}, {"rec", "distill"}),
-        ({"distill_weight": 0.0}, {"rec"}),
+        ({"distill_weight": 0.0, "cross_attention": False}, {"rec"}),
         ({"icc": "kmeans", "icc_clusters": 4}, {"rec", "distill", "icc"}),
         (
-            {"icc": "kmeans", "icc_clusters": 4, "icc_centres": "learned", "cross_attention": True},
+            {"icc": "kmeans", "icc_clusters": 4, "icc_centres": "learned", "cross_attention_at": "outputs"},
             {"rec", "distill", "icc"},
         ),
-        ({"icc": "hdbscan"}, {"rec", "distill", "icc"}),
-        (
-            {"backbone": "gru4rec", "icc": "kmeans", "icc_clusters": 4, "cross_attention": True},
-            {"rec", "distill", "icc"},
-        ),
+        ({"icc": "hdbscan", "icc_items": "targets", "causal_attention": False}, {"rec", "distill", "icc"}),
+        ({"backbone": "gru4rec", "icc": "kmeans", "icc_clusters": 4}, {"rec", "distill", "icc"}),
+        ({"backbone": "gru4rec", "gru_positions": "all", "backbone_code": "library"}, {"rec", "distill"}),
         ({"backbone": "bert4rec", "icc": "kmeans", "icc_clusters": 4}, {"rec", "distill", "icc"}),
-        ({"backbone": "bert4rec", "cross_attention": True, "loss": "ce"}, {"rec", "distill"}),
+        ({"backbone": "bert4rec", "distill_at": "mask", "loss": "ce"}, {"rec", "distill"}),
+        ({"backbone_code": "library", "cross_attention_at": "outputs"}, {"rec", "distill"}),
+        ({"backbone_code": "library", "backbone": "bert4rec"}, {"rec", "distill"}),
     ],
 )
 def test_terms_train_and_the_views_score_items(data, options, terms):
@@ -122,8 +122,9 @@ def test_collaborative_view_starts_from_pca_of_the_text(data):
 
 
 @pytest.mark.parametrize("backbone", ["sasrec", "gru4rec"])
-def test_cross_attention_stays_causal(data, backbone):
-    model, batch, _ = build(data, cross_attention=True, backbone=backbone)
+@pytest.mark.parametrize("code, at", [("public", "embeddings"), ("library", "embeddings"), ("library", "outputs")])
+def test_cross_attention_stays_causal(data, backbone, code, at):
+    model, batch, _ = build(data, backbone=backbone, backbone_code=code, cross_attention_at=at)
     model.eval()
     inputs = batch.inputs.clone()
     before = model.sequence_output(inputs)
@@ -149,16 +150,43 @@ def test_distillation_targets_are_similar_users(data):
     assert cosine(own, neighbours).mean() > cosine(own, own[np.random.default_rng(0).permutation(len(own))]).mean()
 
 
-def test_bert4rec_backbone_scores_from_a_mask_after_the_history(data):
-    model, batch, _ = build(data, backbone="bert4rec", cross_attention=True)
+@pytest.mark.parametrize("code", ["public", "library"])
+def test_bert4rec_backbone_scores_from_a_mask_after_the_history(data, code):
+    model, batch, _ = build(data, backbone="bert4rec", backbone_code=code)
     model.eval()
     histories = batch.inputs
     mask = torch.full((16, 1), model.mask_token)
     expected = model.sequence_output(torch.cat([histories[:, 1:], mask], 1))[:, -1] @ model.item_table[1:].T
-    torch.testing.assert_close(model.score(histories), expected)
+    full = (histories > 0).all(1)  # [MASK] after a full window: the public code gives it position max_len + 1
+    assert 0 < full.sum() < 16
+    scores = model.score(histories)
+    torch.testing.assert_close(scores[~full], expected[~full])
+    assert torch.allclose(scores[full], expected[full]) == (code == "library")
     changed = histories.clone()
     changed[:, -3] = 1 + changed[:, -3] % data.n_items  # bidirectional: an older item changes the user too
     assert not torch.allclose(model.encode(changed), model.encode(histories))
+
+
+def test_public_cloze_rows_select_mask_and_replace_as_the_public_code():
+    """Two rows per user: a cloze_prob share of the maskable items selected, 80% [MASK], 10% a random item,
+    10% unchanged, no row forced to have one; then the sequence with only its last item masked."""
+    from elcrec.models.llmesr_backbones import cloze_copies
+
+    torch.manual_seed(0)
+    sequence = torch.randint(1, 1001, (4000, 50))
+    maskable = torch.ones_like(sequence, dtype=torch.bool)
+    maskable[:, :5] = False
+    tokens, labelled = cloze_copies(sequence, maskable, 0.6, 1001, 1000)
+    first, selected = tokens[:4000], labelled[:4000]
+    assert not selected[:, :5].any() and abs(selected[:, 5:].float().mean() - 0.6) < 0.005
+    mask, same = first[selected] == 1001, first[selected] == sequence[selected]
+    assert abs(mask.float().mean() - 0.8) < 0.005
+    assert abs(same.float().mean() - 0.1 - 0.1 / 1000) < 0.005  # a random item is the item itself 1/1000 times
+    assert (first[~selected] == sequence[~selected]).all()
+    assert torch.equal(tokens[4000:, :-1], sequence[:, :-1]) and (tokens[4000:, -1] == 1001).all()
+    assert labelled[4000:, -1].all() and not labelled[4000:, :-1].any()
+    _, few = cloze_copies(sequence[:, -3:], torch.ones(4000, 3, dtype=torch.bool), 0.1, 1001, 1000)
+    assert (~few[:4000].any(1)).sum() > 2000  # 0.9 ** 3 of the rows have none: none is forced
 
 
 def test_user_text_picks_the_distillation_neighbours(data):
@@ -205,3 +233,41 @@ def test_a_trained_run_loads_without_its_text_file(data, tmp_path):
     assert run.model.text.shape[1] == TEXT_DIM  # the width comes from the weights
     torch.testing.assert_close(run.model.text[1:-1], torch.from_numpy(text))  # the last row: [MASK]
     assert run.model.score(torch.from_numpy(train_set(data, 20).inputs[:4])).shape == (4, data.n_items)
+
+
+def test_without_causal_attention_every_position_reads_the_later_items(data):
+    """causal_attention off is the public code: its training positions read their own targets."""
+    model, batch, _ = build(data, causal_attention=False)
+    model.eval()
+    inputs = batch.inputs.clone()
+    before = model.sequence_output(inputs)
+    inputs[:, -1] = 1 + inputs[:, -1] % data.n_items
+    items = batch.inputs[:, :-1] > 0
+    assert not torch.allclose(model.sequence_output(inputs)[:, :-1][items], before[:, :-1][items])
+
+
+def test_a_run_saved_before_the_public_behaviour_loads_as_it_was_trained(data, tmp_path):
+    """config.json of a run from before backbone_code and its siblings existed: the run used this library's
+    backbone and the cross-attention on its outputs, and loads so (not with today's defaults)."""
+    import json
+
+    from elcrec.config import ADDED
+
+    text, _ = topic_text(data)
+    np.save(tmp_path / "text.npy", text)
+    config = Config(
+        model="llmesr",
+        item_text=str(tmp_path / "text.npy"),
+        hidden_size=16,
+        max_len=20,
+        epochs=1,
+        device="cpu",
+        output_dir=str(tmp_path / "run"),
+        **ADDED["llmesr"],
+    )
+    train(config, data=data, progress=False)
+    saved = tmp_path / "run" / "config.json"
+    values = json.loads(saved.read_text())
+    saved.write_text(json.dumps({k: v for k, v in values.items() if k not in ADDED["llmesr"]}))
+    run = load_run(tmp_path / "run")
+    assert run.config == config and type(run.model.encoder).__name__ == "TransformerEncoder"

@@ -89,3 +89,68 @@ def test_equal_timestamps_keep_file_order(tmp_path):
     path.write_text("user_id,item_id,timestamp\n1,c,0\n1,a,0\n1,b,0\n")
     assert sequences(build_sequences(read_interactions(path))) == {"1": ["c", "a", "b"]}
     assert np.all(build_sequences(read_interactions(path)).lengths == 3)
+
+
+class RunsCode:
+    """A pickle that would run a command when loaded."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def llmesr_folder(root, lines="1 2\n1 1\n2 3\n1 3\n2 1\n2 2\n3 1\n3 2\n3 3\n3 1\n"):
+    """LLM-ESR's data/<dataset>/handled/: inter.txt and pickled numpy embeddings (row r = item r + 1)."""
+    import pickle
+
+    folder = root / "handled"
+    folder.mkdir()
+    (folder / "inter.txt").write_text(lines)
+    rng = np.random.default_rng(0)
+    for name, rows in (("itm_emb_np.pkl", 3), ("usr_emb_np.pkl", 3)):
+        with open(folder / name, "wb") as handle:
+            pickle.dump(rng.normal(size=(rows, 6)).astype(np.float32), handle)
+    return folder
+
+
+def test_llmesr_layout_keeps_its_ids_so_its_embedding_rows_line_up(tmp_path):
+    import pickle
+
+    from elcrec import Config
+    from elcrec.data import load_dataset
+    from elcrec.data.item_text import item_text_matrix, user_text_matrix
+
+    folder = llmesr_folder(tmp_path)
+    data = load_dataset(Config(data=str(folder)))  # the folder's format is told from its inter.txt
+    assert sequences(data) == {"1": ["2", "1", "3"], "2": ["3", "1", "2"], "3": ["1", "2", "3", "1"]}
+    assert list(data.item_ids) == [1, 2, 3] and list(data.user_ids) == [1, 2, 3]
+    assert sequences(build_sequences(read_interactions(folder / "inter.txt"))) == sequences(data)
+    with open(folder / "itm_emb_np.pkl", "rb") as handle:
+        text = pickle.load(handle)
+    np.testing.assert_array_equal(item_text_matrix(str(folder / "itm_emb_np.pkl"), data), text)  # row i: item i + 1
+    assert user_text_matrix(str(folder / "usr_emb_np.pkl"), data).shape == (3, 6)
+
+
+def test_llmesr_layout_refuses_pickled_code_and_gaps_in_ids(tmp_path):
+    import pickle
+
+    from elcrec import Config
+    from elcrec.data import load_dataset
+    from elcrec.data.item_text import user_text_matrix
+
+    folder = llmesr_folder(tmp_path)
+    with open(folder / "usr_emb_np.pkl", "wb") as handle:
+        pickle.dump(RunsCode(tmp_path / "pwned"), handle)
+    with pytest.raises(DataError, match="usr_emb_np.pkl: not a pickle of numpy arrays"):
+        user_text_matrix(str(folder / "usr_emb_np.pkl"), load_dataset(Config(data=str(folder))))
+    assert not (tmp_path / "pwned").exists()
+    (folder / "inter.txt").write_text("1 2\n1 4\n1 2\n")
+    with pytest.raises(DataError, match=r"item ids must run 1..4 without a gap.*missing \(e.g. 1, 3\)"):
+        read_interactions(folder)
+    (folder / "inter.txt").write_text("1 2\n1 0\n")
+    with pytest.raises(DataError, match="inter.txt:2: expected 'user item' with ids from 1"):
+        read_interactions(folder, "llmesr")

@@ -16,10 +16,15 @@ from pathlib import Path
 from typing import Any
 
 CHOICES = {
-    "data_format": ("auto", "benchmark", "csv", "tsv", "parquet", "rechorus", "recbole"),
+    "data_format": ("auto", "benchmark", "csv", "tsv", "parquet", "rechorus", "recbole", "llmesr"),
     "dedup": ("none", "all", "consecutive"),
     "model": ("sasrec", "cl4srec", "iclrec", "elcrec", "gru4rec", "bert4rec", "llmesr", "pop"),
     "backbone": ("sasrec", "gru4rec", "bert4rec"),
+    "backbone_code": ("public", "library"),
+    "cross_attention_at": ("embeddings", "outputs"),
+    "gru_positions": ("last", "all"),
+    "distill_at": ("last", "mask"),
+    "icc_items": ("inputs", "targets"),
     "icc": ("none", "kmeans", "hdbscan"),
     "icc_centres": ("mean", "learned"),
     "augment": ("random", "crop", "mask", "reorder"),
@@ -28,9 +33,10 @@ CHOICES = {
     "padding_outputs": ("encoded", "zero"),
     "cluster_pull": ("all", "nearest"),
     "centres_without_elcm": ("initial", "every_epoch"),
-    "preset": ("", "beauty", "sports", "toys", "yelp"),
+    "preset": ("", "beauty", "sports", "toys", "yelp", "fashion", "llmesr"),
     "loss": ("bce", "ce"),
     "mask_history": ("none", "exclude", "reference"),
+    "long_tail": ("share", "thresholds"),
     "device": ("auto", "cpu", "cuda"),
     "engine": ("fast", "reference"),
     "amp": ("none", "bf16", "fp16"),
@@ -52,27 +58,81 @@ _ELCREC = {
     "toys": {"num_clusters": 512, "trade_off": 1.0, "intent_fusion": "concat"},
     "yelp": {"num_clusters": 256, "trade_off": 0.1, "intent_fusion": "concat"},
 }
-PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    dataset: {
-        "elcrec": {"num_layers": depth, **_ELCREC[dataset]},
-        "iclrec": {"num_layers": depth, "num_clusters": 256},
-        "cl4srec": {"num_layers": depth},
-        "bert4rec": {"cloze_prob": 0.6, "dropout": 0.1, "attn_dropout": 0.1},
-        "gru4rec": {"num_layers": 1},
-    }
-    for dataset, depth in _DEPTHS.items()
+# LLM-ESR's come from its scripts (experiments/{beauty,fashion,yelp}.bash) and the main.py defaults they keep:
+# max_len 200, batch 128, 200 epochs, patience 20 on validation NDCG@10 over 100 sampled negatives, 2 blocks of 1
+# head (the GRU: 1 layer), dropout 0.5, mask proportion 0.6 for BERT4Rec, the neighbours encoded at every step
+# (engine=reference), and its long-tail groups, whose thresholds are the only per-dataset settings. preset=llmesr
+# gives the recipe with main.py's default thresholds, for any dataset. "<model>/<backbone>" entries add to the
+# model's for that backbone.
+_LLMESR = {
+    "llmesr": {
+        "max_len": 200,
+        "batch_size": 128,
+        "epochs": 200,
+        "patience": 20,
+        "metric": "NDCG@10",
+        "sampled_negatives": 100,
+        "num_layers": 2,
+        "num_heads": 1,
+        "dropout": 0.5,
+        "attn_dropout": 0.5,
+        "engine": "reference",
+        "long_tail": "thresholds",
+    },
+    "llmesr/bert4rec": {"cloze_prob": 0.6},
+    "llmesr/gru4rec": {"num_layers": 1},
 }
+_LLMESR_THRESHOLDS = {"beauty": (9, 4), "fashion": (3, 4), "yelp": (12, 13)}  # ts_user, ts_item
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    **{
+        dataset: {
+            "elcrec": {"num_layers": depth, **_ELCREC[dataset]},
+            "iclrec": {"num_layers": depth, "num_clusters": 256},
+            "cl4srec": {"num_layers": depth},
+            "bert4rec": {"cloze_prob": 0.6, "dropout": 0.1, "attn_dropout": 0.1},
+            "gru4rec": {"num_layers": 1},
+        }
+        for dataset, depth in _DEPTHS.items()
+    },
+    "fashion": {},
+    "llmesr": dict(_LLMESR),
+}
+for _dataset, (_users, _items) in _LLMESR_THRESHOLDS.items():
+    PRESETS[_dataset].update(_LLMESR)
+    PRESETS[_dataset]["llmesr"] = {**_LLMESR["llmesr"], "short_user_threshold": _users, "tail_item_threshold": _items}
 
 
-def preset_values(preset: str, model: str) -> dict[str, Any]:
-    """The settings `preset` gives `model` ({} for no preset, or a model it has nothing for)."""
-    return dict(PRESETS.get(preset, {}).get(model, {}))
+def preset_values(preset: str, model: str, backbone: str = "sasrec") -> dict[str, Any]:
+    """The settings `preset` gives `model` on `backbone` ({} for no preset, or a model it has nothing for)."""
+    values = PRESETS.get(preset, {})
+    return {**values.get(model, {}), **values.get(f"{model}/{backbone}", {})}
 
 
 # settings that existed once: saved runs still hold them (text_dim: the text width now comes from the data and
 # the weights)
 RETIRED = ("text_dim",)
+# settings added with a default unlike what the model did before them, by model: a saved run (its config.json holds
+# every setting of its time) that lacks one ran the way given here (llmesr before it followed the public code)
+ADDED = {
+    "llmesr": {
+        "backbone_code": "library",
+        "cross_attention_at": "outputs",
+        "gru_positions": "all",
+        "distill_at": "mask",
+        "icc_items": "targets",
+    }
+}
 
+
+# llmesr's choices between the public code's behaviour (the defaults) and ours; an error for any other model
+LLMESR_VARIANTS = (
+    "backbone_code",
+    "causal_attention",
+    "cross_attention_at",
+    "gru_positions",
+    "distill_at",
+    "icc_items",
+)
 
 METRIC_NAMES = ("HR", "NDCG", "MRR")
 FLOAT32_MAX = 3.4028234663852886e38  # ranking metrics, each at every cut-off k of eval_ks
@@ -92,7 +152,9 @@ def _opt(default: Any, help: str) -> Any:
 class Config:
     # --- data
     data: str = _opt("synthetic", "data file or folder, or 'synthetic' for the built-in planted-intent data")
-    data_format: str = _opt("auto", "reader: auto (by name/suffix), benchmark, csv, tsv, parquet, rechorus, recbole")
+    data_format: str = _opt(
+        "auto", "reader: auto (by name/suffix), benchmark, csv, tsv, parquet, rechorus, recbole, llmesr (its inter.txt)"
+    )
     user_col: str = _opt("user_id", "user column of CSV/TSV/Parquet logs")
     item_col: str = _opt("item_id", "item column of CSV/TSV/Parquet logs")
     time_col: str = _opt("timestamp", "timestamp column of CSV/TSV/Parquet logs ('' keeps file order)")
@@ -107,7 +169,11 @@ class Config:
         1, "synthetic data: seed of its generator (apart from seed, so that runs with several seeds share one dataset)"
     )
     # --- model
-    preset: str = _opt("", "paper settings for a dataset: beauty, sports, toys, yelp (file and flags still win)")
+    preset: str = _opt(
+        "",
+        "paper settings for a dataset: beauty, sports, toys, yelp (ELCRec's and its baselines'; llmesr: LLM-ESR's "
+        "scripts), fashion (llmesr only), or llmesr (LLM-ESR's scripts for any dataset); file and flags still win",
+    )
     model: str = _opt(
         "sasrec", "model: sasrec, cl4srec, iclrec, elcrec, gru4rec, bert4rec, llmesr, or pop (most-popular baseline)"
     )
@@ -121,7 +187,9 @@ class Config:
         "bce", "recommendation loss: bce (one sampled negative per position) or ce (softmax over all items)"
     )
     cloze_prob: float = _opt(
-        0.2, "bert4rec (and llmesr with backbone bert4rec): share of training items replaced by the mask token"
+        0.2,
+        "bert4rec and llmesr's bert4rec backbone: share of training items selected for the Cloze task (llmesr: a "
+        "selected item becomes [MASK] 80%, a random item 10%, or stays 10%)",
     )
     # --- contrastive learning and intents (cl4srec, iclrec, elcrec)
     augment: str = _opt("random", "view augmentation: random (one per row), crop, mask, reorder")
@@ -175,14 +243,45 @@ class Config:
         "llmesr: the sequence backbone both views share: sasrec, gru4rec or bert4rec (Cloze training with "
         "cloze_prob, a [MASK] appended to score)",
     )
+    backbone_code: str = _opt(
+        "public",
+        "llmesr: public (LLM-ESR's own backbones: pre-LN blocks with a ReLU d->d feed-forward and no padding mask "
+        "over sqrt(d)-scaled vectors plus positions counted from the oldest item; a bias-free GRU without dropout "
+        "that reads the padding) or library (this library's sasrec, bert4rec and gru4rec encoders: post-LN, padding "
+        "masked, a packed GRU)",
+    )
+    causal_attention: bool = _opt(
+        True,
+        "llmesr with backbone sasrec or gru4rec: self- and cross-attention read only earlier positions (off: as the "
+        "public code, which masks only padding, so in training a position reads its own target)",
+    )
     user_text: str = _opt(
         "",
         "llmesr: user texts that pick the distillation neighbours: a .npy of embeddings (row u = the log's user u) "
         "or a CSV/TSV/Parquet of user_id,text to embed ('' = the mean text embedding of each user's training items)",
     )
-    cross_attention: bool = _opt(False, "llmesr: 2-head cross-attention between the semantic and collaborative views")
+    cross_attention: bool = _opt(
+        True, "llmesr: 2-head cross-attention between the semantic and collaborative views (every public script)"
+    )
+    cross_attention_at: str = _opt(
+        "embeddings",
+        "llmesr: embeddings (the public code: two modules, one per direction, whose outputs replace the views' "
+        "input vectors before the backbone) or outputs (one module for both directions, added to the backbone's "
+        "outputs as a residual)",
+    )
+    gru_positions: str = _opt(
+        "last",
+        "llmesr with backbone gru4rec: the next-item loss at the last position only (last, the public code) or at "
+        "every position (all)",
+    )
     distill_weight: float = _opt(0.1, "llmesr: weight alpha of the retrieval-augmented self-distillation (0 = off)")
     distill_neighbours: int = _opt(10, "llmesr: similar users whose representations each user is distilled towards")
+    distill_at: str = _opt(
+        "last",
+        "llmesr with backbone bert4rec: distil the outputs at the last position of the Cloze-masked training "
+        "sequence and of the neighbours' inputs (last, the public code) or at a [MASK] appended to each history, "
+        "the representation that scores (mask)",
+    )
     icc: str = _opt(
         "none",
         "llmesr: item-cluster constraint on the collaborative embeddings: none, kmeans or hdbscan (noise items "
@@ -192,8 +291,13 @@ class Config:
     icc_clusters: int = _opt(32, "llmesr: item clusters for icc=kmeans")
     icc_centres: str = _opt(
         "mean",
-        "llmesr: cluster centres in the collaborative space: mean (of the cluster's current embeddings) or learned "
-        "(trained end to end, ELCRec-style)",
+        "llmesr: cluster centres in the collaborative space: mean (of the cluster's current embeddings, a fixed "
+        "target at each step: no gradient flows into it) or learned (trained end to end, ELCRec-style)",
+    )
+    icc_items: str = _opt(
+        "inputs",
+        "llmesr: the items the constraint pulls: every input item of the batch, repeats counted (inputs, the public "
+        "code) or the batch's distinct target items (targets: rare items weigh as much as frequent ones)",
     )
     # --- training
     epochs: int = _opt(300, "most training epochs")
@@ -235,6 +339,15 @@ class Config:
         0, "rank the target among N uniform unseen negatives instead of all items (0 = full ranking)"
     )
     eval_batch_size: int = _opt(1024, "users per evaluation batch")
+    long_tail: str = _opt(
+        "share",
+        "long-tail groups (elcrec evaluate --long-tail): share (head: the 20% most popular items by training "
+        "interactions, the 20% longest histories) or thresholds (LLM-ESR's: a tail item has fewer than "
+        "tail_item_threshold distinct users over all the data, test included; a short user fewer than "
+        "short_user_threshold input items)",
+    )
+    tail_item_threshold: int = _opt(20, "long_tail=thresholds: items with fewer distinct users are tail items")
+    short_user_threshold: int = _opt(10, "long_tail=thresholds: users with fewer input items are tail (short) users")
 
     def __init__(self, **values: Any) -> None:
         """Keyword settings; every other field takes its preset's value for the model, else its default."""
@@ -245,7 +358,11 @@ class Config:
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise ConfigError(f"unknown config key {key!r}{hint}")
         object.__setattr__(self, "_given", frozenset(values))  # what replace() keeps; the preset fills the rest
-        preset = preset_values(str(values.get("preset", "")), str(values.get("model", known["model"].default)))
+        preset = preset_values(
+            str(values.get("preset", "")),
+            str(values.get("model", known["model"].default)),
+            str(values.get("backbone", known["backbone"].default)),
+        )
         for name, f in known.items():
             if name in values:
                 value = values[name]
@@ -284,7 +401,14 @@ class Config:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be at least 1")
-        for name in ("kcore", "patience", "sampled_negatives", "warmup_epochs"):
+        for name in (
+            "kcore",
+            "patience",
+            "sampled_negatives",
+            "warmup_epochs",
+            "tail_item_threshold",
+            "short_user_threshold",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be 0 or more")
         if self.hidden_size % self.num_heads:
@@ -308,6 +432,12 @@ class Config:
             raise ConfigError(
                 f"backbone={self.backbone!r} is llmesr's setting; the plain model is model={self.backbone}"
             )
+        if self.model != "llmesr":
+            for name in LLMESR_VARIANTS:
+                if getattr(self, name) != _default(name):
+                    raise ConfigError(f"{name}={getattr(self, name)!r} is a setting of llmesr; {self.model} has none")
+        elif self.cross_attention and self.hidden_size % 2:
+            raise ConfigError(f"hidden_size={self.hidden_size}: llmesr's 2-head cross-attention needs an even size")
         if self.padding_outputs != "encoded" and self.model not in ("cl4srec", "iclrec", "elcrec"):
             raise ConfigError(
                 f"padding_outputs={self.padding_outputs!r} is a setting of cl4srec, iclrec and elcrec, "
@@ -328,6 +458,11 @@ class Config:
         return cls(**{key: value for key, value in values.items() if key not in RETIRED})
 
     @classmethod
+    def from_saved(cls, values: dict[str, Any]) -> Config:
+        """The settings of a saved run: from_dict, with the behaviour the run had for settings added since (ADDED)."""
+        return cls.from_dict({**ADDED.get(str(values.get("model")), {}), **values})
+
+    @classmethod
     def load(cls, path: str | Path | None = None, **overrides: Any) -> Config:
         """Defaults, then the file's values (YAML or TOML), then `overrides` (None values are ignored)."""
         values = read_config_file(path) if path else {}
@@ -341,7 +476,8 @@ class Config:
 
     def preset_settings(self) -> dict[str, Any]:
         """The preset's settings for this model that the run took from it (not given explicitly)."""
-        return {k: getattr(self, k) for k in preset_values(self.preset, self.model) if k not in self._given}
+        preset = preset_values(self.preset, self.model, self.backbone)
+        return {k: getattr(self, k) for k in preset if k not in self._given}
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
@@ -397,6 +533,10 @@ def config_fields() -> list[tuple[str, type, Any, str]]:
     """(name, type, default, help) for every field, in declaration order."""
     defaults = Config()
     return [(f.name, _field_type(f), getattr(defaults, f.name), f.metadata["help"]) for f in dataclasses.fields(Config)]
+
+
+def _default(name: str) -> Any:
+    return next(f.default for f in dataclasses.fields(Config) if f.name == name)
 
 
 def _field_type(f: dataclasses.Field) -> type:

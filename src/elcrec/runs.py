@@ -2,7 +2,7 @@
 
 A run folder holds
   model.pt           plain state dict (torch.load(path, weights_only=True))
-  config.json        every setting of the run (Config.from_dict rebuilds it)
+  config.json        every setting of the run (Config.from_saved rebuilds it)
   items.json         original id of each internal item id (internal id i is entry i - 1)
   data.json          the data's fingerprint: name, users, items, interactions, sha256 of the sequences
   metrics.json       the result record (`result_record`), the same for trained and imported runs
@@ -258,7 +258,7 @@ def _config(values: Any, source: Path) -> Config:
     if not isinstance(values, dict):
         raise RunError(f"{source}: expected a mapping of settings")
     try:
-        return Config.from_dict(values)
+        return Config.from_saved(values)
     except ConfigError as error:
         raise RunError(f"{source}: {error}") from None
 

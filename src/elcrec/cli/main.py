@@ -20,7 +20,7 @@ from typing import Any
 import typer
 
 from .. import __version__
-from ..config import Config, config_fields
+from ..config import Config, config_fields, read_config_file
 
 app = typer.Typer(
     add_completion=False,
@@ -187,7 +187,10 @@ def _train(
     given = [f"--{name.replace('_', '-')}" for name, value in flags.items() if value is not None]
     if resume is not None and (config is not None or given):
         fail(f"--resume continues {resume} with its saved settings; drop {' '.join(given) or '--config'}")
-    resolved = Config.load(resume / "config.json", output_dir=str(resume)) if resume else Config.load(config, **flags)
+    if resume is not None:  # the run's own settings, with the behaviour it had for settings added since
+        resolved = Config.from_saved({**read_config_file(resume / "config.json"), "output_dir": str(resume)})
+    else:
+        resolved = Config.load(config, **flags)
     start(resolved.device, threads or (saved_threads(resume) if resume else 0))
     try:
         train(resolved, resume=resume is not None, overwrite=overwrite)
@@ -357,7 +360,18 @@ def evaluate(
     ks: str | None = typer.Option(None, help="cut-offs, e.g. 5,10,20 [default: the run's]"),
     sampled_negatives: int | None = typer.Option(None, help="rank among N sampled negatives (0 = all items)"),
     long_tail: bool = typer.Option(
-        False, "--long-tail", help="also head/tail items (by popularity) and head/tail users (by history length), 80/20"
+        False, "--long-tail", help="also head/tail items (by popularity) and head/tail users (by history length)"
+    ),
+    long_tail_groups: str | None = typer.Option(
+        None,
+        help="share (80/20) or thresholds (LLM-ESR's, with --tail-item-threshold, --short-user-threshold) "
+        "[default: the run's long_tail]",
+    ),
+    tail_item_threshold: int | None = typer.Option(
+        None, help="thresholds: items with fewer distinct users are tail items [default: the run's]"
+    ),
+    short_user_threshold: int | None = typer.Option(
+        None, help="thresholds: users with fewer input items are tail users [default: the run's]"
     ),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
     threads: int = typer.Option(0, min=0, help=THREADS_HELP),
@@ -367,23 +381,25 @@ def evaluate(
     from ..data import eval_set, load_dataset
     from ..evaluation import evaluate as run_evaluation
     from ..evaluation import metrics_table
-    from ..evaluation.long_tail import long_tail_groups
+    from ..evaluation.long_tail import groups_of
     from ..runs import load_run
 
     on = start(device, threads)
     run = load_run(checkpoint, on)
-    config = run.config.replace(
-        **{
-            k: v
-            for k, v in dict(data=data, mask_history=mask_history, sampled_negatives=sampled_negatives).items()
-            if v is not None
-        }
+    given = dict(
+        data=data,
+        mask_history=mask_history,
+        sampled_negatives=sampled_negatives,
+        long_tail=long_tail_groups,
+        tail_item_threshold=tail_item_threshold,
+        short_user_threshold=short_user_threshold,
     )
+    config = run.config.replace(**{k: v for k, v in given.items() if v is not None})
     cutoffs = _parse_ks(ks) if ks else config.eval_ks
     dataset = load_dataset(config)
     run.check_data(dataset)
     users = eval_set(dataset, config.max_len, split)
-    groups = long_tail_groups(dataset, users) if long_tail else None
+    groups = groups_of(config, dataset, users) if long_tail else None
     result = run_evaluation(
         run.model,
         users,

@@ -4,7 +4,10 @@ Formats:
 - benchmark: one line per user, `user item item ...`, oldest first (the ELCRec/ICLRec files);
 - csv / tsv / parquet: an interaction log with user, item and (optional) timestamp columns, any id type;
 - rechorus: a folder with train.csv, dev.csv, test.csv (tab-separated user_id, item_id, time);
-- recbole: an atomic `.inter` file whose header names fields as `name:type`.
+- recbole: an atomic `.inter` file whose header names fields as `name:type`;
+- llmesr: LLM-ESR's `handled/inter.txt` (the file, or the folder holding it), one `user item` line per
+  interaction, ids from 1, each user's lines oldest first. Its embedding files (itm_emb_np.pkl, row r = item
+  r + 1; usr_emb_np.pkl, row u = user u + 1) are read as item_text and user_text, without running pickled code.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from typing import Any
 import numpy as np
 
 log = logging.getLogger(__name__)
+
+LLMESR_FILE = "inter.txt"
 
 
 class DataError(ValueError):
@@ -57,6 +62,8 @@ def _read(path: Path, data_format: str, user_col: str, item_col: str, time_col: 
         return read_rechorus(path)
     if data_format == "recbole":
         return read_recbole(path)
+    if data_format == "llmesr":
+        return read_llmesr(path)
     raise DataError(f"{path}: unknown data format {data_format!r}")
 
 
@@ -67,7 +74,14 @@ def detect_format(path: Path) -> str:
         inter = sorted(path.glob("*.inter"))
         if len(inter) == 1:
             return "recbole"
-        raise DataError(f"{path}: a folder must hold ReChorus train/dev/test.csv or one RecBole .inter file")
+        if (path / LLMESR_FILE).is_file():
+            return "llmesr"
+        raise DataError(
+            f"{path}: a folder must hold ReChorus train/dev/test.csv, one RecBole .inter file or LLM-ESR's "
+            f"{LLMESR_FILE}"
+        )
+    if path.name == LLMESR_FILE:
+        return "llmesr"
     by_suffix = {".txt": "benchmark", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".inter": "recbole"}
     if path.suffix.lower() in by_suffix:
         return by_suffix[path.suffix.lower()]
@@ -217,3 +231,31 @@ def read_recbole(path: Path) -> Interactions:
     table = read_table(path, "tsv", column_names=names)
     time_col = "timestamp" if "timestamp" in names else ""
     return _from_table(table, str(path), "user_id", "item_id", time_col)
+
+
+def read_llmesr(path: Path) -> Interactions:
+    """LLM-ESR's inter.txt (generators/generator.py reads it so). Its embedding files index rows by these ids,
+    so users and items must each run 1..n without a gap (elcrec's own numbering then keeps them)."""
+    file = path / LLMESR_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise DataError(f"{path}: no {LLMESR_FILE} (LLM-ESR's data/<dataset>/handled/ layout)")
+    pairs: list[tuple[int, int]] = []
+    with open(file, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 2 or not all(_is_int(f) and int(f) >= 1 for f in fields):
+                raise DataError(f"{file}:{number}: expected 'user item' with ids from 1, got {line.strip()[:80]!r}")
+            pairs.append((int(fields[0]), int(fields[1])))
+    if not pairs:
+        raise DataError(f"{file}: no interactions found (expected lines 'user item')")
+    users, items = np.array(pairs).T
+    for name, ids in (("user", users), ("item", items)):
+        missing = np.setdiff1d(np.arange(1, ids.max() + 1), ids)
+        if len(missing):
+            raise DataError(
+                f"{file}: {name} ids must run 1..{ids.max()} without a gap, as LLM-ESR's embedding rows are "
+                f"indexed by them; {len(missing):,} missing (e.g. {', '.join(map(str, missing[:5]))})"
+            )
+    return Interactions(users, items, np.arange(len(pairs)), str(file))

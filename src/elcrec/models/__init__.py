@@ -13,9 +13,11 @@ a preset may change them, see elcrec.config.PRESETS):
 - gru4rec: a GRU over item embeddings, next-item loss. hidden_size, num_layers, dropout, loss.
 - bert4rec: a bidirectional transformer, Cloze training with a [MASK] token. cloze_prob 0.2, softmax CE.
 - llmesr: LLM-ESR: semantic (frozen text + adapter) and collaborative views on a shared backbone,
-  self-distillation, an optional item-cluster constraint. item_text (required), backbone sasrec, user_text '',
-  cross_attention off, distill_weight 0.1, distill_neighbours 10, icc none, icc_weight 0.1, icc_clusters 32,
-  icc_centres mean.
+  self-distillation, an optional item-cluster constraint; the public code's behaviour by default. item_text
+  (required), backbone sasrec, backbone_code public, causal_attention on, user_text '', cross_attention on,
+  cross_attention_at embeddings, gru_positions last, distill_weight 0.1, distill_neighbours 10, distill_at last,
+  icc none, icc_weight 0.1, icc_clusters 32, icc_centres mean, icc_items inputs; preset llmesr (or beauty,
+  fashion, yelp) gives the public scripts' recipe.
 - pop: the most-popular baseline, no training.
 """
 

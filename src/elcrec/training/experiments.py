@@ -60,8 +60,8 @@ def _finished(config: Config) -> dict[str, Any] | None:
     folder = config.run_dir
     if not (folder / METRICS_FILE).is_file() or not (folder / CONFIG_FILE).is_file():
         return None
-    try:  # through Config: a setting added since the run was saved takes its default, as the run did
-        saved = Config.from_dict(json.loads((folder / CONFIG_FILE).read_text())).to_dict()
+    try:  # through Config: a setting added since the run was saved takes the value the run had
+        saved = Config.from_saved(json.loads((folder / CONFIG_FILE).read_text())).to_dict()
     except (ConfigError, ValueError):  # a setting that no longer takes that value, or a damaged file: train again
         return None
     if json.loads(json.dumps(saved)) != json.loads(json.dumps(config.to_dict())):
