@@ -337,3 +337,17 @@ def test_exported_artefact_round_trips_and_bad_files_are_named(tiny_data, tmp_pa
     torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
     with pytest.raises(ValueError, match="elcrec export"):
         load_run(tmp_path / "foreign.pt")
+
+
+def test_a_broken_score_is_never_recommended(sasrec, monkeypatch):
+    """NaN sorts first in torch.topk: non-finite scores are ranked last (left out) instead."""
+    score = sasrec.model.score
+
+    def broken(histories):
+        scores = score(histories)
+        scores[:, :3] = torch.tensor([float("nan"), float("inf"), float("-inf")])
+        return scores
+
+    monkeypatch.setattr(sasrec.model, "score", broken)
+    items = sasrec.recommend([["i9", "i4"]], k=10)[0]["items"]
+    assert len(items) == 10 and not {"i1", "i2", "i3"} & set(items)

@@ -15,6 +15,8 @@ Under torch.distributed every process ranks every world_size-th user and the met
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -69,7 +71,7 @@ def _evaluate(
     for start in range(0, len(order), batch_size):
         users = order[start : start + batch_size]
         scores = model.score(inputs[users].to(device)).float()
-        scores.masked_fill_(~scores.isfinite(), float("-inf"))  # NaN or inf: ranked last, never a hit
+        scores.nan_to_num_(nan=-math.inf, posinf=-math.inf, neginf=-math.inf)  # ranked last, never a hit
         rows, cols = _history_entries(data.history, data.history_offsets, users, device)
         target = targets[users].to(device)
         if sampled_negatives:

@@ -16,6 +16,7 @@ measures its recall against exact).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -196,6 +197,7 @@ class Recommender:
             scores, columns = self._search(inputs, known, k, exclude_seen)
         else:
             all_scores = self.model.score(inputs).float()
+            all_scores.nan_to_num_(nan=-math.inf, posinf=-math.inf, neginf=-math.inf)  # a broken score ranks last
             if exclude_seen:
                 rows = torch.from_numpy(np.repeat(np.arange(len(known)), [len(items) for items in known]))
                 seen = torch.from_numpy(np.concatenate(known) - 1)
