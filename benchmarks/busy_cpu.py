@@ -90,7 +90,7 @@ def main() -> None:
         "# Training on a shared CPU",
         "",
         f"Machine: {machine()}. Command: `python benchmarks/busy_cpu.py --steps {args.steps}`. SASRec on Beauty "
-        "(Beauty preset, float32, fast engine), the median of "
+        "(Beauty preset, faithful recipe: float32, fast engine), the median of "
         f"{args.steps} training steps after {WARMUP} warm-up steps, each setting in its own process; busy: "
         "another process runs a busy loop on one core.",
         "",

@@ -77,7 +77,8 @@ def main() -> None:
         f"Machine: {machine()}. Command: `python benchmarks/icc_gamma.py --seeds {args.seeds} --gammas {args.gammas} "
         f"--users {args.users} --items {args.items} --epochs {args.epochs} --patience {args.patience} "
         f"--icc-clusters {args.icc_clusters}`.",
-        f"{data.summary()}. LLM-ESR with the public code's behaviour (elcrec's llmesr defaults: backbone sasrec, "
+        f"{data.summary()}. The faithful recipe with these epochs and patience. "
+        "LLM-ESR with the public code's behaviour (elcrec's llmesr defaults: backbone sasrec, "
         "backbone_code public, cross-attention on the embeddings, causal attention, engine fast), without the "
         f"constraint and with it (k-means, {args.icc_clusters} clusters, mean centres, icc_items inputs) at the ICC-"
         "LLM-ESR scripts' gammas. The runs are kept small for a 2-core CPU (the scripts' 200 epochs, max_len 200 "

@@ -71,8 +71,8 @@ def main() -> None:
         f"# Validation {base.metric} per epoch, {args.model} on {FILES[args.dataset]}, by engine variant",
         "",
         f"Machine: {machine(base.device)}. Command: `python benchmarks/quality_curve.py --dataset {args.dataset} "
-        f"--model {args.model} --epochs {args.epochs} --runs {args.runs}` (preset {args.dataset}, no early "
-        "stopping). Variants: "
+        f"--model {args.model} --epochs {args.epochs} --runs {args.runs}` (preset {args.dataset}, the faithful "
+        "recipe without early stopping). Variants: "
         + "; ".join(
             f"{name}: {settings}" for name, settings in VARIANTS.items() if any(variant == name for variant, _ in runs)
         )

@@ -4,7 +4,8 @@ encodes every training sequence each epoch) and SASRec (the backbone alone).
     python benchmarks/scaling.py --users 10000,100000,1000000 --models sasrec,iclrec,elcrec
 
 Data: built-in synthetic logs with planted intents (64 intents, 12,000 items as in Beauty, lengths 5 +
-geometric, mean about 9 as in Beauty). Settings: the Beauty preset (1 layer, d 64, K 256, batch 256).
+geometric, mean about 9 as in Beauty). Settings: each model's Beauty preset (ELCRec and ICLRec 1 layer, SASRec
+its paper's 2; d 64, K 256, batch 256).
 Each (model, size) runs in its own process:
   - the one-time set-up (ELCRec's k-means initialisation) is timed on its own;
   - per epoch: ICLRec's E-step is timed in full, then `--steps` training steps (the trainer's step:
@@ -31,16 +32,18 @@ from common import ROOT, machine, peak_rss_mb, reset_peak_rss, write_markdown
 N_ITEMS, N_INTENTS, WARMUP = 12_000, 64, 3
 
 
-def worker(model_name: str, n_users: int, steps: int, device: str) -> dict:
+def worker(model_name: str, n_users: int, steps: int, device: str, threads: int) -> dict:
     import gc
 
     from elcrec import Config
     from elcrec.data import make_synthetic, train_set
     from elcrec.models import create_model
-    from elcrec.runtime import keep_freed_memory, resolve_device, seed_everything
+    from elcrec.runtime import flush_denormals, keep_freed_memory, resolve_device, seed_everything, set_threads
     from elcrec.training import NegativeSampler, Step, TrainTensors, make_batch
 
     dev = resolve_device(device)
+    set_threads(threads)
+    flush_denormals()
     seed_everything(1)
     started = time.perf_counter()
     data = make_synthetic(
@@ -57,7 +60,7 @@ def worker(model_name: str, n_users: int, steps: int, device: str) -> dict:
     data_seconds = time.perf_counter() - started
     gc.collect()
     if dev.type == "cpu":
-        keep_freed_memory()
+        keep_freed_memory()  # here, not at the start: the data generator's freed memory is not kept
     reset_peak_rss()
 
     model = create_model(config, data).to(dev)
@@ -101,6 +104,8 @@ def worker(model_name: str, n_users: int, steps: int, device: str) -> dict:
         "train_s": train_seconds,
         "epoch_s": estep_seconds + train_seconds,
         "peak_rss_mb": peak_rss_mb(),
+        "threads": torch.get_num_threads(),
+        "layers": config.num_layers,
     }
 
 
@@ -136,11 +141,12 @@ def main() -> None:
     parser.add_argument("--models", default="sasrec,iclrec,elcrec")
     parser.add_argument("--steps", type=int, default=40, help="training steps timed per run (after 3 warm-up steps)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = the idle cores)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "scaling.md")
     parser.add_argument("--worker", nargs=2, metavar=("MODEL", "USERS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker[0], int(args.worker[1]), args.steps, args.device)))
+        print(json.dumps(worker(args.worker[0], int(args.worker[1]), args.steps, args.device, args.threads)))
         return
 
     rows = []
@@ -155,6 +161,8 @@ def main() -> None:
                     str(args.steps),
                     "--device",
                     args.device,
+                    "--threads",
+                    str(args.threads),
                     "--worker",
                     model,
                     users,
@@ -167,13 +175,18 @@ def main() -> None:
             print(json.dumps(rows[-1]), flush=True)
 
     sasrec = {row["users"]: row["epoch_s"] for row in rows if row["model"] == "sasrec"}
+    layers_of = {row["model"]: row["layers"] for row in rows}
     lines = [
         "# Epoch cost against the number of users",
         "",
-        f"Machine: {machine(args.device)}. Command: `python benchmarks/scaling.py --users {args.users} "
-        f"--models {args.models} --steps {args.steps} --device {args.device}`.",
-        f"Synthetic logs ({N_INTENTS} planted intents, {N_ITEMS:,} items, Beauty-like lengths), Beauty preset "
-        "(1 layer, d 64, K 256, batch 256). Epoch s = E-step (ICLRec) + steps per epoch x median step time of "
+        f"Machine: {machine(args.device).split(', torch')[0]}, torch {torch.__version__} with "
+        f"{', '.join(sorted({str(row['threads']) for row in rows}))} thread(s). Command: `python benchmarks/scaling.py "
+        f"--users {args.users} --models {args.models} --steps {args.steps} --device {args.device} --threads "
+        f"{args.threads}`.",
+        f"Synthetic logs ({N_INTENTS} planted intents, {N_ITEMS:,} items, Beauty-like lengths), each model's Beauty "
+        "preset and the faithful recipe ("
+        + ", ".join(f"{model} {layers} layer{'s' if layers > 1 else ''}" for model, layers in layers_of.items())
+        + "; d 64, K 256, batch 256). Epoch s = E-step (ICLRec) + steps per epoch x median step time of "
         f"{args.steps} timed steps, or the whole epoch timed where it has no more steps than that (marked "
         "'full'). Set-up: ELCRec's one-time k-means initialisation. Peak memory: the process's peak resident "
         "set during set-up and training, data generation excluded.",
@@ -190,6 +203,7 @@ def main() -> None:
             f"| {row['estep_s']:,.1f} | {ratio:.2f} | {row['setup_s']:,.1f} | {row['peak_rss_mb']:,.0f} "
             f"| {how} |"
         )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     plot(rows, args.out.with_suffix(".png"))
     lines += ["", f"![epoch time and memory against users]({args.out.with_suffix('.png').name})"]
     write_markdown(args.out, lines)

@@ -173,7 +173,9 @@ def main() -> None:
         f"# Training and evaluation speed on {FILES[args.dataset]} (preset {args.dataset})",
         "",
         f"Machine: {machine(args.device)}. Command: `python benchmarks/speed.py --dataset {args.dataset} "
-        f"--models {args.models} --engines {args.engines} --epochs {args.epochs} --device {args.device}`.",
+        f"--models {args.models} --engines {args.engines} --epochs {args.epochs} --device {args.device} "
+        f"--threads {args.threads}`.",
+        "The faithful recipe (benchmarks/time_to_quality.py times the fast one). "
         "Train s/epoch: median over the epochs run (ICLRec's E-step included). Eval s: full ranking of every "
         "item for every user of the validation split, best of 3. GFLOP: matmul work of the engine's own "
         "step, mean of 8 random batches (the reference engine encodes more rows; fast-zero, padding_outputs=zero, "

@@ -187,6 +187,7 @@ CASES = [
     ("batch of 0", ["train", "--batch-size", "0", *TINY], "at least 1"),
     ("cut-off 0", ["train", "--eval-ks", "0,5", *TINY], "give one or more cut-offs >= 1"),
     ("preset name", ["train", "--preset", "movies", *TINY], "choose one of"),
+    ("recipe name", ["train", "--recipe", "quick", *TINY], "recipe='quick': choose one of faithful, fast"),
     # run folders
     ("no run folder", ["evaluate", "{root}/nothing"], "no such run folder"),
     ("empty run folder", ["evaluate", "{root}/folder"], "missing model.pt, config.json, items.json"),

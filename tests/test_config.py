@@ -82,6 +82,23 @@ def test_a_preset_means_the_same_on_every_construction_path():
     }
 
 
+def test_a_recipe_fills_what_is_not_given_and_wins_over_a_preset():
+    from elcrec.config import RECIPES
+
+    assert RECIPES["faithful"] == {}  # the defaults are the reference code's recipe
+    fast = Config(preset="beauty", model="elcrec", recipe="fast")
+    assert {k: getattr(fast, k) for k in RECIPES["fast"]} == RECIPES["fast"]
+    assert fast.num_layers == 1 and fast.trade_off == 10.0  # the preset still gives the model's settings
+    assert fast.recipe_settings() == RECIPES["fast"] and "epochs" not in fast.preset_settings()
+    assert Config(recipe="fast", lr=1e-3).lr == 1e-3 and "lr" not in Config(recipe="fast", lr=1e-3).recipe_settings()
+    assert Config(preset="llmesr", model="llmesr", recipe="fast").epochs == RECIPES["fast"]["epochs"]
+    assert Config(model="elcrec").replace(recipe="fast") == Config(model="elcrec", recipe="fast")
+    assert fast.replace(recipe="faithful") == Config(preset="beauty", model="elcrec")
+    assert Config.from_dict(fast.to_dict()) == fast  # a saved run reads back as it ran
+    with pytest.raises(ConfigError, match="recipe='quick'"):
+        Config(recipe="quick")
+
+
 @pytest.mark.parametrize(
     "suffix, text", [(".yaml", "lr: [1, 2\n"), (".toml", "lr = = 1"), (".json", "{lr: 1}"), (".yaml", "- a list\n")]
 )

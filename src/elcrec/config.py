@@ -41,6 +41,7 @@ CHOICES = {
     "engine": ("fast", "reference"),
     "amp": ("none", "bf16", "fp16"),
     "lr_schedule": ("constant", "cosine"),
+    "recipe": ("faithful", "fast"),
     "tracking": ("none", "tensorboard", "mlflow"),
 }
 
@@ -106,6 +107,24 @@ def preset_values(preset: str, model: str, backbone: str = "sasrec") -> dict[str
     """The settings `preset` gives `model` on `backbone` ({} for no preset, or a model it has nothing for)."""
     values = PRESETS.get(preset, {})
     return {**values.get(model, {}), **values.get(f"{model}/{backbone}", {})}
+
+
+# Training recipes. faithful: the reference code's (Adam at a constant 1e-3, up to 300 epochs, BCE with one
+# sampled negative, float32); these are the field defaults. fast: a deliberate deviation for time to quality
+# (docs/training.md, Recipes; benchmarks/time_to_quality.py measures it beside the faithful one). A recipe
+# fills the keys it names unless they are given, and wins over a preset's.
+RECIPES: dict[str, dict[str, Any]] = {
+    "faithful": {},
+    "fast": {
+        "loss": "ce",
+        "lr": 4e-3,
+        "lr_schedule": "cosine",
+        "warmup_epochs": 2.0,
+        "epochs": 80,
+        "patience": 0,
+        "amp": "bf16",
+    },
+}
 
 
 # settings that existed once: saved runs still hold them (text_dim: the text width now comes from the data and
@@ -300,6 +319,11 @@ class Config:
         "code) or the batch's distinct target items (targets: rare items weigh as much as frequent ones)",
     )
     # --- training
+    recipe: str = _opt(
+        "faithful",
+        "training recipe: faithful (the reference code's: the defaults below) or fast (softmax loss, lr 4e-3 with "
+        "warm-up and cosine decay, 80 epochs, bf16; see docs/training.md); given settings still win",
+    )
     epochs: int = _opt(300, "most training epochs")
     batch_size: int = _opt(256, "training sequences per step")
     lr: float = _opt(1e-3, "Adam learning rate (the peak, with a schedule)")
@@ -350,7 +374,8 @@ class Config:
     short_user_threshold: int = _opt(10, "long_tail=thresholds: users with fewer input items are tail (short) users")
 
     def __init__(self, **values: Any) -> None:
-        """Keyword settings; every other field takes its preset's value for the model, else its default."""
+        """Keyword settings; every other field takes its recipe's value, else its preset's for the model, else
+        its default."""
         known = {f.name: f for f in dataclasses.fields(self)}
         for key in values:
             if key not in known:
@@ -363,9 +388,12 @@ class Config:
             str(values.get("model", known["model"].default)),
             str(values.get("backbone", known["backbone"].default)),
         )
+        recipe = RECIPES.get(str(values.get("recipe", known["recipe"].default)), {})
         for name, f in known.items():
             if name in values:
                 value = values[name]
+            elif name in recipe:
+                value = recipe[name]
             elif name in preset:
                 value = preset[name]
             else:
@@ -477,7 +505,11 @@ class Config:
     def preset_settings(self) -> dict[str, Any]:
         """The preset's settings for this model that the run took from it (not given explicitly)."""
         preset = preset_values(self.preset, self.model, self.backbone)
-        return {k: getattr(self, k) for k in preset if k not in self._given}
+        return {k: getattr(self, k) for k in preset if k not in self._given and k not in RECIPES[self.recipe]}
+
+    def recipe_settings(self) -> dict[str, Any]:
+        """The recipe's settings that the run took from it (not given explicitly)."""
+        return {k: getattr(self, k) for k in RECIPES[self.recipe] if k not in self._given}
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)

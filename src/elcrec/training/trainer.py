@@ -160,6 +160,8 @@ class Trainer:
             log.info(
                 f"preset {c.preset} for {c.model}: " + " ".join(f"{k}={v}" for k, v in c.preset_settings().items())
             )
+        if c.recipe_settings():
+            log.info(f"recipe {c.recipe}: " + " ".join(f"{k}={v}" for k, v in c.recipe_settings().items()))
         log.info(f"torch threads: {torch.get_num_threads()}")
         if self.world > 1:
             log.info(
@@ -257,8 +259,9 @@ class Trainer:
     def validate(self, record: dict[str, Any]) -> bool:
         """Validation metrics into the epoch's record; whether they improved on the best."""
         c = self.config
+        started = time.perf_counter()
         valid = evaluate(self.model, self.valid, **self.eval_options())
-        record.update({c.metric: valid[c.metric], "valid": valid})
+        record.update({c.metric: valid[c.metric], "valid": valid, "valid_seconds": time.perf_counter() - started})
         self.history.append(record)
         improved = valid[c.metric] > self.best_score
         terms = " ".join(f"{name} {value:.4f}" for name, value in record["terms"].items())

@@ -1,0 +1,155 @@
+"""Time to quality: a recipe's test metrics and its validation curve against wall-clock minutes, beside the
+faithful recipe's runs of the paper campaign (benchmarks/reproduce.py).
+
+    python benchmarks/time_to_quality.py --dataset beauty --model elcrec --recipe fast --seeds 1,2,3 --threads 2
+
+Each seed trains in runs/time-to-quality/<dataset>/<model>-<recipe>-seed<n> (a finished run with the same
+settings is read back, an interrupted one resumed); run it on an otherwise idle machine, since the minutes are
+the point. Minutes: training plus validation of every epoch (validation picks the checkpoint). Model selection
+is on validation NDCG@20; the test split is read once, at the chosen epoch. The faithful rows are the campaign's
+committed records (benchmarks/results/paper/<dataset>/<model>-seed<n>), trained with one thread beside other
+work: their minutes are what they took there. Writes benchmarks/results/time-to-quality-<dataset>-<model>.md
+and .png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from common import FILES, ROOT, dataset_path, machine, write_markdown
+
+from elcrec import Config
+from elcrec.config import RECIPES
+from elcrec.data import load_dataset
+from elcrec.runtime import prepare_process
+from elcrec.training.experiments import finished_or_train, mean_std
+
+METRICS = ("HR@5", "HR@20", "NDCG@5", "NDCG@20")
+
+
+def minutes(history: list[dict]) -> np.ndarray:
+    """Cumulative wall minutes at the end of each epoch (records from before valid_seconds: training only)."""
+    return np.cumsum([h["seconds"] + h.get("valid_seconds", 0.0) for h in history]) / 60
+
+
+def faithful_records(dataset: str, model: str) -> list[tuple[int, dict, dict]]:
+    found = []
+    for folder in sorted((ROOT / "benchmarks" / "results" / "paper" / dataset).glob(f"{model}-seed*")):
+        if (folder / "run.json").is_file():
+            seed = int(folder.name.rsplit("seed", 1)[1])
+            metrics = json.loads((folder / "metrics.json").read_text())
+            found.append((seed, metrics, json.loads((folder / "run.json").read_text())))
+    return found
+
+
+def row(name: str, results: list[dict], limit: float, note: str) -> str:
+    tests = [result["test"] for result in results]
+    total = [minutes(result["history"])[-1] for result in results]
+    best = [minutes(result["history"])[result["best_epoch"]] for result in results]
+    best_epochs = ", ".join(str(result["best_epoch"]) for result in results)
+    epochs_run = ", ".join(str(len(result["history"])) for result in results)
+    return (
+        f"| {name} | {len(results)} | "
+        + " | ".join(mean_std(tests, m) for m in METRICS)
+        + f" | {best_epochs} | {epochs_run}"
+        f" | {np.mean(best):.1f} | {np.mean(total):.1f} | {sum(t <= limit for t in total)} of {len(total)} | {note} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=FILES, default="beauty")
+    parser.add_argument("--model", default="elcrec")
+    parser.add_argument("--recipe", choices=[r for r in RECIPES if r != "faithful"], default="fast")
+    parser.add_argument("--seeds", default="1,2,3")
+    parser.add_argument("--minutes", type=float, default=20.0, help="the time budget the table checks")
+    parser.add_argument("--paper", type=float, default=0.0509, help="the paper's test NDCG@20, for the figure")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = the idle cores)")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    threads = prepare_process(args.threads)
+
+    base = Config.from_dict(
+        {
+            "data": str(dataset_path(args.dataset)),
+            "preset": args.dataset,
+            "model": args.model,
+            "recipe": args.recipe,
+            "mask_history": "reference",  # the paper's protocol, as the campaign's faithful runs
+            "device": args.device,
+        }
+    )
+    data = load_dataset(base)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    fast = {}
+    for seed in seeds:
+        folder = ROOT / "runs" / "time-to-quality" / args.dataset / f"{args.model}-{args.recipe}-seed{seed}"
+        fast[seed] = finished_or_train(base.replace(seed=seed, output_dir=str(folder)), data)
+    faithful = faithful_records(args.dataset, args.model)
+
+    settings = " ".join(f"{k}={v}" for k, v in RECIPES[args.recipe].items())
+    lines = [
+        f"# Time to quality: {args.model} on {FILES[args.dataset]}, recipe {args.recipe} against faithful",
+        "",
+        f"Machine: {machine(args.device)}; {threads} threads, nothing else running. Command: `python "
+        f"benchmarks/time_to_quality.py --dataset {args.dataset} --model {args.model} --recipe {args.recipe} "
+        f"--seeds {args.seeds} --threads {args.threads}`. Recipe {args.recipe}: {settings}, on the {args.dataset} "
+        "preset; faithful: the defaults (BCE with one sampled negative, Adam 1e-3 constant, up to 300 epochs, "
+        "patience 40). Protocol: full ranking, seen items scored 0 as the reference does (mask_history=reference), "
+        "test split at the best validation NDCG@20 epoch; mean ± sample std over seeds. Minutes: training and "
+        "validation of every epoch. Faithful rows: the paper campaign's records (benchmarks/reproduce.py), with "
+        "the machine and threads of their own run.json"
+        + (": " + "; ".join(sorted({f"{run['machine']}" for _, _, run in faithful})) if faithful else "")
+        + ".",
+        "",
+        f"| recipe | seeds | {' | '.join(f'test {m}' for m in METRICS)} | best epochs | epochs run | minutes to "
+        f"the best epoch | minutes run | runs within {args.minutes:g} min | note |",
+        "|---" * (len(METRICS) + 8) + "|",
+        row(args.recipe, list(fast.values()), args.minutes, f"{threads} threads, idle machine"),
+    ]
+    if faithful:
+        lines.append(
+            row("faithful", [metrics for _, metrics, _ in faithful], args.minutes, "campaign runs, see run.json")
+        )
+    else:
+        lines.append("| faithful | 0 | pending: benchmarks/reproduce.py has not finished a run | | | | | | | | |")
+    mean_test = np.mean([result["test"]["NDCG@20"] for result in fast.values()])
+    lines += [
+        "",
+        f"Target: test NDCG@20 >= {args.paper} (the paper's) within {args.minutes:g} minutes. Recipe {args.recipe}: "
+        f"{mean_test:.4f} on average, {'reached' if mean_test >= args.paper else 'not reached'}.",
+        "",
+        f"![validation NDCG@20 against minutes](time-to-quality-{args.dataset}-{args.model}.png)",
+    ]
+    out = ROOT / "benchmarks" / "results" / f"time-to-quality-{args.dataset}-{args.model}.md"
+    write_markdown(out, lines)
+    plot(out.with_suffix(".png"), fast, faithful, args)
+
+
+def plot(path: Path, fast: dict[int, dict], faithful: list[tuple[int, dict, dict]], args: argparse.Namespace) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.2))
+    for seed, result in fast.items():
+        curve = [h["NDCG@20"] for h in result["history"]]
+        axis.plot(minutes(result["history"]), curve, color="tab:blue", alpha=0.8, label=f"{args.recipe} seed {seed}")
+    for seed, metrics, _ in faithful:
+        curve = [h["NDCG@20"] for h in metrics["history"]]
+        axis.plot(minutes(metrics["history"]), curve, color="tab:gray", alpha=0.8, label=f"faithful seed {seed}")
+    axis.axvline(args.minutes, color="black", linestyle=":", label=f"{args.minutes:g} minutes")
+    axis.set_xlabel("wall minutes (training + validation)")
+    axis.set_ylabel("validation NDCG@20")
+    axis.set_title(f"{args.model} on {FILES[args.dataset]}: recipe {args.recipe} and faithful")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()
