@@ -39,10 +39,11 @@ def machine(device: str = "cpu") -> str:
         flags = set(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), []))
     except OSError:
         pass
+    threads = torch.get_num_threads()
     bf16 = [name for flag, name in (("avx512_bf16", "AVX512-BF16"), ("amx_bf16", "AMX-BF16")) if flag in flags]
     text = (
         f"{cpu} ({', '.join(bf16) if bf16 else 'no bf16 instructions'}), {os.cpu_count()} cores, "
-        f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
+        f"torch {torch.__version__} ({threads} thread{'s' if threads > 1 else ''})"
     )
     if device != "cpu" and torch.cuda.is_available():
         text += f", {torch.cuda.get_device_name()}"

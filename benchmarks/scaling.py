@@ -176,11 +176,13 @@ def main() -> None:
 
     sasrec = {row["users"]: row["epoch_s"] for row in rows if row["model"] == "sasrec"}
     layers_of = {row["model"]: row["layers"] for row in rows}
+    counts = sorted({row["threads"] for row in rows})
+    threads = f"{', '.join(map(str, counts))} thread{'s' if max(counts) > 1 else ''}"
     lines = [
         "# Epoch cost against the number of users",
         "",
-        f"Machine: {machine(args.device).split(', torch')[0]}, torch {torch.__version__} with "
-        f"{', '.join(sorted({str(row['threads']) for row in rows}))} thread(s). Command: `python benchmarks/scaling.py "
+        f"Machine: {machine(args.device).split(', torch')[0]}, torch {torch.__version__} with {threads}. "
+        "Command: `python benchmarks/scaling.py "
         f"--users {args.users} --models {args.models} --steps {args.steps} --device {args.device} --threads "
         f"{args.threads}`.",
         f"Synthetic logs ({N_INTENTS} planted intents, {N_ITEMS:,} items, Beauty-like lengths), each model's Beauty "

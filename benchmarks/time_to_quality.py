@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--recipe", choices=[r for r in RECIPES if r != "faithful"], default="fast")
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--minutes", type=float, default=20.0, help="the time budget the table checks")
-    parser.add_argument("--paper", type=float, default=0.0509, help="the paper's test NDCG@20, for the figure")
+    parser.add_argument("--paper", type=float, default=0.0509, help="the target: the paper's test NDCG@20")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = the idle cores)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
@@ -94,7 +94,7 @@ def main() -> None:
     lines = [
         f"# Time to quality: {args.model} on {FILES[args.dataset]}, recipe {args.recipe} against faithful",
         "",
-        f"Machine: {machine(args.device)}; {threads} threads, nothing else running. Command: `python "
+        f"Machine: {machine(args.device)}, otherwise idle (the protocol: minutes are wall-clock). Command: `python "
         f"benchmarks/time_to_quality.py --dataset {args.dataset} --model {args.model} --recipe {args.recipe} "
         f"--seeds {args.seeds} --threads {args.threads}`. Recipe {args.recipe}: {settings}, on the {args.dataset} "
         "preset; faithful: the defaults (BCE with one sampled negative, Adam 1e-3 constant, up to 300 epochs, "
@@ -108,14 +108,21 @@ def main() -> None:
         f"| recipe | seeds | {' | '.join(f'test {m}' for m in METRICS)} | best epochs | epochs run | minutes to "
         f"the best epoch | minutes run | runs within {args.minutes:g} min | note |",
         "|---" * (len(METRICS) + 8) + "|",
-        row(args.recipe, list(fast.values()), args.minutes, f"{threads} threads, idle machine"),
+        row(args.recipe, list(fast.values()), args.minutes, f"{threads} threads"),
     ]
     if faithful:
         lines.append(
             row("faithful", [metrics for _, metrics, _ in faithful], args.minutes, "campaign runs, see run.json")
         )
     else:
-        lines.append("| faithful | 0 | pending: benchmarks/reproduce.py has not finished a run | | | | | | | | |")
+        pending = "| faithful | 0 | pending: benchmarks/reproduce.py has not finished a run |"
+        lines.append(pending + " |" * (len(METRICS) + 5))
+        lines += [
+            "",
+            f"Until the campaign's faithful runs of {args.model} on {FILES[args.dataset]} finish, the faithful "
+            f"recipe's earlier single-seed runs are in reproduce-{args.dataset}-{args.model}.md (float32) and "
+            f"reproduce-{args.dataset}-{args.model}-fast-bf16.md (bf16).",
+        ]
     mean_test = np.mean([result["test"]["NDCG@20"] for result in fast.values()])
     lines += [
         "",
@@ -136,13 +143,16 @@ def plot(path: Path, fast: dict[int, dict], faithful: list[tuple[int, dict, dict
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(7, 4.2))
-    for seed, result in fast.items():
+    styles = ("-", "--", ":", "-.")
+    for i, (seed, result) in enumerate(fast.items()):
         curve = [h["NDCG@20"] for h in result["history"]]
-        axis.plot(minutes(result["history"]), curve, color="tab:blue", alpha=0.8, label=f"{args.recipe} seed {seed}")
-    for seed, metrics, _ in faithful:
+        style = styles[i % len(styles)]
+        axis.plot(minutes(result["history"]), curve, style, color="tab:blue", label=f"{args.recipe} seed {seed}")
+    for i, (seed, metrics, _) in enumerate(faithful):
         curve = [h["NDCG@20"] for h in metrics["history"]]
-        axis.plot(minutes(metrics["history"]), curve, color="tab:gray", alpha=0.8, label=f"faithful seed {seed}")
-    axis.axvline(args.minutes, color="black", linestyle=":", label=f"{args.minutes:g} minutes")
+        style = styles[i % len(styles)]
+        axis.plot(minutes(metrics["history"]), curve, style, color="tab:gray", label=f"faithful seed {seed}")
+    axis.axvline(args.minutes, color="black", linewidth=0.8, label=f"{args.minutes:g} minutes")
     axis.set_xlabel("wall minutes (training + validation)")
     axis.set_ylabel("validation NDCG@20")
     axis.set_title(f"{args.model} on {FILES[args.dataset]}: recipe {args.recipe} and faithful")

@@ -120,7 +120,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "lr": 4e-3,
         "lr_schedule": "cosine",
         "warmup_epochs": 2.0,
-        "epochs": 80,
+        "epochs": 60,
         "patience": 0,
         "amp": "bf16",
     },
@@ -322,7 +322,7 @@ class Config:
     recipe: str = _opt(
         "faithful",
         "training recipe: faithful (the reference code's: the defaults below) or fast (softmax loss, lr 4e-3 with "
-        "warm-up and cosine decay, 80 epochs, bf16; see docs/training.md); given settings still win",
+        "warm-up and cosine decay, 60 epochs, bf16; see docs/training.md); given settings still win",
     )
     epochs: int = _opt(300, "most training epochs")
     batch_size: int = _opt(256, "training sequences per step")
