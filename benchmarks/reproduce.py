@@ -260,7 +260,7 @@ def write_ablation(cells: list[dict]) -> None:
         "",
         "The paper's Fig. 3: B is the backbone with instance CL, ICL the intent-assisted CL (fusion and PCL), "
         "ELCM the end-to-end learnable cluster module (without it the k-means centres of the untrained encoder "
-        "stay fixed). Test split, the campaign's protocol (docs/reproducing.md); the sum of "
+        "stay fixed). Test split, the campaign's protocol and the faithful recipe (docs/reproducing.md); the sum of "
         f"{' + '.join(ABLATION_METRICS)} as the paper plots it.",
         "",
         "| dataset | " + " | ".join(ABLATIONS) + " |",
