@@ -137,7 +137,7 @@ def demo(
     if still:
         typer.echo(
             f"still improving at their last epoch: {', '.join(still)} (the paper's runs take hundreds of "
-            "epochs; see Reproducing in the README)"
+            "epochs; see docs/reproducing.md)"
         )
 
     run = load_run(output_dir / "elcrec", on)
