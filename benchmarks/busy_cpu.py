@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from common import ROOT, dataset_path, machine, write_markdown
+from common import ROOT, benchmark_config, machine, write_markdown
 
 WARMUP = 3
 
@@ -26,14 +26,13 @@ WARMUP = 3
 def worker(threads: int, steps: int) -> dict:
     import torch
 
-    from elcrec import Config
     from elcrec.data import load_dataset, train_set
     from elcrec.models import create_model
     from elcrec.runtime import prepare_process
     from elcrec.training import NegativeSampler, Step, TrainTensors, make_batch
 
     chosen = prepare_process(threads)
-    config = Config(data=str(dataset_path("beauty")), preset="beauty", model="sasrec", device="cpu")
+    config = benchmark_config("beauty", "sasrec", device="cpu")
     data = load_dataset(config)
     split = train_set(data, config.max_len)
     model = create_model(config, data)

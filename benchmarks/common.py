@@ -1,5 +1,5 @@
-"""What the benchmark scripts share: where the benchmark files are, the engine variants they compare, a
-one-line machine description, and the process's resident memory (Linux /proc)."""
+"""What the benchmark scripts share: where the benchmark files are, a run's settings on one of them, the engine
+variants they compare, a one-line machine description, and the process's resident memory (Linux /proc)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,13 @@ def dataset_path(dataset: str) -> Path:
     if not path.is_file():
         raise SystemExit(f"{path} not found: set ELCREC_DATA_DIR to the folder holding the benchmark files")
     return path
+
+
+def benchmark_config(dataset: str, model: str, **settings):
+    """The settings of a run of `model` on a benchmark file, with the dataset's preset for it (settings win)."""
+    from elcrec import Config
+
+    return Config(data=str(dataset_path(dataset)), preset=dataset, model=model, **settings)
 
 
 def machine(device: str = "cpu") -> str:

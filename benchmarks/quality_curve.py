@@ -15,9 +15,8 @@ import argparse
 import statistics
 from pathlib import Path
 
-from common import FILES, ROOT, VARIANTS, dataset_path, machine, write_markdown
+from common import FILES, ROOT, VARIANTS, benchmark_config, machine, write_markdown
 
-from elcrec import Config
 from elcrec.data import load_dataset
 from elcrec.training.experiments import finished_or_train
 
@@ -43,16 +42,7 @@ def main() -> None:
     args = parser.parse_args()
 
     runs = parse_runs(args.runs)
-    base = Config.from_dict(
-        {
-            "data": str(dataset_path(args.dataset)),
-            "preset": args.dataset,
-            "model": args.model,
-            "epochs": args.epochs,
-            "patience": 0,
-            "device": args.device,
-        }
-    )
+    base = benchmark_config(args.dataset, args.model, epochs=args.epochs, patience=0, device=args.device)
     data = load_dataset(base)
     curves, seconds, tests = {}, {}, {}
     for variant, seed in runs:

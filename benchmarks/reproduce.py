@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import DATA_DIR, FILES, ROOT, VARIANTS, dataset_path, machine, write_markdown
+from common import DATA_DIR, FILES, ROOT, VARIANTS, benchmark_config, machine, write_markdown
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -102,14 +102,12 @@ def cell_name(cell: dict) -> str:
 
 
 def cell_config(cell: dict, defaults: dict):
-    from elcrec import Config
     from elcrec.training.experiments import ABLATIONS
 
     switches = ABLATIONS[cell["ablation"]] if cell["model"] == "elcrec" else {}
-    return Config(
-        data=str(dataset_path(cell["dataset"])),
-        preset=cell["dataset"],
-        model=cell["model"],
+    return benchmark_config(
+        cell["dataset"],
+        cell["model"],
         seed=cell["seed"],
         **defaults,
         **VARIANTS[cell["variant"]],

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import FILES, ROOT, VARIANTS, ZERO_MODELS, dataset_path, machine, write_markdown
+from common import FILES, ROOT, VARIANTS, ZERO_MODELS, benchmark_config, machine, write_markdown
 
 MATMUL_SIZE = 4096
 
@@ -67,7 +67,6 @@ def step_flops(model, train, config, sampler, device, batches: int = 8) -> float
 
 
 def worker(dataset: str, model_name: str, engine: str, epochs: int, device: str, threads: int) -> dict:
-    from elcrec import Config
     from elcrec.data import eval_set, load_dataset, train_set
     from elcrec.evaluation import evaluate
     from elcrec.runs import load_run
@@ -77,17 +76,14 @@ def worker(dataset: str, model_name: str, engine: str, epochs: int, device: str,
 
     prepare_process(threads, resolve_device(device))
 
-    config = Config.from_dict(
-        {
-            "data": str(dataset_path(dataset)),
-            "preset": dataset,
-            "model": model_name,
-            **VARIANTS[engine],
-            "epochs": epochs,
-            "patience": 0,
-            "device": device,
-            "output_dir": str(ROOT / "runs" / "speed" / dataset / f"{model_name}-{engine}"),
-        }
+    config = benchmark_config(
+        dataset,
+        model_name,
+        **VARIANTS[engine],
+        epochs=epochs,
+        patience=0,
+        device=device,
+        output_dir=str(ROOT / "runs" / "speed" / dataset / f"{model_name}-{engine}"),
     )
     data = load_dataset(config)
     # this VM's speed drifts: measure the peak beside each run, in the run's matmul precision

@@ -19,9 +19,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-from common import FILES, ROOT, dataset_path, machine, write_markdown
+from common import FILES, ROOT, benchmark_config, machine, write_markdown
 
-from elcrec import Config
 from elcrec.config import RECIPES
 from elcrec.data import load_dataset
 from elcrec.runtime import prepare_process
@@ -72,15 +71,12 @@ def main() -> None:
     args = parser.parse_args()
     threads = prepare_process(args.threads)
 
-    base = Config.from_dict(
-        {
-            "data": str(dataset_path(args.dataset)),
-            "preset": args.dataset,
-            "model": args.model,
-            "recipe": args.recipe,
-            "mask_history": "reference",  # the paper's protocol, as the campaign's faithful runs
-            "device": args.device,
-        }
+    base = benchmark_config(
+        args.dataset,
+        args.model,
+        recipe=args.recipe,
+        mask_history="reference",  # the paper's protocol, as the campaign's faithful runs
+        device=args.device,
     )
     data = load_dataset(base)
     seeds = [int(s) for s in args.seeds.split(",")]
