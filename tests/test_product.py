@@ -97,6 +97,10 @@ def test_recommendations_for_the_data_users(elcrec_run, tmp_path):
     assert alone["scores"] == pytest.approx(mine[0]["scores"], rel=1e-5)
     with pytest.raises(ValueError, match="users not in synthetic: 9999"):
         recommender.recommend_users([9999])
+    other = load_dataset(Config(**{**SMALL, "synthetic_seed": 2}))  # checked once per dataset, each dataset checked
+    with pytest.raises(ValueError, match="was trained on"):
+        recommender.recommend_users([3], data=other)
+    assert recommender.recommend_users([3, 17], k=5, data=data)[0]["items"] == mine[0]["items"]
 
     result = invoke("recommend", elcrec_run, "--user", 3, "--user", 17, "-k", 5, "--json")
     assert result.exit_code == 0 and [r["items"] for r in json.loads(result.output)] == [r["items"] for r in mine]

@@ -108,7 +108,8 @@ class Recommender:
         self.has_intents = isinstance(self.model, IntentModel)
         self.index = self._faiss_index(ef_search) if index == "faiss" else None
         self._data: SequenceData | None = None  # the run's data, read by the first recommend_users
-        self._users: tuple[SequenceData, dict[str, int]] | None = None  # (data, row of each user id)
+        # (data, row of each user id) for the last data checked against the run's fingerprint, checked once
+        self._users: tuple[SequenceData, dict[str, int]] | None = None
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto", index: str = "exact", ef_search: int = 256) -> Recommender:
@@ -169,8 +170,6 @@ class Recommender:
         data = self.training_data(data)
         ids = _sequence(user_ids)
         ids = [user_ids] if ids is None else ids
-        if self._users is None or self._users[0] is not data:
-            self._users = (data, {str(user): n for n, user in enumerate(data.user_ids.tolist())})
         rows = [self._users[1].get(str(user)) for user in ids]
         unknown = [user for user, row in zip(ids, rows) if row is None]
         if unknown:
@@ -180,12 +179,14 @@ class Recommender:
 
     def training_data(self, data: SequenceData | None = None) -> SequenceData:
         """`data`, or the data the run was trained on (its `data` setting, read once); either must match the run's
-        fingerprint."""
+        fingerprint (checked once per dataset, not at every batch of users)."""
         if data is None:
             if self._data is None:
                 self._data = load_dataset(self.config)
             data = self._data
-        self.run.check_data(data)
+        if self._users is None or self._users[0] is not data:
+            self.run.check_data(data)
+            self._users = (data, {str(user): n for n, user in enumerate(data.user_ids.tolist())})
         return data
 
     def _top(self, known: list[np.ndarray], k: int, exclude_seen: bool) -> list[dict[str, list]]:
