@@ -464,17 +464,16 @@ def recommend(
         fail("give one of --history, --user or --all-users")
     if all_users and (out is None or out.suffix not in (".parquet", ".csv")):
         fail("--all-users writes a file: give --out recs.parquet (or .csv)")
-    if history is not None and not history.replace(",", " ").split():
+    tokens = None if history is None else history.replace(",", " ").split()
+    if tokens == []:
         fail('--history is empty; give the user\'s items, e.g. --history "12 7 99"')
     start(device, threads)
     recommender = Recommender.load(checkpoint, device)
     if all_users:
         _all_users(recommender, out, k, not keep_seen, batch_size)
         return
-    if history is not None:
-        results = recommender.recommend(
-            [history.replace(",", " ").split()], k, exclude_seen=not keep_seen, unknown=unknown_items
-        )
+    if tokens is not None:
+        results = recommender.recommend([tokens], k, exclude_seen=not keep_seen, unknown=unknown_items)
     else:
         results = recommender.recommend_users(user, k, exclude_seen=not keep_seen)
     if as_json:
