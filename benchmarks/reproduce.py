@@ -7,9 +7,11 @@ seed, benchmarks/paper.toml) in order, and regenerate benchmarks/results/paper-t
 
 Runs go to runs/reproduce/<dataset>/<model>-seed<seed> (never committed). A run that finished with the same
 settings is read back, an interrupted one continues from its training_state.pt (started again, the campaign
-picks up where it stopped). For each finished run, its config.json and metrics.json (every epoch's loss and
-validation metrics, the test metrics) are copied to benchmarks/results/paper/<dataset>/<model>-seed<seed>/
-with run.json: the test metrics with seen items excluded, the engine variant and the machine.
+picks up where it stopped). Workers can share the manifest, one per core (each with --threads 1): a cell
+another worker is training is skipped (elcrec.runs.training_lock). For each finished run, its config.json and
+metrics.json (every epoch's loss and validation metrics, the test metrics) are copied to
+benchmarks/results/paper/<dataset>/<model>-seed<seed>/ with run.json: the test metrics with seen items
+excluded, the engine variant and the machine.
 Data comes from ELCREC_DATA_DIR (default ../shared/data); the paper's numbers from REFERENCE_NUMBERS.md.
 """
 
@@ -314,6 +316,7 @@ def main() -> None:
     command = "python benchmarks/reproduce.py"
     if not args.table:
         from elcrec.data import load_dataset
+        from elcrec.runs import RunBusy
         from elcrec.runtime import prepare_process
 
         print(f"threads: {prepare_process(args.threads)}", flush=True)
@@ -321,7 +324,11 @@ def main() -> None:
         for cell in chosen:
             if cell["dataset"] not in loaded:
                 loaded = {cell["dataset"]: load_dataset(cell_config(cell, defaults))}  # one dataset in memory
-            run_cell(cell, defaults, loaded[cell["dataset"]])
+            try:
+                run_cell(cell, defaults, loaded[cell["dataset"]])
+            except RunBusy as busy:
+                print(f"   skipped: {busy}", flush=True)
+                continue
             write_table(cells, command)
             write_ablation(cells)
     else:

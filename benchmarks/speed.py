@@ -177,18 +177,22 @@ def main() -> None:
         "step, mean of 8 random batches (the reference engine encodes more rows; fast-zero, padding_outputs=zero, "
         "skips the positions before each sequence's first item and is a deviation from the reference). Matmul "
         f"peak: best {MATMUL_SIZE}² matmul in the run's matmul precision (bfloat16 for fast-bf16, amp=bf16, "
-        "float32 otherwise), measured in each run's process just before training.",
+        "float32 otherwise), measured in each run's process just before training. Floor: GFLOP/epoch at the "
+        "matmul peak, the epoch if every matmul ran at peak and nothing else took time; bound: the speed-up over "
+        "the reference that floor would give.",
         "",
         "| model | engine | train s/epoch | speed-up vs reference | seq/s | eval s (users) | GFLOP/epoch "
-        "| GFLOP/s | matmul peak GFLOP/s | share of peak | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| GFLOP/s | matmul peak GFLOP/s | share of peak | floor s/epoch | bound vs reference | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         speedup = reference.get(row["model"], float("nan")) / row["epoch_s"]
+        floor = row["gflop_per_epoch"] / row["peak_gflops"]
         lines.append(
             f"| {row['model']} | {row['engine']} | {row['epoch_s']:.1f} | {speedup:.2f}x | {row['seq_per_s']:,.0f} "
             f"| {row['eval_s']:.2f} ({row['users']:,}) | {row['gflop_per_epoch']:,.0f} | {row['gflops']:.0f} "
-            f"| {row['peak_gflops']:.0f} | {row['gflops'] / row['peak_gflops']:.0%} | {row['peak_rss_mb']:,.0f} |"
+            f"| {row['peak_gflops']:.0f} | {row['gflops'] / row['peak_gflops']:.0%} | {floor:.1f} "
+            f"| {reference.get(row['model'], float('nan')) / floor:.1f}x | {row['peak_rss_mb']:,.0f} |"
         )
     out = args.out or ROOT / "benchmarks" / "results" / f"speed-{args.dataset}.md"
     write_markdown(out, lines)

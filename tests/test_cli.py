@@ -106,3 +106,16 @@ def test_embed_items_and_users(tmp_path):
         assert np.load(out).shape == (rows, 384)
     result = invoke("embed-items", tmp_path / "items.csv", "--users", "--data", tmp_path / "log.txt")
     assert result.exit_code == 2 and "missing column(s) ['user_id']" in result.output
+
+
+def test_every_command_that_computes_takes_threads():
+    import typer.main
+
+    copies_files = {"export"}
+    commands = typer.main.get_command(app).commands
+    missing = [
+        name
+        for name, command in commands.items()
+        if name not in copies_files and "threads" not in {p.name for p in command.params}
+    ]
+    assert not missing

@@ -12,6 +12,7 @@ import torch
 
 from elcrec import Config
 from elcrec.models import SASRec
+from elcrec.runs import RunBusy
 from elcrec.training import NonFinite, train
 
 SETTINGS = [
@@ -170,6 +171,23 @@ def test_a_folder_holding_a_run_is_not_trained_over(tiny_data, tmp_path):
         train(config.replace(lr=0.01), data=tiny_data, progress=False)
     assert json.loads((tmp_path / "metrics.json").read_text())["test"] == first["test"]  # untouched
     assert train(config.replace(lr=0.01), data=tiny_data, progress=False, overwrite=True)["test"] != first["test"]
+
+
+def test_a_folder_another_process_trains_in_is_refused_until_it_exits(tiny_data, tmp_path):
+    config = Config(hidden_size=16, max_len=20, epochs=1, device="cpu", output_dir=str(tmp_path))
+    hold = "import sys, time\nfrom elcrec.runs import training_lock\nwith training_lock(sys.argv[1]):\n"
+    hold += "    print('held', flush=True)\n    time.sleep(120)"
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunBusy, match=f"being trained by another process \\(pid {holder.pid}\\)"):
+            train(config, data=tiny_data, progress=False)
+        assert not (tmp_path / "model.pt").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    train(config, data=tiny_data, progress=False)  # a killed holder leaves no stale lock
+    assert (tmp_path / "metrics.json").is_file()
 
 
 def test_an_overwritten_run_stopped_early_leaves_no_stale_result(tiny_data, tmp_path):

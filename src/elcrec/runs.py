@@ -8,6 +8,7 @@ A run folder holds
   metrics.json       the result record (`result_record`), the same for trained and imported runs
   training_state.pt  what `train(resume=True)` needs (training writes it, see elcrec.training)
   train.log          what training logged, with times
+  .training.lock     held (flock) by the one process training in the folder; a second one is refused
 Every file is written atomically (temp file + rename, with the umask's mode), so an interrupted write never
 leaves a half file behind; JSON is strict (a non-finite number is written as null). An export is one file
 (weights, config, item ids, fingerprint) that loads like a run folder.
@@ -15,13 +16,14 @@ leaves a half file behind; JSON is strict (a non-finite number is written as nul
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,11 +37,47 @@ from .models import SequentialRecommender, build_model
 
 MODEL_FILE, CONFIG_FILE, ITEMS_FILE, DATA_FILE = "model.pt", "config.json", "items.json", "data.json"
 METRICS_FILE, STATE_FILE, LOG_FILE = "metrics.json", "training_state.pt", "train.log"
+LOCK_FILE = ".training.lock"
 ARTEFACT_FORMAT = "elcrec-model/1"
 
 
 class RunError(ValueError):
     """A run folder or artefact cannot be used as asked; the message names the files."""
+
+
+class RunBusy(RunError):
+    """Another process is training in the run folder."""
+
+
+@contextlib.contextmanager
+def training_lock(run_dir: str | Path) -> Iterator[None]:
+    """Hold `run_dir` for one training process: while it lives, another (a second `elcrec train`, a campaign
+    worker) is refused instead of writing over the same files. The lock is an flock, which the OS drops when
+    its holder exits, so a killed run leaves no stale lock. Without fcntl (Windows) the folder is unguarded."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOCK_FILE, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip()
+            raise RunBusy(
+                f"{run_dir} is being trained by another process{f' (pid {holder})' if holder else ''}: wait for it "
+                "to finish, or choose another output_dir"
+            ) from None
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.truncate(0)
 
 
 def atomic_write(path: str | Path, data: bytes) -> None:

@@ -719,6 +719,7 @@ def import_reference(
     preset: str = typer.Option("", help="paper preset of the dataset it was trained on (beauty, ...)"),
     mask_history: str = typer.Option("reference", help="masking for the evaluation"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a run already in --out"),
+    threads: int = typer.Option(0, min=0, help=THREADS_HELP),
 ) -> None:
     """Convert a reference checkpoint into an elcrec run folder (and evaluate it on --data)."""
     from ..data import eval_set, load_dataset
@@ -729,6 +730,7 @@ def import_reference(
 
     if (out / MODEL_FILE).is_file() and not overwrite:
         fail(f"{out} already holds a run ({MODEL_FILE}): choose another --out, or --overwrite it")
+    start("cpu", threads)
     dataset = load_dataset(Config(data=data)) if data else None
     model, config, left = convert(
         checkpoint,

@@ -7,7 +7,9 @@ and rank 0 alone logs and writes files."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import random
 import textwrap
 import time
@@ -34,6 +36,7 @@ from ..runs import (
     result_record,
     save_run,
     save_tensors,
+    training_lock,
     write_json,
 )
 from ..runtime import cpu_has_native, denormals_flushed, resolve_device, seed_everything
@@ -68,13 +71,26 @@ def train(
     while it runs (elcrec.runtime). Started by torchrun with several processes, it trains with DistributedDataParallel.
     `on_epoch(record)` is called with each epoch's history record (loss, terms, seconds, valid metrics),
     in every process; an exception it raises stops training (Optuna's pruning uses it).
-    A folder that already holds a run is refused unless `resume` or `overwrite` is given."""
-    existing = [name for name in (MODEL_FILE, STATE_FILE) if (config.run_dir / name).is_file()]
-    if existing and not (resume or overwrite):
-        raise FileExistsError(
-            f"{config.run_dir} already holds a run ({', '.join(existing)}): resume it, choose "
-            "another output_dir, or overwrite it"
-        )
+    A folder that already holds a run is refused unless `resume` or `overwrite` is given, and so is a folder
+    another process is training in (elcrec.runs.training_lock; under torchrun, rank 0 holds it)."""
+    lead = int(os.environ.get("RANK", "0")) == 0  # rank 0 before the process group exists
+    with training_lock(config.run_dir) if lead else contextlib.nullcontext():
+        existing = [name for name in (MODEL_FILE, STATE_FILE) if (config.run_dir / name).is_file()]
+        if existing and not (resume or overwrite):
+            raise FileExistsError(
+                f"{config.run_dir} already holds a run ({', '.join(existing)}): resume it, choose "
+                "another output_dir, or overwrite it"
+            )
+        return _train(config, data, progress, resume, on_epoch)
+
+
+def _train(
+    config: Config,
+    data: SequenceData | None,
+    progress: bool,
+    resume: bool,
+    on_epoch: Callable[[dict[str, Any]], None] | None,
+) -> dict[str, Any]:
     joined = distributed.launched() and not torch.distributed.is_initialized()
     device = resolve_device(config.device)
     if distributed.launched():
