@@ -1,6 +1,8 @@
-"""What the public ELCRec checkpoints' intents look like on their data: import each (elcrec import-reference),
-assign every user to its nearest centre, and write how many intents are used, the share of the largest, and
-the largest intents' profiles (elcrec.evaluation.intents.intent_profiles).
+"""What the public ELCRec checkpoints look like on their data: import each (elcrec import-reference), score it
+on the validation and test splits (the paper's protocol, seen items masked as the reference masks them: the
+validation score is what a reproduction's model selection can be compared with), assign every user to its
+nearest centre, and write how many intents are used, the share of the largest, and the largest intents'
+profiles (elcrec.evaluation.intents.intent_profiles).
 
     python benchmarks/reference_intents.py --checkpoint beauty:../shared/reference/ELCRec-Beauty-1.pt \\
         --checkpoint toys:ELCRec-Toys_and_Games-1.pt
@@ -27,22 +29,24 @@ def main() -> None:
     args = parser.parse_args()
 
     from elcrec import Config
-    from elcrec.data import load_dataset
+    from elcrec.data import eval_set, load_dataset
+    from elcrec.evaluation import evaluate
     from elcrec.evaluation.intents import ACTIVITY_GROUPS, intent_profiles, user_intents
     from elcrec.models.reference import import_reference
     from elcrec.runtime import prepare_process
 
     prepare_process(args.threads)
     lines = [
-        "# Intents of the public ELCRec checkpoints",
+        "# The public ELCRec checkpoints: their scores and intents",
         "",
         f"Machine: {machine()}. Command: `python benchmarks/reference_intents.py` with the checkpoints of the "
         "public ELCRec repository, imported with their dataset's preset. Each user's intent is the nearest "
         "centre to the representation of their last 50 items (the reference's: the mean over all 50 "
-        "positions, padding included).",
+        "positions, padding included). Valid and test: full ranking, mask_history=reference.",
         "",
-        "| dataset | users | intents | intents used | largest intent's share | users in the 5 largest |",
-        "|---|---|---|---|---|---|",
+        "| dataset | valid HR@20 | valid NDCG@20 | test HR@20 | test NDCG@20 | users | intents | intents used "
+        "| largest intent's share | users in the 5 largest |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     details = []
     for spec in args.checkpoint:
@@ -51,11 +55,16 @@ def main() -> None:
             raise SystemExit(f"--checkpoint {spec!r}: give DATASET:PATH with DATASET one of {', '.join(FILES)}")
         data = load_dataset(Config(data=str(dataset_path(dataset))))
         model, config, _ = import_reference(path, data.item_ids, preset=dataset)
+        scores = {
+            split: evaluate(model, eval_set(data, config.max_len, split), ks=(20,), mask_history="reference")
+            for split in ("valid", "test")
+        }
+        metrics = " | ".join(f"{scores[split][m]:.4f}" for split in ("valid", "test") for m in ("HR@20", "NDCG@20"))
         _, intents, distances = user_intents(model, data)
         profiles = intent_profiles(model, data, intents, distances, top=5)
         sizes = np.array([p["users"] for p in profiles])
         lines.append(
-            f"| {FILES[dataset]} | {data.n_users:,} | {config.num_clusters} | {len(profiles)} "
+            f"| {FILES[dataset]} | {metrics} | {data.n_users:,} | {config.num_clusters} | {len(profiles)} "
             f"| {sizes[0] / data.n_users:.1%} | {sizes[:SHOWN].sum() / data.n_users:.1%} |"
         )
         details += [
