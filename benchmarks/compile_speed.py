@@ -1,0 +1,113 @@
+"""torch.compile's CPU backend (inductor) against eager on the faithful ELCRec step: Beauty, the Beauty preset,
+the fast engine, float32 or bf16 autocast. Each variant runs in its own process and times training steps
+through the trainer's step on the same batches, after warm-up steps (whose time, compilation included, is
+reported apart):
+
+    eager    the library as it trains
+    blocks   each transformer block's forward compiled (static shapes: every batch is [B, max_len])
+    loss     the model's whole loss compiled (dynamic shapes: the count of target positions varies)
+
+    python benchmarks/compile_speed.py [--amp bf16] [--steps 20] [--threads 2]
+
+Writes benchmarks/results/compile-beauty-elcrec[-bf16].md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+from common import ROOT, benchmark_config, machine, write_markdown
+
+WARMUP = 5
+VARIANTS = ("eager", "blocks", "loss")
+
+
+def worker(variant: str, amp: str, steps: int, threads: int) -> dict:
+    import torch
+
+    from elcrec.data import load_dataset, train_set
+    from elcrec.models import create_model
+    from elcrec.runtime import denormals_flushed, prepare_process
+    from elcrec.training import NegativeSampler, Step, TrainTensors, make_batch
+
+    prepare_process(threads)
+    config = benchmark_config("beauty", "elcrec", device="cpu", engine="fast", amp=amp)
+    data = load_dataset(config)
+    split = train_set(data, config.max_len)
+    torch.manual_seed(1)
+    model = create_model(config, data)
+    model.prepare(split)
+    model.train()
+    rows, device = TrainTensors.of(split), torch.device("cpu")
+    sampler = NegativeSampler(data, device, seed=1) if model.needs_negatives else None
+    step = Step(model, config, device)
+    if variant == "blocks":
+        for block in model.encoder.blocks:
+            block.forward = torch.compile(block.forward, dynamic=False)
+    elif variant == "loss":
+        step.loss_terms = torch.compile(model.loss_terms, dynamic=True)
+    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(1)).split(config.batch_size)
+    batches = [make_batch(rows, b, device, sampler) for b in order[: WARMUP + steps]]
+    seconds = []
+    with denormals_flushed():  # as the trainer runs
+        for batch in batches:
+            started = time.perf_counter()
+            step(batch)
+            seconds.append(time.perf_counter() - started)
+    return {
+        "variant": variant,
+        "threads": torch.get_num_threads(),
+        "warmup_s": sum(seconds[:WARMUP]),
+        "step_ms": 1000 * statistics.median(seconds[WARMUP:]),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--amp", choices=("none", "bf16"), default="none")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per variant (the median is reported)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = the idle cores)")
+    parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.amp, args.steps, args.threads)))
+        return
+
+    rows = []
+    for variant in VARIANTS:
+        print(f"{variant} ...", flush=True)
+        command = [sys.executable, __file__, "--amp", args.amp, "--steps", str(args.steps)]
+        command += ["--threads", str(args.threads), "--worker", variant]
+        done = subprocess.run(command, check=True, capture_output=True, text=True)
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(json.dumps(rows[-1]), flush=True)
+    import torch
+
+    torch.set_num_threads(rows[0]["threads"])  # the machine line names the workers' thread count
+    eager = rows[0]["step_ms"]
+    suffix = "" if args.amp == "none" else f"-{args.amp}"
+    lines = [
+        f"# torch.compile on the faithful ELCRec step (Beauty, amp={args.amp})",
+        "",
+        f"Machine: {machine()}. Command: `python "
+        f"benchmarks/compile_speed.py --amp {args.amp} --steps {args.steps} --threads {args.threads}`. "
+        f"The faithful recipe's settings with the Beauty preset and the fast engine; the median of {args.steps} "
+        f"steps after {WARMUP} warm-up steps, each variant in its own process on the same batches.",
+        "",
+        "| variant | ms/step | vs eager | warm-up s (compilation included) |",
+        "|---|---|---|---|",
+        *(
+            f"| {row['variant']} | {row['step_ms']:.0f} | {eager / row['step_ms']:.2f}x | {row['warmup_s']:.1f} |"
+            for row in rows
+        ),
+    ]
+    write_markdown(ROOT / "benchmarks" / "results" / f"compile-beauty-elcrec{suffix}.md", lines)
+
+
+if __name__ == "__main__":
+    main()
