@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import shutil
 import sys
 import time
@@ -65,8 +66,10 @@ def paper_numbers() -> dict[tuple[str, str], dict[str, float]]:
 
 
 def read_manifest(path: Path) -> tuple[dict, list[dict]]:
-    """(defaults, cells in training order): each cell {dataset, model, seed, variant, ablation}; an [[ablation]]
-    group's cells are ELCRec's ablation variants (training.experiments.ABLATIONS; ELCRec itself is its cell)."""
+    """(defaults, cells in training order): each cell {dataset, model, seed, variant, ablation, label}; an
+    [[ablation]] group's cells are ELCRec's ablation variants (training.experiments.ABLATIONS; ELCRec itself is
+    its cell). A [[cells]] group with a `label` trains its cells again apart from the main ones, e.g. under
+    another variant to explain a gap: named <model>-<label>-seed<n>, a row of their own in the table."""
     from elcrec.training.experiments import ABLATIONS
 
     manifest = tomllib.loads(path.read_text())
@@ -74,9 +77,11 @@ def read_manifest(path: Path) -> tuple[dict, list[dict]]:
     for kind, groups in (("cells", manifest.get("cells", [])), ("ablation", manifest.get("ablation", []))):
         names = "models" if kind == "cells" else "variants"
         for group in groups:
-            unknown = set(group) - {"datasets", names, "seeds", "variant"}
+            unknown = set(group) - {"datasets", names, "seeds", "variant"} - ({"label"} if kind == "cells" else set())
             if unknown:
                 raise SystemExit(f"{path}: unknown {kind} key(s) {sorted(unknown)}")
+            if not re.fullmatch(r"[a-z0-9-]*", group.get("label", "")):
+                raise SystemExit(f"{path}: label {group['label']!r}: lower-case letters, digits and - only")
             if group.get("variant", "fast") not in VARIANTS:
                 raise SystemExit(f"{path}: variant {group['variant']!r}: choose among {', '.join(VARIANTS)}")
             for dataset in group["datasets"]:
@@ -93,14 +98,19 @@ def read_manifest(path: Path) -> tuple[dict, list[dict]]:
                                 "seed": seed,
                                 "variant": group.get("variant", "fast"),
                                 "ablation": name if kind == "ablation" else "ELCRec",
+                                "label": group.get("label", ""),
                             }
                         )
-    return manifest.get("defaults", {}), cells
+    first: dict[str, dict] = {}  # a cell named twice (the ablation's ELCRec is the main cell) counts once, where first
+    for cell in cells:
+        first.setdefault(cell_name(cell), cell)
+    return manifest.get("defaults", {}), list(first.values())
 
 
 def cell_name(cell: dict) -> str:
     ablation = "" if cell["ablation"] == "ELCRec" else f"-{cell['ablation'].lower().replace('+', '')}"
-    return f"{cell['dataset']}/{cell['model']}{ablation}-seed{cell['seed']}"
+    label = f"-{cell['label']}" if cell["label"] else ""
+    return f"{cell['dataset']}/{cell['model']}{ablation}{label}-seed{cell['seed']}"
 
 
 def cell_config(cell: dict, defaults: dict):
@@ -169,10 +179,10 @@ def write_table(cells: list[dict], command: str) -> None:
     from scipy.stats import ttest_rel
 
     paper = paper_numbers()
-    groups: dict[tuple[str, str], list[dict]] = {}
+    groups: dict[tuple[str, str, str], list[dict]] = {}
     for cell in cells:
         if cell["ablation"] == "ELCRec":  # the main cells (ELCRec's ablation variants: write_ablation)
-            groups.setdefault((cell["dataset"], cell["model"]), []).append(cell)
+            groups.setdefault((cell["dataset"], cell["model"], cell["label"]), []).append(cell)
     machines = sorted({record[1]["machine"] for cell in cells if (record := recorded(cell))})
     lines = [
         "# Reproduction of the ELCRec paper's Table 1",
@@ -192,13 +202,14 @@ def write_table(cells: list[dict], command: str) -> None:
         + " | NDCG@20 vs paper | NDCG@20, seen excluded | best epochs | epochs run | train h |",
         "|---" * (len(METRICS) + 8) + "|",
     ]
-    for (dataset, model), members in groups.items():
+    for (dataset, model, label), members in groups.items():
+        name = f"{model} ({label})" if label else model
         found = [record for cell in members if (record := recorded(cell))]
         reference = paper.get((dataset, model), {})
         seeds = ",".join(str(cell["seed"]) for cell in members)
         if not found:
             lines.append(
-                f"| {TABLE_NAMES[dataset]} | {model} | {seeds} | "
+                f"| {TABLE_NAMES[dataset]} | {name} | {seeds} | "
                 + " | ".join(f"pending / {reference[m]:.4f}" if m in reference else "pending / -" for m in METRICS)
                 + " | | | | | |"
             )
@@ -216,13 +227,13 @@ def write_table(cells: list[dict], command: str) -> None:
         hours = sum(h["seconds"] for metrics, _ in found for h in metrics["history"]) / 3600
         pending = "" if len(done) == len(members) else f" (of {seeds})"
         lines.append(
-            f"| {TABLE_NAMES[dataset]} | {model} | {','.join(done)}{pending} | "
+            f"| {TABLE_NAMES[dataset]} | {name} | {','.join(done)}{pending} | "
             + " | ".join(cells_text)
             + f" | {gap} | {excluded} | {best} | {epochs} | {hours:.1f} |"
         )
     tests = []
     for dataset in TABLE_NAMES:
-        first, second = groups.get((dataset, "iclrec"), []), groups.get((dataset, "elcrec"), [])
+        first, second = groups.get((dataset, "iclrec", ""), []), groups.get((dataset, "elcrec", ""), [])
         pairs = [(a, b) for a in first for b in second if a["seed"] == b["seed"] and recorded(a) and recorded(b)]
         if len(pairs) < 2:
             continue
@@ -272,7 +283,10 @@ def write_ablation(cells: list[dict]) -> None:
             found = [
                 recorded(cell)
                 for cell in cells
-                if cell["dataset"] == dataset and cell["model"] == "elcrec" and cell["ablation"] == name
+                if cell["dataset"] == dataset
+                and cell["model"] == "elcrec"
+                and cell["ablation"] == name
+                and not cell["label"]
             ]
             results[name] = [record[0]["test"] for record in found if record]
         lines.append(
