@@ -37,7 +37,9 @@ def test_train_writes_run_and_checkpoint_round_trips(tiny_data, tmp_path):
         "metrics.json",
         "training_state.pt",
         "train.log",
+        ".training.lock",
     }
+    assert (run_dir / ".training.lock").read_text() == ""  # released: no holder named
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test"] == result["test"] and len(metrics["history"]) == 2
     for epoch in metrics["history"]:  # the named loss terms add up to the loss
