@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=5)
     parser.add_argument("--icc-clusters", type=int, default=64, help="k-means clusters of the constraint")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "long-tail-icc-gamma.md")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = the idle cores)")
     args = parser.parse_args()
 
     from elcrec import Config
@@ -46,7 +47,10 @@ def main() -> None:
     from elcrec.evaluation import evaluate
     from elcrec.evaluation.long_tail import long_tail_groups
     from elcrec.runs import load_run
+    from elcrec.runtime import prepare_process
     from elcrec.training.experiments import mean_std, run_group
+
+    prepare_process(args.threads)
 
     seeds = [int(s) for s in args.seeds.split(",")]
     gammas = [float(g) for g in args.gammas.split(",")]

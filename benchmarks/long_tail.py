@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--icc-clusters", type=int, default=16, help="k-means clusters of the item-cluster constraint")
     parser.add_argument("--icc-weight", type=float, default=0.1, help="its weight gamma")
     parser.add_argument("--out", type=Path, help="markdown table (default benchmarks/results/long-tail-<texts>.md)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = the idle cores)")
     args = parser.parse_args()
     out = args.out or ROOT / "benchmarks" / "results" / f"long-tail-{args.texts}.md"
 
@@ -49,7 +50,10 @@ def main() -> None:
     from elcrec.evaluation import evaluate
     from elcrec.evaluation.long_tail import long_tail_groups
     from elcrec.runs import load_run
+    from elcrec.runtime import prepare_process
     from elcrec.training.experiments import mean_std, run_group
+
+    prepare_process(args.threads)
 
     seeds = [int(s) for s in args.seeds.split(",")]
     base = Config(

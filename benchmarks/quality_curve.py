@@ -18,6 +18,7 @@ from pathlib import Path
 from common import FILES, ROOT, VARIANTS, benchmark_config, machine, write_markdown
 
 from elcrec.data import load_dataset
+from elcrec.runtime import prepare_process
 from elcrec.training.experiments import finished_or_train
 
 
@@ -39,7 +40,9 @@ def main() -> None:
     parser.add_argument("--runs", default="fast:1,fast:2,reference:1", help="VARIANT:SEED,... in table order")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = the idle cores)")
     args = parser.parse_args()
+    prepare_process(args.threads)
 
     runs = parse_runs(args.runs)
     base = benchmark_config(args.dataset, args.model, epochs=args.epochs, patience=0, device=args.device)
