@@ -38,6 +38,11 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def launched_rank() -> int:
+    """This process's rank as its launcher set it (RANK; 0 when not launched), known before the group is joined."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def setup(device: torch.device) -> torch.device:
     """Join the process group torchrun describes; on CUDA each process takes the GPU of its LOCAL_RANK."""
     if device.type == "cuda":

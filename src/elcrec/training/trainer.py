@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import random
 import textwrap
 import time
@@ -73,8 +72,7 @@ def train(
     in every process; an exception it raises stops training (Optuna's pruning uses it).
     A folder that already holds a run is refused unless `resume` or `overwrite` is given, and so is a folder
     another process is training in (elcrec.runs.training_lock; under torchrun, rank 0 holds it)."""
-    lead = int(os.environ.get("RANK", "0")) == 0  # rank 0 before the process group exists
-    with training_lock(config.run_dir) if lead else contextlib.nullcontext():
+    with training_lock(config.run_dir) if distributed.launched_rank() == 0 else contextlib.nullcontext():
         existing = [name for name in (MODEL_FILE, STATE_FILE) if (config.run_dir / name).is_file()]
         if existing and not (resume or overwrite):
             raise FileExistsError(
