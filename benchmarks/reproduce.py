@@ -4,6 +4,7 @@ seed, benchmarks/paper.toml) in order, and regenerate benchmarks/results/paper-t
     python benchmarks/reproduce.py --threads 1                      # the whole manifest, resumable
     python benchmarks/reproduce.py --only beauty:elcrec --threads 2 # the cells of one dataset and model
     python benchmarks/reproduce.py --table                          # only regenerate the table
+    python benchmarks/reproduce.py --status                         # where each cell stands
 
 Runs go to runs/reproduce/<dataset>/<model>-seed<seed> (never committed). A run that finished with the same
 settings is read back, an interrupted one continues from its training_state.pt (started again, the campaign
@@ -66,41 +67,46 @@ def paper_numbers() -> dict[tuple[str, str], dict[str, float]]:
 
 
 def read_manifest(path: Path) -> tuple[dict, list[dict]]:
-    """(defaults, cells in training order): each cell {dataset, model, seed, variant, ablation, label}; an
-    [[ablation]] group's cells are ELCRec's ablation variants (training.experiments.ABLATIONS; ELCRec itself is
-    its cell). A [[cells]] group with a `label` trains its cells again apart from the main ones, e.g. under
-    another variant to explain a gap: named <model>-<label>-seed<n>, a row of their own in the table."""
+    """(defaults, cells in training order: the manifest's order): each cell {dataset, model, seed, variant,
+    ablation, label}. A [[cells]] group names `models`, or `ablations`: ELCRec's ablation variants
+    (training.experiments.ABLATIONS; ELCRec itself is its main cell). A group with a `label` trains its cells
+    again apart from the main ones, e.g. under another variant to explain a gap: named <model>-<label>-seed<n>,
+    a row of their own in the table."""
     from elcrec.training.experiments import ABLATIONS
 
     manifest = tomllib.loads(path.read_text())
+    if set(manifest) - {"defaults", "cells"}:
+        raise SystemExit(f"{path}: unknown table(s) {sorted(set(manifest) - {'defaults', 'cells'})}")
     cells = []
-    for kind, groups in (("cells", manifest.get("cells", [])), ("ablation", manifest.get("ablation", []))):
-        names = "models" if kind == "cells" else "variants"
-        for group in groups:
-            unknown = set(group) - {"datasets", names, "seeds", "variant"} - ({"label"} if kind == "cells" else set())
-            if unknown:
-                raise SystemExit(f"{path}: unknown {kind} key(s) {sorted(unknown)}")
-            if not re.fullmatch(r"[a-z0-9-]*", group.get("label", "")):
-                raise SystemExit(f"{path}: label {group['label']!r}: lower-case letters, digits and - only")
-            if group.get("variant", "fast") not in VARIANTS:
-                raise SystemExit(f"{path}: variant {group['variant']!r}: choose among {', '.join(VARIANTS)}")
-            for dataset in group["datasets"]:
-                if dataset not in FILES:
-                    raise SystemExit(f"{path}: dataset {dataset!r}: choose among {', '.join(FILES)}")
-                for name in group[names]:
-                    if kind == "ablation" and name not in ABLATIONS:
-                        raise SystemExit(f"{path}: ablation {name!r}: choose among {', '.join(ABLATIONS)}")
-                    for seed in group["seeds"]:
-                        cells.append(
-                            {
-                                "dataset": dataset,
-                                "model": "elcrec" if kind == "ablation" else name,
-                                "seed": seed,
-                                "variant": group.get("variant", "fast"),
-                                "ablation": name if kind == "ablation" else "ELCRec",
-                                "label": group.get("label", ""),
-                            }
-                        )
+    for group in manifest.get("cells", []):
+        kinds = [key for key in ("models", "ablations") if key in group]
+        if len(kinds) != 1:
+            raise SystemExit(f"{path}: each [[cells]] group names either models or ablations, not {kinds or 'neither'}")
+        names = kinds[0]
+        unknown = set(group) - {"datasets", names, "seeds", "variant", "label"}
+        if unknown:
+            raise SystemExit(f"{path}: unknown cells key(s) {sorted(unknown)}")
+        if not re.fullmatch(r"[a-z0-9-]*", group.get("label", "")):
+            raise SystemExit(f"{path}: label {group['label']!r}: lower-case letters, digits and - only")
+        if group.get("variant", "fast") not in VARIANTS:
+            raise SystemExit(f"{path}: variant {group['variant']!r}: choose among {', '.join(VARIANTS)}")
+        for dataset in group["datasets"]:
+            if dataset not in FILES:
+                raise SystemExit(f"{path}: dataset {dataset!r}: choose among {', '.join(FILES)}")
+            for name in group[names]:
+                if names == "ablations" and name not in ABLATIONS:
+                    raise SystemExit(f"{path}: ablation {name!r}: choose among {', '.join(ABLATIONS)}")
+                for seed in group["seeds"]:
+                    cells.append(
+                        {
+                            "dataset": dataset,
+                            "model": "elcrec" if names == "ablations" else name,
+                            "seed": seed,
+                            "variant": group.get("variant", "fast"),
+                            "ablation": name if names == "ablations" else "ELCRec",
+                            "label": group.get("label", ""),
+                        }
+                    )
     first: dict[str, dict] = {}  # a cell named twice (the ablation's ELCRec is the main cell) counts once, where first
     for cell in cells:
         first.setdefault(cell_name(cell), cell)
@@ -306,11 +312,50 @@ def write_ablation(cells: list[dict]) -> None:
     write_markdown(RESULTS / "paper-ablation.md", lines)
 
 
+def print_status(cells: list[dict], defaults: dict) -> None:
+    """One line per cell: recorded (its test NDCG@20), training now or interrupted (epochs done, best validation,
+    seconds per epoch, the most time it can still take), or not started. Reads the run folders, takes nothing."""
+    from elcrec.runs import STATE_FILE, read_pt, training_holder
+
+    paper = paper_numbers()
+    width = max(len(cell_name(cell)) for cell in cells)
+    for cell in cells:
+        name, line = cell_name(cell), "not started"
+        config = cell_config(cell, defaults)
+        if record := recorded(cell):
+            metrics = record[0]
+            target = paper.get((cell["dataset"], cell["model"]), {}).get("NDCG@20")
+            versus = f" (paper {target:.4f})" if target and cell["ablation"] == "ELCRec" else ""
+            line = (
+                f"done: test NDCG@20 {metrics['test']['NDCG@20']:.4f}{versus}, best epoch {metrics['best_epoch']} "
+                f"of {len(metrics['history'])}"
+            )
+        elif (config.run_dir / STATE_FILE).is_file():
+            state = read_pt(config.run_dir / STATE_FILE, "a training state")
+            done, history = state["epoch"] + 1, state["history"]
+            pid = training_holder(config.run_dir)
+            seconds = float(np.median([r["seconds"] + r.get("valid_seconds", 0.0) for r in history[-10:]]))
+            left = 0 if state["stopped"] else config.epochs - done
+            line = (
+                f"{f'training (pid {pid})' if pid else 'interrupted'}: {done}/{config.epochs} epochs, best valid "
+                f"{config.metric} {state['best_score']:.4f} at epoch {state['best_epoch']}, {seconds:.0f} s/epoch, "
+                f"at most {left * seconds / 3600:.1f} h left"
+            )
+        elif pid := training_holder(config.run_dir):
+            line = f"starting (pid {pid})"
+        print(f"{name:<{width}}  {cell['variant']:<9}  {line}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--manifest", type=Path, default=ROOT / "benchmarks" / "paper.toml")
     parser.add_argument("--only", default="", help="DATASET[:MODEL[:SEED]],... cells to train (default: all)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = the idle cores)")
+    parser.add_argument(
+        "--status",
+        action="store_true",
+        help="only print where each cell stands (done, training, interrupted, not started); trains nothing",
+    )
     parser.add_argument(
         "--table",
         action="store_true",
@@ -328,7 +373,9 @@ def main() -> None:
     if wanted and not chosen:
         raise SystemExit(f"--only {args.only!r} names no cell of {args.manifest}")
     command = "python benchmarks/reproduce.py"
-    if not args.table:
+    if args.status:
+        print_status(chosen, defaults)
+    elif not args.table:
         from elcrec.data import load_dataset
         from elcrec.runs import RunBusy
         from elcrec.runtime import prepare_process

@@ -12,7 +12,7 @@ import torch
 
 from elcrec import Config
 from elcrec.models import SASRec
-from elcrec.runs import RunBusy
+from elcrec.runs import RunBusy, training_holder
 from elcrec.training import NonFinite, train
 
 SETTINGS = [
@@ -180,14 +180,17 @@ def test_a_folder_another_process_trains_in_is_refused_until_it_exits(tiny_data,
     holder = subprocess.Popen([sys.executable, "-c", hold, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
+        assert training_holder(tmp_path) == holder.pid
         with pytest.raises(RunBusy, match=f"being trained by another process \\(pid {holder.pid}\\)"):
             train(config, data=tiny_data, progress=False)
         assert not (tmp_path / "model.pt").exists()
     finally:
         holder.kill()
         holder.wait()
+    assert training_holder(tmp_path) is None  # its pid is still in the file, but it is gone
     train(config, data=tiny_data, progress=False)  # a killed holder leaves no stale lock
     assert (tmp_path / "metrics.json").is_file()
+    assert training_holder(tmp_path) is None  # a finished run clears the file
 
 
 def test_an_overwritten_run_stopped_early_leaves_no_stale_result(tiny_data, tmp_path):

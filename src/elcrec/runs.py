@@ -80,6 +80,22 @@ def training_lock(run_dir: str | Path) -> Iterator[None]:
             handle.truncate(0)
 
 
+def training_holder(run_dir: str | Path) -> int | None:
+    """The pid of the process training in `run_dir` now, as its lock file names it, or None. It only reads:
+    taking the lock to test it could make a process starting there at that moment give up."""
+    try:
+        pid = int((Path(run_dir) / LOCK_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None  # killed while it held the folder: the OS dropped its lock
+    except PermissionError:
+        pass  # alive, another user's
+    return pid
+
+
 def atomic_write(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
