@@ -141,7 +141,7 @@ TINY = [
 ]
 
 
-def run(args: list[str], processes: int) -> None:
+def run(args: list[str], processes: int) -> str:
     launcher = ["-m", "torch.distributed.run", "--nproc_per_node", str(processes)] if processes > 1 else []
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
@@ -152,6 +152,7 @@ def run(args: list[str], processes: int) -> None:
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
 
 
 def test_torchrun_matches_one_process(tmp_path):
@@ -159,7 +160,8 @@ def test_torchrun_matches_one_process(tmp_path):
     halves of each global batch must train the same model as one process (float summation order aside)."""
     args = [*TINY, "--model", "sasrec", "--epochs", "2", "--dropout", "0", "--attn-dropout", "0"]
     run([*args, "--output-dir", str(tmp_path / "one")], 1)
-    run([*args, "--output-dir", str(tmp_path / "two")], WORLD)
+    printed = run([*args, "--output-dir", str(tmp_path / "two")], WORLD)
+    assert printed.count("run folder:") == printed.count("best epoch") == 1  # the first process alone prints
     one, two = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("one", "two"))
     for split in ("valid", "test"):
         for metric, value in one[split].items():

@@ -77,13 +77,15 @@ THREADS_HELP = "torch CPU threads (0 = as many as there are idle cores now, or O
 
 def start(device: str = "auto", threads: int = 0) -> Any:
     """What every computing command does first (elcrec.runtime.prepare_process, and the elcrec logger to the
-    terminal); returns the torch device."""
+    terminal, from the first process alone under torchrun); returns the torch device."""
+    from ..distributed import launched_rank
     from ..runtime import prepare_process, resolve_device
     from ..training.progress import console_logging
 
     on = resolve_device(device)
     prepare_process(threads, on)
-    console_logging()
+    if launched_rank() == 0:
+        console_logging()
     return on
 
 
