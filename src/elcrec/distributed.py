@@ -15,6 +15,7 @@ stream (tests/test_distributed.py checks equality with randomness switched off).
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import torch
@@ -128,6 +129,15 @@ def _all_gather(x: torch.Tensor) -> list[torch.Tensor]:
 def barrier() -> None:
     if world_size() > 1:
         dist.barrier()
+
+
+def leave() -> None:
+    """Leave the process group together. gloo aborts a process whose peer leaves first, hence the barrier; and
+    gloo's worker thread frees the barrier's work after waking us, which drops tensors of earlier collectives and
+    needs the GIL for that: the pause hands it over, or an interpreter already finalising aborts the process."""
+    dist.barrier()
+    dist.destroy_process_group()
+    time.sleep(0.1)
 
 
 def shard(rows: torch.Tensor) -> torch.Tensor:

@@ -107,8 +107,7 @@ def _train(
                 raise
     finally:
         if joined:
-            torch.distributed.barrier()  # gloo aborts a process whose peer leaves the group first
-            torch.distributed.destroy_process_group()
+            distributed.leave()
 
 
 class Trainer:
