@@ -18,34 +18,18 @@ import subprocess
 import sys
 import time
 
-from common import ROOT, benchmark_config, machine, write_markdown
+from common import ROOT, benchmark_config, machine, time_steps, training_steps, write_markdown
 
 WARMUP = 3
 
 
 def worker(threads: int, steps: int) -> dict:
-    import torch
-
-    from elcrec.data import load_dataset, train_set
-    from elcrec.models import create_model
     from elcrec.runtime import prepare_process
-    from elcrec.training import NegativeSampler, Step, TrainTensors, make_batch
 
     chosen = prepare_process(threads)
-    config = benchmark_config("beauty", "sasrec", device="cpu")
-    data = load_dataset(config)
-    split = train_set(data, config.max_len)
-    model = create_model(config, data)
-    model.prepare(split)
-    model.train()
-    rows, sampler = TrainTensors.of(split), NegativeSampler(data, torch.device("cpu"), seed=1)
-    step = Step(model, config, torch.device("cpu"))
-    batches = torch.randperm(len(rows), generator=torch.Generator().manual_seed(1)).split(config.batch_size)
-    seconds = []
-    for batch in batches[: steps + WARMUP]:
-        started = time.perf_counter()
-        step(make_batch(rows, batch, torch.device("cpu"), sampler))
-        seconds.append(time.perf_counter() - started)
+    config = benchmark_config("beauty", "sasrec", device="cpu", seed=1)
+    _, step, batches = training_steps(config, steps + WARMUP)
+    seconds = time_steps(step, batches)
     return {"threads": chosen, "seq_per_s": config.batch_size / statistics.median(seconds[WARMUP:])}
 
 

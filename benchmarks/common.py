@@ -1,10 +1,12 @@
 """What the benchmark scripts share: where the benchmark files are, a run's settings on one of them, the engine
-variants they compare, a one-line machine description, and the process's resident memory (Linux /proc)."""
+variants they compare, timed training steps, a one-line machine description, and the process's resident memory
+(Linux /proc)."""
 
 from __future__ import annotations
 
 import os
 import platform
+import time
 from pathlib import Path
 
 import torch
@@ -36,8 +38,41 @@ def benchmark_config(dataset: str, model: str, **settings):
     return Config(data=str(dataset_path(dataset)), preset=dataset, model=model, **settings)
 
 
-def machine(device: str = "cpu") -> str:
-    """CPU model, cores, the bf16 instructions it has (AVX512-BF16, AMX), torch and its threads, the GPU."""
+def training_steps(config, steps: int):
+    """(model, step, batches) on CPU: `config`'s model prepared and seeded as training prepares it, the trainer's
+    step, and the first `steps` training batches of a seeded shuffle, built ahead so that timing sees steps only."""
+    from elcrec.data import load_dataset, train_set
+    from elcrec.models import create_model
+    from elcrec.training import NegativeSampler, Step, TrainTensors, make_batch
+
+    data = load_dataset(config)
+    split = train_set(data, config.max_len)
+    torch.manual_seed(config.seed)
+    model = create_model(config, data)
+    model.prepare(split)
+    model.train()
+    rows, device = TrainTensors.of(split), torch.device("cpu")
+    sampler = NegativeSampler(data, device, seed=config.seed) if model.needs_negatives else None
+    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(config.seed)).split(config.batch_size)
+    return model, Step(model, config, device), [make_batch(rows, rows_, device, sampler) for rows_ in order[:steps]]
+
+
+def time_steps(step, batches) -> list[float]:
+    """Seconds of each step, with denormals flushed as the trainer runs."""
+    from elcrec.runtime import denormals_flushed
+
+    seconds = []
+    with denormals_flushed():
+        for batch in batches:
+            started = time.perf_counter()
+            step(batch)
+            seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def machine(device: str = "cpu", threads: bool = True) -> str:
+    """CPU model, cores, the bf16 instructions it has (AVX512-BF16, AMX), torch and its threads (unless the
+    caller names them itself), the GPU."""
     cpu, flags = platform.processor() or platform.machine(), set()
     try:
         lines = open("/proc/cpuinfo").read().splitlines()
@@ -46,12 +81,12 @@ def machine(device: str = "cpu") -> str:
         flags = set(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), []))
     except OSError:
         pass
-    threads = torch.get_num_threads()
     bf16 = [name for flag, name in (("avx512_bf16", "AVX512-BF16"), ("amx_bf16", "AMX-BF16")) if flag in flags]
-    text = (
-        f"{cpu} ({', '.join(bf16) if bf16 else 'no bf16 instructions'}), {os.cpu_count()} cores, "
-        f"torch {torch.__version__} ({threads} thread{'s' if threads > 1 else ''})"
-    )
+    instructions = ", ".join(bf16) if bf16 else "no bf16 instructions"
+    text = f"{cpu} ({instructions}), {os.cpu_count()} cores, torch {torch.__version__}"
+    if threads:
+        count = torch.get_num_threads()
+        text += f" ({count} thread{'s' if count > 1 else ''})"
     if device != "cpu" and torch.cuda.is_available():
         text += f", {torch.cuda.get_device_name()}"
     return text

@@ -19,9 +19,8 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 
-from common import ROOT, benchmark_config, machine, write_markdown
+from common import ROOT, benchmark_config, machine, time_steps, training_steps, write_markdown
 
 WARMUP = 5
 VARIANTS = ("eager", "blocks", "loss")
@@ -30,35 +29,17 @@ VARIANTS = ("eager", "blocks", "loss")
 def worker(variant: str, amp: str, steps: int, threads: int) -> dict:
     import torch
 
-    from elcrec.data import load_dataset, train_set
-    from elcrec.models import create_model
-    from elcrec.runtime import denormals_flushed, prepare_process
-    from elcrec.training import NegativeSampler, Step, TrainTensors, make_batch
+    from elcrec.runtime import prepare_process
 
     prepare_process(threads)
-    config = benchmark_config("beauty", "elcrec", device="cpu", engine="fast", amp=amp)
-    data = load_dataset(config)
-    split = train_set(data, config.max_len)
-    torch.manual_seed(1)
-    model = create_model(config, data)
-    model.prepare(split)
-    model.train()
-    rows, device = TrainTensors.of(split), torch.device("cpu")
-    sampler = NegativeSampler(data, device, seed=1) if model.needs_negatives else None
-    step = Step(model, config, device)
+    config = benchmark_config("beauty", "elcrec", device="cpu", engine="fast", amp=amp, seed=1)
+    model, step, batches = training_steps(config, WARMUP + steps)
     if variant == "blocks":
         for block in model.encoder.blocks:
             block.forward = torch.compile(block.forward, dynamic=False)
     elif variant == "loss":
         step.loss_terms = torch.compile(model.loss_terms, dynamic=True)
-    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(1)).split(config.batch_size)
-    batches = [make_batch(rows, b, device, sampler) for b in order[: WARMUP + steps]]
-    seconds = []
-    with denormals_flushed():  # as the trainer runs
-        for batch in batches:
-            started = time.perf_counter()
-            step(batch)
-            seconds.append(time.perf_counter() - started)
+    seconds = time_steps(step, batches)
     return {
         "variant": variant,
         "threads": torch.get_num_threads(),
