@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import shutil
 import sys
@@ -374,7 +375,11 @@ def main() -> None:
         raise SystemExit(f"--only {args.only!r} names no cell of {args.manifest}")
     command = "python benchmarks/reproduce.py"
     if args.status:
-        print_status(chosen, defaults)
+        try:
+            print_status(chosen, defaults)
+        except BrokenPipeError:  # `--status | head`: stop quietly, as the elcrec command does
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the final flush must not fail again
+            sys.exit(1)
     elif not args.table:
         from elcrec.data import load_dataset
         from elcrec.runs import RunBusy

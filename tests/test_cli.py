@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 
 from typer.testing import CliRunner
 
@@ -49,6 +52,14 @@ def test_train_evaluate_recommend(tmp_path):
     result = invoke("recommend", run, "--history", "3 7 11 nope", "-k", 4)
     assert result.exit_code == 0 and "ignored items the model does not know: nope" in result.output
     assert [line.split()[1] for line in result.output.strip().splitlines()[2:]] == items
+
+    # a reader that went away (`elcrec recommend ... | head`): a quiet exit, not `error: Broken pipe`
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    command = [sys.executable, "-m", "elcrec", "recommend", str(run), "--history", "3 7 11", "-k", "4"]
+    closed = subprocess.run(command, stdout=write_end, stderr=subprocess.PIPE, text=True)
+    os.close(write_end)
+    assert closed.returncode == 1 and closed.stderr == ""
 
 
 def test_clear_errors(tmp_path):

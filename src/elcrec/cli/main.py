@@ -47,6 +47,8 @@ def user_errors(command: Callable) -> Callable:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
+        except BrokenPipeError:
+            raise  # `elcrec ... | head`: not the user's error; click exits quietly (code 1)
         except USER_ERRORS as error:
             fail(
                 str(error)
