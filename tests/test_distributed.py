@@ -1,10 +1,14 @@
 """Multi-process training (torch.distributed, gloo on CPU): the sharded losses give the single-process
-gradient, torchrun runs match a single process, and a distributed run resumes exactly."""
+gradient, torchrun runs match a single process, a distributed run resumes exactly, and an error in one
+process ends the run."""
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -141,16 +145,15 @@ TINY = [
 ]
 
 
-def run(args: list[str], processes: int) -> str:
+def launch(args: list[str], processes: int, timeout: float = 300) -> subprocess.CompletedProcess:
     launcher = ["-m", "torch.distributed.run", "--nproc_per_node", str(processes)] if processes > 1 else []
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [sys.executable, *launcher, "-m", "elcrec", "train", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    command = [sys.executable, *launcher, "-m", "elcrec", "train", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def run(args: list[str], processes: int) -> str:
+    done = launch(args, processes)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
@@ -184,3 +187,22 @@ def test_torchrun_elcrec_resumes_exactly(tmp_path):
     whole, part = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("whole", "part"))
     assert [h["loss"] for h in part["history"]] == [h["loss"] for h in whole["history"]]
     assert part["test"] == whole["test"] and part["valid"] == whole["valid"]
+
+
+def test_an_error_in_one_process_ends_the_run(tmp_path):
+    """Rank 0 cannot write its training state after the first epoch while rank 1 goes on into the next epoch's
+    collectives: the run must end with rank 0's error, not wait at a barrier until gloo's 30-minute timeout."""
+    (tmp_path / "run" / "training_state.pt").mkdir(parents=True)  # where rank 0 alone writes
+    args = [*TINY, "--model", "sasrec", "--epochs", "3", "--output-dir", str(tmp_path / "run")]
+    try:
+        done = launch(args, WORLD, timeout=120)
+    finally:
+        end_processes_naming(tmp_path)  # a stalled run's workers (torchrun starts them in sessions of their own)
+    assert done.returncode != 0 and "error: [Errno 21] Is a directory" in done.stderr, done.stderr[-3000:]
+
+
+def end_processes_naming(path) -> None:
+    for process in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            if str(path).encode() in (process / "cmdline").read_bytes():
+                os.kill(int(process.name), signal.SIGKILL)

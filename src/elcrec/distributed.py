@@ -131,11 +131,14 @@ def barrier() -> None:
         dist.barrier()
 
 
-def leave() -> None:
-    """Leave the process group together. gloo aborts a process whose peer leaves first, hence the barrier; and
-    gloo's worker thread frees the barrier's work after waking us, which drops tensors of earlier collectives and
-    needs the GIL for that: the pause hands it over, or an interpreter already finalising aborts the process."""
-    dist.barrier()
+def leave(after_error: bool = False) -> None:
+    """Leave the process group: together (gloo aborts a process whose peer leaves first, hence the barrier), or
+    after an error at once (the others may be inside another collective, where a barrier would wait for this
+    process until gloo's 30-minute timeout; they fail when it exits, and torchrun ends the rest). gloo's worker
+    thread frees the last work after waking us, which drops tensors of earlier collectives and needs the GIL for
+    that: the pause hands it over, or an interpreter already finalising aborts the process."""
+    if not after_error:
+        dist.barrier()
     dist.destroy_process_group()
     time.sleep(0.1)
 

@@ -101,13 +101,17 @@ def _train(
                     log.warning(
                         "warning: this CPU keeps denormal floats: steps whose gradients hold them may run slower"
                     )
-                return Trainer(config, data, device, resume, progress and main).run(on_epoch)
+                result = Trainer(config, data, device, resume, progress and main).run(on_epoch)
             except Exception as error:
                 log.error(f"error: {error}")  # into train.log; the caller reports it
                 raise
-    finally:
+    except BaseException:
         if joined:
-            distributed.leave()
+            distributed.leave(after_error=True)
+        raise
+    if joined:
+        distributed.leave()
+    return result
 
 
 class Trainer:
