@@ -316,14 +316,14 @@ def write_ablation(cells: list[dict]) -> None:
 def print_status(cells: list[dict], defaults: dict) -> None:
     """One line per cell: recorded (its test NDCG@20), training now or interrupted (epochs done, best validation,
     seconds per epoch, the most time it can still take), or not started. Reads the run folders, takes nothing."""
-    from elcrec.runs import STATE_FILE, read_pt, training_holder
+    from elcrec.runs import LOG_FILE, STATE_FILE, read_pt, training_holder
 
     paper = paper_numbers()
     width = max(len(cell_name(cell)) for cell in cells)
     for cell in cells:
-        name, line = cell_name(cell), "not started"
+        name, line, pid, record = cell_name(cell), "not started", None, recorded(cell)
         config = cell_config(cell, defaults)
-        if record := recorded(cell):
+        if record:
             metrics = record[0]
             target = paper.get((cell["dataset"], cell["model"]), {}).get("NDCG@20")
             versus = f" (paper {target:.4f})" if target and cell["ablation"] == "ELCRec" else ""
@@ -344,7 +344,16 @@ def print_status(cells: list[dict], defaults: dict) -> None:
             )
         elif pid := training_holder(config.run_dir):
             line = f"starting (pid {pid})"
+        if not (record or pid) and (error := last_error(config.run_dir / LOG_FILE)):
+            line = f"failed: {error}"
         print(f"{name:<{width}}  {cell['variant']:<9}  {line}")
+
+
+def last_error(log: Path) -> str | None:
+    """The error a run's log ends with (its training stopped on it and was not started again), if any."""
+    lines = log.read_text(encoding="utf-8", errors="replace").splitlines() if log.is_file() else []
+    _, _, error = lines[-1].partition(" error: ") if lines else ("", "", "")
+    return error or None
 
 
 def main() -> None:
@@ -384,6 +393,7 @@ def main() -> None:
         from elcrec.data import load_dataset
         from elcrec.runs import RunBusy
         from elcrec.runtime import prepare_process
+        from elcrec.training.trainer import NonFinite
 
         print(f"threads: {prepare_process(args.threads)}", flush=True)
         loaded: dict[str, object] = {}
@@ -394,6 +404,9 @@ def main() -> None:
                 run_cell(cell, defaults, loaded[cell["dataset"]])
             except RunBusy as busy:
                 print(f"   skipped: {busy}", flush=True)
+                continue
+            except NonFinite as error:  # this cell diverged: the others can still train (--status shows it)
+                print(f"   failed: {error}", flush=True)
                 continue
             write_table(cells, command)
             write_ablation(cells)
