@@ -315,7 +315,8 @@ def write_ablation(cells: list[dict]) -> None:
 
 def print_status(cells: list[dict], defaults: dict) -> None:
     """One line per cell: recorded (its test NDCG@20), training now or interrupted (epochs done, best validation,
-    seconds per epoch, the most time it can still take), or not started. Reads the run folders, takes nothing."""
+    seconds per epoch, the most time it can still take), failed, or not started. Reads the run folders, takes
+    nothing."""
     from elcrec.runs import LOG_FILE, STATE_FILE, read_pt, training_holder
 
     paper = paper_numbers()
