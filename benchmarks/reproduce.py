@@ -69,11 +69,12 @@ def paper_numbers() -> dict[tuple[str, str], dict[str, float]]:
 
 def read_manifest(path: Path) -> tuple[dict, list[dict]]:
     """(defaults, cells in training order: the manifest's order): each cell {dataset, model, seed, variant,
-    ablation, label}. A [[cells]] group names `models`, or `ablations`: ELCRec's ablation variants
-    (training.experiments.ABLATIONS; ELCRec itself is its main cell). A group with a `label` trains its cells
-    again apart from the main ones, e.g. under another variant to explain a gap: named <model>-<label>-seed<n>,
-    a row of their own in the table."""
-    from elcrec.training.experiments import ABLATIONS
+    ablation (the ELCRec switches it trains with, "" for none), figure (the ablation variant it stands for in
+    the ablation figure, or ""), label}. A [[cells]] group names `models`, or `ablations`: ELCRec's ablation
+    variants (training.experiments.ABLATIONS); ELCRec itself and B are the main cells of ELCRec and CL4SRec
+    (ABLATION_MODELS). A group with a `label` trains its cells again apart from the main ones, e.g. under another
+    variant to explain a gap: named <model>-<label>-seed<n>, a row of their own in the table."""
+    from elcrec.training.experiments import ABLATION_MODELS, ABLATIONS
 
     manifest = tomllib.loads(path.read_text())
     if set(manifest) - {"defaults", "cells"}:
@@ -97,25 +98,29 @@ def read_manifest(path: Path) -> tuple[dict, list[dict]]:
             for name in group[names]:
                 if names == "ablations" and name not in ABLATIONS:
                     raise SystemExit(f"{path}: ablation {name!r}: choose among {', '.join(ABLATIONS)}")
+                figure = name if names == "ablations" else ""
+                model = ABLATION_MODELS.get(figure, "elcrec") if figure else name
                 for seed in group["seeds"]:
                     cells.append(
                         {
                             "dataset": dataset,
-                            "model": "elcrec" if names == "ablations" else name,
+                            "model": model,
                             "seed": seed,
                             "variant": group.get("variant", "fast"),
-                            "ablation": name if names == "ablations" else "ELCRec",
+                            "ablation": figure if figure and figure not in ABLATION_MODELS else "",
+                            "figure": figure,
                             "label": group.get("label", ""),
                         }
                     )
-    first: dict[str, dict] = {}  # a cell named twice (the ablation's ELCRec is the main cell) counts once, where first
+    first: dict[str, dict] = {}  # a cell named twice (an ablation variant that is a main cell) counts once, where first
     for cell in cells:
-        first.setdefault(cell_name(cell), cell)
+        kept = first.setdefault(cell_name(cell), cell)
+        kept["figure"] = kept["figure"] or cell["figure"]
     return manifest.get("defaults", {}), list(first.values())
 
 
 def cell_name(cell: dict) -> str:
-    ablation = "" if cell["ablation"] == "ELCRec" else f"-{cell['ablation'].lower().replace('+', '')}"
+    ablation = f"-{cell['ablation'].lower().replace('+', '')}" if cell["ablation"] else ""
     label = f"-{cell['label']}" if cell["label"] else ""
     return f"{cell['dataset']}/{cell['model']}{ablation}{label}-seed{cell['seed']}"
 
@@ -123,7 +128,7 @@ def cell_name(cell: dict) -> str:
 def cell_config(cell: dict, defaults: dict):
     from elcrec.training.experiments import ABLATIONS
 
-    switches = ABLATIONS[cell["ablation"]] if cell["model"] == "elcrec" else {}
+    switches = ABLATIONS[cell["ablation"]] if cell["ablation"] else {}
     return benchmark_config(
         cell["dataset"],
         cell["model"],
@@ -188,7 +193,7 @@ def write_table(cells: list[dict], command: str) -> None:
     paper = paper_numbers()
     groups: dict[tuple[str, str, str], list[dict]] = {}
     for cell in cells:
-        if cell["ablation"] == "ELCRec":  # the main cells (ELCRec's ablation variants: write_ablation)
+        if not cell["ablation"]:  # the main cells (ELCRec's ablation variants: write_ablation)
             groups.setdefault((cell["dataset"], cell["model"], cell["label"]), []).append(cell)
     machines = sorted({record[1]["machine"] for cell in cells if (record := recorded(cell))})
     lines = [
@@ -270,7 +275,9 @@ def write_ablation(cells: list[dict]) -> None:
     variant) for each dataset with ablation cells."""
     from elcrec.training.experiments import ABLATION_METRICS, ABLATIONS, ablation_plot
 
-    datasets = list(dict.fromkeys(cell["dataset"] for cell in cells if cell["ablation"] != "ELCRec"))
+    datasets = [
+        dataset for dataset in TABLE_NAMES if any(cell["figure"] and cell["dataset"] == dataset for cell in cells)
+    ]
     if not datasets:
         return
     lines = [
@@ -278,22 +285,21 @@ def write_ablation(cells: list[dict]) -> None:
         "",
         "The paper's Fig. 3: B is the backbone with instance CL, ICL the intent-assisted CL (fusion and PCL), "
         "ELCM the end-to-end learnable cluster module (without it the k-means centres of the untrained encoder "
-        "stay fixed). Test split, the campaign's protocol and the faithful recipe (docs/reproducing.md); the sum of "
-        f"{' + '.join(ABLATION_METRICS)} as the paper plots it.",
+        "stay fixed). B and ELCRec are the runs of CL4SRec and ELCRec in paper-table.md (ELCRec with both modules "
+        "off trains as CL4SRec, bit for bit: tests/test_experiments.py). Test split, the campaign's protocol and the "
+        f"faithful recipe (docs/reproducing.md); the sum of {' + '.join(ABLATION_METRICS)} as the paper plots it.",
         "",
         "| dataset | " + " | ".join(ABLATIONS) + " |",
         "|---" * (len(ABLATIONS) + 1) + "|",
     ]
+    figures = []
     for dataset in datasets:
         results = {}
         for name in ABLATIONS:
             found = [
                 recorded(cell)
                 for cell in cells
-                if cell["dataset"] == dataset
-                and cell["model"] == "elcrec"
-                and cell["ablation"] == name
-                and not cell["label"]
+                if cell["dataset"] == dataset and cell["figure"] == name and not cell["label"]
             ]
             results[name] = [record[0]["test"] for record in found if record]
         lines.append(
@@ -307,10 +313,8 @@ def write_ablation(cells: list[dict]) -> None:
         done = {name: runs for name, runs in results.items() if runs}
         if done:
             ablation_plot(done, RESULTS / f"paper-ablation-{dataset}.png")
-            lines.append("")
-            lines.append(f"![{TABLE_NAMES[dataset]}](paper-ablation-{dataset}.png)")
-            lines.append("")
-    write_markdown(RESULTS / "paper-ablation.md", lines)
+            figures += ["", f"![{TABLE_NAMES[dataset]}](paper-ablation-{dataset}.png)"]
+    write_markdown(RESULTS / "paper-ablation.md", lines + figures)
 
 
 def print_status(cells: list[dict], defaults: dict) -> None:
@@ -327,7 +331,7 @@ def print_status(cells: list[dict], defaults: dict) -> None:
         if record:
             metrics = record[0]
             target = paper.get((cell["dataset"], cell["model"]), {}).get("NDCG@20")
-            versus = f" (paper {target:.4f})" if target and cell["ablation"] == "ELCRec" else ""
+            versus = f" (paper {target:.4f})" if target and not cell["ablation"] else ""
             line = (
                 f"done: test NDCG@20 {metrics['test']['NDCG@20']:.4f}{versus}, best epoch {metrics['best_epoch']} "
                 f"of {len(metrics['history'])}"

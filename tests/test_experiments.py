@@ -6,11 +6,14 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from scipy.stats import ttest_rel
 
 from elcrec import Config
+from elcrec.runs import MODEL_FILE
 from elcrec.training import experiments
-from elcrec.training.experiments import paired_t_tests, run_group, summary_table
+from elcrec.training.experiments import ABLATION_MODELS, ABLATIONS, paired_t_tests, run_group, summary_table
+from elcrec.training.trainer import train
 
 
 def test_group_runs_each_variant_and_seed_and_reads_finished_runs_back(tiny_data, tmp_path, monkeypatch):
@@ -38,6 +41,22 @@ def test_group_runs_each_variant_and_seed_and_reads_finished_runs_back(tiny_data
     assert run_group(base, variants, [1, 2], tmp_path, data=tiny_data) == first
     with pytest.raises(AssertionError, match="trained again"):  # other settings: a new run
         run_group(base.replace(epochs=2), variants, [1], tmp_path, data=tiny_data)
+
+
+@pytest.mark.parametrize("variant", sorted(ABLATION_MODELS))
+def test_an_ablation_variant_named_a_model_trains_as_that_model(tiny_data, tmp_path, variant):
+    """What lets the campaign take CL4SRec's run for ablation B: the same losses, weights and metrics, bit for bit
+    (bf16 autocast and three blocks, as the campaign's Toys cells)."""
+    base = Config(hidden_size=16, max_len=20, num_layers=3, epochs=2, num_clusters=8, amp="bf16", device="cpu")
+    runs = {
+        "variant": base.replace(model="elcrec", **ABLATIONS[variant], output_dir=str(tmp_path / "variant")),
+        "model": base.replace(model=ABLATION_MODELS[variant], output_dir=str(tmp_path / "model")),
+    }
+    results = {name: train(config, tiny_data, progress=False) for name, config in runs.items()}
+    assert [h["terms"] for h in results["variant"]["history"]] == [h["terms"] for h in results["model"]["history"]]
+    assert results["variant"]["test"] == results["model"]["test"]
+    weights = {name: torch.load(tmp_path / name / MODEL_FILE, weights_only=True) for name in runs}
+    assert all(torch.equal(weights["variant"][key], value) for key, value in weights["model"].items())
 
 
 def test_summary_and_paired_t_test():

@@ -29,6 +29,9 @@ ABLATIONS = {
     "ELCRec": {"elcm": True, "icl": True},
 }
 ABLATION_METRICS = ("HR@5", "HR@20", "NDCG@5", "NDCG@20")  # summed per variant, as the paper plots them
+# variants that are another model's run: B, both modules off, is CL4SRec (the same loss, parameters and random
+# draws; tests/test_experiments.py checks that they train bit for bit alike)
+ABLATION_MODELS = {"B": "cl4srec", "ELCRec": "elcrec"}
 
 
 def run_group(
