@@ -11,8 +11,8 @@ settings is read back, an interrupted one continues from its training_state.pt (
 picks up where it stopped). Workers can share the manifest, one per core (each with --threads 1): a cell
 another worker is training is skipped (elcrec.runs.training_lock). For each finished run, its config.json and
 metrics.json (every epoch's loss and validation metrics, the test metrics) are copied to
-benchmarks/results/paper/<dataset>/<model>-seed<seed>/ with run.json: the test metrics with seen items
-excluded, the engine variant and the machine.
+benchmarks/results/paper/<dataset>/<model>-seed<seed>/ (config.json with paths relative to the repository root)
+with run.json: the test metrics with seen items excluded, the engine variant and the machine.
 Data comes from ELCREC_DATA_DIR (default ../shared/data); the paper's numbers from REFERENCE_NUMBERS.md.
 """
 
@@ -163,8 +163,8 @@ def run_cell(cell: dict, defaults: dict, data) -> None:
         batch_size=config.eval_batch_size,
     )
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("config.json", "metrics.json"):
-        shutil.copyfile(config.run_dir / name, out / name)
+    write_portable_config(config.run_dir / "config.json", out / "config.json")
+    shutil.copyfile(config.run_dir / "metrics.json", out / "metrics.json")
     record = {
         "variant": cell["variant"],
         "machine": machine(),
@@ -172,6 +172,16 @@ def run_cell(cell: dict, defaults: dict, data) -> None:
         "session_seconds": round(time.perf_counter() - started),
     }
     (out / "run.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def write_portable_config(source: Path, target: Path) -> None:
+    """A run's config.json with its paths (data, output folder) relative to the repository root, as every clone
+    beside ../shared has them: from the root, `elcrec train --config <it> --output-dir DIR` trains the cell again."""
+    settings = json.loads(source.read_text())
+    for key in ("data", "output_dir"):
+        if Path(settings[key]).is_absolute():
+            settings[key] = os.path.relpath(settings[key], ROOT)
+    target.write_text(json.dumps(settings, indent=2) + "\n")
 
 
 def recorded(cell: dict) -> tuple[dict, dict] | None:
