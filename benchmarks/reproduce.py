@@ -361,7 +361,8 @@ def print_status(cells: list[dict], defaults: dict) -> None:
             line = f"starting (pid {pid})"
         if not (record or pid) and (error := last_error(config.run_dir / LOG_FILE)):
             line = f"failed: {error}"
-        print(f"{name:<{width}}  {cell['variant']:<9}  {line}")
+        role = f" (the ablation's {cell['figure']})" if cell["figure"] and not cell["ablation"] else ""
+        print(f"{name:<{width}}  {cell['variant']:<9}  {line}{role}")
 
 
 def last_error(log: Path) -> str | None:
