@@ -1,0 +1,69 @@
+"""The reproduction campaign's plan (benchmarks/reproduce.py over benchmarks/paper.toml): which cells it trains,
+which it reads from others, and the records it writes."""
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import reproduce  # noqa: E402  (benchmarks/ is not a package)
+
+from elcrec.training.experiments import ABLATIONS  # noqa: E402
+
+
+def test_the_manifest_trains_each_run_once_and_the_ablation_has_every_bar():
+    _, cells = reproduce.read_manifest(BENCHMARKS / "paper.toml")
+    names = [reproduce.cell_name(cell) for cell in cells]
+    assert len(names) == len(set(names))
+    assert not any("elcrec-b-" in name for name in names)  # B is CL4SRec's cell, never trained again
+    for dataset in ("beauty", "toys"):
+        bars = {cell["figure"]: cell for cell in cells if cell["dataset"] == dataset and cell["figure"]}
+        assert sorted(bars) == sorted(ABLATIONS)
+        assert (bars["B"]["model"], bars["B"]["ablation"]) == ("cl4srec", "")
+        assert (bars["ELCRec"]["model"], bars["ELCRec"]["ablation"]) == ("elcrec", "")
+        assert {name: bars[name]["ablation"] for name in ("B+ICL", "B+ELCM")} == {"B+ICL": "B+ICL", "B+ELCM": "B+ELCM"}
+    main_beauty = {cell["model"] for cell in cells if cell["dataset"] == "beauty" and not cell["ablation"]}
+    assert main_beauty == {"sasrec", "bert4rec", "gru4rec", "cl4srec", "iclrec", "elcrec"}
+
+
+@pytest.mark.parametrize(
+    "group, message",
+    [
+        ('datasets = ["beauty"]\nmodels = ["elcrec"]\nablations = ["B"]\nseeds = [1]', "either models or ablations"),
+        ('datasets = ["beauty"]\nablations = ["C"]\nseeds = [1]', "ablation 'C'"),
+        ('datasets = ["movies"]\nmodels = ["elcrec"]\nseeds = [1]', "dataset 'movies'"),
+        ('datasets = ["beauty"]\nmodels = ["elcrec"]\nseeds = [1]\nepochs = 3', "unknown cells key(s) ['epochs']"),
+    ],
+)
+def test_a_bad_manifest_is_refused(tmp_path, group, message):
+    manifest = tmp_path / "cells.toml"
+    manifest.write_text(f"[[cells]]\n{group}\n")
+    with pytest.raises(SystemExit, match=re.escape(message)):
+        reproduce.read_manifest(manifest)
+
+
+def test_records_hold_paths_relative_to_the_repository(tmp_path):
+    settings = {"data": str(reproduce.ROOT.parent / "shared" / "data" / "Beauty.txt"), "seed": 1}
+    settings["output_dir"] = str(reproduce.ROOT / "runs" / "reproduce" / "beauty" / "sasrec-seed1")
+    (tmp_path / "config.json").write_text(json.dumps(settings))
+    reproduce.write_portable_config(tmp_path / "config.json", tmp_path / "record.json")
+    record = json.loads((tmp_path / "record.json").read_text())
+    assert record == {
+        "data": "../shared/data/Beauty.txt",
+        "seed": 1,
+        "output_dir": "runs/reproduce/beauty/sasrec-seed1",
+    }
+
+
+def test_a_run_that_stopped_on_an_error_is_shown_failed(tmp_path):
+    log = tmp_path / "train.log"
+    assert reproduce.last_error(log) is None
+    log.write_text("2026-12-01 10:00:00 epoch   3  loss 1.2\n2026-12-01 10:00:09 error: the training loss became NaN\n")
+    assert reproduce.last_error(log) == "the training loss became NaN"
+    log.write_text(log.read_text() + "2026-12-01 11:00:00 resuming after epoch 3\n")  # started again
+    assert reproduce.last_error(log) is None
