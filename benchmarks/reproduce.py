@@ -107,7 +107,7 @@ def read_manifest(path: Path) -> tuple[dict, list[dict]]:
                             "model": model,
                             "seed": seed,
                             "variant": group.get("variant", "fast"),
-                            "ablation": figure if figure and figure not in ABLATION_MODELS else "",
+                            "ablation": "" if figure in ABLATION_MODELS else figure,
                             "figure": figure,
                             "label": group.get("label", ""),
                         }
