@@ -67,3 +67,28 @@ def test_a_run_that_stopped_on_an_error_is_shown_failed(tmp_path):
     assert reproduce.last_error(log) == "the training loss became NaN"
     log.write_text(log.read_text() + "2026-12-01 11:00:00 resuming after epoch 3\n")  # started again
     assert reproduce.last_error(log) is None
+
+
+def test_the_table_tests_elcrec_against_iclrec_over_the_seeds_both_have(tmp_path, monkeypatch):
+    from scipy.stats import ttest_rel
+
+    monkeypatch.setattr(reproduce, "RESULTS", tmp_path)
+    scores = {"iclrec": [0.048, 0.050, 0.047], "elcrec": [0.051, 0.052, 0.049, 0.053]}
+    blank = {"variant": "fast", "ablation": "", "figure": "", "label": ""}
+    cells = [
+        {"dataset": "beauty", "model": model, "seed": seed, **blank}
+        for model, values in scores.items()
+        for seed in range(1, len(values) + 1)
+    ]
+    for cell in cells:
+        folder = tmp_path / "paper" / reproduce.cell_name(cell)
+        folder.mkdir(parents=True)
+        test = {metric: scores[cell["model"]][cell["seed"] - 1] for metric in reproduce.METRICS}
+        (folder / "metrics.json").write_text(json.dumps({"test": test, "best_epoch": 1, "history": [{"seconds": 1}]}))
+        run = {"machine": "test", "test_seen_excluded": {"NDCG@20": test["NDCG@20"]}}
+        (folder / "run.json").write_text(json.dumps(run))
+    reproduce.write_table(cells, "command")
+    table = (tmp_path / "paper-table.md").read_text()
+    assert "paired t-test over seeds 1,2,3, ELCRec against ICLRec" in table  # seed 4 has no ICLRec run
+    expected = ttest_rel(scores["elcrec"][:3], scores["iclrec"])
+    assert f"| NDCG@20 | +0.0023 | {expected.statistic:.2f} | {expected.pvalue:.3f} |" in table

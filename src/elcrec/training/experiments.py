@@ -75,8 +75,13 @@ def _finished(config: Config) -> dict[str, Any] | None:
 
 def mean_std(runs: list[dict[str, float]], metric: str) -> str:
     """ "mean ± std" of a metric over runs (sample std over seeds), or the value of a single run."""
-    values = np.array([run[metric] for run in runs])
-    return f"{values.mean():.4f} ± {values.std(ddof=1):.4f}" if len(values) > 1 else f"{values[0]:.4f}"
+    return mean_std_of([run[metric] for run in runs])
+
+
+def mean_std_of(values: list[float]) -> str:
+    """ "mean ± std" of values (sample std), or the value itself when there is one."""
+    array = np.asarray(values, dtype=float)
+    return f"{array.mean():.4f} ± {array.std(ddof=1):.4f}" if len(array) > 1 else f"{array[0]:.4f}"
 
 
 def summary_table(results: dict[str, list[dict[str, float]]], metrics: tuple[str, ...]) -> list[str]:
