@@ -208,7 +208,8 @@ def write_table(cells: list[dict], command: str) -> None:
         "300 epochs); the test NDCG@20 with seen items excluded (`exclude`, our default) beside it. Each run "
         "takes its dataset's preset for its model (README, Presets) and the faithful recipe; engine variant "
         "per run in its `run.json` (fast-bf16: fast engine with bf16 autocast). Several seeds: mean ± sample "
-        "std. Train h: the epochs' training time (validation excluded), summed over seeds and sessions.",
+        "std. Best epochs count from 0, as the run logs do (epochs run: how many). Train h: the epochs' training "
+        "time (validation excluded), summed over seeds and sessions.",
         "",
         "Machines: " + ("; ".join(machines) if machines else "none yet") + ".",
         "",
