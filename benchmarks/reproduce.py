@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -143,7 +142,7 @@ def run_cell(cell: dict, defaults: dict, data) -> None:
     """Train (or read back, or resume) one cell and copy its record to benchmarks/results/paper/."""
     from elcrec.data import eval_set
     from elcrec.evaluation import evaluate
-    from elcrec.runs import load_run
+    from elcrec.runs import atomic_write, load_run, write_json
     from elcrec.training.experiments import finished_or_train
 
     config = cell_config(cell, defaults)
@@ -161,26 +160,27 @@ def run_cell(cell: dict, defaults: dict, data) -> None:
         mask_history="exclude",
         batch_size=config.eval_batch_size,
     )
-    out.mkdir(parents=True, exist_ok=True)
     write_portable_config(config.run_dir / "config.json", out / "config.json")
-    shutil.copyfile(config.run_dir / "metrics.json", out / "metrics.json")
+    atomic_write(out / "metrics.json", (config.run_dir / "metrics.json").read_bytes())
     record = {
         "variant": cell["variant"],
         "machine": machine(),
         "test_seen_excluded": exclude,
         "session_seconds": round(time.perf_counter() - started),
     }
-    (out / "run.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_json(out / "run.json", record)  # last: a record counts once its run.json is there
 
 
 def write_portable_config(source: Path, target: Path) -> None:
     """A run's config.json with its paths (data, output folder) relative to the repository root, as every clone
     beside ../shared has them: from the root, `elcrec train --config <it> --output-dir DIR` trains the cell again."""
+    from elcrec.runs import write_json
+
     settings = json.loads(source.read_text())
     for key in ("data", "output_dir"):
         if Path(settings[key]).is_absolute():
             settings[key] = os.path.relpath(settings[key], ROOT)
-    target.write_text(json.dumps(settings, indent=2) + "\n")
+    write_json(target, settings)
 
 
 def recorded(cell: dict) -> tuple[dict, dict] | None:
