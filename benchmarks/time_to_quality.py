@@ -96,9 +96,8 @@ def main() -> None:
         "preset; faithful: the defaults (BCE with one sampled negative, Adam 1e-3 constant, up to 300 epochs, "
         "patience 40). Protocol: full ranking, seen items scored 0 as the reference does (mask_history=reference), "
         "test split at the best validation NDCG@20 epoch (epochs count from 0, as the run logs do); mean ± sample "
-        "std over seeds. Minutes: training and "
-        "validation of every epoch. Faithful rows: the paper campaign's records (benchmarks/reproduce.py), with "
-        "the machine and threads of their own run.json"
+        "std over seeds. Minutes: training and validation of every epoch. Faithful rows: the paper campaign's "
+        "records (benchmarks/reproduce.py), with the machine and threads of their own run.json"
         + (": " + "; ".join(sorted({f"{run['machine']}" for _, _, run in faithful})) if faithful else "")
         + ".",
         "",
