@@ -198,7 +198,8 @@ def write_table(cells: list[dict], command: str) -> None:
     for cell in cells:
         if not cell["ablation"]:  # the main cells (ELCRec's ablation variants: write_ablation)
             groups.setdefault((cell["dataset"], cell["model"], cell["label"]), []).append(cell)
-    machines = sorted({record[1]["machine"] for cell in cells if (record := recorded(cell))})
+    records = {cell_name(cell): record for cell in cells if (record := recorded(cell))}  # each read once
+    machines = sorted({run["machine"] for _, run in records.values()})
     lines = [
         "# Reproduction of the ELCRec paper's Table 1",
         "",
@@ -220,7 +221,7 @@ def write_table(cells: list[dict], command: str) -> None:
     ]
     for (dataset, model, label), members in groups.items():
         name = f"{model} ({label})" if label else model
-        found = [record for cell in members if (record := recorded(cell))]
+        found = [records[cell_name(cell)] for cell in members if cell_name(cell) in records]
         reference = paper.get((dataset, model), {})
         seeds = ",".join(str(cell["seed"]) for cell in members)
         if not found:
@@ -230,7 +231,7 @@ def write_table(cells: list[dict], command: str) -> None:
                 + " | | | | | |"
             )
             continue
-        done = [str(cell["seed"]) for cell in members if recorded(cell)]
+        done = [str(cell["seed"]) for cell in members if cell_name(cell) in records]
         value = {m: [metrics["test"][m] for metrics, _ in found] for m in METRICS}
         cells_text = [
             f"{mean_std_of(value[m])} / {reference[m]:.4f}" if m in reference else f"{mean_std_of(value[m])} / -"
@@ -249,11 +250,16 @@ def write_table(cells: list[dict], command: str) -> None:
         )
     for dataset in TABLE_NAMES:  # the paper's significance claim, over the seeds both models have
         first, second = groups.get((dataset, "iclrec", ""), []), groups.get((dataset, "elcrec", ""), [])
-        pairs = [(a, b) for a in first for b in second if a["seed"] == b["seed"] and recorded(a) and recorded(b)]
+        pairs = [
+            (a, b)
+            for a in first
+            for b in second
+            if a["seed"] == b["seed"] and {cell_name(a), cell_name(b)} <= set(records)
+        ]
         if len(pairs) < 2:
             continue
         results = {
-            name: [recorded(cell)[0]["test"] for cell in paired]
+            name: [records[cell_name(cell)][0]["test"] for cell in paired]
             for name, paired in zip(("ICLRec", "ELCRec"), zip(*pairs))
         }
         seeds = ",".join(str(a["seed"]) for a, _ in pairs)
