@@ -6,9 +6,9 @@ seed, benchmarks/paper.toml) in order, and regenerate benchmarks/results/paper-t
     python benchmarks/reproduce.py --table                          # only regenerate the table
     python benchmarks/reproduce.py --status                         # where each cell stands
 
-Runs go to runs/reproduce/<dataset>/<model>-seed<seed> (never committed). A run that finished with the same
-settings is read back, an interrupted one continues from its training_state.pt (started again, the campaign
-picks up where it stopped). Workers can share the manifest, one per core (each with --threads 1): a cell
+Runs go to runs/reproduce/<dataset>/<model>-seed<seed> (never committed). A cell whose committed record was
+trained with the same settings is read back, also in a clone without its run folder, an interrupted run continues
+from its training_state.pt (started again, the campaign picks up where it stopped). Workers can share the manifest, one per core (each with --threads 1): a cell
 another worker is training is skipped (elcrec.runs.training_lock). For each finished run, its config.json and
 metrics.json (every epoch's loss and validation metrics, the test metrics) are copied to
 benchmarks/results/paper/<dataset>/<model>-seed<seed>/ (config.json with paths relative to the repository root)
@@ -143,10 +143,14 @@ def run_cell(cell: dict, defaults: dict, data) -> None:
     from elcrec.data import eval_set
     from elcrec.evaluation import evaluate
     from elcrec.runs import atomic_write, load_run, write_json
+    from elcrec.runtime import resolve_device
     from elcrec.training.experiments import finished_or_train
 
     config = cell_config(cell, defaults)
     print(f"== {cell_name(cell)} ({cell['variant']}): {config.run_dir}", flush=True)
+    if records_settings_of(cell, config):  # a clone without the run folder (a new machine) trains nothing again
+        print("   recorded before with these settings: read back", flush=True)
+        return
     started = time.perf_counter()
     result = finished_or_train(config, data)
     out = RESULTS / "paper" / cell_name(cell)
@@ -164,7 +168,7 @@ def run_cell(cell: dict, defaults: dict, data) -> None:
     atomic_write(out / "metrics.json", (config.run_dir / "metrics.json").read_bytes())
     record = {
         "variant": cell["variant"],
-        "machine": machine(),
+        "machine": machine(resolve_device(config.device).type),
         "test_seen_excluded": exclude,
         "session_seconds": round(time.perf_counter() - started),
     }
@@ -181,6 +185,22 @@ def write_portable_config(source: Path, target: Path) -> None:
         if Path(settings[key]).is_absolute():
             settings[key] = os.path.relpath(settings[key], ROOT)
     write_json(target, settings)
+
+
+def records_settings_of(cell: dict, config) -> bool:
+    """Whether the cell's committed record was trained with exactly `config`'s settings, its data file's folder
+    and its run folder aside (the cell names both)."""
+    from elcrec import Config
+
+    path = RESULTS / "paper" / cell_name(cell) / "config.json"
+    if not (path.parent / "run.json").is_file():
+        return False
+    saved = Config.from_saved(json.loads(path.read_text())).to_dict()
+    wanted = config.to_dict()
+    for settings in (saved, wanted):
+        settings["data"] = Path(settings["data"]).name
+        del settings["output_dir"]
+    return json.loads(json.dumps(saved)) == json.loads(json.dumps(wanted))
 
 
 def recorded(cell: dict) -> tuple[dict, dict] | None:

@@ -92,3 +92,33 @@ def test_the_table_tests_elcrec_against_iclrec_over_the_seeds_both_have(tmp_path
     assert "paired t-test over seeds 1,2,3, ELCRec against ICLRec" in table  # seed 4 has no ICLRec run
     expected = ttest_rel(scores["elcrec"][:3], scores["iclrec"])
     assert f"| NDCG@20 | +0.0023 | {expected.statistic:.2f} | {expected.pvalue:.3f} |" in table
+
+
+def test_a_recorded_cell_is_read_back_where_its_run_folder_is_missing(tmp_path, monkeypatch):
+    """A new machine has the committed records but no runs/: a cell recorded with the same settings is not
+    trained again; one whose settings changed since is."""
+    from elcrec import Config
+    from elcrec.training import experiments
+
+    monkeypatch.setattr(reproduce, "RESULTS", tmp_path)
+    cell = {"dataset": "beauty", "model": "sasrec", "seed": 1, "variant": "fast", "ablation": "", "figure": ""}
+    cell["label"] = ""
+    config = Config(data="/elsewhere/data/Beauty.txt", preset="beauty", model="sasrec", seed=1, output_dir="/x/y")
+    folder = tmp_path / "paper" / reproduce.cell_name(cell)
+    folder.mkdir(parents=True)
+    record = {**config.to_dict(), "data": "../shared/data/Beauty.txt", "output_dir": "runs/reproduce/beauty/x"}
+    (folder / "config.json").write_text(json.dumps(record))
+    assert not reproduce.records_settings_of(cell, config)  # no run.json: the record is not complete
+    (folder / "run.json").write_text("{}")
+    assert reproduce.records_settings_of(cell, config)
+    assert not reproduce.records_settings_of(cell, config.replace(lr=5e-4))
+
+    def train_again(*args):
+        raise AssertionError("a recorded cell was trained again")
+
+    monkeypatch.setattr(experiments, "finished_or_train", train_again)
+    monkeypatch.setattr(reproduce, "cell_config", lambda cell, defaults: config)
+    reproduce.run_cell(cell, {}, data=None)  # returns: read back
+    monkeypatch.setattr(reproduce, "cell_config", lambda cell, defaults: config.replace(lr=5e-4))
+    with pytest.raises(AssertionError, match="trained again"):
+        reproduce.run_cell(cell, {}, data=None)
