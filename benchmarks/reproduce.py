@@ -7,12 +7,13 @@ seed, benchmarks/paper.toml) in order, and regenerate benchmarks/results/paper-t
     python benchmarks/reproduce.py --status                         # where each cell stands
 
 Runs go to runs/reproduce/<dataset>/<model>-seed<seed> (never committed). A cell whose committed record was
-trained with the same settings is read back, also in a clone without its run folder, an interrupted run continues
-from its training_state.pt (started again, the campaign picks up where it stopped). Workers can share the manifest, one per core (each with --threads 1): a cell
-another worker is training is skipped (elcrec.runs.training_lock). For each finished run, its config.json and
-metrics.json (every epoch's loss and validation metrics, the test metrics) are copied to
-benchmarks/results/paper/<dataset>/<model>-seed<seed>/ (config.json with paths relative to the repository root)
-with run.json: the test metrics with seen items excluded, the engine variant and the machine.
+trained with the same settings is read back, also in a clone without its run folder; an interrupted run continues
+from its training_state.pt (started again, the campaign picks up where it stopped). Workers can share the
+manifest, one per core (each with --threads 1): a cell another worker is training is skipped
+(elcrec.runs.training_lock). For each finished run, its config.json and metrics.json (every epoch's loss and
+validation metrics, the test metrics) are copied to benchmarks/results/paper/<dataset>/<model>-seed<seed>/
+(config.json with paths relative to the repository root) with run.json: the test metrics with seen items
+excluded, the engine variant and the machine (the GPU too, when the run used one).
 Data comes from ELCREC_DATA_DIR (default ../shared/data); the paper's numbers from REFERENCE_NUMBERS.md.
 """
 

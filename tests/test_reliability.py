@@ -90,6 +90,35 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path):
     assert metrics(killed) == metrics(whole)  # bit-identical on CPU
 
 
+def test_a_state_saved_on_another_device_type_resumes_with_a_warning(tiny_data, tmp_path):
+    """A state saved on CUDA holds the negative sampler's Philox state, which a CPU generator cannot take: the
+    resumed run seeds that generator from it (the same way every time) and says it is not an identical resume."""
+
+    class Stop(Exception):
+        pass
+
+    def stop(record):
+        if record["epoch"] == 1:  # epoch 0's state is written, epoch 1's is not
+            raise Stop
+
+    config = Config(model="sasrec", hidden_size=16, max_len=20, epochs=3, device="cpu", seed=3)
+    results = []
+    for name in ("a", "b"):
+        run = config.replace(output_dir=str(tmp_path / name))
+        with pytest.raises(Stop):
+            train(run, data=tiny_data, progress=False, on_epoch=stop)
+        state_file = run.run_dir / "training_state.pt"
+        state = torch.load(state_file, weights_only=True)
+        order, sampler = state["rng"]["generators"]
+        state["rng"]["generators"] = [order, torch.arange(16, dtype=torch.uint8)]  # CUDA's generator state
+        state["device"] = "cuda"
+        torch.save(state, state_file)
+        results.append(train(run, data=tiny_data, progress=False, resume=True))
+        assert "saved on cuda, this run is on cpu" in (run.run_dir / "train.log").read_text()
+    assert results[0]["test"] == results[1]["test"]
+    assert len(results[0]["history"]) == 3
+
+
 def test_resume_refuses_new_settings_and_missing_state(tmp_path):
     process = run_cli("--resume", str(tmp_path), "--lr", "0.1")
     assert process.wait() == 2 and "--resume continues" in process.stderr.read()

@@ -8,6 +8,7 @@ and rank 0 alone logs and writes files."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import random
 import textwrap
@@ -195,6 +196,11 @@ class Trainer:
                 f"warning: the state was saved with {state['threads']} torch threads, this run has "
                 f"{torch.get_num_threads()}: it continues, but not bit-identically to an uninterrupted run"
             )
+        if state.get("device", self.device.type) != self.device.type:
+            log.warning(
+                f"warning: the state was saved on {state['device']}, this run is on {self.device.type}: it "
+                "continues, but not identically to an uninterrupted run"
+            )
         saved_world = len(state.get("rng_by_rank", [None]))
         if saved_world != self.world:
             log.warning(
@@ -308,6 +314,7 @@ class Trainer:
                     "rng": rng[0],
                     **({"rng_by_rank": rng} if self.world > 1 else {}),
                     "threads": torch.get_num_threads(),
+                    "device": self.device.type,
                     "best_score": self.best_score,
                     "best_epoch": self.best_epoch,
                     "best_valid": self.best_valid,
@@ -379,5 +386,9 @@ def set_rng_states(states: dict[str, Any], *generators: torch.Generator | None) 
     if states["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
     for generator, state in zip(generators, states["generators"]):
-        if generator is not None:
+        if generator is None:
+            continue
+        if state.numel() == generator.get_state().numel():
             generator.set_state(state)
+        else:  # saved on another device type (CUDA's Philox state, the CPU's Mersenne Twister): seeded from it
+            generator.manual_seed(int.from_bytes(hashlib.sha256(state.numpy().tobytes()).digest()[:8], "little"))
