@@ -25,6 +25,7 @@ import os
 import re
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -170,6 +171,7 @@ def run_cell(cell: dict, defaults: dict, data) -> None:
     record = {
         "variant": cell["variant"],
         "machine": machine(resolve_device(config.device).type),
+        "epochs_on": dict(Counter(epoch.get("device", "unrecorded") for epoch in result["history"])),
         "test_seen_excluded": exclude,
         "session_seconds": round(time.perf_counter() - started),
     }
@@ -231,14 +233,15 @@ def write_table(cells: list[dict], command: str) -> None:
         "takes its dataset's preset for its model (README, Presets) and the faithful recipe; engine variant "
         "per run in its `run.json` (fast-bf16: fast engine with bf16 autocast). Several seeds: mean ± sample "
         "std. Best epochs count from 0, as the run logs do (epochs run: how many). Train h: the epochs' training "
-        "time (validation excluded), summed over seeds and sessions.",
+        "time (validation excluded), summed over seeds and sessions, on the devices that `epochs on` names (a campaign "
+        "run can start on a GPU and continue on a CPU: elcrec train --resume).",
         "",
         "Machines: " + ("; ".join(machines) if machines else "none yet") + ".",
         "",
         "| dataset | model | seeds | "
         + " | ".join(f"{m} ours / paper" for m in METRICS)
-        + " | NDCG@20 vs paper | NDCG@20, seen excluded | best epochs | epochs run | train h |",
-        "|---" * (len(METRICS) + 8) + "|",
+        + " | NDCG@20 vs paper | NDCG@20, seen excluded | best epochs | epochs run | train h | epochs on |",
+        "|---" * (len(METRICS) + 9) + "|",
     ]
     for (dataset, model, label), members in groups.items():
         name = f"{model} ({label})" if label else model
@@ -249,7 +252,7 @@ def write_table(cells: list[dict], command: str) -> None:
             lines.append(
                 f"| {TABLE_NAMES[dataset]} | {name} | {seeds} | "
                 + " | ".join(f"pending / {reference[m]:.4f}" if m in reference else "pending / -" for m in METRICS)
-                + " | | | | | |"
+                + " | | | | | | |"
             )
             continue
         done = [str(cell["seed"]) for cell in members if cell_name(cell) in records]
@@ -263,11 +266,12 @@ def write_table(cells: list[dict], command: str) -> None:
         best = ", ".join(str(metrics["best_epoch"]) for metrics, _ in found)
         epochs = ", ".join(str(len(metrics["history"])) for metrics, _ in found)
         hours = sum(h["seconds"] for metrics, _ in found for h in metrics["history"]) / 3600
+        devices = ", ".join(epochs_on(metrics, run) for metrics, run in found)
         pending = "" if len(done) == len(members) else f" (of {seeds})"
         lines.append(
             f"| {TABLE_NAMES[dataset]} | {name} | {','.join(done)}{pending} | "
             + " | ".join(cells_text)
-            + f" | {gap} | {excluded} | {best} | {epochs} | {hours:.1f} |"
+            + f" | {gap} | {excluded} | {best} | {epochs} | {hours:.1f} | {devices} |"
         )
     for dataset in TABLE_NAMES:  # the paper's significance claim, over the seeds both models have
         first, second = groups.get((dataset, "iclrec", ""), []), groups.get((dataset, "elcrec", ""), [])
@@ -292,6 +296,13 @@ def write_table(cells: list[dict], command: str) -> None:
             *paired_t_tests(results, "ICLRec", "ELCRec", METRICS),
         ]
     write_markdown(RESULTS / "paper-table.md", lines)
+
+
+def epochs_on(metrics: dict, run: dict) -> str:
+    """Where a run's epochs ran: "cpu", "cuda", or each device's count ("cuda 190 + cpu 110"). Records from before
+    run.json counted them ran on the CPU."""
+    counts = run.get("epochs_on") or {"cpu": len(metrics["history"])}
+    return next(iter(counts)) if len(counts) == 1 else " + ".join(f"{device} {n}" for device, n in counts.items())
 
 
 def write_ablation(cells: list[dict]) -> None:

@@ -86,12 +86,16 @@ def test_the_table_tests_elcrec_against_iclrec_over_the_seeds_both_have(tmp_path
         test = {metric: scores[cell["model"]][cell["seed"] - 1] for metric in reproduce.METRICS}
         (folder / "metrics.json").write_text(json.dumps({"test": test, "best_epoch": 1, "history": [{"seconds": 1}]}))
         run = {"machine": "test", "test_seen_excluded": {"NDCG@20": test["NDCG@20"]}}
+        if cell["model"] == "iclrec":  # started on a GPU, finished on a CPU; ELCRec's records predate the count
+            run["epochs_on"] = {"cuda": 1, "cpu": cell["seed"]}
         (folder / "run.json").write_text(json.dumps(run))
     reproduce.write_table(cells, "command")
     table = (tmp_path / "paper-table.md").read_text()
     assert "paired t-test over seeds 1,2,3, ELCRec against ICLRec" in table  # seed 4 has no ICLRec run
     expected = ttest_rel(scores["elcrec"][:3], scores["iclrec"])
     assert f"| NDCG@20 | +0.0023 | {expected.statistic:.2f} | {expected.pvalue:.3f} |" in table
+    assert "| cuda 1 + cpu 1, cuda 1 + cpu 2, cuda 1 + cpu 3 |" in table
+    assert "| cpu, cpu, cpu, cpu |" in table
 
 
 def test_a_recorded_cell_is_read_back_where_its_run_folder_is_missing(tmp_path, monkeypatch):

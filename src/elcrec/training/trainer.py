@@ -215,6 +215,9 @@ class Trainer:
             state["best_valid"],
         )
         self.history, self.first_epoch, self.stopped = state["history"], state["epoch"] + 1, state["stopped"]
+        for record in self.history:  # epochs from before records named their device ran where the state was saved
+            if "device" not in record and "device" in state:
+                record["device"] = state["device"]
         log.info(
             f"resuming after epoch {state['epoch']} (best {self.config.metric} {self.best_score:.4f} at epoch "
             f"{self.best_epoch})"
@@ -259,7 +262,8 @@ class Trainer:
         bar.close()
         self.check_finite(first_bad, epoch, weights=True)
         means = dict(zip(terms, (distributed.all_sum(term_totals) / (self.world * steps)).tolist()))
-        return {"epoch": epoch, "loss": sum(means.values()), "terms": means, "seconds": time.perf_counter() - started}
+        seconds, device = time.perf_counter() - started, self.device.type
+        return {"epoch": epoch, "loss": sum(means.values()), "terms": means, "seconds": seconds, "device": device}
 
     def check_finite(self, first_bad: torch.Tensor, epoch: int, weights: bool = False) -> None:
         """Stop (every process together) at a non-finite loss, or, at the end of an epoch, non-finite weights."""
