@@ -354,7 +354,8 @@ def write_ablation(cells: list[dict]) -> None:
 
 def print_status(cells: list[dict], defaults: dict) -> None:
     """One line per cell: recorded (its test NDCG@20), training now or interrupted (epochs done, best validation,
-    seconds per epoch, the most time it can still take), failed, or not started. Reads the run folders, takes
+    seconds per epoch on the device of its last epoch, the most time it can still take there), failed, or not
+    started. Reads the run folders, takes
     nothing."""
     from elcrec.runs import LOG_FILE, STATE_FILE, read_pt, training_holder
 
@@ -375,12 +376,15 @@ def print_status(cells: list[dict], defaults: dict) -> None:
             state = read_pt(config.run_dir / STATE_FILE, "a training state")
             done, history = state["epoch"] + 1, state["history"]
             pid = training_holder(config.run_dir)
-            seconds = float(np.median([r["seconds"] + r.get("valid_seconds", 0.0) for r in history[-10:]]))
+            saved_on = state.get("device", "cpu")  # epochs from before records named their device ran there
+            device = history[-1].get("device", saved_on)  # a run can move between devices: the last one's pace
+            recent = [r for r in history if r.get("device", saved_on) == device][-10:]
+            seconds = float(np.median([r["seconds"] + r.get("valid_seconds", 0.0) for r in recent]))
             left = 0 if state["stopped"] else config.epochs - done
             line = (
                 f"{f'training (pid {pid})' if pid else 'interrupted'}: {done}/{config.epochs} epochs, best valid "
-                f"{config.metric} {state['best_score']:.4f} at epoch {state['best_epoch']}, {seconds:.0f} s/epoch, "
-                f"at most {left * seconds / 3600:.1f} h left"
+                f"{config.metric} {state['best_score']:.4f} at epoch {state['best_epoch']}, {seconds:.0f} s/epoch "
+                f"on {device}, at most {left * seconds / 3600:.1f} h left there"
             )
         elif pid := training_holder(config.run_dir):
             line = f"starting (pid {pid})"

@@ -126,3 +126,32 @@ def test_a_recorded_cell_is_read_back_where_its_run_folder_is_missing(tmp_path, 
     monkeypatch.setattr(reproduce, "cell_config", lambda cell, defaults: config.replace(lr=5e-4))
     with pytest.raises(AssertionError, match="trained again"):
         reproduce.run_cell(cell, {}, data=None)
+
+
+def test_status_gives_the_pace_of_the_device_a_run_last_trained_on(tmp_path, monkeypatch, capsys):
+    import torch
+
+    from elcrec import Config
+
+    config = Config(model="sasrec", epochs=10, output_dir=str(tmp_path / "run"))
+    config.run_dir.mkdir()
+    monkeypatch.setattr(reproduce, "cell_config", lambda cell, defaults: config)
+    monkeypatch.setattr(reproduce, "RESULTS", tmp_path)
+    on_gpu = [{"seconds": 2.0, "valid_seconds": 1.0}] * 4  # from before epochs named their device: the state's
+    state = {"epoch": 3, "stopped": False, "history": on_gpu, "best_score": 0.05, "best_epoch": 3, "device": "cuda"}
+    torch.save(state, config.run_dir / "training_state.pt")
+    cell = {"dataset": "beauty", "model": "sasrec", "seed": 1, "variant": "fast", "ablation": "", "figure": ""}
+    cell["label"] = ""
+    reproduce.print_status([cell], {})
+    assert (
+        "4/10 epochs, best valid NDCG@20 0.0500 at epoch 3, 3 s/epoch on cuda, at most 0.0 h left"
+        in capsys.readouterr().out
+    )
+    state["history"] = on_gpu + [{"seconds": 50.0, "valid_seconds": 10.0, "device": "cpu"}]  # resumed on a CPU
+    state["epoch"] = 4
+    torch.save(state, config.run_dir / "training_state.pt")
+    reproduce.print_status([cell], {})
+    assert (
+        "5/10 epochs, best valid NDCG@20 0.0500 at epoch 3, 60 s/epoch on cpu, at most 0.1 h left"
+        in capsys.readouterr().out
+    )
