@@ -299,8 +299,8 @@ def write_table(cells: list[dict], command: str) -> None:
 
 
 def epochs_on(metrics: dict, run: dict) -> str:
-    """Where a run's epochs ran: "cpu", "cuda", or each device's count ("cuda 190 + cpu 110"). Records from before
-    run.json counted them ran on the CPU."""
+    """Where a run's epochs ran: "cpu", "cuda", or each device's count ("cuda 190 + cpu 110"). Every run recorded
+    before run.json counted them trained on the CPU."""
     counts = run.get("epochs_on") or {"cpu": len(metrics["history"])}
     return next(iter(counts)) if len(counts) == 1 else " + ".join(f"{device} {n}" for device, n in counts.items())
 
@@ -355,8 +355,7 @@ def write_ablation(cells: list[dict]) -> None:
 def print_status(cells: list[dict], defaults: dict) -> None:
     """One line per cell: recorded (its test NDCG@20), training now or interrupted (epochs done, best validation,
     seconds per epoch on the device of its last epoch, the most time it can still take there), failed, or not
-    started. Reads the run folders, takes
-    nothing."""
+    started. Reads the run folders, takes nothing."""
     from elcrec.runs import LOG_FILE, STATE_FILE, read_pt, training_holder
 
     paper = paper_numbers()

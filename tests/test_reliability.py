@@ -109,8 +109,8 @@ def test_a_state_saved_on_another_device_type_resumes_with_a_warning(tiny_data, 
             train(run, data=tiny_data, progress=False, on_epoch=stop)
         state_file = run.run_dir / "training_state.pt"
         state = torch.load(state_file, weights_only=True)
-        order, sampler = state["rng"]["generators"]
-        state["rng"]["generators"] = [order, torch.arange(16, dtype=torch.uint8)]  # CUDA's generator state
+        order = state["rng"]["generators"][0]
+        state["rng"]["generators"] = [order, torch.arange(16, dtype=torch.uint8)]  # as CUDA's generator state
         state["device"] = "cuda"
         for epoch in state["history"]:  # as a state from before epochs named their device
             del epoch["device"]
