@@ -193,12 +193,15 @@ def write_portable_config(source: Path, target: Path) -> None:
 def records_settings_of(cell: dict, config) -> bool:
     """Whether the cell's committed record was trained with exactly `config`'s settings, its data file's folder
     and its run folder aside (the cell names both)."""
-    from elcrec import Config
+    from elcrec import Config, ConfigError
 
     path = RESULTS / "paper" / cell_name(cell) / "config.json"
     if not (path.parent / "run.json").is_file():
         return False
-    saved = Config.from_saved(json.loads(path.read_text())).to_dict()
+    try:  # as experiments.finished_or_train reads a run folder: a setting that no longer takes its value trains again
+        saved = Config.from_saved(json.loads(path.read_text())).to_dict()
+    except (ConfigError, ValueError):
+        return False
     wanted = config.to_dict()
     for settings in (saved, wanted):
         settings["data"] = Path(settings["data"]).name

@@ -116,6 +116,9 @@ def test_a_recorded_cell_is_read_back_where_its_run_folder_is_missing(tmp_path, 
     (folder / "run.json").write_text("{}")
     assert reproduce.records_settings_of(cell, config)
     assert not reproduce.records_settings_of(cell, config.replace(lr=5e-4))
+    (folder / "config.json").write_text(json.dumps({**record, "loss": "hinge"}))  # a value no longer taken
+    assert not reproduce.records_settings_of(cell, config)
+    (folder / "config.json").write_text(json.dumps(record))
 
     def train_again(*args):
         raise AssertionError("a recorded cell was trained again")
