@@ -92,6 +92,41 @@ def machine(device: str = "cpu", threads: bool = True) -> str:
     return text
 
 
+def write_portable_config(source: Path, target: Path) -> None:
+    """A run's config.json with its paths (data, output folder) relative to the repository root, as every clone
+    beside ../shared has them: from the root, `elcrec train --config <it> --output-dir DIR` trains the run again."""
+    import json
+
+    from elcrec.runs import write_json
+
+    settings = json.loads(source.read_text())
+    for key in ("data", "output_dir"):
+        if Path(settings[key]).is_absolute():
+            settings[key] = os.path.relpath(settings[key], ROOT)
+    write_json(target, settings)
+
+
+def recorded_with(folder: Path, config, complete: str) -> bool:
+    """Whether the committed record in `folder` (its config.json; complete once the file `complete` is there) was
+    trained with exactly `config`'s settings, the data file's folder and the run folder aside. A setting that no
+    longer takes its recorded value counts as different, as for a run folder (experiments.finished_or_train)."""
+    import json
+
+    from elcrec import Config, ConfigError
+
+    if not (folder / complete).is_file():
+        return False
+    try:
+        saved = Config.from_saved(json.loads((folder / "config.json").read_text())).to_dict()
+    except (ConfigError, ValueError):
+        return False
+    wanted = config.to_dict()
+    for settings in (saved, wanted):
+        settings["data"] = Path(settings["data"]).name
+        del settings["output_dir"]
+    return json.loads(json.dumps(saved)) == json.loads(json.dumps(wanted))
+
+
 def write_markdown(path: Path, lines: list[str]) -> None:
     """Write a result table under benchmarks/results and echo it."""
     path.parent.mkdir(parents=True, exist_ok=True)

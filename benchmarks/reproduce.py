@@ -29,7 +29,17 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from common import DATA_DIR, FILES, ROOT, VARIANTS, benchmark_config, machine, write_markdown
+from common import (
+    DATA_DIR,
+    FILES,
+    ROOT,
+    VARIANTS,
+    benchmark_config,
+    machine,
+    recorded_with,
+    write_markdown,
+    write_portable_config,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -178,35 +188,9 @@ def run_cell(cell: dict, defaults: dict, data) -> None:
     write_json(out / "run.json", record)  # last: a record counts once its run.json is there
 
 
-def write_portable_config(source: Path, target: Path) -> None:
-    """A run's config.json with its paths (data, output folder) relative to the repository root, as every clone
-    beside ../shared has them: from the root, `elcrec train --config <it> --output-dir DIR` trains the cell again."""
-    from elcrec.runs import write_json
-
-    settings = json.loads(source.read_text())
-    for key in ("data", "output_dir"):
-        if Path(settings[key]).is_absolute():
-            settings[key] = os.path.relpath(settings[key], ROOT)
-    write_json(target, settings)
-
-
 def records_settings_of(cell: dict, config) -> bool:
-    """Whether the cell's committed record was trained with exactly `config`'s settings, its data file's folder
-    and its run folder aside (the cell names both)."""
-    from elcrec import Config, ConfigError
-
-    path = RESULTS / "paper" / cell_name(cell) / "config.json"
-    if not (path.parent / "run.json").is_file():
-        return False
-    try:  # as experiments.finished_or_train reads a run folder: a setting that no longer takes its value trains again
-        saved = Config.from_saved(json.loads(path.read_text())).to_dict()
-    except (ConfigError, ValueError):
-        return False
-    wanted = config.to_dict()
-    for settings in (saved, wanted):
-        settings["data"] = Path(settings["data"]).name
-        del settings["output_dir"]
-    return json.loads(json.dumps(saved)) == json.loads(json.dumps(wanted))
+    """Whether the cell's committed record was trained with exactly `config`'s settings (common.recorded_with)."""
+    return recorded_with(RESULTS / "paper" / cell_name(cell), config, "run.json")
 
 
 def recorded(cell: dict) -> tuple[dict, dict] | None:

@@ -3,13 +3,14 @@ faithful recipe's runs of the paper campaign (benchmarks/reproduce.py).
 
     python benchmarks/time_to_quality.py --dataset beauty --model elcrec --recipe fast --seeds 1,2,3 --threads 2
 
-Each seed trains in runs/time-to-quality/<dataset>/<model>-<recipe>-seed<n> (a finished run with the same
-settings is read back, an interrupted one resumed); run it on an otherwise idle machine, since the minutes are
-the point. Minutes: training plus validation of every epoch (validation picks the checkpoint). Model selection
-is on validation NDCG@20; the test split is read once, at the chosen epoch. The faithful rows are the campaign's
-committed records (benchmarks/results/paper/<dataset>/<model>-seed<n>), trained with one thread beside other
-work: their minutes are what they took there. Writes benchmarks/results/time-to-quality-<dataset>-<model>.md
-and .png.
+Each seed trains in runs/time-to-quality/<dataset>/<model>-<recipe>-seed<n> (an interrupted run resumes); its
+config.json and metrics.json are committed to benchmarks/results/time-to-quality/<dataset>/<model>-<recipe>-seed<n>
+and read back while the settings are the same, also in a clone without the run folder. Run it on an otherwise
+idle machine, since the minutes are the point. Minutes: training plus validation of every epoch (validation picks
+the checkpoint). Model selection is on validation NDCG@20; the test split is read once, at the chosen epoch. The
+faithful rows are the campaign's committed records (benchmarks/results/paper/<dataset>/<model>-seed<n>), trained
+with one thread beside other work: their minutes are what they took there. Writes
+benchmarks/results/time-to-quality-<dataset>-<model>.md and .png.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-from common import FILES, ROOT, benchmark_config, machine, write_markdown
+from common import FILES, ROOT, benchmark_config, machine, recorded_with, write_markdown, write_portable_config
 
 from elcrec.config import RECIPES
 from elcrec.data import load_dataset
+from elcrec.runs import atomic_write
 from elcrec.runtime import prepare_process
 from elcrec.training.experiments import finished_or_train, mean_std
 
@@ -82,8 +84,15 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     fast = {}
     for seed in seeds:
-        folder = ROOT / "runs" / "time-to-quality" / args.dataset / f"{args.model}-{args.recipe}-seed{seed}"
-        fast[seed] = finished_or_train(base.replace(seed=seed, output_dir=str(folder)), data)
+        name = Path(args.dataset) / f"{args.model}-{args.recipe}-seed{seed}"
+        config = base.replace(seed=seed, output_dir=str(ROOT / "runs" / "time-to-quality" / name))
+        record = ROOT / "benchmarks" / "results" / "time-to-quality" / name
+        if recorded_with(record, config, "metrics.json"):
+            fast[seed] = json.loads((record / "metrics.json").read_text())
+            continue
+        fast[seed] = finished_or_train(config, data)
+        write_portable_config(config.run_dir / "config.json", record / "config.json")
+        atomic_write(record / "metrics.json", (config.run_dir / "metrics.json").read_bytes())  # last: complete
     faithful = faithful_records(args.dataset, args.model)
 
     settings = " ".join(f"{k}={v}" for k, v in RECIPES[args.recipe].items())
