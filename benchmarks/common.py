@@ -4,6 +4,7 @@ variants they compare, timed training steps, a one-line machine description, and
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
@@ -95,8 +96,6 @@ def machine(device: str = "cpu", threads: bool = True) -> str:
 def write_portable_config(source: Path, target: Path) -> None:
     """A run's config.json with its paths (data, output folder) relative to the repository root, as every clone
     beside ../shared has them: from the root, `elcrec train --config <it> --output-dir DIR` trains the run again."""
-    import json
-
     from elcrec.runs import write_json
 
     settings = json.loads(source.read_text())
@@ -110,8 +109,6 @@ def recorded_with(folder: Path, config, complete: str) -> bool:
     """Whether the committed record in `folder` (its config.json; complete once the file `complete` is there) was
     trained with exactly `config`'s settings, the data file's folder and the run folder aside. A setting that no
     longer takes its recorded value counts as different, as for a run folder (experiments.finished_or_train)."""
-    import json
-
     from elcrec import Config, ConfigError
 
     if not (folder / complete).is_file():
