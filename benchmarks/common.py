@@ -107,21 +107,12 @@ def write_portable_config(source: Path, target: Path) -> None:
 
 def recorded_with(folder: Path, config, complete: str) -> bool:
     """Whether the committed record in `folder` (its config.json; complete once the file `complete` is there) was
-    trained with exactly `config`'s settings, the data file's folder and the run folder aside. A setting that no
-    longer takes its recorded value counts as different, as for a run folder (experiments.finished_or_train)."""
-    from elcrec import Config, ConfigError
+    trained with exactly `config`'s settings, the data file's folder and the run folder aside (compared as a run
+    folder's are: experiments.saved_with)."""
+    from elcrec.training.experiments import saved_with
 
-    if not (folder / complete).is_file():
-        return False
-    try:
-        saved = Config.from_saved(json.loads((folder / "config.json").read_text())).to_dict()
-    except (ConfigError, ValueError):
-        return False
-    wanted = config.to_dict()
-    for settings in (saved, wanted):
-        settings["data"] = Path(settings["data"]).name
-        del settings["output_dir"]
-    return json.loads(json.dumps(saved)) == json.loads(json.dumps(wanted))
+    done = (folder / complete).is_file()
+    return done and saved_with(folder / "config.json", config, aside=("output_dir",), by_name=("data",))
 
 
 def write_markdown(path: Path, lines: list[str]) -> None:

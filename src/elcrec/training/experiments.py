@@ -61,16 +61,28 @@ def finished_or_train(config: Config, data: SequenceData) -> dict[str, Any]:
 
 def _finished(config: Config) -> dict[str, Any] | None:
     folder = config.run_dir
-    if not (folder / METRICS_FILE).is_file() or not (folder / CONFIG_FILE).is_file():
-        return None
-    try:  # through Config: a setting added since the run was saved takes the value the run had
-        saved = Config.from_saved(json.loads((folder / CONFIG_FILE).read_text())).to_dict()
-    except (ConfigError, ValueError):  # a setting that no longer takes that value, or a damaged file: train again
-        return None
-    if json.loads(json.dumps(saved)) != json.loads(json.dumps(config.to_dict())):
+    if not (folder / METRICS_FILE).is_file() or not saved_with(folder / CONFIG_FILE, config):
         return None
     log.info("   finished before: read back")
     return json.loads((folder / METRICS_FILE).read_text())
+
+
+def saved_with(path: Path, config: Config, aside: tuple[str, ...] = (), by_name: tuple[str, ...] = ()) -> bool:
+    """Whether the settings a run saved (its config.json at `path`) are exactly `config`'s, those named in `aside`
+    apart and the paths named in `by_name` compared by file name. Read through Config: a setting added since the
+    run was saved takes the value the run had; one that no longer takes its saved value, a damaged file or a
+    missing one count as different (the run trains again)."""
+    try:
+        saved = Config.from_saved(json.loads(path.read_text())).to_dict()
+    except (ConfigError, ValueError, OSError):
+        return False
+    wanted = config.to_dict()
+    for settings in (saved, wanted):
+        for key in aside:
+            del settings[key]
+        for key in by_name:
+            settings[key] = Path(settings[key]).name
+    return json.loads(json.dumps(saved)) == json.loads(json.dumps(wanted))
 
 
 def mean_std(runs: list[dict[str, float]], metric: str) -> str:
