@@ -69,14 +69,17 @@ def set_threads(threads: int = 0) -> int:
 
 def flush_denormals(enabled: bool = True) -> bool:
     """Treat float values below the smallest normal as zero (FTZ/DAZ), or (False) stop, on the calling thread
-    and on every thread of torch's OpenMP pool; True when every thread does as asked. Exact for what training
-    computes: such values are far below float32 rounding of anything they are added to, and some CPUs (Intel's
-    among them) multiply them a hundred times slower (NT-Xent's softmax gradient is full of them). torch's
-    set_flush_denormal reaches only the calling thread, so each pool thread runs it in one parallel region."""
+    and on every thread of torch's OpenMP pool; True when every thread does as asked (False when the pool's
+    threads are out of reach). Exact for what training computes: such values are far below float32 rounding
+    of anything they are added to, and some CPUs (Intel's among them) multiply them a hundred times slower
+    (NT-Xent's softmax gradient is full of them). torch's set_flush_denormal reaches only the calling thread,
+    so each pool thread runs it in one parallel region."""
     if not torch.set_flush_denormal(enabled) and enabled:
         return False  # this CPU has no FTZ/DAZ
-    gomp = _openmp_runtime()
-    if gomp is not None and torch.get_num_threads() > 1:
+    if torch.get_num_threads() > 1:
+        gomp = _openmp_runtime()
+        if gomp is None:
+            return False
         callback = _PARALLEL_FN(lambda _: torch.set_flush_denormal(enabled))
         gomp.GOMP_parallel(callback, None, torch.get_num_threads(), 0)
     return all(flushed == enabled for flushed in denormals_flushed_per_thread())
@@ -112,17 +115,38 @@ _PARALLEL_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 
 
 def _openmp_runtime() -> ctypes.CDLL | None:
-    """The GNU OpenMP runtime torch runs its CPU threads on (Linux wheels), or None."""
+    """The GNU OpenMP runtime torch runs its CPU threads on (Linux wheels), or None. Other wheels bring their
+    own copy (faiss-cpu's libgomp-<hash>.so, loaded by k-means), whose threads are not torch's: the dynamic
+    linker says which copy libtorch_cpu's own omp_get_thread_num binds to."""
     maps = Path("/proc/self/maps")
     if not maps.is_file():
         return None
-    paths = {line.split()[-1] for line in maps.read_text().splitlines() if "libgomp" in line.rsplit("/", 1)[-1]}
-    if len(paths) != 1:
+    torch_cpu = {line.split()[-1] for line in maps.read_text().splitlines() if "libtorch_cpu" in line}
+    dladdr = getattr(ctypes.CDLL(None), "dladdr", None)
+    if len(torch_cpu) != 1 or dladdr is None:
         return None
-    gomp = ctypes.CDLL(paths.pop())
+    try:  # dlsym on a library's handle searches that library's own dependencies
+        symbol = ctypes.cast(ctypes.CDLL(torch_cpu.pop()).omp_get_thread_num, ctypes.c_void_p)
+    except AttributeError:  # torch built without OpenMP
+        return None
+    found = _DlInfo()
+    if not dladdr(symbol, ctypes.byref(found)) or not found.dli_fname:
+        return None
+    gomp = ctypes.CDLL(found.dli_fname.decode())
+    if not hasattr(gomp, "GOMP_parallel"):
+        return None
     gomp.GOMP_parallel.argtypes = [_PARALLEL_FN, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
     gomp.omp_get_thread_num.restype = ctypes.c_int
     return gomp
+
+
+class _DlInfo(ctypes.Structure):
+    _fields_ = [  # dladdr's answer (dlfcn.h)
+        ("dli_fname", ctypes.c_char_p),
+        ("dli_fbase", ctypes.c_void_p),
+        ("dli_sname", ctypes.c_char_p),
+        ("dli_saddr", ctypes.c_void_p),
+    ]
 
 
 def keep_freed_memory() -> None:

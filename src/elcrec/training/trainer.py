@@ -100,7 +100,8 @@ def _train(
             try:
                 if device.type == "cpu" and not flushed:
                     log.warning(
-                        "warning: this CPU keeps denormal floats: steps whose gradients hold them may run slower"
+                        "warning: denormal floats are not flushed on every thread (no FTZ/DAZ on this CPU, or "
+                        "torch's OpenMP threads out of reach): steps whose gradients hold them may run slower"
                     )
                 result = Trainer(config, data, device, resume, progress and main).run(on_epoch)
             except Exception as error:
