@@ -72,19 +72,25 @@ def time_steps(step, batches) -> list[float]:
 
 
 def machine(device: str = "cpu", threads: bool = True) -> str:
-    """CPU model, cores, the bf16 instructions it has (AVX512-BF16, AMX), torch and its threads (unless the
-    caller names them itself), the GPU."""
-    cpu, flags = platform.processor() or platform.machine(), set()
+    """CPU model with its family and model numbers (a virtual machine may name only the brand, and an AMD EPYC
+    of family 25 is a Zen 3 or 4, of family 26 a Zen 5), cores, the bf16 instructions it has (AVX512-BF16, AMX),
+    torch and its threads (unless the caller names them itself), the GPU."""
+    cpu, flags, details = platform.processor() or platform.machine(), set(), []
     try:
-        lines = open("/proc/cpuinfo").read().splitlines()
-        names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-        flags = set(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), []))
+        fields: dict[str, str] = {}
+        for line in open("/proc/cpuinfo").read().split("\n\n", 1)[0].splitlines():  # the first CPU
+            key, _, value = line.partition(":")
+            fields[key.strip()] = value.strip()
+        cpu = fields.get("model name", cpu)
+        flags = set(fields.get("flags", "").split())
+        if "cpu family" in fields and "model" in fields:
+            details.append(f"family {fields['cpu family']} model {fields['model']}")
     except OSError:
         pass
-    bf16 = [name for flag, name in (("avx512_bf16", "AVX512-BF16"), ("amx_bf16", "AMX-BF16")) if flag in flags]
-    instructions = ", ".join(bf16) if bf16 else "no bf16 instructions"
-    text = f"{cpu} ({instructions}), {os.cpu_count()} cores, torch {torch.__version__}"
+    details += [name for flag, name in (("avx512_bf16", "AVX512-BF16"), ("amx_bf16", "AMX-BF16")) if flag in flags]
+    if not flags & {"avx512_bf16", "amx_bf16"}:
+        details.append("no bf16 instructions")
+    text = f"{cpu} ({', '.join(details)}), {os.cpu_count()} cores, torch {torch.__version__}"
     if threads:
         count = torch.get_num_threads()
         text += f" ({count} thread{'s' if count > 1 else ''})"

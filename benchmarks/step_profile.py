@@ -1,0 +1,137 @@
+"""Where the faithful ELCRec training step's time goes on this CPU, and how fast it could be: each variant in its
+own process times steps (the median, no profiler), then torch.profiler splits a step's time by operator
+(self time) into matmuls (mm, addmm, bmm), copies and casts (copy_) and the rest (elementwise work,
+reductions, indexing, the optimiser); torch.utils.flop_counter counts the step's matmul FLOPs.
+
+    python benchmarks/step_profile.py [--dataset beauty] [--steps 20] [--threads 2]
+
+Variants: fast, fast-bf16 (amp=bf16) and reference (the reference's computation order), the Beauty preset and
+the faithful recipe. From the split: the matmuls' own speed (FLOPs over their time) as a share of the matmul
+peak in the run's precision (a 4096² matmul, benchmarks/speed.py), and two bounds on the fast step: the
+matmuls alone at their measured speed (every other operator free), and the matmuls at the peak. Against the
+reference's step, these bound what any work on the elementwise code could gain.
+
+Writes benchmarks/results/step-profile-<dataset>-elcrec.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+
+from common import ROOT, VARIANTS, benchmark_config, machine, time_steps, training_steps, write_markdown
+
+WARMUP = 5
+PROFILED = 10
+MATMULS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addbmm"}
+COPIES = {"aten::copy_"}
+
+
+def worker(dataset: str, variant: str, steps: int, threads: int) -> dict:
+    import torch
+    from speed import matmul_peak
+    from torch.profiler import ProfilerActivity, profile
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from elcrec.runtime import prepare_process
+    from elcrec.training.step import AMP_DTYPES
+
+    prepare_process(threads)
+    config = benchmark_config(dataset, "elcrec", device="cpu", seed=1, **VARIANTS[variant])
+    model, step, batches = training_steps(config, WARMUP + steps + 2 * PROFILED)
+    timed = batches[WARMUP : WARMUP + steps]
+    profiled = batches[WARMUP + steps : WARMUP + steps + PROFILED]
+    counted = batches[WARMUP + steps + PROFILED :]
+    time_steps(step, batches[:WARMUP])
+    step_ms = 1000 * statistics.median(time_steps(step, timed))
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        time_steps(step, profiled)
+    self_us = {event.key: event.self_cpu_time_total for event in profiler.key_averages()}
+    total = sum(self_us.values())
+    share = {
+        "matmul": sum(us for name, us in self_us.items() if name in MATMULS) / total,
+        "copies": sum(us for name, us in self_us.items() if name in COPIES) / total,
+    }
+    share["other"] = 1 - share["matmul"] - share["copies"]
+    with FlopCounterMode(display=False) as counter:
+        for batch in counted:
+            step(batch)
+    gflop = counter.get_total_flops() / len(counted) / 1e9
+    dtype = AMP_DTYPES.get(config.amp, torch.float32)
+    return {
+        "variant": variant,
+        "threads": torch.get_num_threads(),
+        "step_ms": step_ms,
+        "share": share,
+        "gflop": gflop,
+        "peak": matmul_peak(torch.device("cpu"), dtype),
+        "precision": str(dtype).removeprefix("torch."),
+    }
+
+
+def table(rows: list[dict]) -> list[str]:
+    reference = next(row["step_ms"] for row in rows if row["variant"] == "reference")
+    lines = [
+        "| variant | ms/step | vs reference | matmul | copies and casts | other | step GFLOP | matmul GFLOP/s "
+        "(own time) | matmul peak GFLOP/s | matmul share of peak | matmuls alone: ms/step (vs reference) | "
+        "matmuls at peak: ms/step (vs reference) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        share, ms = row["share"], row["step_ms"]
+        matmul_ms = share["matmul"] * ms
+        speed = row["gflop"] / matmul_ms * 1000
+        floor_ms = row["gflop"] / row["peak"] * 1000
+        lines.append(
+            f"| {row['variant']} | {ms:.0f} | {reference / ms:.2f}x | {share['matmul']:.0%} | {share['copies']:.0%} "
+            f"| {share['other']:.0%} | {row['gflop']:.1f} | {speed:.0f} | {row['peak']:.0f} ({row['precision']}) "
+            f"| {speed / row['peak']:.0%} | {matmul_ms:.0f} ({reference / matmul_ms:.1f}x) "
+            f"| {floor_ms:.0f} ({reference / floor_ms:.1f}x) |"
+        )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="beauty", choices=("beauty", "sports", "toys", "yelp"))
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per variant (the median is reported)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = the idle cores)")
+    parser.add_argument("--worker", choices=("fast", "fast-bf16", "reference"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.dataset, args.worker, args.steps, args.threads)))
+        return
+
+    rows = []
+    for variant in ("fast", "fast-bf16", "reference"):
+        print(f"{variant} ...", flush=True)
+        command = [sys.executable, __file__, "--dataset", args.dataset, "--steps", str(args.steps)]
+        command += ["--threads", str(args.threads), "--worker", variant]
+        done = subprocess.run(command, check=True, capture_output=True, text=True)
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(json.dumps(rows[-1]), flush=True)
+    import torch
+
+    torch.set_num_threads(rows[0]["threads"])  # the machine line names the workers' thread count
+    lines = [
+        f"# Where the faithful ELCRec step's time goes ({args.dataset.capitalize()})",
+        "",
+        f"Machine: {machine()}. Command: `python benchmarks/step_profile.py --dataset {args.dataset} "
+        f"--steps {args.steps} --threads {args.threads}`. The {args.dataset} preset and the faithful recipe; "
+        f"ms/step: the median of {args.steps} steps after {WARMUP} warm-up steps, without the profiler. The split "
+        f"(self time per operator under torch.profiler, {PROFILED} further steps): matmul (mm, addmm, bmm), "
+        "copies and casts (copy_), other (elementwise, reductions, indexing, the optimiser). Step GFLOP: matmul "
+        "work per step (torch.utils.flop_counter), its speed over the matmuls' own time, against the best 4096² "
+        "matmul in the run's precision. Bounds on each step: its matmuls alone at their measured speed (every "
+        "other operator free), and at the peak.",
+        "",
+        *table(rows),
+    ]
+    write_markdown(ROOT / "benchmarks" / "results" / f"step-profile-{args.dataset}-elcrec.md", lines)
+
+
+if __name__ == "__main__":
+    main()
