@@ -3,6 +3,7 @@ which it reads from others, and the records it writes."""
 
 import json
 import re
+import statistics
 import sys
 from pathlib import Path
 
@@ -96,6 +97,14 @@ def test_the_table_tests_elcrec_against_iclrec_over_the_seeds_both_have(tmp_path
     assert f"| NDCG@20 | +0.0023 | {expected.statistic:.2f} | {expected.pvalue:.3f} |" in table
     assert "| cuda 1 + cpu 1, cuda 1 + cpu 2, cuda 1 + cpu 3 |" in table
     assert "| cpu, cpu, cpu, cpu |" in table
+
+    cells[len(scores["iclrec"])]["figure"] = "ELCRec"  # ELCRec seed 1 stands in the ablation figure
+    reproduce.write_ablation(cells)
+    ablation = (tmp_path / "paper-ablation.md").read_text()
+    assert "| Beauty | pending | pending | pending | 0.2040 |" in ablation  # one run: the sum of four metrics
+    sums = [4 * value for value in scores["elcrec"]]  # the seed spread of that sum
+    spread = f"{statistics.mean(sums):.4f} ± {statistics.stdev(sums):.4f}"
+    assert f"yardstick for the differences above: Beauty, seeds 1,2,3,4: {spread}." in ablation
 
 
 def test_a_recorded_cell_is_read_back_where_its_run_folder_is_missing(tmp_path, monkeypatch):
