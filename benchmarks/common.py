@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -69,6 +71,20 @@ def time_steps(step, batches) -> list[float]:
             step(batch)
             seconds.append(time.perf_counter() - started)
     return seconds
+
+
+def run_variants(script: str, variants, options: list[str]) -> list[dict]:
+    """`script --worker VARIANT` with `options`, one process per variant in turn: the JSON line each prints last.
+    This process then takes the workers' torch thread count, which the machine line names."""
+    rows = []
+    for variant in variants:
+        print(f"{variant} ...", flush=True)
+        command = [sys.executable, script, *options, "--worker", variant]
+        done = subprocess.run(command, check=True, capture_output=True, text=True)
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(json.dumps(rows[-1]), flush=True)
+    torch.set_num_threads(rows[0]["threads"])
+    return rows
 
 
 def machine(device: str = "cpu", threads: bool = True) -> str:

@@ -17,10 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 
-from common import ROOT, benchmark_config, machine, time_steps, training_steps, write_markdown
+from common import ROOT, benchmark_config, machine, run_variants, time_steps, training_steps, write_markdown
 
 WARMUP = 5
 VARIANTS = ("eager", "blocks", "loss")
@@ -59,17 +57,8 @@ def main() -> None:
         print(json.dumps(worker(args.worker, args.amp, args.steps, args.threads)))
         return
 
-    rows = []
-    for variant in VARIANTS:
-        print(f"{variant} ...", flush=True)
-        command = [sys.executable, __file__, "--amp", args.amp, "--steps", str(args.steps)]
-        command += ["--threads", str(args.threads), "--worker", variant]
-        done = subprocess.run(command, check=True, capture_output=True, text=True)
-        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-        print(json.dumps(rows[-1]), flush=True)
-    import torch
-
-    torch.set_num_threads(rows[0]["threads"])  # the machine line names the workers' thread count
+    options = ["--amp", args.amp, "--steps", str(args.steps), "--threads", str(args.threads)]
+    rows = run_variants(__file__, VARIANTS, options)
     eager = rows[0]["step_ms"]
     suffix = "" if args.amp == "none" else f"-{args.amp}"
     lines = [

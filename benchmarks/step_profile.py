@@ -19,10 +19,17 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 
-from common import ROOT, VARIANTS, benchmark_config, machine, time_steps, training_steps, write_markdown
+from common import (
+    ROOT,
+    VARIANTS,
+    benchmark_config,
+    machine,
+    run_variants,
+    time_steps,
+    training_steps,
+    write_markdown,
+)
 
 WARMUP = 5
 PROFILED = 10
@@ -105,17 +112,8 @@ def main() -> None:
         print(json.dumps(worker(args.dataset, args.worker, args.steps, args.threads)))
         return
 
-    rows = []
-    for variant in ("fast", "fast-bf16", "reference"):
-        print(f"{variant} ...", flush=True)
-        command = [sys.executable, __file__, "--dataset", args.dataset, "--steps", str(args.steps)]
-        command += ["--threads", str(args.threads), "--worker", variant]
-        done = subprocess.run(command, check=True, capture_output=True, text=True)
-        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-        print(json.dumps(rows[-1]), flush=True)
-    import torch
-
-    torch.set_num_threads(rows[0]["threads"])  # the machine line names the workers' thread count
+    options = ["--dataset", args.dataset, "--steps", str(args.steps), "--threads", str(args.threads)]
+    rows = run_variants(__file__, ("fast", "fast-bf16", "reference"), options)
     lines = [
         f"# Where the faithful ELCRec step's time goes ({args.dataset.capitalize()})",
         "",
