@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import random
 import time
@@ -114,6 +115,7 @@ def denormals_flushed_per_thread() -> list[bool]:
 _PARALLEL_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 
 
+@functools.cache  # fixed by how torch was linked: found once per process
 def _openmp_runtime() -> ctypes.CDLL | None:
     """The GNU OpenMP runtime torch runs its CPU threads on (Linux wheels), or None. Other wheels bring their
     own copy (faiss-cpu's libgomp-<hash>.so, loaded by k-means), whose threads are not torch's: the dynamic
