@@ -25,6 +25,7 @@ VARIANTS = {
     "fast-zero": {"engine": "fast", "padding_outputs": "zero"},
 }
 ZERO_MODELS = ("cl4srec", "iclrec", "elcrec")
+MATMUL_SIZE = 4096  # the matmul that measures the peak
 
 
 def dataset_path(dataset: str) -> Path:
@@ -71,6 +72,21 @@ def time_steps(step, batches) -> list[float]:
             step(batch)
             seconds.append(time.perf_counter() - started)
     return seconds
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, repeats: int = 10) -> float:
+    """Best GFLOP/s of a 4096² matmul in `dtype`."""
+    a = torch.randn(MATMUL_SIZE, MATMUL_SIZE, device=device, dtype=dtype)
+    best = float("inf")
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        a @ a
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - started)
+    return 2 * MATMUL_SIZE**3 / best / 1e9
 
 
 def run_variants(script: str, variants, options: list[str]) -> list[dict]:

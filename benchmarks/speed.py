@@ -27,24 +27,17 @@ import time
 from pathlib import Path
 
 import torch
-from common import FILES, ROOT, VARIANTS, ZERO_MODELS, benchmark_config, machine, write_markdown
-
-MATMUL_SIZE = 4096
-
-
-def matmul_peak(device: torch.device, dtype: torch.dtype, repeats: int = 10) -> float:
-    """Best GFLOP/s of a 4096² matmul in `dtype`."""
-    a = torch.randn(MATMUL_SIZE, MATMUL_SIZE, device=device, dtype=dtype)
-    best = float("inf")
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        a @ a
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - started)
-    return 2 * MATMUL_SIZE**3 / best / 1e9
+from common import (
+    FILES,
+    MATMUL_SIZE,
+    ROOT,
+    VARIANTS,
+    ZERO_MODELS,
+    benchmark_config,
+    machine,
+    matmul_peak,
+    write_markdown,
+)
 
 
 def step_flops(model, train, config, sampler, device, batches: int = 8) -> float:

@@ -25,6 +25,7 @@ from common import (
     VARIANTS,
     benchmark_config,
     machine,
+    matmul_peak,
     run_variants,
     time_steps,
     training_steps,
@@ -39,7 +40,6 @@ COPIES = {"aten::copy_"}
 
 def worker(dataset: str, variant: str, steps: int, threads: int) -> dict:
     import torch
-    from speed import matmul_peak
     from torch.profiler import ProfilerActivity, profile
     from torch.utils.flop_counter import FlopCounterMode
 
