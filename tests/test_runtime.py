@@ -70,3 +70,23 @@ def test_training_flushes_denormals_only_while_it_runs(tiny_data, tmp_path):
     )
     assert seen and all(all(flags) for flags in seen)
     assert not any(runtime.denormals_flushed_per_thread())  # the process as it was
+
+
+def test_training_says_when_the_pool_threads_are_out_of_reach(tiny_data, tmp_path, monkeypatch):
+    """Without torch's OpenMP runtime in reach, the pool's threads keep denormals: flush_denormals says so
+    (it used to report the calling thread's flag alone), and training warns in its log."""
+    from elcrec import Config
+    from elcrec.runs import LOG_FILE
+    from elcrec.training import train
+
+    monkeypatch.setattr(runtime, "_openmp_runtime", lambda: None)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert runtime.flush_denormals() is False
+        runtime.flush_denormals(False)
+        config = Config(hidden_size=16, max_len=20, epochs=1, device="cpu", output_dir=str(tmp_path))
+        train(config, data=tiny_data, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert "denormal floats are not flushed on every thread" in (config.run_dir / LOG_FILE).read_text()
