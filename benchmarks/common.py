@@ -75,7 +75,7 @@ def time_steps(step, batches) -> list[float]:
 
 
 def matmul_peak(device: torch.device, dtype: torch.dtype, repeats: int = 10) -> float:
-    """Best GFLOP/s of a 4096² matmul in `dtype`."""
+    """Best GFLOP/s of a MATMUL_SIZE² matmul in `dtype`."""
     a = torch.randn(MATMUL_SIZE, MATMUL_SIZE, device=device, dtype=dtype)
     best = float("inf")
     for _ in range(repeats):
