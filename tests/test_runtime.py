@@ -1,5 +1,7 @@
-"""The process runtime: denormals flushed on every torch thread, the automatic thread count, devices."""
+"""The process runtime: denormals flushed on every torch thread, freed memory kept, the automatic thread count,
+devices."""
 
+import ctypes
 import os
 import subprocess
 import sys
@@ -35,6 +37,34 @@ def test_denormals_are_flushed_on_every_thread(loaded):
         pytest.importorskip("faiss")
     done = subprocess.run([sys.executable, "-c", FLUSH_CHECK, loaded], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+HEAP_CHECK = """
+import ctypes
+from elcrec import runtime
+runtime.keep_freed_memory()
+libc = ctypes.CDLL("libc.so.6")
+class Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+libc.mallinfo2.restype = Mallinfo2
+libc.malloc.restype, libc.malloc.argtypes, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_size_t], [ctypes.c_void_p]
+before = libc.mallinfo2().arena
+block = libc.malloc(3 << 30)  # never written: no page is touched
+assert block and libc.mallinfo2().arena - before >= 3 << 30, "not served from the heap"
+libc.free(block)
+print((libc.mallinfo2().arena - before) >> 30)
+"""
+
+
+def test_freed_memory_stays_in_the_heap_however_large():
+    """A freed 3 GB block stays in glibc's heap: given back, it would be page-faulted afresh by the next step
+    that needs it (a trim threshold, an int, still trimmed a free top above 2 GB; -1 turns trimming off)."""
+    if not hasattr(ctypes.CDLL(None), "mallinfo2"):
+        pytest.skip("needs glibc 2.33 or later (mallinfo2)")
+    done = subprocess.run([sys.executable, "-c", HEAP_CHECK], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout) >= 3, f"the heap kept {done.stdout.strip()} GB of the freed 3 GB"
 
 
 def test_automatic_threads_follow_omp_num_threads_and_idle_cores(monkeypatch):

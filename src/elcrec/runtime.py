@@ -161,7 +161,7 @@ def keep_freed_memory() -> None:
         return
     M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
     libc.mallopt(M_MMAP_MAX, 0)
-    libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
+    libc.mallopt(M_TRIM_THRESHOLD, -1)  # -1: never trim; any threshold (an int) still trims a free top above 2 GB
 
 
 def cpu_has_native(dtype: torch.dtype) -> bool:
