@@ -145,13 +145,16 @@ def test_ctrl_c_during_training_says_how_to_resume(tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        # as from a terminal: a shell starts background jobs (pytest ... &) with SIGINT ignored, which Python
+        # then keeps, and the child would inherit that
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + 120
     while not (run / "training_state.pt").exists() and time.time() < deadline and process.poll() is None:
         time.sleep(0.05)
     os.kill(process.pid, signal.SIGINT)
     _, errors = process.communicate(timeout=120)
-    assert process.returncode == 130 and f"continue with  elcrec train --resume {run}" in errors
+    assert process.returncode == 130 and f"continue with  elcrec train --resume {run}" in errors, errors[-2000:]
     assert "Traceback" not in errors
 
 
