@@ -51,7 +51,9 @@ libc.mallinfo2.restype = Mallinfo2
 libc.malloc.restype, libc.malloc.argtypes, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_size_t], [ctypes.c_void_p]
 before = libc.mallinfo2().arena
 block = libc.malloc(3 << 30)  # never written: no page is touched
-assert block and libc.mallinfo2().arena - before >= 3 << 30, "not served from the heap"
+if not block:
+    raise SystemExit(3)  # the system refuses to reserve 3 GB (strict overcommit)
+assert libc.mallinfo2().arena - before >= 3 << 30, "not served from the heap"
 libc.free(block)
 print((libc.mallinfo2().arena - before) >> 30)
 """
@@ -63,6 +65,8 @@ def test_freed_memory_stays_in_the_heap_however_large():
     if not hasattr(ctypes.CDLL(None), "mallinfo2"):
         pytest.skip("needs glibc 2.33 or later (mallinfo2)")
     done = subprocess.run([sys.executable, "-c", HEAP_CHECK], capture_output=True, text=True, timeout=120)
+    if done.returncode == 3:
+        pytest.skip("this system does not reserve 3 GB for one malloc")
     assert done.returncode == 0, done.stderr[-2000:]
     assert int(done.stdout) >= 3, f"the heap kept {done.stdout.strip()} GB of the freed 3 GB"
 
