@@ -1,7 +1,8 @@
 """Where the faithful ELCRec training step's time goes on this CPU, and how fast it could be: each variant in its
 own process times steps (the median, no profiler), then torch.profiler splits a step's time by operator
 (self time) into matmuls (mm, addmm, bmm), copies and casts (copy_) and the rest (elementwise work,
-reductions, indexing, the optimiser); torch.utils.flop_counter counts the step's matmul FLOPs.
+reductions, indexing, the optimiser), and lists the operators (by input shapes) with the most self time;
+torch.utils.flop_counter counts the step's matmul FLOPs.
 
     python benchmarks/step_profile.py [--dataset beauty] [--steps 20] [--threads 2]
 
@@ -35,7 +36,8 @@ from common import (
 
 WARMUP = 5
 PROFILED = 10
-TOUCHED_MB = 1024
+TOUCHED_MB = 4096
+TOP = 12
 MATMULS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addbmm"}
 COPIES = {"aten::copy_"}
 
@@ -58,10 +60,20 @@ def worker(dataset: str, variant: str, steps: int, threads: int) -> dict:
     step_ms = 1000 * statistics.median(time_steps(step, timed))
     touch_heap(TOUCHED_MB)
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as profiler:
         time_steps(step, profiled)
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     self_us = {event.key: event.self_cpu_time_total for event in profiler.key_averages()}
+    by_shape = sorted(profiler.key_averages(group_by_input_shape=True), key=lambda e: -e.self_cpu_time_total)
+    top = [
+        {
+            "op": event.key.removeprefix("aten::"),
+            "shapes": [shape for shape in event.input_shapes if shape],
+            "calls": event.count / PROFILED,
+            "ms": event.self_cpu_time_total / PROFILED / 1000,
+        }
+        for event in by_shape[:TOP]
+    ]
     total = sum(self_us.values())
     share = {
         "matmul": sum(us for name, us in self_us.items() if name in MATMULS) / total,
@@ -82,6 +94,8 @@ def worker(dataset: str, variant: str, steps: int, threads: int) -> dict:
         "peak": matmul_peak(torch.device("cpu"), dtype),
         "precision": str(dtype).removeprefix("torch."),
         "faults": faults / PROFILED,
+        "profiled_ms": total / PROFILED / 1000,
+        "top": top,
     }
 
 
@@ -89,7 +103,8 @@ def touch_heap(megabytes: int) -> None:
     """Page in `megabytes` at the top of glibc's heap and free them, which keep_freed_memory (prepare_process)
     keeps. The profiler's records fragment the heap, so the profiled steps grow it; growth into pages never
     touched faults in whichever operator first writes them, at tens of µs a fault on a virtual machine, and
-    would inflate that operator's share several-fold."""
+    would inflate that operator's share several-fold (recording input shapes, the profiler grows the heap by
+    about 150 MB a step)."""
     import torch
 
     torch.ones(megabytes * 2**20 // 4)
@@ -113,6 +128,16 @@ def table(rows: list[dict]) -> list[str]:
             f"| {share['other']:.0%} | {row['gflop']:.1f} | {speed:.0f} | {row['peak']:.0f} ({row['precision']}) "
             f"| {speed / row['peak']:.0%} | {matmul_ms:.0f} ({reference / matmul_ms:.1f}x) "
             f"| {floor_ms:.0f} ({reference / floor_ms:.1f}x) | {row['faults']:,.0f} |"
+        )
+    return lines
+
+
+def top_operators(row: dict) -> list[str]:
+    lines = ["| operator | input shapes | calls per step | ms per step | share of the step |", "|---|---|---|---|---|"]
+    for op in row["top"]:
+        shapes = ", ".join("×".join(map(str, shape)) for shape in op["shapes"])
+        lines.append(
+            f"| {op['op']} | {shapes} | {op['calls']:g} | {op['ms']:.1f} | {op['ms'] / row['profiled_ms']:.0%} |"
         )
     return lines
 
@@ -145,7 +170,14 @@ def main() -> None:
         "whichever operator first writes a page.",
         "",
         *table(rows),
+        "",
+        f"## The {TOP} operators with the most self time",
+        "",
+        "Per variant, grouped by operator and input shapes: self time per profiled step, and its share of the "
+        "profiled step (the profiler's sum of self times, which includes its own overhead).",
     ]
+    for row in rows:
+        lines += ["", f"### {row['variant']}", "", *top_operators(row)]
     write_markdown(ROOT / "benchmarks" / "results" / f"step-profile-{args.dataset}-elcrec.md", lines)
 
 
