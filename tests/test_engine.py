@@ -201,3 +201,16 @@ def test_similarities_and_centre_distances_stay_float32_under_autocast():
         assert torch.equal(nearest_centre(x, centres), torch.arange(1, 32))
         distances = squared_distances(x, centres)
     assert distances.dtype == torch.float32 and torch.equal(distances, expected[1])
+
+
+def test_row_argmin_is_torch_argmin_with_first_ties():
+    """The nearest-centre search's argmin (numpy's on CPU) returns torch's indices: each row's first minimum,
+    for ties, strided rows and rows that require a gradient."""
+    from elcrec.models.clustering import row_argmin
+
+    torch.manual_seed(0)
+    m = torch.randint(0, 4, (500, 64)).float()  # many ties within each row
+    assert torch.equal(row_argmin(m), m.argmin(1))
+    assert torch.equal(row_argmin(m.T), m.T.argmin(1))
+    grad = torch.randn(300, 256, dtype=torch.float64, requires_grad=True)
+    assert torch.equal(row_argmin(grad), grad.argmin(1)) and row_argmin(grad).dtype == torch.int64
