@@ -103,8 +103,8 @@ def touch_heap(megabytes: int) -> None:
     """Page in `megabytes` at the top of glibc's heap and free them, which keep_freed_memory (prepare_process)
     keeps. The profiler's records fragment the heap, so the profiled steps grow it; growth into pages never
     touched faults in whichever operator first writes them, at tens of µs a fault on a virtual machine, and
-    would inflate that operator's share several-fold (recording input shapes, the profiler grows the heap by
-    about 150 MB a step)."""
+    would inflate that operator's share several-fold. Recording input shapes, the profiler grows the heap at
+    every step: `megabytes` covers all the profiled steps (the table's fault column checks it)."""
     import torch
 
     torch.ones(megabytes * 2**20 // 4)

@@ -36,7 +36,7 @@ def nearest_centre(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
 
 def row_argmin(m: torch.Tensor) -> torch.Tensor:
     """m.argmin(1) for a matrix m: each row's first minimum. On CPU through numpy, whose vectorised argmin is
-    several times faster than torch's there (benchmarks/step_profile.py lists argmin's time)."""
+    several times faster than torch's there."""
     if m.device.type != "cpu":
         return m.argmin(1)
     return torch.from_numpy(m.detach().numpy().argmin(1))
