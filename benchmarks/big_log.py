@@ -21,7 +21,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import ROOT, machine, peak_rss_mb, reset_peak_rss, rss_mb, write_markdown
+from common import ROOT, peak_rss_mb, reset_peak_rss, rss_mb, write_markdown
+
+from elcrec.runtime import describe_machine
 
 
 def generate(rows: int, folder: Path) -> dict[str, Path]:
@@ -82,7 +84,7 @@ def main() -> None:
     lines = [
         f"# Reading and preprocessing a log of {args.rows:,} interactions",
         "",
-        f"Machine: {machine()}. Command: `python benchmarks/big_log.py --rows {args.rows}`.",
+        f"Machine: {describe_machine()}. Command: `python benchmarks/big_log.py --rows {args.rows}`.",
         "`load_dataset` = read (pyarrow) + chronological order per user + id remapping + sequences. Peak RSS: "
         "the loading process's peak resident set; before: its resident set before the load (a fresh interpreter "
         "with elcrec imported); the load's own share is the difference. Result: the in-memory dataset (flat "

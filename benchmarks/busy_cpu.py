@@ -18,7 +18,9 @@ import subprocess
 import sys
 import time
 
-from common import ROOT, benchmark_config, machine, time_steps, training_steps, write_markdown
+from common import ROOT, benchmark_config, time_steps, training_steps, write_markdown
+
+from elcrec.runtime import describe_machine
 
 WARMUP = 3
 
@@ -72,7 +74,8 @@ def main() -> None:
     lines = [
         "# Training on a shared CPU",
         "",
-        f"Machine: {machine()}. Command: `python benchmarks/busy_cpu.py --steps {args.steps}`. SASRec on Beauty "
+        f"Machine: {describe_machine()}. Command: `python benchmarks/busy_cpu.py --steps {args.steps}`. "
+        "SASRec on Beauty "
         "(Beauty preset, faithful recipe: float32, fast engine), the median of "
         f"{args.steps} training steps after {WARMUP} warm-up steps, each setting in its own process; busy: "
         "another process runs a busy loop on one core.",

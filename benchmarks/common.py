@@ -1,12 +1,11 @@
 """What the benchmark scripts share: where the benchmark files are, a run's settings on one of them, the engine
-variants they compare, timed training steps, a one-line machine description, and the process's resident memory
+variants they compare, timed training steps, and the process's resident memory
 (Linux /proc)."""
 
 from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -103,34 +102,6 @@ def run_variants(script: str, variants, options: list[str]) -> list[dict]:
     return rows
 
 
-def machine(device: str = "cpu", threads: bool = True) -> str:
-    """CPU model with its family and model numbers (a virtual machine may name only the brand, and an AMD EPYC
-    of family 25 is a Zen 3 or 4, of family 26 a Zen 5), cores, the bf16 instructions it has (AVX512-BF16, AMX),
-    torch and its threads (unless the caller names them itself), the GPU."""
-    cpu, flags, details = platform.processor() or platform.machine(), set(), []
-    try:
-        fields: dict[str, str] = {}
-        for line in open("/proc/cpuinfo").read().split("\n\n", 1)[0].splitlines():  # the first CPU
-            key, _, value = line.partition(":")
-            fields[key.strip()] = value.strip()
-        cpu = fields.get("model name", cpu)
-        flags = set(fields.get("flags", "").split())
-        if "cpu family" in fields and "model" in fields:
-            details.append(f"family {fields['cpu family']} model {fields['model']}")
-    except OSError:
-        pass
-    details += [name for flag, name in (("avx512_bf16", "AVX512-BF16"), ("amx_bf16", "AMX-BF16")) if flag in flags]
-    if not flags & {"avx512_bf16", "amx_bf16"}:
-        details.append("no bf16 instructions")
-    text = f"{cpu} ({', '.join(details)}), {os.cpu_count()} cores, torch {torch.__version__}"
-    if threads:
-        count = torch.get_num_threads()
-        text += f" ({count} thread{'s' if count > 1 else ''})"
-    if device != "cpu" and torch.cuda.is_available():
-        text += f", {torch.cuda.get_device_name()}"
-    return text
-
-
 def write_portable_config(source: Path, target: Path) -> None:
     """A run's config.json with its paths (data, output folder) relative to the repository root, as every clone
     beside ../shared has them: from the root, `elcrec train --config <it> --output-dir DIR` trains the run again."""
@@ -151,6 +122,26 @@ def recorded_with(folder: Path, config, complete: str) -> bool:
 
     done = (folder / complete).is_file()
     return done and saved_with(folder / "config.json", config, aside=("output_dir",), by_name=("data",))
+
+
+def epochs_by_machine(metrics: dict) -> dict[str, int]:
+    """How many of a run's epochs each machine trained, from its metrics.json `sessions` (epochs from before the
+    run recorded them: "unrecorded")."""
+    counts: dict[str, int] = {}
+    sessions = sorted(metrics.get("sessions", []), key=lambda session: session["first_epoch"])
+    for epoch in metrics["history"]:
+        where = [session for session in sessions if session["first_epoch"] <= epoch["epoch"]]
+        name = "unrecorded (epochs from before the run recorded its machines)"
+        if where:
+            processes = where[-1]["processes"]
+            name = where[-1]["machine"] + (f", {processes} processes" if processes > 1 else "")
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def machines_of(run: dict) -> list[str]:
+    """The machines a committed record's run.json names (records from before `machines` name one)."""
+    return list(run["machines"]) if "machines" in run else [run["machine"]]
 
 
 def write_markdown(path: Path, lines: list[str]) -> None:

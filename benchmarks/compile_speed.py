@@ -18,7 +18,9 @@ import argparse
 import json
 import statistics
 
-from common import ROOT, benchmark_config, machine, run_variants, time_steps, training_steps, write_markdown
+from common import ROOT, benchmark_config, run_variants, time_steps, training_steps, write_markdown
+
+from elcrec.runtime import describe_machine
 
 WARMUP = 5
 VARIANTS = ("eager", "blocks", "loss")
@@ -64,7 +66,7 @@ def main() -> None:
     lines = [
         f"# torch.compile on the faithful ELCRec step (Beauty, amp={args.amp})",
         "",
-        f"Machine: {machine()}. Command: `python "
+        f"Machine: {describe_machine()}. Command: `python "
         f"benchmarks/compile_speed.py --amp {args.amp} --steps {args.steps} --threads {args.threads}`. "
         f"The faithful recipe's settings with the Beauty preset and the fast engine; the median of {args.steps} "
         f"steps after {WARMUP} warm-up steps, each variant in its own process on the same batches.",

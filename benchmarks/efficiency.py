@@ -16,7 +16,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import FILES, ROOT, VARIANTS, machine, write_markdown
+from common import FILES, ROOT, VARIANTS, write_markdown
+
+from elcrec.runtime import describe_machine
 
 MODELS = ("iclrec", "elcrec")
 
@@ -53,7 +55,7 @@ def main() -> None:
     lines = [
         "# Efficiency: ELCRec against ICLRec",
         "",
-        f"Machine: {machine()}. Command: `python benchmarks/efficiency.py --epochs {args.epochs} --engine "
+        f"Machine: {describe_machine()}. Command: `python benchmarks/efficiency.py --epochs {args.epochs} --engine "
         f"{args.engine}`. Each dataset's preset for each model, the faithful recipe; train s/epoch: the median "
         f"of {args.epochs} epochs (ICLRec's k-means E-step over every training sequence included; ELCRec's "
         "one-time k-means is before the first epoch), validation excluded; peak memory: the process's peak "

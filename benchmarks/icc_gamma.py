@@ -17,7 +17,9 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from common import ROOT, machine, write_markdown
+from common import ROOT, write_markdown
+
+from elcrec.runtime import describe_machine
 
 GROUPS = (
     ("all users", ""),
@@ -78,7 +80,8 @@ def main() -> None:
         "# Long-tail: the item-cluster constraint's gamma (synthetic data, text carries intents and ring "
         "neighbourhoods)",
         "",
-        f"Machine: {machine()}. Command: `python benchmarks/icc_gamma.py --seeds {args.seeds} --gammas {args.gammas} "
+        f"Machine: {describe_machine()}. Command: `python benchmarks/icc_gamma.py --seeds {args.seeds} "
+        f"--gammas {args.gammas} "
         f"--users {args.users} --items {args.items} --epochs {args.epochs} --patience {args.patience} "
         f"--icc-clusters {args.icc_clusters}`.",
         f"{data.summary()}. The faithful recipe with these epochs and patience. "

@@ -18,7 +18,9 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from common import ROOT, machine, write_markdown
+from common import ROOT, write_markdown
+
+from elcrec.runtime import describe_machine
 
 COLUMNS = (
     ("all users", "NDCG@10"),
@@ -91,7 +93,8 @@ def main() -> None:
     lines = [
         f"# Long-tail: SASRec, LLM-ESR, LLM-ESR + item-cluster constraint (synthetic data, text carries {carries})",
         "",
-        f"Machine: {machine()}. Command: `python benchmarks/long_tail.py --seeds {args.seeds} --users {args.users} "
+        f"Machine: {describe_machine()}. Command: `python benchmarks/long_tail.py --seeds {args.seeds} "
+        f"--users {args.users} "
         f"--items {args.items} --epochs {args.epochs} --patience {args.patience} --texts {args.texts} "
         f"--icc-clusters {args.icc_clusters} --icc-weight {args.icc_weight}`.",
         f"{data.summary()}. The faithful recipe with these epochs and patience. "

@@ -15,10 +15,10 @@ import argparse
 import statistics
 from pathlib import Path
 
-from common import FILES, ROOT, VARIANTS, benchmark_config, machine, write_markdown
+from common import FILES, ROOT, VARIANTS, benchmark_config, write_markdown
 
 from elcrec.data import load_dataset
-from elcrec.runtime import prepare_process
+from elcrec.runtime import describe_machine, prepare_process
 from elcrec.training.experiments import finished_or_train
 
 
@@ -63,7 +63,8 @@ def main() -> None:
     lines = [
         f"# Validation {base.metric} per epoch, {args.model} on {FILES[args.dataset]}, by engine variant",
         "",
-        f"Machine: {machine(base.device)}. Command: `python benchmarks/quality_curve.py --dataset {args.dataset} "
+        f"Machine: {describe_machine(base.device)}. Command: `python "
+        f"benchmarks/quality_curve.py --dataset {args.dataset} "
         f"--model {args.model} --epochs {args.epochs} --runs {args.runs}` (preset {args.dataset}, the faithful "
         "recipe without early stopping). Variants: "
         + "; ".join(

@@ -17,7 +17,9 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from common import FILES, ROOT, dataset_path, machine, write_markdown
+from common import FILES, ROOT, dataset_path, write_markdown
+
+from elcrec.runtime import describe_machine
 
 SHOWN = 5  # profiled intents per checkpoint, largest first
 
@@ -39,7 +41,7 @@ def main() -> None:
     lines = [
         "# The public ELCRec checkpoints: their scores and intents",
         "",
-        f"Machine: {machine()}. Command: `python benchmarks/reference_intents.py` with the checkpoints of the "
+        f"Machine: {describe_machine()}. Command: `python benchmarks/reference_intents.py` with the checkpoints of the "
         "public ELCRec repository, imported with their dataset's preset. Each user's intent is the nearest "
         "centre to the representation of their last 50 items (the reference's: the mean over all 50 "
         "positions, padding included). Valid and test: full ranking, mask_history=reference.",

@@ -35,7 +35,8 @@ from common import (
     ROOT,
     VARIANTS,
     benchmark_config,
-    machine,
+    epochs_by_machine,
+    machines_of,
     recorded_with,
     write_markdown,
     write_portable_config,
@@ -155,7 +156,6 @@ def run_cell(cell: dict, defaults: dict, data) -> None:
     from elcrec.data import eval_set
     from elcrec.evaluation import evaluate
     from elcrec.runs import atomic_write, load_run, write_json
-    from elcrec.runtime import resolve_device
     from elcrec.training.experiments import finished_or_train
 
     config = cell_config(cell, defaults)
@@ -180,7 +180,7 @@ def run_cell(cell: dict, defaults: dict, data) -> None:
     atomic_write(out / "metrics.json", (config.run_dir / "metrics.json").read_bytes())
     record = {
         "variant": cell["variant"],
-        "machine": machine(resolve_device(config.device).type),
+        "machines": epochs_by_machine(result),
         "epochs_on": dict(Counter(epoch.get("device", "unrecorded") for epoch in result["history"])),
         "test_seen_excluded": exclude,
         "session_seconds": round(time.perf_counter() - started),
@@ -209,7 +209,7 @@ def write_table(cells: list[dict], command: str) -> None:
         if not cell["ablation"]:  # the main cells (ELCRec's ablation variants: write_ablation)
             groups.setdefault((cell["dataset"], cell["model"], cell["label"]), []).append(cell)
     records = {cell_name(cell): record for cell in cells if (record := recorded(cell))}  # each read once
-    machines = sorted({run["machine"] for _, run in records.values()})
+    machines = sorted({name for _, run in records.values() for name in machines_of(run)})
     lines = [
         "# Reproduction of the ELCRec paper's Table 1",
         "",

@@ -27,7 +27,9 @@ import time
 from pathlib import Path
 
 import torch
-from common import ROOT, machine, peak_rss_mb, reset_peak_rss, write_markdown
+from common import ROOT, peak_rss_mb, reset_peak_rss, write_markdown
+
+from elcrec.runtime import describe_machine
 
 N_ITEMS, N_INTENTS, WARMUP = 12_000, 64, 3
 
@@ -181,7 +183,7 @@ def main() -> None:
     lines = [
         "# Epoch cost against the number of users",
         "",
-        f"Machine: {machine(args.device).split(', torch')[0]}, torch {torch.__version__} with {threads}. "
+        f"Machine: {describe_machine(args.device).split(', torch')[0]}, torch {torch.__version__} with {threads}. "
         "Command: `python benchmarks/scaling.py "
         f"--users {args.users} --models {args.models} --steps {args.steps} --device {args.device} --threads "
         f"{args.threads}`.",

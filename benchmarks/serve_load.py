@@ -25,12 +25,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 import torch
-from common import DATA_DIR, ROOT, dataset_path, machine, write_markdown
+from common import DATA_DIR, ROOT, dataset_path, write_markdown
 
 from elcrec import Config
 from elcrec.data import eval_set, load_dataset
 from elcrec.models import build_model
 from elcrec.runs import Run, load_run
+from elcrec.runtime import describe_machine
 from elcrec.serving import Recommender
 
 
@@ -178,7 +179,7 @@ def main() -> None:
     lines = [
         "# Serving load test (loopback)",
         "",
-        f"Machine: {machine()}. Command: `python benchmarks/serve_load.py --requests {args.requests} "
+        f"Machine: {describe_machine()}. Command: `python benchmarks/serve_load.py --requests {args.requests} "
         f"--concurrency {args.concurrency} --threads {args.threads} --catalogue {args.catalogue}`.",
         f"Model: {'the public ELCRec Beauty checkpoint' if args.checkpoint is None else args.checkpoint} "
         f"({len(data.item_ids):,} items), exact top-10 with seen items excluded; histories are Beauty test "

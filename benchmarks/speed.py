@@ -34,10 +34,11 @@ from common import (
     VARIANTS,
     ZERO_MODELS,
     benchmark_config,
-    machine,
     matmul_peak,
     write_markdown,
 )
+
+from elcrec.runtime import describe_machine
 
 
 def step_flops(model, train, config, sampler, device, batches: int = 8) -> float:
@@ -161,7 +162,7 @@ def main() -> None:
     lines = [
         f"# Training and evaluation speed on {FILES[args.dataset]} (preset {args.dataset})",
         "",
-        f"Machine: {machine(args.device)}. Command: `python benchmarks/speed.py --dataset {args.dataset} "
+        f"Machine: {describe_machine(args.device)}. Command: `python benchmarks/speed.py --dataset {args.dataset} "
         f"--models {args.models} --engines {args.engines} --epochs {args.epochs} --device {args.device} "
         f"--threads {args.threads}`.",
         "The faithful recipe (benchmarks/time_to_quality.py times the fast one). "

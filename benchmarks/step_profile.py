@@ -26,13 +26,14 @@ from common import (
     ROOT,
     VARIANTS,
     benchmark_config,
-    machine,
     matmul_peak,
     run_variants,
     time_steps,
     training_steps,
     write_markdown,
 )
+
+from elcrec.runtime import describe_machine
 
 WARMUP = 5
 PROFILED = 10
@@ -158,7 +159,7 @@ def main() -> None:
     lines = [
         f"# Where the faithful ELCRec step's time goes ({args.dataset.capitalize()})",
         "",
-        f"Machine: {machine()}. Command: `python benchmarks/step_profile.py --dataset {args.dataset} "
+        f"Machine: {describe_machine()}. Command: `python benchmarks/step_profile.py --dataset {args.dataset} "
         f"--steps {args.steps} --threads {args.threads}`. The {args.dataset} preset and the faithful recipe; "
         f"ms/step: the median of {args.steps} steps after {WARMUP} warm-up steps, without the profiler. The split "
         f"(self time per operator under torch.profiler, {PROFILED} further steps): matmul (mm, addmm, bmm), "

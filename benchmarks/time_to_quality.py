@@ -20,12 +20,20 @@ import json
 from pathlib import Path
 
 import numpy as np
-from common import FILES, ROOT, benchmark_config, machine, recorded_with, write_markdown, write_portable_config
+from common import (
+    FILES,
+    ROOT,
+    benchmark_config,
+    machines_of,
+    recorded_with,
+    write_markdown,
+    write_portable_config,
+)
 
 from elcrec.config import RECIPES
 from elcrec.data import load_dataset
 from elcrec.runs import atomic_write
-from elcrec.runtime import prepare_process
+from elcrec.runtime import describe_machine, prepare_process
 from elcrec.training.experiments import finished_or_train, mean_std
 
 METRICS = ("HR@5", "HR@20", "NDCG@5", "NDCG@20")
@@ -99,7 +107,8 @@ def main() -> None:
     lines = [
         f"# Time to quality: {args.model} on {FILES[args.dataset]}, recipe {args.recipe} against faithful",
         "",
-        f"Machine: {machine(args.device)}, otherwise idle (the protocol: minutes are wall-clock). Command: `python "
+        f"Machine: {describe_machine(args.device)}, otherwise idle (the protocol: minutes are wall-clock). "
+        "Command: `python "
         f"benchmarks/time_to_quality.py --dataset {args.dataset} --model {args.model} --recipe {args.recipe} "
         f"--seeds {args.seeds} --threads {args.threads}`. Recipe {args.recipe}: {settings}, on the {args.dataset} "
         "preset; faithful: the defaults (BCE with one sampled negative, Adam 1e-3 constant, up to 300 epochs, "
@@ -107,7 +116,7 @@ def main() -> None:
         "test split at the best validation NDCG@20 epoch (epochs count from 0, as the run logs do); mean ± sample "
         "std over seeds. Minutes: training and validation of every epoch. Faithful rows: the paper campaign's "
         "records (benchmarks/reproduce.py), with the machine and threads of their own run.json"
-        + (": " + "; ".join(sorted({f"{run['machine']}" for _, _, run in faithful})) if faithful else "")
+        + (": " + "; ".join(sorted({name for _, _, run in faithful for name in machines_of(run)})) if faithful else "")
         + ".",
         "",
         f"| recipe | seeds | {' | '.join(f'test {m}' for m in METRICS)} | best epochs | epochs run | minutes to "

@@ -17,7 +17,9 @@ import statistics
 import subprocess
 import sys
 
-from common import ROOT, VARIANTS, benchmark_config, machine, time_steps, training_steps, write_markdown
+from common import ROOT, VARIANTS, benchmark_config, time_steps, training_steps, write_markdown
+
+from elcrec.runtime import describe_machine
 
 WARMUP = 5
 
@@ -83,7 +85,7 @@ def main() -> None:
     lines = [
         f"# Spending the cores: {args.model} on {args.dataset}, {args.variant}",
         "",
-        f"Machine: {machine(threads=False)}. Command: `python "
+        f"Machine: {describe_machine(threads=False)}. Command: `python "
         f"benchmarks/workers.py --dataset {args.dataset} --model {args.model} --variant {args.variant} --steps "
         f"{args.steps}`. The dataset's preset and the faithful recipe; the median of {args.steps} training steps "
         f"after {WARMUP} warm-up steps in each process, the processes of a layout timed together.",

@@ -86,9 +86,11 @@ def test_the_table_tests_elcrec_against_iclrec_over_the_seeds_both_have(tmp_path
         folder.mkdir(parents=True)
         test = {metric: scores[cell["model"]][cell["seed"] - 1] for metric in reproduce.METRICS}
         (folder / "metrics.json").write_text(json.dumps({"test": test, "best_epoch": 1, "history": [{"seconds": 1}]}))
-        run = {"machine": "test", "test_seen_excluded": {"NDCG@20": test["NDCG@20"]}}
+        run = {"machine": "old", "test_seen_excluded": {"NDCG@20": test["NDCG@20"]}}  # from before `machines`
         if cell["model"] == "iclrec":  # started on a GPU, finished on a CPU; ELCRec's records predate the count
             run["epochs_on"] = {"cuda": 1, "cpu": cell["seed"]}
+            del run["machine"]
+            run["machines"] = {"gpu box": 1, "cpu box": cell["seed"]}
         (folder / "run.json").write_text(json.dumps(run))
     reproduce.write_table(cells, "command")
     table = (tmp_path / "paper-table.md").read_text()
@@ -97,6 +99,7 @@ def test_the_table_tests_elcrec_against_iclrec_over_the_seeds_both_have(tmp_path
     assert f"| NDCG@20 | +0.0023 | {expected.statistic:.2f} | {expected.pvalue:.3f} |" in table
     assert "| cuda 1 + cpu 1, cuda 1 + cpu 2, cuda 1 + cpu 3 |" in table
     assert "| cpu, cpu, cpu, cpu |" in table
+    assert "Machines: cpu box; gpu box; old." in table
 
     cells[len(scores["iclrec"])]["figure"] = "ELCRec"  # ELCRec seed 1 stands in the ablation figure
     reproduce.write_ablation(cells)
@@ -105,6 +108,24 @@ def test_the_table_tests_elcrec_against_iclrec_over_the_seeds_both_have(tmp_path
     sums = [4 * value for value in scores["elcrec"]]  # the seed spread of that sum
     spread = f"{statistics.mean(sums):.4f} ± {statistics.stdev(sums):.4f}"
     assert f"yardstick for the differences above: Beauty, seeds 1,2,3,4: {spread}." in ablation
+
+
+def test_a_record_counts_the_epochs_each_machine_trained():
+    from common import epochs_by_machine
+
+    sessions = [  # a state from before sessions were recorded was resumed at epoch 2, then at 4 under torchrun
+        {"first_epoch": 4, "machine": "box B", "processes": 2},
+        {"first_epoch": 2, "machine": "box A", "processes": 1},
+    ]
+    metrics = {"history": [{"epoch": epoch} for epoch in range(6)], "sessions": sessions}
+    assert epochs_by_machine(metrics) == {
+        "unrecorded (epochs from before the run recorded its machines)": 2,
+        "box A": 2,
+        "box B, 2 processes": 2,
+    }
+    assert epochs_by_machine({"history": [{"epoch": 0}]}) == {
+        "unrecorded (epochs from before the run recorded its machines)": 1
+    }
 
 
 def test_a_recorded_cell_is_read_back_where_its_run_folder_is_missing(tmp_path, monkeypatch):

@@ -13,6 +13,7 @@ import torch
 from elcrec import Config
 from elcrec.models import SASRec
 from elcrec.runs import RunBusy, training_holder
+from elcrec.runtime import describe_machine
 from elcrec.training import NonFinite, train
 
 SETTINGS = [
@@ -88,6 +89,12 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path):
     resumed = run_cli("--resume", str(killed))
     assert resumed.wait() == 0, resumed.stderr.read()
     assert metrics(killed) == metrics(whole)  # bit-identical on CPU
+    here = describe_machine("cpu", threads=False)
+    sessions = json.loads((killed / "metrics.json").read_text())["sessions"]  # where each part trained
+    assert [session["first_epoch"] for session in sessions] == [0, finished + 1]
+    assert all(session["machine"].startswith(here) and session["processes"] == 1 for session in sessions)
+    assert len(json.loads((whole / "metrics.json").read_text())["sessions"]) == 1
+    assert (killed / "train.log").read_text().count(f"machine: {here}") == 2
 
 
 def test_a_state_saved_on_another_device_type_resumes_with_a_warning(tiny_data, tmp_path):

@@ -222,9 +222,12 @@ def result_record(
     best_epoch: int | None = None,
     valid: dict[str, float] | None = None,
     history: list[dict[str, Any]] | None = None,
+    sessions: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """metrics.json: what was measured, under which protocol. `history` holds every epoch's loss, named loss
-    terms, seconds and validation metrics (empty for an imported run, which has no training)."""
+    terms, seconds and validation metrics, `sessions` where the training ran: the first epoch of each
+    process that trained or resumed it, with its machine, torch threads and process count (both empty for an
+    imported run, which has no training)."""
     return {
         "model": config.model,
         "data": config.data_name,
@@ -236,6 +239,7 @@ def result_record(
         "valid": valid or {},
         "test": test,
         "history": history or [],
+        "sessions": sessions or [],
     }
 
 

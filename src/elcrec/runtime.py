@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import functools
 import os
+import platform
 import random
 import time
 from collections.abc import Iterator
@@ -173,6 +174,35 @@ def cpu_has_native(dtype: torch.dtype) -> bool:
     }[dtype]
     checks = [getattr(torch.cpu, name, None) for name in names]
     return any(check is None or check() for check in checks)
+
+
+def describe_machine(device: str = "cpu", threads: bool = True) -> str:
+    """One line for a run's records: the CPU model with its family and model numbers (a virtual machine may name
+    only the brand; an AMD EPYC of family 25 is a Zen 3 or 4, of family 26 a Zen 5), its cores, the bf16
+    instructions it has (AVX512-BF16, AMX), torch and its threads (unless the caller names them itself), and the
+    GPU when `device` is one."""
+    cpu, flags, details = platform.processor() or platform.machine(), set(), []
+    try:
+        fields: dict[str, str] = {}
+        for line in Path("/proc/cpuinfo").read_text().split("\n\n", 1)[0].splitlines():  # the first CPU
+            key, _, value = line.partition(":")
+            fields[key.strip()] = value.strip()
+        cpu = fields.get("model name", cpu)
+        flags = set(fields.get("flags", "").split())
+        if "cpu family" in fields and "model" in fields:
+            details.append(f"family {fields['cpu family']} model {fields['model']}")
+    except OSError:
+        pass
+    details += [name for flag, name in (("avx512_bf16", "AVX512-BF16"), ("amx_bf16", "AMX-BF16")) if flag in flags]
+    if not flags & {"avx512_bf16", "amx_bf16"}:
+        details.append("no bf16 instructions")
+    text = f"{cpu} ({', '.join(details)}), {os.cpu_count()} cores, torch {torch.__version__}"
+    if threads:
+        count = torch.get_num_threads()
+        text += f" ({count} thread{'s' if count > 1 else ''})"
+    if device != "cpu" and torch.cuda.is_available():
+        text += f", {torch.cuda.get_device_name()}"
+    return text
 
 
 def seed_everything(seed: int) -> None:

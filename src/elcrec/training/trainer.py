@@ -39,7 +39,7 @@ from ..runs import (
     training_lock,
     write_json,
 )
-from ..runtime import cpu_has_native, denormals_flushed, resolve_device, seed_everything
+from ..runtime import cpu_has_native, denormals_flushed, describe_machine, resolve_device, seed_everything
 from .negatives import NegativeSampler
 from .progress import Progress, log, run_logging
 from .step import AMP_DTYPES, Step, TrainTensors, make_batch
@@ -159,6 +159,7 @@ class Trainer:
         self.tracker = open_tracker(config) if self.main else None
         self.best_score, self.best_epoch, self.best_valid = -math.inf, -1, {}
         self.history: list[dict[str, Any]] = []
+        self.sessions: list[dict[str, Any]] = []  # where each part of the run trained, first epoch on
         self.first_epoch, self.stopped = 0, False
         state = load_state(config.run_dir / STATE_FILE) if resume else None
         if state is None:
@@ -181,7 +182,7 @@ class Trainer:
             )
         if c.recipe_settings():
             log.info(f"recipe {c.recipe}: " + " ".join(f"{k}={v}" for k, v in c.recipe_settings().items()))
-        log.info(f"torch threads: {torch.get_num_threads()}")
+        log.info(f"machine: {describe_machine(self.device.type)}")
         if self.world > 1:
             log.info(
                 f"{self.world} processes ({torch.distributed.get_backend()}), {c.batch_size // self.world} "
@@ -216,6 +217,7 @@ class Trainer:
             state["best_valid"],
         )
         self.history, self.first_epoch, self.stopped = state["history"], state["epoch"] + 1, state["stopped"]
+        self.sessions = state.get("sessions", [])  # none in a state from before sessions were recorded
         for record in self.history:  # epochs from before records named their device ran where the state was saved
             if "device" not in record and "device" in state:
                 record["device"] = state["device"]
@@ -227,6 +229,14 @@ class Trainer:
     def run(self, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         callbacks = [callback for callback in (self.tracker and self.tracker.epoch, on_epoch) if callback]
         last = self.config.epochs if self.step is not None and not self.stopped else 0
+        if self.first_epoch < last:
+            self.sessions.append(
+                {
+                    "first_epoch": self.first_epoch,
+                    "machine": describe_machine(self.device.type),
+                    "processes": self.world,
+                }
+            )
         for epoch in range(self.first_epoch, last):
             record = self.train_epoch(epoch)
             improved = self.validate(record)
@@ -324,6 +334,7 @@ class Trainer:
                     "best_epoch": self.best_epoch,
                     "best_valid": self.best_valid,
                     "history": self.history,
+                    "sessions": self.sessions,
                 },
             )
 
@@ -347,7 +358,9 @@ class Trainer:
         valid = self.best_valid or evaluate(best, self.valid, **self.eval_options())  # nothing trained (pop)
         test = evaluate(best, self.test, **self.eval_options())
         log.info(f"best epoch {self.best_epoch}  valid {format_metrics(valid)}\ntest  {format_metrics(test)}")
-        result = result_record(self.config, test, best_epoch=self.best_epoch, valid=valid, history=self.history)
+        result = result_record(
+            self.config, test, best_epoch=self.best_epoch, valid=valid, history=self.history, sessions=self.sessions
+        )
         if self.main:
             write_json(self.config.run_dir / METRICS_FILE, result)
         if self.tracker:
