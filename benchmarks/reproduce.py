@@ -362,6 +362,9 @@ def print_status(cells: list[dict], defaults: dict) -> None:
     started. Reads the run folders, takes nothing."""
     from elcrec.runs import LOG_FILE, STATE_FILE, read_pt, training_holder
 
+    def read_state(path: Path) -> dict | None:
+        return read_pt(path, "a training state") if path.is_file() else None
+
     paper = paper_numbers()
     width = max(len(cell_name(cell)) for cell in cells)
     for cell in cells:
@@ -375,8 +378,7 @@ def print_status(cells: list[dict], defaults: dict) -> None:
                 f"done: test NDCG@20 {metrics['test']['NDCG@20']:.4f}{versus}, best epoch {metrics['best_epoch']} "
                 f"of {len(metrics['history'])}"
             )
-        elif (config.run_dir / STATE_FILE).is_file():
-            state = read_pt(config.run_dir / STATE_FILE, "a training state")
+        elif (state := read_state(config.run_dir / STATE_FILE)) and state["history"]:
             done, history = state["epoch"] + 1, state["history"]
             pid = training_holder(config.run_dir)
             saved_on = state.get("device", "cpu")  # epochs from before records named their device ran there
@@ -391,6 +393,8 @@ def print_status(cells: list[dict], defaults: dict) -> None:
             )
         elif pid := training_holder(config.run_dir):
             line = f"starting (pid {pid})"
+        elif state:
+            line = "interrupted before its first epoch finished"
         if not (record or pid) and (error := last_error(config.run_dir / LOG_FILE)):
             line = f"failed: {error}"
         role = f" (the ablation's {cell['figure']})" if cell["figure"] and not cell["ablation"] else ""

@@ -190,7 +190,7 @@ def test_torchrun_elcrec_resumes_exactly(tmp_path):
 
 
 def test_an_error_in_one_process_ends_the_run(tmp_path):
-    """Rank 0 cannot write its training state after the first epoch while rank 1 goes on into the next epoch's
+    """Rank 0 cannot write its training state (before the first epoch) while rank 1 goes on into the epoch's
     collectives: the run must end with rank 0's error, not wait at a barrier until gloo's 30-minute timeout."""
     (tmp_path / "run" / "training_state.pt").mkdir(parents=True)  # where rank 0 alone writes
     args = [*TINY, "--model", "sasrec", "--epochs", "3", "--output-dir", str(tmp_path / "run")]

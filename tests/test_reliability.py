@@ -78,13 +78,17 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path):
     process = run_cli(*SETTINGS, "--output-dir", str(killed))
     state = killed / "training_state.pt"
     deadline = time.time() + 300
-    while not state.exists() and time.time() < deadline and process.poll() is None:
-        time.sleep(0.02)
+
+    def finished_epochs() -> int:  # the state is replaced atomically: never read half-written
+        return torch.load(state, weights_only=True)["epoch"] + 1 if state.exists() else 0
+
+    while finished_epochs() < 1 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
     assert process.poll() is None, "the run ended before it could be killed; make it longer"
     os.kill(process.pid, signal.SIGKILL)  # somewhere inside epoch 1 (or its validation)
     process.wait()
     finished = torch.load(state, weights_only=True)["epoch"]
-    assert finished < 3 and not (killed / "metrics.json").exists()
+    assert 0 <= finished < 3 and not (killed / "metrics.json").exists()
 
     resumed = run_cli("--resume", str(killed))
     assert resumed.wait() == 0, resumed.stderr.read()
@@ -126,6 +130,50 @@ def test_a_state_saved_on_another_device_type_resumes_with_a_warning(tiny_data, 
         assert "saved on cuda, this run is on cpu" in (run.run_dir / "train.log").read_text()
     assert results[0]["test"] == results[1]["test"]
     assert [epoch["device"] for epoch in results[0]["history"]] == ["cuda", "cpu", "cpu"]
+
+
+def test_a_run_stopped_before_its_first_epoch_finished_resumes_to_the_same_metrics(tiny_data, tmp_path):
+    """The training state is written before the first epoch too: a run interrupted in it (Ctrl-C) resumes from
+    the start, identical to one never interrupted, instead of leaving a folder that is neither resumable nor
+    trainable again."""
+    config = Config(
+        model="elcrec", hidden_size=16, num_clusters=4, max_len=20, kmeans_restarts=1, epochs=2, device="cpu", seed=6
+    )
+    whole = train(config.replace(output_dir=str(tmp_path / "whole")), data=tiny_data, progress=False)
+
+    def stop(record):  # after epoch 0's validation, before its state is written
+        raise KeyboardInterrupt
+
+    part = config.replace(output_dir=str(tmp_path / "part"))
+    with pytest.raises(KeyboardInterrupt):
+        train(part, data=tiny_data, progress=False, on_epoch=stop)
+    assert torch.load(part.run_dir / "training_state.pt", weights_only=True)["epoch"] == -1
+    resumed = train(part, data=tiny_data, progress=False, resume=True)
+    assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in whole["history"]]
+    assert resumed["test"] == whole["test"]
+    assert "resuming from the start: no epoch had finished" in (part.run_dir / "train.log").read_text()
+
+
+def test_a_run_resumed_on_other_data_is_refused(tiny_data, tmp_path):
+    """A resumed run trains on the data it started on: other data (a data file changed since) is an error that
+    names both, and the run's data.json keeps the data it was trained on."""
+    from elcrec.data import make_synthetic
+    from elcrec.runs import RunError
+
+    config = Config(model="sasrec", hidden_size=16, max_len=20, epochs=3, device="cpu", output_dir=str(tmp_path))
+
+    def stop(record):
+        if record["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, data=tiny_data, progress=False, on_epoch=stop)
+    saved = (tmp_path / "data.json").read_text()
+    other = make_synthetic(n_users=120, n_items=60, n_intents=4, seed=4)  # the same sizes, other sequences
+    with pytest.raises(RunError, match="a run continues on the data it started on"):
+        train(config, data=other, progress=False, resume=True)
+    assert (tmp_path / "data.json").read_text() == saved
+    assert train(config, data=tiny_data, progress=False, resume=True)["history"][-1]["epoch"] == 2
 
 
 def test_resume_refuses_new_settings_and_missing_state(tmp_path):
@@ -265,10 +313,11 @@ def test_weights_that_became_non_finite_stop_training(tmp_path, monkeypatch):
     )
     with pytest.raises(NonFinite, match="weights became NaN or infinite in epoch 0 while the loss stayed finite"):
         train(config, progress=False)
-    assert not (tmp_path / "training_state.pt").exists() and not (tmp_path / "metrics.json").exists()
+    assert torch.load(tmp_path / "training_state.pt", weights_only=True)["epoch"] == -1  # from before epoch 0
+    assert not (tmp_path / "metrics.json").exists()
     saved = torch.load(tmp_path / "model.pt", weights_only=True)
     assert all(torch.isfinite(v).all() for v in saved.values() if v.is_floating_point())
-    assert "error: the weights became NaN or infinite" in (tmp_path / "train.log").read_text()
+    assert "the state from before the first epoch)" in (tmp_path / "train.log").read_text()
 
 
 def test_errors_reach_the_run_log(tiny_data, tmp_path):

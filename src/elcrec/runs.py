@@ -168,6 +168,19 @@ def fingerprint(data: SequenceData) -> dict[str, Any]:
     }
 
 
+def saved_fingerprint(run_dir: Path) -> dict[str, Any] | None:
+    """The fingerprint in a run folder's data.json (None without one: runs saved before fingerprints)."""
+    path = run_dir / DATA_FILE
+    return _fingerprint(read_json(path, "a data fingerprint"), path) if path.is_file() else None
+
+
+def _fingerprint(found: Any, where: Path) -> dict[str, Any] | None:
+    keys = ("name", "users", "items", "interactions", "sha256")
+    if found is not None and not (isinstance(found, dict) and all(key in found for key in keys)):
+        raise RunError(f"{where}: not a data fingerprint (it needs {', '.join(keys)})")
+    return found
+
+
 def describe(fingerprint: dict[str, Any]) -> str:
     return (
         f"{fingerprint['name']} ({fingerprint['users']:,} users, {fingerprint['items']:,} items, "
@@ -290,7 +303,7 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
         raise FileNotFoundError(f"{run_dir} is not a run folder: missing {', '.join(missing)}")
     config = _config(read_json(run_dir / CONFIG_FILE, "run settings"), run_dir / CONFIG_FILE)
     item_ids = _item_ids(read_json(run_dir / ITEMS_FILE, "item ids"), run_dir / ITEMS_FILE)
-    data = read_json(run_dir / DATA_FILE, "a data fingerprint") if (run_dir / DATA_FILE).is_file() else None
+    data = saved_fingerprint(run_dir)
     weights = read_pt(run_dir / MODEL_FILE, "model weights")
     model = _model(
         config, item_ids, weights, f"{run_dir / MODEL_FILE}", f"{run_dir / CONFIG_FILE} and {run_dir / ITEMS_FILE}"
@@ -305,7 +318,7 @@ def _load_artefact(path: Path, device: str | torch.device) -> Run:
     try:
         config = _config(json.loads(artefact["config"]), path)
         item_ids = _item_ids(artefact["item_ids"], path)
-        data = json.loads(artefact.get("data") or "null")
+        data = _fingerprint(json.loads(artefact.get("data") or "null"), path)
     except (KeyError, TypeError, ValueError) as error:
         raise RunError(f"{path}: a damaged elcrec model artefact ({error})") from None
     model = _model(config, item_ids, artefact.get("state_dict"), f"{path}'s weights", "its settings and items")

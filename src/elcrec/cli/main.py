@@ -185,6 +185,7 @@ def _train(
     threads: int = typer.Option(0, "--threads", min=0, help=THREADS_HELP + "; a resumed run takes its saved count"),
     **flags: Any,
 ) -> None:
+    from ..runs import STATE_FILE
     from ..training import train
     from ..training.trainer import saved_threads
 
@@ -199,7 +200,10 @@ def _train(
     try:
         train(resolved, resume=resume is not None, overwrite=overwrite)
     except KeyboardInterrupt:
-        typer.secho(f"\ninterrupted: continue with  elcrec train --resume {resolved.run_dir}", err=True)
+        if (resolved.run_dir / STATE_FILE).is_file():
+            typer.secho(f"\ninterrupted: continue with  elcrec train --resume {resolved.run_dir}", err=True)
+        else:
+            typer.secho("\ninterrupted before the run was saved: nothing to continue, run the command again", err=True)
         raise typer.Exit(130) from None
 
 

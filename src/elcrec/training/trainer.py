@@ -30,12 +30,15 @@ from ..runs import (
     METRICS_FILE,
     MODEL_FILE,
     STATE_FILE,
+    RunError,
+    describe,
     fingerprint,
     load_run,
     read_pt,
     result_record,
     save_run,
     save_tensors,
+    saved_fingerprint,
     training_lock,
     write_json,
 )
@@ -161,6 +164,8 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.sessions: list[dict[str, Any]] = []  # where each part of the run trained, first epoch on
         self.first_epoch, self.stopped = 0, False
+        if resume:
+            check_saved_data(config.run_dir, self.fingerprint)
         state = load_state(config.run_dir / STATE_FILE) if resume else None
         if state is None:
             self.model.prepare(split)
@@ -171,6 +176,8 @@ class Trainer:
             torch.manual_seed(config.seed + distributed.rank())  # each process its own dropout and augmentations
         if state is not None:
             self._restore(state)
+        elif self.step is not None:
+            self.save_state(-1)  # a run stopped before its first epoch finished resumes too
 
     def _log_settings(self) -> None:
         c = self.config
@@ -221,10 +228,13 @@ class Trainer:
         for record in self.history:  # epochs from before records named their device ran where the state was saved
             if "device" not in record and "device" in state:
                 record["device"] = state["device"]
-        log.info(
-            f"resuming after epoch {state['epoch']} (best {self.config.metric} {self.best_score:.4f} at epoch "
-            f"{self.best_epoch})"
-        )
+        if state["epoch"] < 0:
+            log.info("resuming from the start: no epoch had finished")
+        else:
+            log.info(
+                f"resuming after epoch {state['epoch']} (best {self.config.metric} {self.best_score:.4f} at epoch "
+                f"{self.best_epoch})"
+            )
 
     def run(self, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         callbacks = [callback for callback in (self.tracker and self.tracker.epoch, on_epoch) if callback]
@@ -281,7 +291,7 @@ class Trainer:
         step = int(distributed.all_max(first_bad.clone()))
         kept = (
             f"nothing from this epoch was saved ({self.config.run_dir} keeps the best checkpoint and the state "
-            f"after epoch {epoch - 1})"
+            + (f"after epoch {epoch - 1})" if epoch else "from before the first epoch)")
         )
         if step >= 0:
             raise NonFinite(
@@ -317,6 +327,10 @@ class Trainer:
         self.stopped = bool(self.config.patience) and epoch - self.best_epoch >= self.config.patience
         if improved and self.main:
             self.save_best()
+        self.save_state(epoch)
+
+    def save_state(self, epoch: int) -> None:
+        """Everything a resumed run continues from, after `epoch` (-1: before the first), in every process."""
         rng = distributed.gather_objects(rng_states(self.order, self.sampler.generator if self.sampler else None))
         if self.main:
             save_tensors(
@@ -366,6 +380,16 @@ class Trainer:
         if self.tracker:
             self.tracker.finish(result)
         return result
+
+
+def check_saved_data(run_dir: Path, found: dict[str, Any]) -> None:
+    """A RunError unless the data a resumed run is given is the data it was trained on (its data.json)."""
+    saved = saved_fingerprint(run_dir)
+    if saved is not None and saved["sha256"] != found["sha256"]:
+        raise RunError(
+            f"{run_dir} was trained on {describe(saved)}, but the data it is resumed with is {describe(found)}: "
+            "a run continues on the data it started on"
+        )
 
 
 def load_state(path: Path) -> dict[str, Any]:
