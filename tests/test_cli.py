@@ -62,6 +62,33 @@ def test_train_evaluate_recommend(tmp_path):
     assert closed.returncode == 1 and closed.stderr == ""
 
 
+def test_a_run_names_its_files_from_anywhere(tmp_path, monkeypatch):
+    """Paths given relative to where `train` ran are saved absolute, so evaluate and recommend work from any
+    directory; when the data file has moved, the error says to give --data, which recommend takes too."""
+    lines = (f"{u} " + " ".join(str(1 + (u * 7 + 3 * j) % 50) for j in range(8)) for u in range(1, 150))
+    (tmp_path / "log.txt").write_text("\n".join(lines) + "\n")
+    monkeypatch.chdir(tmp_path)
+    result = invoke("train", "--data", "log.txt", "--hidden-size", 16, "--epochs", 1, "--output-dir", "run")
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (saved["data"], saved["output_dir"], saved["item_text"]) == (
+        str(tmp_path / "log.txt"),
+        str(tmp_path / "run"),
+        "",
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert invoke("evaluate", tmp_path / "run", "--json").exit_code == 0
+    expected = invoke("recommend", tmp_path / "run", "--user", 3, "--json").output
+
+    (tmp_path / "log.txt").rename(tmp_path / "moved.txt")
+    result = invoke("recommend", tmp_path / "run", "--user", 3)
+    assert result.exit_code == 2 and "which is not here: give the data's path (--data)" in result.output
+    result = invoke("recommend", tmp_path / "run", "--user", 3, "--json", "--data", tmp_path / "moved.txt")
+    assert result.exit_code == 0 and result.output == expected
+
+
 def test_clear_errors(tmp_path):
     result = invoke("train", "--loss", "mse")
     assert result.exit_code == 2 and "choose one of bce, ce" in result.output

@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from .data import load_dataset
 from .evaluation.intents import ACTIVITY_GROUPS, activity_groups, intent_profiles, user_intents
 from .models.intent import IntentModel
 from .runs import METRICS_FILE, RunError, load_run
@@ -55,7 +54,7 @@ def write_report(
             )
         )
     if isinstance(run.model, IntentModel):
-        dataset = load_dataset(config)
+        dataset = run.load_data(data)
         run.check_data(dataset)
         representations, intents, distances = user_intents(run.model, dataset, config.eval_batch_size)
         centres = run.model.centres.detach().float().cpu().numpy()

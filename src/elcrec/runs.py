@@ -198,6 +198,19 @@ class Run:
     path: Path | None
     fingerprint: dict[str, Any] | None = None  # None for runs saved before fingerprints, or imported without data
 
+    def load_data(self, data: str | None = None) -> SequenceData:
+        """The dataset `data` names (a path, or synthetic), read with the run's preprocessing settings, or the
+        run's own; check it with `check_data`."""
+        from .data import load_dataset
+
+        config = self.config.replace(data=data) if data else self.config
+        if not data and config.data != "synthetic" and not Path(config.data).exists():
+            relative = "" if Path(config.data).is_absolute() else " (a path relative to where the run was trained)"
+            raise RunError(
+                f"{self.path} was trained on {config.data}, which is not here{relative}: give the data's path (--data)"
+            )
+        return load_dataset(config)
+
     def check_data(self, data: SequenceData) -> None:
         """A RunError unless `data` is the dataset this run was trained on (by fingerprint, else by items)."""
         if self.fingerprint is not None:

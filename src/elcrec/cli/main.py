@@ -195,7 +195,7 @@ def _train(
     if resume is not None:  # the run's own settings, with the behaviour it had for settings added since
         resolved = Config.from_saved({**read_config_file(resume / "config.json"), "output_dir": str(resume)})
     else:
-        resolved = Config.load(config, **flags)
+        resolved = absolute_paths(Config.load(config, **flags))
     start(resolved.device, threads or (saved_threads(resume) if resume else 0))
     try:
         train(resolved, resume=resume is not None, overwrite=overwrite)
@@ -205,6 +205,18 @@ def _train(
         else:
             typer.secho("\ninterrupted before the run was saved: nothing to continue, run the command again", err=True)
         raise typer.Exit(130) from None
+
+
+def absolute_paths(config: Config) -> Config:
+    """`config` with the files and the run folder it names from this directory named absolutely: its run's
+    config.json then names them wherever evaluate, recommend or --resume run."""
+    files = {name: getattr(config, name) for name in ("data", "item_text", "user_text")}
+    found = {
+        name: str(Path(path).resolve())
+        for name, path in files.items()
+        if path not in ("", "synthetic") and Path(path).exists()
+    }
+    return config.replace(**found, output_dir=str(config.run_dir.resolve()))
 
 
 def with_config_flags(command: Any) -> Any:
@@ -386,7 +398,7 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="print the metrics as JSON"),
 ) -> None:
     """Evaluate a saved run on the valid or test split."""
-    from ..data import eval_set, load_dataset
+    from ..data import eval_set
     from ..evaluation import evaluate as run_evaluation
     from ..evaluation import metrics_table
     from ..evaluation.long_tail import groups_of
@@ -404,7 +416,7 @@ def evaluate(
     )
     config = run.config.replace(**{k: v for k, v in given.items() if v is not None})
     cutoffs = _parse_ks(ks) if ks else config.eval_ks
-    dataset = load_dataset(config)
+    dataset = run.load_data(data)
     run.check_data(dataset)
     users = eval_set(dataset, config.max_len, split)
     groups = groups_of(config, dataset, users) if long_tail else None
@@ -455,6 +467,7 @@ def recommend(
     history: str | None = typer.Option(None, help='a new user\'s items, oldest first, original ids: "12 7 99"'),
     user: list[str] | None = typer.Option(None, help="a user of the run's data (original id; repeat for several)"),
     all_users: bool = typer.Option(False, "--all-users", help="every user of the run's data, written to --out"),
+    data: str | None = typer.Option(None, help="with --user or --all-users: the users' data [default: the run's own]"),
     out: Path | None = typer.Option(None, help="with --all-users: a .parquet or .csv of user_id, rank, item_id, score"),
     k: int = typer.Option(10, "-k", "--top", help="how many items to return"),
     keep_seen: bool = typer.Option(False, help="allow items already in the history"),
@@ -470,20 +483,25 @@ def recommend(
 
     if sum((history is not None, bool(user), all_users)) != 1:
         fail("give one of --history, --user or --all-users")
-    if all_users and (out is None or out.suffix not in (".parquet", ".csv")):
+    if all_users and out is None:
         fail("--all-users writes a file: give --out recs.parquet (or .csv)")
+    if all_users and out.suffix not in (".parquet", ".csv"):
+        fail(f"--out {out}: --all-users writes a .parquet or .csv file")
+    if data and history is not None:
+        fail("--data gives the users of --user or --all-users; --history is a user of its own")
     tokens = None if history is None else history.replace(",", " ").split()
     if tokens == []:
         fail('--history is empty; give the user\'s items, e.g. --history "12 7 99"')
     start(device, threads)
     recommender = Recommender.load(checkpoint, device)
-    if all_users:
-        _all_users(recommender, out, k, not keep_seen, batch_size)
-        return
     if tokens is not None:
         results = recommender.recommend([tokens], k, exclude_seen=not keep_seen, unknown=unknown_items)
     else:
-        results = recommender.recommend_users(user, k, exclude_seen=not keep_seen)
+        users_data = recommender.training_data(recommender.run.load_data(data) if data else None)
+        if all_users:
+            _all_users(recommender, users_data, out, k, not keep_seen, batch_size)
+            return
+        results = recommender.recommend_users(user, k, exclude_seen=not keep_seen, data=users_data)
     if as_json:
         typer.echo(json.dumps(results if user else results[0], indent=2))
         return
@@ -497,17 +515,17 @@ def recommend(
             typer.echo(f"{rank:>4}  {str(item):>10}  {score:.4f}")
 
 
-def _all_users(recommender: Any, out: Path, k: int, exclude_seen: bool, batch_size: int) -> None:
-    """Every user's top-k into `out` (long format: user_id, rank, item_id, score), batched, with progress."""
+def _all_users(recommender: Any, data: Any, out: Path, k: int, exclude_seen: bool, batch_size: int) -> None:
+    """Every user of `data`: top-k into `out` (long format: user_id, rank, item_id, score), batched, with progress."""
     import pyarrow as pa
 
     from ..training.progress import Progress
 
-    users = recommender.training_data().user_ids
+    users = data.user_ids
     columns: dict[str, list] = {"user_id": [], "rank": [], "item_id": [], "score": []}
     progress = Progress(len(users), "recommending", enabled=True, unit="users")
     for start_row in range(0, len(users), batch_size):
-        for result in recommender.recommend_users(users[start_row : start_row + batch_size], k, exclude_seen):
+        for result in recommender.recommend_users(users[start_row : start_row + batch_size], k, exclude_seen, data):
             columns["user_id"] += [result["user"]] * len(result["items"])
             columns["rank"] += range(1, len(result["items"]) + 1)
             columns["item_id"] += result["items"]
@@ -537,7 +555,7 @@ def export(
 def serve(
     checkpoint: Path = typer.Argument(..., help="run folder, its model.pt, or an exported artefact"),
     host: str = typer.Option("127.0.0.1", help="address to listen on"),
-    port: int = typer.Option(8000, help="port"),
+    port: int = typer.Option(8000, min=1, max=65535, help="port"),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
     index: str = typer.Option("exact", help="exact (matmul over all items) or faiss (HNSW, approximate)"),
     ef_search: int = typer.Option(256, help="faiss index: candidates explored per query (recall vs speed)"),
@@ -551,6 +569,8 @@ def serve(
     threads: int = typer.Option(0, min=0, help=THREADS_HELP),
 ) -> None:
     """Serve recommendations and intents over HTTP (OpenAPI schema at /docs and /openapi.json)."""
+    import socket
+
     import uvicorn
     from pydantic import ValidationError
 
@@ -568,6 +588,10 @@ def serve(
         )
     except ValidationError as error:
         fail("; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in error.errors()))
+    try:  # before saying it serves: a port in use or an address not of this machine is the user's to fix
+        socket.create_server((host, port)).close()
+    except OSError as error:
+        fail(f"cannot listen on {host}:{port}: {error.strerror or error}")
     typer.echo(f"serving {recommender.config.model} ({recommender.n_items:,} items) on http://{host}:{port}")
     uvicorn.run(create_app(recommender, limits), host=host, port=port, log_level="warning")
 
@@ -590,14 +614,13 @@ def intents(
     import numpy as np
     import pyarrow as pa
 
-    from ..data import load_dataset
     from ..evaluation.intents import ACTIVITY_GROUPS, intent_agreement, intent_profiles, planted_intents, user_intents
     from ..runs import atomic_write, load_run, write_json
 
     on = start(device, threads)
     run = load_run(checkpoint, on)
     config = run.config.replace(data=data) if data else run.config
-    dataset = load_dataset(config)
+    dataset = run.load_data(data)
     run.check_data(dataset)
     _, ids, distances = user_intents(run.model, dataset, config.eval_batch_size)
     profiles = intent_profiles(

@@ -104,9 +104,13 @@ def read_benchmark(path: Path) -> Interactions:
                 ids = [int(f) for f in fields]
             except ValueError:
                 bad = next(f for f in fields if not _is_int(f))
+                hint = "; a CSV file? give data_format=csv" if "," in bad else ""
                 raise DataError(
-                    f"{path}:{number}: {bad!r} is not an integer id (expected 'user item item ...')"
+                    f"{path}:{number}: {bad!r} is not an integer id (expected 'user item item ...'{hint})"
                 ) from None
+            if max(ids) >= 2**63 or min(ids) < -(2**63):
+                bad = next(f for f, i in zip(fields, ids) if not -(2**63) <= i < 2**63)
+                raise DataError(f"{path}:{number}: the id {bad} does not fit in 64 bits")
             user = ids[0]
             if user in first_line:
                 raise DataError(f"{path}:{number}: user {user} already has a line ({first_line[user]})")

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data import SequenceData, load_dataset, pad_left
+from ..data import SequenceData, pad_left
 from ..models import model_device
 from ..models.intent import IntentModel
 from ..runs import Run, load_run
@@ -182,7 +182,7 @@ class Recommender:
         fingerprint (checked once per dataset, not at every batch of users)."""
         if data is None:
             if self._data is None:
-                self._data = load_dataset(self.config)
+                self._data = self.run.load_data()
             data = self._data
         if self._users is None or self._users[0] is not data:
             self.run.check_data(data)

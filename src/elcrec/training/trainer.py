@@ -289,9 +289,8 @@ class Trainer:
     def check_finite(self, first_bad: torch.Tensor, epoch: int, weights: bool = False) -> None:
         """Stop (every process together) at a non-finite loss, or, at the end of an epoch, non-finite weights."""
         step = int(distributed.all_max(first_bad.clone()))
-        kept = (
-            f"nothing from this epoch was saved ({self.config.run_dir} keeps the best checkpoint and the state "
-            + (f"after epoch {epoch - 1})" if epoch else "from before the first epoch)")
+        kept = f"nothing from this epoch was saved ({self.config.run_dir} keeps the best checkpoint and the state " + (
+            f"after epoch {epoch - 1})" if epoch else "from before the first epoch)"
         )
         if step >= 0:
             raise NonFinite(
