@@ -176,6 +176,32 @@ def test_a_run_resumed_on_other_data_is_refused(tiny_data, tmp_path):
     assert train(config, data=tiny_data, progress=False, resume=True)["history"][-1]["epoch"] == 2
 
 
+def test_a_run_resumed_with_other_settings_is_refused(tiny_data, tmp_path):
+    """A run resumes with the settings it was trained with: others (a comparison run again into the same folder
+    with a new setting) are an error that lists them, before anything is trained or loaded."""
+    from elcrec.runs import RunError
+    from elcrec.training.experiments import finished_or_train
+
+    config = Config(model="sasrec", hidden_size=16, max_len=20, epochs=3, device="cpu", output_dir=str(tmp_path))
+
+    def stop(record):
+        if record["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, data=tiny_data, progress=False, on_epoch=stop)
+    with pytest.raises(RunError, match="other settings \\(hidden_size 16 -> 32, lr 0.001 -> 0.01\\)"):
+        train(config.replace(hidden_size=32, lr=0.01), data=tiny_data, progress=False, resume=True)
+    with pytest.raises(RunError, match="other settings \\(hidden_size 16 -> 32\\)"):
+        finished_or_train(config.replace(hidden_size=32), tiny_data)  # as compare and ablate resume their runs
+    moved = config.replace(output_dir=str(tmp_path / "moved"))  # the folder and the device may change
+    (tmp_path / "moved").mkdir()
+    for path in tmp_path.iterdir():
+        if path.is_file():
+            (tmp_path / "moved" / path.name).write_bytes(path.read_bytes())
+    assert len(train(moved, data=tiny_data, progress=False, resume=True)["history"]) == 3
+
+
 def test_resume_refuses_new_settings_and_missing_state(tmp_path):
     process = run_cli("--resume", str(tmp_path), "--lr", "0.1")
     assert process.wait() == 2 and "--resume continues" in process.stderr.read()

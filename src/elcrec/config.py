@@ -511,6 +511,17 @@ class Config:
         """The recipe's settings that the run took from it (not given explicitly)."""
         return {k: getattr(self, k) for k in RECIPES[self.recipe] if k not in self._given}
 
+    def differences(
+        self, other: Config, aside: tuple[str, ...] = (), by_name: tuple[str, ...] = ()
+    ) -> dict[str, tuple[Any, Any]]:
+        """The settings whose values differ between these and `other`'s, as (ours, theirs), those named in `aside`
+        apart and the paths named in `by_name` compared by file name."""
+        mine, theirs = (json.loads(json.dumps(config.to_dict())) for config in (self, other))
+        for settings in (mine, theirs):
+            for key in by_name:
+                settings[key] = Path(settings[key]).name
+        return {key: (mine[key], theirs[key]) for key in mine if key not in aside and mine[key] != theirs[key]}
+
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
         values["eval_ks"] = list(self.eval_ks)

@@ -73,16 +73,10 @@ def saved_with(path: Path, config: Config, aside: tuple[str, ...] = (), by_name:
     run was saved takes the value the run had; one that no longer takes its saved value, a damaged file or a
     missing one count as different (the run trains again)."""
     try:
-        saved = Config.from_saved(json.loads(path.read_text())).to_dict()
+        saved = Config.from_saved(json.loads(path.read_text()))
     except (ConfigError, ValueError, OSError):
         return False
-    wanted = config.to_dict()
-    for settings in (saved, wanted):
-        for key in aside:
-            del settings[key]
-        for key in by_name:
-            settings[key] = Path(settings[key]).name
-    return json.loads(json.dumps(saved)) == json.loads(json.dumps(wanted))
+    return not saved.differences(config, aside, by_name)
 
 
 def mean_std(runs: list[dict[str, float]], metric: str) -> str:

@@ -26,6 +26,7 @@ from ..data import SequenceData, eval_set, load_dataset, train_set
 from ..evaluation import evaluate, format_metrics
 from ..models import create_model
 from ..runs import (
+    CONFIG_FILE,
     LOG_FILE,
     METRICS_FILE,
     MODEL_FILE,
@@ -34,6 +35,7 @@ from ..runs import (
     describe,
     fingerprint,
     load_run,
+    read_json,
     read_pt,
     result_record,
     save_run,
@@ -83,6 +85,8 @@ def train(
                 f"{config.run_dir} already holds a run ({', '.join(existing)}): resume it, choose "
                 "another output_dir, or overwrite it"
             )
+        if resume and (config.run_dir / CONFIG_FILE).is_file():
+            check_saved_settings(config)
         return _train(config, data, progress, resume, on_epoch)
 
 
@@ -379,6 +383,19 @@ class Trainer:
         if self.tracker:
             self.tracker.finish(result)
         return result
+
+
+def check_saved_settings(config: Config) -> None:
+    """A RunError unless a resumed run is given the settings it was trained with (its config.json; the run
+    folder and the device may change)."""
+    path = config.run_dir / CONFIG_FILE
+    changed = Config.from_saved(read_json(path, "run settings")).differences(config, aside=("output_dir", "device"))
+    if changed:
+        listed = ", ".join(f"{name} {saved!r} -> {given!r}" for name, (saved, given) in changed.items())
+        raise RunError(
+            f"{config.run_dir} was trained with other settings ({listed}): a run resumes with its own; train "
+            "these into another output folder"
+        )
 
 
 def check_saved_data(run_dir: Path, found: dict[str, Any]) -> None:
