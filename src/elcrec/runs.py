@@ -224,7 +224,7 @@ class Run:
         if data.n_items != len(self.item_ids) or not (data.item_ids.astype(str) == self.item_ids.astype(str)).all():
             raise RunError(
                 f"the data's items differ from the ones {self.path} was trained on ({data.n_items:,} vs "
-                f"{len(self.item_ids):,} items): use the run's own data and preprocessing"
+                f"{len(self.item_ids):,} items): give the data it was trained on (--data), with its preprocessing"
             )
 
     def result(self) -> dict[str, Any] | None:

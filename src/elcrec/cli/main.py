@@ -26,6 +26,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts say "[default: ...]" literally; rich markup would drop it
     help="Sequential recommendation with intent learning (ELCRec and baselines).",
 )
 
@@ -802,7 +803,9 @@ def run() -> None:
         if not (hasattr(error, "format_message") and hasattr(error, "exit_code")):  # not click's usage error
             raise
         message = error.format_message()
-        if message:  # empty: elcrec without a command, whose help was printed
+        if type(error).__name__ == "NoArgsIsHelpError":  # elcrec without a command: its help (click's own class)
+            typer.echo(message)
+        elif message:
             context = getattr(error, "ctx", None)
             command = f"elcrec {context.info_name}" if context is not None and context.parent is not None else "elcrec"
             typer.secho(f"error: {message} (see {command} --help)", fg=typer.colors.RED, err=True)
