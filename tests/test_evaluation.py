@@ -153,3 +153,12 @@ def test_threshold_groups_are_llmesrs(tiny_data):
     assert (groups["head_items"] ^ groups["tail_items"]).all() and (groups["head_users"] ^ groups["tail_users"]).all()
     share = groups_of(config.replace(long_tail="share"), tiny_data, split)
     assert share["head_users"].sum() == round(0.2 * tiny_data.n_users)
+
+
+def test_a_metrics_table_keeps_long_column_names_apart():
+    from elcrec.evaluation import metrics_table
+
+    values = {f"{m}@{k}": 0.5 for m in ("HR", "NDCG", "MRR") for k in (5, 100000)}
+    header, row = metrics_table({"sasrec": values}, (5, 100000)).splitlines()
+    assert header.split() == [f"{m}@{k}" for m in ("HR", "NDCG", "MRR") for k in (5, 100000)]
+    assert row.split() == ["sasrec"] + ["0.5000"] * 6

@@ -53,6 +53,10 @@ def metrics_table(rows: dict[str, dict[str, float]], ks: tuple[int, ...], names:
     """A plain-text table: one row per name in `rows`, a column per metric@k."""
     columns = [f"{m}@{k}" for m in names for k in ks]
     width = max(len(r) for r in rows) + 2
-    lines = ["".ljust(width) + "".join(n.rjust(9) for n in columns)]
-    lines += [name.ljust(width) + "".join(f"{values[n]:9.4f}" for n in columns) for name, values in rows.items()]
+    widths = [max(9, len(n) + 2) for n in columns]  # a column at least as wide as its name
+    lines = ["".ljust(width) + "".join(n.rjust(w) for n, w in zip(columns, widths))]
+    lines += [
+        name.ljust(width) + "".join(f"{values[n]:{w}.4f}" for n, w in zip(columns, widths))
+        for name, values in rows.items()
+    ]
     return "\n".join(lines)
