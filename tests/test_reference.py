@@ -60,3 +60,15 @@ def test_import_reference_command_writes_a_run_that_evaluates_the_same(beauty, t
     result = runner.invoke(app, ["evaluate", str(tmp_path), "--json", "--ks", "5,20"])
     assert result.exit_code == 0, result.output
     assert {k: round(v, 4) for k, v in json.loads(result.output).items() if k in EXPECTED} == EXPECTED
+
+
+def test_a_checkpoint_refuses_data_with_other_item_ids(beauty):
+    """The reference sizes its item table by its data's largest id: data whose ids end elsewhere (Toys' end at
+    11,924, Beauty's at 12,101) is other data, not a subset to score."""
+    from elcrec.models.reference import import_reference
+
+    path = REFERENCE_DIR / "ELCRec-Beauty-1.pt"
+    if not path.is_file():
+        pytest.skip(f"{path} not found: the reference checkpoint lives in ../shared/reference")
+    with pytest.raises(ValueError, match="ids go up to 12101 .* it belongs to other data"):
+        import_reference(path, beauty.item_ids[beauty.item_ids < 11925], preset="beauty")

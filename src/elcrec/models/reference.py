@@ -56,8 +56,11 @@ def import_reference(
     if item_ids is None:
         item_ids = np.arange(1, n_items + 1)
     rows = np.asarray(item_ids).astype(np.int64)
-    if rows.min() < 1 or rows.max() > n_items:
-        raise ValueError(f"dataset item ids span {rows.min()}..{rows.max()}; the checkpoint knows 1..{n_items}")
+    if rows.min() < 1 or rows.max() != n_items:  # the reference sizes the table by its data's largest item id
+        raise ValueError(
+            f"the data's item ids span {rows.min()}..{rows.max()}, but the checkpoint was trained on data whose ids "
+            f"go up to {n_items} (its table has {n_items} + 2 rows): it belongs to other data"
+        )
 
     ours = {
         "encoder.item_embeddings.weight": torch.cat([table[:1], table[torch.from_numpy(rows)]]),
