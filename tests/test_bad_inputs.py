@@ -167,7 +167,7 @@ CASES = [
     ("texts missing items", ["train", "--model", "llmesr", "--item-text", "{root}/texts.csv", *TINY], "have no text"),
     ("pickled text embeddings", ["train", "--model", "llmesr", "--item-text", "{root}/evil.pkl", *TINY], "evil.pkl"),
     # configs and flags
-    ("broken YAML", ["train", "--config", "{root}/broken.yaml"], "broken.yaml: not valid YAML"),
+    ("broken YAML", ["train", "--config", "{root}/broken.yaml"], "not valid YAML: expected ',' or ']'"),
     ("broken TOML", ["train", "--config", "{root}/broken.toml"], "broken.toml: not valid TOML"),
     ("broken JSON", ["train", "--config", "{root}/broken.json"], "broken.json: not valid JSON"),
     ("YAML list", ["train", "--config", "{root}/list.yaml"], "expected a mapping"),
@@ -203,7 +203,11 @@ CASES = [
     ("another item count", ["evaluate", "{root}/items-other"], "does not match"),
     ("data.json broken", ["evaluate", "{root}/data-broken"], "data.json cannot be read as a data fingerprint"),
     ("truncated weights", ["evaluate", "{root}/truncated"], "model.pt cannot be read as model weights"),
-    ("pickled weights", ["evaluate", "{root}/pickled"], "model.pt cannot be read as model weights"),
+    (
+        "pickled weights",
+        ["evaluate", "{root}/pickled"],
+        "model.pt cannot be read as model weights (not plain tensors: Unsupported global",
+    ),
     ("narrower weights", ["evaluate", "{root}/narrower"], "hidden_size=16"),
     ("deeper weights", ["evaluate", "{root}/deeper"], "it has encoder.blocks.2.* (16 tensors)"),
     ("another model's weights", ["evaluate", "{root}/other-model"], "cluster_centers"),

@@ -562,11 +562,12 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     except UnicodeDecodeError as error:
         raise ConfigError(f"config file {path}: not UTF-8 text (byte {error.start})") from None
     except Exception as error:  # yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError (a ValueError)
-        where = str(error).strip().splitlines()
-        raise ConfigError(
-            f"config file {path}: not valid {path.suffix.lstrip('.').upper()}: "
-            f"{where[-1] if where else error.__class__.__name__}"
-        ) from None
+        mark = getattr(error, "problem_mark", None)  # YAML's errors point with a caret on lines of their own
+        if mark is not None:
+            reason = f"{getattr(error, 'problem', None) or error.__class__.__name__} (line {mark.line + 1})"
+        else:
+            reason = " ".join(str(error).split()) or error.__class__.__name__
+        raise ConfigError(f"config file {path}: not valid {path.suffix.lstrip('.').upper()}: {reason}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"config file {path}: expected a mapping of keys to values")
     return values

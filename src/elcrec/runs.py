@@ -141,7 +141,13 @@ def read_pt(path: Path, what: str) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises RuntimeError, UnpicklingError, EOFError, ... depending on the damage
-        raise RunError(f"{path} cannot be read as {what} ({error.__class__.__name__}: {str(error)[:120]})") from None
+        text = str(error)
+        if "WeightsUnpickler error:" in text:  # torch's advice to load it unsafely is not ours to give
+            reason = " ".join(text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation")[0].split())
+            detail = f"not plain tensors: {reason}; files that could run code are never loaded"
+        else:
+            detail = f"{error.__class__.__name__}: {' '.join(text.split())[:200]}"
+        raise RunError(f"{path} cannot be read as {what} ({detail})") from None
 
 
 def read_json(path: Path, what: str) -> Any:
