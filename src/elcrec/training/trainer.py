@@ -374,7 +374,8 @@ class Trainer:
         best = load_run(self.config.run_dir, self.device).model
         valid = self.best_valid or evaluate(best, self.valid, **self.eval_options())  # nothing trained (pop)
         test = evaluate(best, self.test, **self.eval_options())
-        log.info(f"best epoch {self.best_epoch}  valid {format_metrics(valid)}\ntest  {format_metrics(test)}")
+        best = f"best epoch {self.best_epoch}" if self.step is not None else f"{self.config.model} trains nothing"
+        log.info(f"{best}  valid {format_metrics(valid)}\ntest  {format_metrics(test)}")
         result = result_record(
             self.config, test, best_epoch=self.best_epoch, valid=valid, history=self.history, sessions=self.sessions
         )
