@@ -175,7 +175,8 @@ class Recommender:
         if unknown:
             raise HistoryError(f"users not in {data.name}: {_preview(unknown)}")
         tops = self._top([data.sequence(row) for row in rows], k, exclude_seen)
-        return [{"user": user, **top} for user, top in zip(ids, tops)]
+        originals = data.user_ids[rows].tolist()  # the data's own ids, typed as the data has them ("7" -> 7)
+        return [{"user": user, **top} for user, top in zip(originals, tops)]
 
     def training_data(self, data: SequenceData | None = None) -> SequenceData:
         """`data`, or the data the run was trained on (its `data` setting, read once); either must match the run's
