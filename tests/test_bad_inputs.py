@@ -215,6 +215,8 @@ CASES = [
     ("split name", ["evaluate", "{root}/run", "--split", "train"], "choose valid or test"),
     ("cut-offs", ["evaluate", "{root}/run", "--ks", "a,b"], "give cut-offs like 5,10,20"),
     ("cut-off 0 to evaluate", ["evaluate", "{root}/run", "--ks", "0"], "cut-offs must be at least 1"),
+    ("a cut-off twice", ["evaluate", "{root}/run", "--ks", "5,5,10"], "give each cut-off once"),
+    ("eval_ks twice", ["train", *TINY, "--eval-ks", "5,5"], "eval_ks=[5, 5]: give each cut-off once"),
     ("masking name", ["evaluate", "{root}/run", "--mask-history", "zero"], "choose one of none, exclude, reference"),
     ("intents of sasrec", ["intents", "{root}/run"], "learns no intents"),
     ("report of an unfinished run", ["report", "{root}/unfinished"], "needs a finished run"),

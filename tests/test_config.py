@@ -159,3 +159,16 @@ def test_a_saved_run_keeps_the_behaviour_of_settings_added_since():
     assert (old.backbone_code, old.cross_attention_at, old.icc_items) == ("library", "outputs", "targets")
     assert Config.from_dict(saved).backbone_code == "public"  # a config file without the key: today's default
     assert Config.from_saved(Config(model="sasrec").to_dict()) == Config(model="sasrec")
+
+
+def test_settings_a_model_does_not_read_never_count_as_changes():
+    """READ_BY names the models that read each model-specific setting: a run compares (to resume, or to read a
+    finished run back) only what its model reads, so one set of flags serves every model of a comparison."""
+    from elcrec.config import READ_BY, config_fields
+
+    assert set(READ_BY) <= {name for name, *_ in config_fields()}
+    assert Config(model="sasrec", num_clusters=8, trade_off=3.0).differences(Config(model="sasrec")) == {}
+    assert Config(model="elcrec", num_clusters=8).differences(Config(model="elcrec")) == {"num_clusters": (8, 256)}
+    assert Config(model="iclrec", trade_off=3.0).differences(Config(model="iclrec")) == {}
+    assert set(Config(model="sasrec").differences(Config(model="elcrec"))) == {"model"}
+    assert "num_clusters" in Config(model="cl4srec").unread() and "cl_weight" not in Config(model="cl4srec").unread()

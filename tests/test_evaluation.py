@@ -68,6 +68,13 @@ def test_excluded_target_in_history_cannot_be_hit():
     model = FixedScores([[0.0, 5.0, 1.0]])
     assert evaluate(model, data, ks=(1,), mask_history="none")["HR@1"] == 1.0
     assert evaluate(model, data, ks=(3,), mask_history="exclude")["HR@3"] == 0.0
+    assert evaluate(model, data, ks=(4, 500), mask_history="exclude")["HR@500"] == 0.0  # k beyond the 3 items
+
+
+def test_a_cut_off_given_twice_counts_once():
+    data = eval_data([1, 1], [2, 3], [[1], [1]])
+    model = FixedScores([[0.0, 5.0, 1.0]])
+    assert evaluate(model, data, ks=(1, 1, 3)) == evaluate(model, data, ks=(1, 3))
 
 
 @pytest.mark.parametrize("broken", [float("nan"), float("inf"), float("-inf")])

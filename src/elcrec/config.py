@@ -153,6 +153,38 @@ LLMESR_VARIANTS = (
     "icc_items",
 )
 
+# settings only some models read: the models that read each (every other setting every model may read)
+_CONTRASTIVE, _INTENT = ("cl4srec", "iclrec", "elcrec"), ("iclrec", "elcrec")
+READ_BY = {
+    **dict.fromkeys(
+        ("augment", "crop_ratio", "mask_ratio", "reorder_ratio", "cl_weight", "temperature", "padding_outputs"),
+        _CONTRASTIVE,
+    ),
+    **dict.fromkeys(("intent_cl_weight", "num_clusters", "pooling"), _INTENT),
+    **dict.fromkeys(("kmeans_iters", "kmeans_restarts"), (*_INTENT, "llmesr")),
+    **dict.fromkeys(
+        ("trade_off", "intent_fusion", "cluster_pull", "intent_centering", "elcm", "centres_without_elcm", "icl"),
+        ("elcrec",),
+    ),
+    "cloze_prob": ("bert4rec", "llmesr"),
+    **dict.fromkeys(
+        (
+            "item_text",
+            "backbone",
+            "user_text",
+            "cross_attention",
+            "distill_weight",
+            "distill_neighbours",
+            "icc",
+            "icc_weight",
+            "icc_clusters",
+            "icc_centres",
+            *LLMESR_VARIANTS,
+        ),
+        ("llmesr",),
+    ),
+}
+
 METRIC_NAMES = ("HR", "NDCG", "MRR")
 FLOAT32_MAX = 3.4028234663852886e38  # ranking metrics, each at every cut-off k of eval_ks
 
@@ -473,6 +505,8 @@ class Config:
             )
         if not self.eval_ks or min(self.eval_ks) < 1:
             raise ConfigError(f"eval_ks={self.eval_ks}: give one or more cut-offs >= 1")
+        if len(set(self.eval_ks)) < len(self.eval_ks):
+            raise ConfigError(f"eval_ks={list(self.eval_ks)}: give each cut-off once")
         name, _, k = self.metric.partition("@")
         if name not in METRIC_NAMES or not k.isdigit() or int(k) not in self.eval_ks:
             raise ConfigError(
@@ -511,16 +545,21 @@ class Config:
         """The recipe's settings that the run took from it (not given explicitly)."""
         return {k: getattr(self, k) for k in RECIPES[self.recipe] if k not in self._given}
 
+    def unread(self) -> list[str]:
+        """The settings this model does not read (READ_BY): changing them changes nothing about a run."""
+        return [name for name, models in READ_BY.items() if self.model not in models]
+
     def differences(
         self, other: Config, aside: tuple[str, ...] = (), by_name: tuple[str, ...] = ()
     ) -> dict[str, tuple[Any, Any]]:
-        """The settings whose values differ between these and `other`'s, as (ours, theirs), those named in `aside`
-        apart and the paths named in `by_name` compared by file name."""
+        """The settings whose values differ between these and `other`'s, as (ours, theirs): those named in `aside`
+        and those neither model reads apart, the paths named in `by_name` compared by file name."""
         mine, theirs = (json.loads(json.dumps(config.to_dict())) for config in (self, other))
         for settings in (mine, theirs):
             for key in by_name:
                 settings[key] = Path(settings[key]).name
-        return {key: (mine[key], theirs[key]) for key in mine if key not in aside and mine[key] != theirs[key]}
+        skipped = {*aside, *(set(self.unread()) & set(other.unread()))}
+        return {key: (mine[key], theirs[key]) for key in mine if key not in skipped and mine[key] != theirs[key]}
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)

@@ -455,6 +455,8 @@ def _parse_ks(text: str) -> tuple[int, ...]:
         raise ValueError(f"--ks {text!r}: give cut-offs like 5,10,20") from None
     if min(ks) < 1:
         raise ValueError(f"--ks {text!r}: cut-offs must be at least 1")
+    if len(set(ks)) < len(ks):
+        raise ValueError(f"--ks {text!r}: give each cut-off once")
     return ks
 
 

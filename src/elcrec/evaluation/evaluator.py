@@ -81,7 +81,7 @@ def _evaluate(
                 scores.index_put_((rows, cols), torch.tensor(MASK_VALUES[mask_history], device=device))
             target_scores = scores.gather(1, target[:, None]).squeeze(1)
             ranks = pessimistic_rank(scores, target_scores)
-            ranks[target_scores == float("-inf")] = scores.shape[1]  # an excluded target is never hit
+            ranks[target_scores == float("-inf")] = torch.iinfo(ranks.dtype).max  # excluded: never hit, at any k
         metrics.update(ranks)
         for mask, group_metrics in groups.values():
             group_metrics.update(ranks[mask[users].to(device)])

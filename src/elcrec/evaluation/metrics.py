@@ -23,7 +23,7 @@ class RankingMetrics:
     """Accumulates per-user metric sums in float64 over batches; `result()` gives the means."""
 
     def __init__(self, ks: tuple[int, ...] = (5, 10, 20)) -> None:
-        self.ks = tuple(sorted(ks))
+        self.ks = tuple(sorted(set(ks)))  # a cut-off given twice is counted once
         self.sums = {f"{m}@{k}": 0.0 for m in METRICS for k in self.ks}
         self.count = 0
 

@@ -193,6 +193,10 @@ class Trainer:
             )
         if c.recipe_settings():
             log.info(f"recipe {c.recipe}: " + " ".join(f"{k}={v}" for k, v in c.recipe_settings().items()))
+        if ignored := [name for name in c.unread() if name in c._given]:
+            log.info(
+                f"settings {c.model} does not read (ignored): " + " ".join(f"{k}={getattr(c, k)}" for k in ignored)
+            )
         log.info(f"machine: {describe_machine(self.device.type)}")
         if self.world > 1:
             log.info(
