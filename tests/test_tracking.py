@@ -64,7 +64,13 @@ def test_tune_searches_prunes_and_continues(tiny_data, tmp_path):
     assert lines[-1].startswith("| 5 |")
     best = Config.from_dict(json.loads((tmp_path / "best.json").read_text()))
     assert best.lr == study.best_trial.params["lr"]
-    assert len(tune(base, params, 1, tmp_path, data=tiny_data).trials) == 7  # the stored study continues
+    continued = tune(base, params, 1, tmp_path, data=tiny_data)  # the stored study continues
+    assert len(continued.trials) == 7
+    assert continued.trials[-1].params not in [trial.params for trial in continued.trials[:-1]]  # a new point
+    with pytest.raises(ValueError, match="other settings \\(epochs 6 -> 3, params lr,dropout -> lr\\)"):
+        tune(base.replace(epochs=3), ["lr"], 1, tmp_path, data=tiny_data)  # would mix into one ranking
+    preset = Config.from_dict({**json.loads((tmp_path / "best.json").read_text()), "recipe": "fast"})
+    assert preset.loss == "ce"  # best.json holds the given settings: a recipe given with it still applies
     with pytest.raises(ValueError, match="cannot search bogus"):
         search_params("sasrec", "lr,bogus")
 

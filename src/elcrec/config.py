@@ -536,6 +536,11 @@ class Config:
         and preset (Config(preset="sports", model="elcrec").replace(model="iclrec") has ICLRec's K)."""
         return Config(**{**{name: getattr(self, name) for name in self._given}, **changes})
 
+    def given_settings(self) -> dict[str, Any]:
+        """The settings given explicitly, which replace() keeps: Config(**these) is these settings, with the
+        preset and the recipe filling the rest as they would."""
+        return {name: value for name, value in self.to_dict().items() if name in self._given}
+
     def preset_settings(self) -> dict[str, Any]:
         """The preset's settings for this model that the run took from it (not given explicitly)."""
         preset = preset_values(self.preset, self.model, self.backbone)

@@ -1,7 +1,8 @@
 """Hyperparameter search with Optuna (`pip install elcrec[tune]`): TPE sampling, median pruning on the
 validation metric reported every epoch, one run folder per trial, and the study kept in SQLite so a
-search that is stopped continues (with more trials) when started again. The objective is the best
-validation `metric`; the test split is never looked at.
+search that is stopped continues (with more trials) when started again, with the same settings and search
+space only. The objective is the best validation `metric`: selection never reads the test split (each trial's
+run records its test metrics, as every run does).
 """
 
 from __future__ import annotations
@@ -68,11 +69,12 @@ def tune(
         storage=f"sqlite:///{root / 'study.db'}",
         load_if_exists=True,
         direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=base.seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=5),
     )
-
+    check_same_search(study, base, params, root)
     first = len(study.trials)
+    # seeded by how many trials the study holds: a continued study draws new points, not its first ones again
+    study.sampler = optuna.samplers.TPESampler(seed=base.seed + first)
 
     def objective(trial: Any) -> float:
         values = {name: suggest(trial, name) for name in params}
@@ -97,6 +99,25 @@ def tune(
     return study
 
 
+def check_same_search(study: Any, base: Config, params: list[str], root: Path) -> None:
+    """A study continues only with the settings and search space it started with (kept in the study): trials of
+    other settings would mix into one ranking and best.json."""
+    search = {"settings": base.replace(output_dir="").to_dict(), "params": params}
+    started = study.user_attrs.get("search")
+    if started is None:
+        study.set_user_attr("search", search)
+        return
+    differences = Config.from_dict(started["settings"]).differences(base, aside=("output_dir",))
+    changed = [f"{name} {before!r} -> {now!r}" for name, (before, now) in differences.items()]
+    if started["params"] != params:
+        changed.append(f"params {','.join(started['params'])} -> {','.join(params)}")
+    if changed:
+        raise ValueError(
+            f"{root} holds a search with other settings ({', '.join(changed)}): continue it with its own, or "
+            "search into another output folder"
+        )
+
+
 def write_summary(study: Any, base: Config, params: list[str], root: Path) -> list[str]:
     """tuning.md (best trial, every trial) and best.json (the base settings with the best values)."""
     import optuna
@@ -105,7 +126,10 @@ def write_summary(study: Any, base: Config, params: list[str], root: Path) -> li
     if not done:
         raise ValueError("no trial finished: nothing to report")
     best = study.best_trial
-    (root / "best.json").write_text(json.dumps(base.replace(**best.params, output_dir="").to_dict(), indent=2) + "\n")
+    # the settings given and the best values, so a preset, recipe or flag given with it still fills the rest
+    best_settings = {**base.given_settings(), **best.params}
+    best_settings.pop("output_dir", None)
+    (root / "best.json").write_text(json.dumps(best_settings, indent=2) + "\n")
     lines = [
         f"# Search over {', '.join(params)} ({base.model} on {base.data_name})",
         "",
