@@ -419,3 +419,17 @@ def test_a_report_renders_an_imported_run(tiny_data, tmp_path):
     page = write_report(tmp_path, data=None, sample=50).read_text()
     assert "No training curves: the run has no training epochs (imported)" in page
     assert "intent map" in page
+
+
+def test_data_the_config_does_not_name_is_refused(tmp_path):
+    """config.json is how evaluate, recommend and resume find a run's data again: training on data its config
+    does not name would leave a run that names other data."""
+    from elcrec.data import load_dataset
+
+    (tmp_path / "log.txt").write_text(
+        "".join(f"{u} " + " ".join(str(1 + (u + j) % 30) for j in range(6)) + "\n" for u in range(1, 60))
+    )
+    log = load_dataset(Config(data=str(tmp_path / "log.txt")))
+    config = Config(model="sasrec", hidden_size=16, epochs=1, device="cpu", output_dir=str(tmp_path / "run"))
+    with pytest.raises(ValueError, match="the data given is log, but the run's data setting names synthetic"):
+        train(config, data=log, progress=False)

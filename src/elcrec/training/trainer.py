@@ -139,6 +139,11 @@ class Trainer:
         seed_everything(config.seed)  # the same initial weights and data order in every process
         self._log_settings()
         self.data = load_dataset(config) if data is None else data
+        if self.data.name != config.data_name:  # config.json is how evaluate, recommend and resume find the data
+            raise ValueError(
+                f"the data given is {self.data.name}, but the run's data setting names {config.data_name}: "
+                "give the config the data it trains on (config.replace(data=...))"
+            )
         log.info(self.data.summary())
         split = train_set(self.data, config.max_len)
         if not len(split.inputs):
