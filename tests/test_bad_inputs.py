@@ -250,8 +250,8 @@ CASES = [
         ["recommend", "{root}/run", "--history", "3 nope", "--unknown-items", "reject"],
         "does not know: 'nope'",
     ),
-    ("k of 0", ["recommend", "{root}/run", "--history", "3 4", "-k", "0"], "k=0: choose 1..50"),
-    ("k beyond the catalogue", ["recommend", "{root}/run", "--history", "3 4", "-k", "51"], "k=51: choose 1..50"),
+    ("k of 0", ["recommend", "{root}/run", "--history", "3 4", "-k", "0"], "k=0: choose an integer 1..50"),
+    ("k beyond the catalogue", ["recommend", "{root}/run", "--history", "3 4", "-k", "51"], "k=51: choose an integer 1..50"),
     (
         "unknown-items name",
         ["recommend", "{root}/run", "--history", "3", "--unknown-items", "drop"],

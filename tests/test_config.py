@@ -172,3 +172,17 @@ def test_settings_a_model_does_not_read_never_count_as_changes():
     assert Config(model="iclrec", trade_off=3.0).differences(Config(model="iclrec")) == {}
     assert set(Config(model="sasrec").differences(Config(model="elcrec"))) == {"model"}
     assert "num_clusters" in Config(model="cl4srec").unread() and "cl_weight" not in Config(model="cl4srec").unread()
+
+
+def test_numpy_numbers_and_paths_are_the_values_they_hold():
+    import pathlib
+
+    import numpy as np
+
+    config = Config(epochs=np.int64(3), lr=np.float32(0.5), data=pathlib.Path("synthetic"), eval_ks=(np.int64(5), 20))
+    assert (config.epochs, config.data, config.eval_ks) == (3, "synthetic", (5, 20))
+    assert type(config.epochs) is int and type(config.lr) is float and config.lr == 0.5
+    json.dumps(config.to_dict())  # plain JSON types
+    for bad in ({"lr": np.bool_(True)}, {"epochs": 2.5}, {"data": 3}):
+        with pytest.raises(ConfigError):
+            Config(**bad)

@@ -97,6 +97,10 @@ def test_recommendations_for_the_data_users(elcrec_run, tmp_path):
     assert alone["scores"] == pytest.approx(mine[0]["scores"], rel=1e-5)
     with pytest.raises(ValueError, match="users not in synthetic: 9999"):
         recommender.recommend_users([9999])
+    assert recommender.recommend_users([], k=5) == []
+    for k in (3.0, True, "3"):
+        with pytest.raises(ValueError, match="choose an integer"):
+            recommender.recommend([3, 4], k=k)
     other = load_dataset(Config(**{**SMALL, "synthetic_seed": 2}))  # checked once per dataset, each dataset checked
     with pytest.raises(ValueError, match="was trained on"):
         recommender.recommend_users([3], data=other)

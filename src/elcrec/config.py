@@ -10,6 +10,8 @@ import dataclasses
 import difflib
 import functools
 import json
+import numbers
+import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -645,12 +647,12 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
             if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
                 return value.lower() in ("true", "1", "yes")
         elif kind is int:
-            if isinstance(value, int) and not isinstance(value, bool):
-                return value
+            if isinstance(value, numbers.Integral) and not isinstance(value, bool):  # numpy's integers too
+                return int(value)
             if isinstance(value, str) and value.strip().lstrip("-").isdigit():
                 return int(value)
         elif kind is float:
-            if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            if isinstance(value, (numbers.Real, str)) and not isinstance(value, bool):
                 number = float(value)
                 if not abs(number) <= FLOAT32_MAX:  # NaN too: every setting ends up in float32 arithmetic
                     raise ConfigError(
@@ -658,8 +660,8 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
                     )
                 return number
         elif kind is str:
-            if isinstance(value, str):
-                return value
+            if isinstance(value, (str, os.PathLike)):  # a path is its text
+                return os.fspath(value)
         elif typing.get_origin(kind) is tuple:
             items = value.split(",") if isinstance(value, str) else value
             if isinstance(items, (list, tuple)):

@@ -17,6 +17,7 @@ measures its recall against exact).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -192,8 +193,10 @@ class Recommender:
 
     def _top(self, known: list[np.ndarray], k: int, exclude_seen: bool) -> list[dict[str, list]]:
         """Top-k original item ids and scores for each history of internal ids."""
-        if not 1 <= k <= self.n_items:
-            raise ValueError(f"k={k}: choose 1..{self.n_items}")
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= self.n_items:
+            raise ValueError(f"k={k!r}: choose an integer 1..{self.n_items}")
+        if not known:
+            return []
         inputs = self._inputs(known, min(max(len(items) for items in known), self.config.max_len))
         if self.index is not None:
             scores, columns = self._search(inputs, known, k, exclude_seen)
