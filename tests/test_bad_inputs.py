@@ -251,7 +251,11 @@ CASES = [
         "does not know: 'nope'",
     ),
     ("k of 0", ["recommend", "{root}/run", "--history", "3 4", "-k", "0"], "k=0: choose an integer 1..50"),
-    ("k beyond the catalogue", ["recommend", "{root}/run", "--history", "3 4", "-k", "51"], "k=51: choose an integer 1..50"),
+    (
+        "k beyond the catalogue",
+        ["recommend", "{root}/run", "--history", "3 4", "-k", "51"],
+        "k=51: choose an integer 1..50",
+    ),
     (
         "unknown-items name",
         ["recommend", "{root}/run", "--history", "3", "--unknown-items", "drop"],
@@ -270,6 +274,8 @@ CASES = [
     ("repeated seeds", ["compare", "--models", "sasrec", "--seeds", "1,1"], "distinct seeds"),
     ("seeds that are not numbers", ["ablate", "--seeds", "one"], "comma-separated integers"),
     ("tune's params", ["tune", "--params", "colour", *TINY], "cannot search colour"),
+    ("tune what sasrec ignores", ["tune", "--params", "lr,num_clusters", *TINY], "sasrec does not read num_clusters"),
+    ("compare a model twice", ["compare", "--models", "sasrec,sasrec", *TINY], "give each model once"),
     (
         "embed a missing file",
         ["embed-items", "{root}/none.csv", "--data", "{root}/other.txt", "--out", "{root}/e.npy"],

@@ -313,6 +313,8 @@ def _compare(
     unknown = [name for name in names if name not in MODELS]
     if unknown or not names:
         fail(f"--models {models!r}: choose from {', '.join(MODELS)}")
+    if len(set(names)) < len(names):
+        fail(f"--models {models!r}: give each model once")
     results = run_group(base, {name: {"model": name} for name in names}, _seeds(seeds), root)
     shown = tuple(f"{m}@{k}" for m in ("HR", "NDCG") for k in base.eval_ks)
     lines = [
@@ -322,7 +324,7 @@ def _compare(
         "",
         *summary_table(results, shown),
     ]
-    if len(names) >= 2:
+    if len(names) >= 2 and len(_seeds(seeds)) >= 2:  # one seed has no spread to test against
         lines += [
             "",
             f"Paired t-test over seeds, {names[1]} against {names[0]}:",

@@ -108,8 +108,7 @@ def paired_t_tests(
     for metric in metrics:
         a = np.array([run[metric] for run in results[first]])
         b = np.array([run[metric] for run in results[second]])
-        test = ttest_rel(b, a)
-        t, p = (test.statistic, test.pvalue) if len(a) > 1 else (math.nan, math.nan)
+        t, p = ttest_rel(b, a) if len(a) > 1 else (math.nan, math.nan)
         lines.append(f"| {metric} | {np.mean(b - a):+.4f} | {t:.2f} | {p:.3f} |")
     return lines
 
