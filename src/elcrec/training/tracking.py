@@ -1,6 +1,6 @@
 """Optional experiment tracking (`tracking=tensorboard|mlflow`): the run's settings, every epoch's loss,
 loss terms, seconds and validation metrics, and the final metrics. Neither package is a dependency:
-install the extra (`pip install elcrec[tensorboard]` or `elcrec[mlflow]`). The run folder keeps its own
+install the extra (`pip install -e '.[tensorboard]'` or `'.[mlflow]'`). The run folder keeps its own
 record either way (config.json, metrics.json, train.log).
 
 MLflow logs to MLFLOW_TRACKING_URI (e.g. sqlite:///mlflow.db or a tracking server); each training session
@@ -41,7 +41,8 @@ class TensorBoardTracker:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise ImportError(
-                "tracking=tensorboard needs the tensorboard package: pip install elcrec[tensorboard]"
+                "tracking=tensorboard needs tensorboard: pip install tensorboard (or the extra: pip install -e "
+                "'.[tensorboard]')"
             ) from None
         self.writer = SummaryWriter(log_dir=str(config.run_dir / "tensorboard"))
         self.writer.add_text("settings", f"```\n{json.dumps(config.to_dict(), indent=2)}\n```")
@@ -62,7 +63,9 @@ class MLflowTracker:
         try:
             import mlflow
         except ImportError:
-            raise ImportError("tracking=mlflow needs the mlflow package: pip install elcrec[mlflow]") from None
+            raise ImportError(
+                "tracking=mlflow needs mlflow: pip install mlflow (or the extra: pip install -e '.[mlflow]')"
+            ) from None
         self.mlflow = mlflow
         self.run_dir = config.run_dir
         mlflow.start_run(run_name=config.run_dir.name)

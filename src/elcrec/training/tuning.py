@@ -1,4 +1,4 @@
-"""Hyperparameter search with Optuna (`pip install elcrec[tune]`): TPE sampling, median pruning on the
+"""Hyperparameter search with Optuna (`pip install -e '.[tune]'`): TPE sampling, median pruning on the
 validation metric reported every epoch, one run folder per trial, and the study kept in SQLite so a
 search that is stopped continues (with more trials) when started again, with the same settings and search
 space only. The objective is the best validation `metric`: selection never reads the test split (each trial's
