@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from .config import Config, ConfigError
-from .data import SequenceData
+from .data import SequenceData, load_dataset
 from .models import SequentialRecommender, build_model
 
 MODEL_FILE, CONFIG_FILE, ITEMS_FILE, DATA_FILE = "model.pt", "config.json", "items.json", "data.json"
@@ -207,8 +207,6 @@ class Run:
     def load_data(self, data: str | None = None) -> SequenceData:
         """The dataset `data` names (a path, or synthetic), read with the run's preprocessing settings, or the
         run's own; check it with `check_data`."""
-        from .data import load_dataset
-
         config = self.config.replace(data=data) if data else self.config
         if not data and config.data != "synthetic" and not Path(config.data).exists():
             relative = "" if Path(config.data).is_absolute() else " (a path relative to where the run was trained)"

@@ -198,7 +198,7 @@ class Trainer:
             )
         if c.recipe_settings():
             log.info(f"recipe {c.recipe}: " + " ".join(f"{k}={v}" for k, v in c.recipe_settings().items()))
-        if ignored := [name for name in c.unread() if name in c._given]:
+        if ignored := [name for name in c.unread() if name in c.given_settings()]:
             log.info(
                 f"settings {c.model} does not read (ignored): " + " ".join(f"{k}={getattr(c, k)}" for k in ignored)
             )
@@ -383,8 +383,8 @@ class Trainer:
         best = load_run(self.config.run_dir, self.device).model
         valid = self.best_valid or evaluate(best, self.valid, **self.eval_options())  # nothing trained (pop)
         test = evaluate(best, self.test, **self.eval_options())
-        best = f"best epoch {self.best_epoch}" if self.step is not None else f"{self.config.model} trains nothing"
-        log.info(f"{best}  valid {format_metrics(valid)}\ntest  {format_metrics(test)}")
+        heading = f"best epoch {self.best_epoch}" if self.step is not None else f"{self.config.model} trains nothing"
+        log.info(f"{heading}  valid {format_metrics(valid)}\ntest  {format_metrics(test)}")
         result = result_record(
             self.config, test, best_epoch=self.best_epoch, valid=valid, history=self.history, sessions=self.sessions
         )
@@ -419,7 +419,7 @@ def check_saved_data(run_dir: Path, found: dict[str, Any]) -> None:
 
 
 def load_state(path: Path) -> dict[str, Any]:
-    """The training state written after the last finished epoch."""
+    """The training state written after the last finished epoch (before the first, when none has)."""
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: nothing to resume (no epoch of this run has finished)")
     return read_pt(path, "a training state")
