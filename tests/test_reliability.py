@@ -154,20 +154,26 @@ def test_a_run_stopped_before_its_first_epoch_finished_resumes_to_the_same_metri
     assert "resuming from the start: no epoch had finished" in (part.run_dir / "train.log").read_text()
 
 
-def test_a_run_resumed_on_other_data_is_refused(tiny_data, tmp_path):
-    """A resumed run trains on the data it started on: other data (a data file changed since) is an error that
-    names both, and the run's data.json keeps the data it was trained on."""
-    from elcrec.data import make_synthetic
-    from elcrec.runs import RunError
-
-    config = Config(model="sasrec", hidden_size=16, max_len=20, epochs=3, device="cpu", output_dir=str(tmp_path))
+def interrupted_after_epoch_0(folder, data):
+    """A 3-epoch SASRec run in `folder`, stopped (Ctrl-C) in epoch 1: its settings; its state is epoch 0's."""
+    config = Config(model="sasrec", hidden_size=16, max_len=20, epochs=3, device="cpu", output_dir=str(folder))
 
     def stop(record):
         if record["epoch"] == 1:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(config, data=tiny_data, progress=False, on_epoch=stop)
+        train(config, data=data, progress=False, on_epoch=stop)
+    return config
+
+
+def test_a_run_resumed_on_other_data_is_refused(tiny_data, tmp_path):
+    """A resumed run trains on the data it started on: other data (a data file changed since) is an error that
+    names both, and the run's data.json keeps the data it was trained on."""
+    from elcrec.data import make_synthetic
+    from elcrec.runs import RunError
+
+    config = interrupted_after_epoch_0(tmp_path, tiny_data)
     saved = (tmp_path / "data.json").read_text()
     other = make_synthetic(n_users=120, n_items=60, n_intents=4, seed=4)  # the same sizes, other sequences
     with pytest.raises(RunError, match="a run continues on the data it started on"):
@@ -182,14 +188,7 @@ def test_a_run_resumed_with_other_settings_is_refused(tiny_data, tmp_path):
     from elcrec.runs import RunError
     from elcrec.training.experiments import finished_or_train
 
-    config = Config(model="sasrec", hidden_size=16, max_len=20, epochs=3, device="cpu", output_dir=str(tmp_path))
-
-    def stop(record):
-        if record["epoch"] == 1:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train(config, data=tiny_data, progress=False, on_epoch=stop)
+    config = interrupted_after_epoch_0(tmp_path, tiny_data)
     with pytest.raises(RunError, match="other settings \\(hidden_size 16 -> 32, lr 0.001 -> 0.01\\)"):
         train(config.replace(hidden_size=32, lr=0.01), data=tiny_data, progress=False, resume=True)
     with pytest.raises(RunError, match="other settings \\(hidden_size 16 -> 32\\)"):
