@@ -23,6 +23,9 @@ def test_train_evaluate_recommend(tmp_path):
     saved = json.loads((run / "config.json").read_text())
     assert saved["epochs"] == 1 and saved["hidden_size"] == 16  # flag beats file, file beats default
 
+    result = invoke("train", "--resume", run, "--epochs", 2)  # a finished run given a larger budget trains on
+    assert result.exit_code == 0 and len(json.loads((run / "metrics.json").read_text())["history"]) == 2
+
     result = invoke("evaluate", run, "--split", "valid", "--json", "--ks", "1,5")
     assert result.exit_code == 0, result.output
     assert set(json.loads(result.output)) == {f"{m}@{k}" for m in ("HR", "NDCG", "MRR") for k in (1, 5)}

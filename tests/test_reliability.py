@@ -432,3 +432,26 @@ def test_data_the_config_does_not_name_is_refused(tmp_path):
     config = Config(model="sasrec", hidden_size=16, epochs=1, device="cpu", output_dir=str(tmp_path / "run"))
     with pytest.raises(ValueError, match="the data given is log, but the run's data setting names synthetic"):
         train(config, data=log, progress=False)
+
+
+def test_a_finished_run_trains_longer_as_if_its_budget_had_been_larger(tiny_data, tmp_path):
+    """--epochs (and --patience) may grow on resume: under a constant schedule the longer run equals one given
+    that budget from the start; a cosine schedule, fitted to the epochs, and a budget below the epochs trained
+    are refused."""
+    from elcrec.runs import RunError
+
+    config = Config(model="sasrec", hidden_size=16, max_len=20, epochs=4, device="cpu", seed=2)
+    whole = train(config.replace(output_dir=str(tmp_path / "whole")), data=tiny_data, progress=False)
+    short = config.replace(epochs=2, output_dir=str(tmp_path / "short"))
+    train(short, data=tiny_data, progress=False)
+    with pytest.raises(RunError, match="has trained 2 epochs: epochs=1 cannot undo them"):
+        train(short.replace(epochs=1), data=tiny_data, progress=False, resume=True)
+    longer = train(short.replace(epochs=4), data=tiny_data, progress=False, resume=True)
+    assert [h["loss"] for h in longer["history"]] == [h["loss"] for h in whole["history"]]
+    assert longer["test"] == whole["test"]
+    assert json.loads((short.run_dir / "config.json").read_text())["epochs"] == 4
+
+    cosine = config.replace(epochs=2, lr_schedule="cosine", output_dir=str(tmp_path / "cosine"))
+    train(cosine, data=tiny_data, progress=False)
+    with pytest.raises(RunError, match="cosine schedule fitted to its 2 epochs"):
+        train(cosine.replace(epochs=4), data=tiny_data, progress=False, resume=True)

@@ -142,7 +142,8 @@ def demo(
     if still:
         typer.echo(
             f"still improving at their last epoch: {', '.join(still)} (the paper's runs take hundreds of "
-            "epochs; see docs/reproducing.md)"
+            f"epochs; see docs/reproducing.md). Train one longer: elcrec train --resume {output_dir / still[0]} "
+            f"--epochs {2 * epochs}"
         )
 
     run = load_run(output_dir / "elcrec", on)
@@ -178,7 +179,10 @@ def demo(
 def _train(
     config: Path | None = typer.Option(None, "--config", help="YAML, TOML or JSON file of settings; flags override it"),
     resume: Path | None = typer.Option(
-        None, "--resume", help="run folder to continue after its last finished epoch, with its saved settings"
+        None,
+        "--resume",
+        help="run folder to continue after its last finished epoch, with its saved settings (--epochs and "
+        "--patience may raise its budget)",
     ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="train into an output folder that already holds a run, replacing it"
@@ -188,13 +192,19 @@ def _train(
 ) -> None:
     from ..runs import STATE_FILE
     from ..training import train
-    from ..training.trainer import saved_threads
+    from ..training.trainer import EXTENSIBLE, saved_threads
 
-    given = [f"--{name.replace('_', '-')}" for name, value in flags.items() if value is not None]
+    given = [
+        f"--{name.replace('_', '-')}" for name, value in flags.items() if value is not None and name not in EXTENSIBLE
+    ]
     if resume is not None and (config is not None or given):
-        fail(f"--resume continues {resume} with its saved settings; drop {' '.join(given) or '--config'}")
+        fail(
+            f"--resume continues {resume} with its saved settings (a budget of --epochs and --patience aside); "
+            f"drop {' '.join(given) or '--config'}"
+        )
     if resume is not None:  # the run's own settings, with the behaviour it had for settings added since
-        resolved = Config.from_saved({**read_config_file(resume / "config.json"), "output_dir": str(resume)})
+        budget = {name: flags[name] for name in EXTENSIBLE if flags.get(name) is not None}
+        resolved = Config.from_saved({**read_config_file(resume / "config.json"), "output_dir": str(resume), **budget})
     else:
         resolved = absolute_paths(Config.load(config, **flags))
     start(resolved.device, threads or (saved_threads(resume) if resume else 0))

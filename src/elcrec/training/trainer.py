@@ -185,6 +185,10 @@ class Trainer:
             torch.manual_seed(config.seed + distributed.rank())  # each process its own dropout and augmentations
         if state is not None:
             self._restore(state)
+            if self.main:
+                write_json(config.run_dir / CONFIG_FILE, config.to_dict())  # the budget it resumes with (EXTENSIBLE)
+                if self.first_epoch < config.epochs and not self.stopped:  # a finished run given a larger budget
+                    (config.run_dir / METRICS_FILE).unlink(missing_ok=True)
         elif self.step is not None:
             self.save_state(-1)  # a run stopped before its first epoch finished resumes too
 
@@ -236,7 +240,15 @@ class Trainer:
             state["best_epoch"],
             state["best_valid"],
         )
-        self.history, self.first_epoch, self.stopped = state["history"], state["epoch"] + 1, state["stopped"]
+        self.history, self.first_epoch = state["history"], state["epoch"] + 1
+        if self.first_epoch > self.config.epochs:
+            raise RunError(
+                f"{self.config.run_dir} has trained {self.first_epoch} epochs: epochs={self.config.epochs} cannot "
+                "undo them"
+            )
+        # early stopping under this run's patience, which a resumed run may raise (train.check_saved_settings)
+        patience = self.config.patience
+        self.stopped = bool(patience) and state["epoch"] >= 0 and state["epoch"] - state["best_epoch"] >= patience
         self.sessions = state.get("sessions", [])  # none in a state from before sessions were recorded
         for record in self.history:  # epochs from before records named their device ran where the state was saved
             if "device" not in record and "device" in state:
@@ -395,16 +407,25 @@ class Trainer:
         return result
 
 
+EXTENSIBLE = ("epochs", "patience")  # a resumed run may train longer: a larger budget changes no epoch it trained
+
+
 def check_saved_settings(config: Config) -> None:
     """A RunError unless a resumed run is given the settings it was trained with (its config.json; the run
-    folder and the device may change)."""
+    folder and the device may change, and the budget, EXTENSIBLE, may grow under a constant schedule)."""
     path = config.run_dir / CONFIG_FILE
-    changed = Config.from_saved(read_json(path, "run settings")).differences(config, aside=("output_dir", "device"))
+    saved = Config.from_saved(read_json(path, "run settings"))
+    changed = saved.differences(config, aside=("output_dir", "device", *EXTENSIBLE))
     if changed:
-        listed = ", ".join(f"{name} {saved!r} -> {given!r}" for name, (saved, given) in changed.items())
+        listed = ", ".join(f"{name} {before!r} -> {given!r}" for name, (before, given) in changed.items())
         raise RunError(
             f"{config.run_dir} was trained with other settings ({listed}): a run resumes with its own; train "
             "these into another output folder"
+        )
+    if saved.differences(config, aside=("output_dir", "device")) and config.lr_schedule != "constant":
+        raise RunError(
+            f"{config.run_dir} trains on a {config.lr_schedule} schedule fitted to its {saved.epochs} epochs: a "
+            "longer budget would change the epochs it already trained; train a new run"
         )
 
 
