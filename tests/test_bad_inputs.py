@@ -60,6 +60,10 @@ def files(tmp_path_factory):
         "letters.txt": "1 2 x\n",
         "huge.txt": "1 2 3\n2 1 99999999999999999999 3\n",
         "commas.txt": "1,2,3\n",
+        "everything.txt": "1 "
+        + " ".join(map(str, range(1, 31)))
+        + "\n"
+        + "".join(f"{u} " + " ".join(str(1 + (u + j) % 30) for j in range(5)) + "\n" for u in range(2, 60)),
         "twice.txt": "1 2 3 4\n1 5 6 7\n",
         "short.txt": "1 2\n2 3\n",
         "four.txt": "1 2 3 4\n\n2 3 4 5\n",
@@ -134,6 +138,7 @@ CASES = [
     ("not an id", ["train", "--data", "{root}/letters.txt", *TINY], "letters.txt:1: 'x' is not an integer id"),
     ("huge id", ["train", "--data", "{root}/huge.txt", *TINY], "huge.txt:2: the id 99999999999999999999 does not fit"),
     ("commas", ["train", "--data", "{root}/commas.txt", *TINY], "a CSV file? give data_format=csv"),
+    ("seen everything", ["train", "--data", "{root}/everything.txt", *TINY], "user 1 has interacted with every one"),
     ("user twice", ["train", "--data", "{root}/twice.txt", *TINY], "already has a line"),
     ("binary file", ["train", "--data", "{root}/binary.txt", *TINY], "not UTF-8 text"),
     ("wrong separator", ["train", "--data", "{root}/semicolon.csv", *TINY], "separated by ';'"),

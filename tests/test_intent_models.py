@@ -172,3 +172,24 @@ def test_without_elcm_the_centres_are_kmeans_kept_or_fitted_every_epoch(tiny_dat
     refitted = not torch.allclose(model.cluster_centers, initial)
     assert refitted == (centres == "every_epoch")
     assert torch.allclose(model.cluster_centers.norm(dim=1), torch.ones(4), atol=1e-5)
+
+
+def test_intent_profiles_name_items_as_the_data_does(tiny_data):
+    """String item ids (a CSV of product codes) come out as strings: the explorer read them with numpy's
+    .item(), which a Python string has not."""
+    import dataclasses
+    import json
+
+    import numpy as np
+
+    from elcrec.evaluation.intents import intent_profiles, user_intents
+
+    data = dataclasses.replace(tiny_data, item_ids=np.array([f"p-{i:03d}" for i in tiny_data.item_ids], dtype=object))
+    config = Config(model="elcrec", hidden_size=16, num_clusters=4, max_len=20, kmeans_restarts=1)
+    model = build_model(config, data.n_items)
+    model.prepare(train_set(data, config.max_len))
+    _, intents, distances = user_intents(model, data)
+    profiles = intent_profiles(model, data, intents, distances, top=3)
+    named = [item for profile in profiles for item, _ in profile["top_items_by_centre"]]
+    assert named and all(item.startswith("p-") for item in named)
+    json.dumps(profiles)

@@ -91,6 +91,7 @@ def intent_profiles(
     model places their one-item histories, and its members' activity profile (share of each activity group)."""
     group = activity_groups(data.lengths)
     near_centre = item_distances(model, data.n_items, batch_size)
+    item_ids = data.item_ids.tolist()  # plain ints or strings, as JSON writes them
     owner = np.repeat(intents, data.lengths)  # the intent of the user each interaction belongs to
     profiles = []
     for intent in np.argsort(-np.bincount(intents), kind="stable"):
@@ -110,8 +111,8 @@ def intent_profiles(
                 "representative_users": data.user_ids[
                     members[np.argsort(distances[members])[:representatives]]
                 ].tolist(),
-                "top_items_by_frequency": [[data.item_ids[i].item(), int(counts[i])] for i in frequent if counts[i]],
-                "top_items_by_centre": [[data.item_ids[i].item(), float(near_centre[i, intent])] for i in nearest],
+                "top_items_by_frequency": [[item_ids[i], int(counts[i])] for i in frequent if counts[i]],
+                "top_items_by_centre": [[item_ids[i], float(near_centre[i, intent])] for i in nearest],
                 "activity": dict(zip(ACTIVITY_GROUPS, activity.tolist())),
             }
         )

@@ -12,7 +12,15 @@ class NegativeSampler:
         self.n_items = data.n_items
         users = torch.repeat_interleave(torch.arange(data.n_users), torch.from_numpy(data.lengths))
         # one sorted key per (user, item) pair: membership is a binary search, on any device
-        self.keys = torch.unique(users * (self.n_items + 1) + torch.from_numpy(data.items)).to(device)
+        self.keys = torch.unique(users * (self.n_items + 1) + torch.from_numpy(data.items))
+        seen_all = torch.bincount(self.keys // (self.n_items + 1), minlength=data.n_users) >= self.n_items
+        if seen_all.any():
+            user = data.user_ids[int(seen_all.nonzero()[0, 0])]
+            raise ValueError(
+                f"user {user} has interacted with every one of the {self.n_items:,} items: loss=bce needs an unseen "
+                "item to sample as each target's negative; train with loss=ce, or leave such users out"
+            )
+        self.keys = self.keys.to(device)
         self.generator = torch.Generator(device=device).manual_seed(seed)
 
     def seen(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
@@ -33,4 +41,7 @@ class NegativeSampler:
             drawn[clash] = torch.randint(
                 1, self.n_items + 1, (int(clash.sum()),), device=drawn.device, generator=self.generator
             )
-        raise RuntimeError("could not draw unseen negatives: some user has interacted with almost every item")
+        raise ValueError(
+            "could not draw unseen negatives in 1,000 tries: some user has interacted with almost every item; train "
+            "with loss=ce, or leave such users out"
+        )
