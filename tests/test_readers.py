@@ -41,6 +41,29 @@ def test_csv_log_with_string_ids_sorted_by_time(tmp_path):
     assert sorted(data.item_ids) == ["apple", "fig", "kiwi", "pear"]
 
 
+def test_ids_are_integers_only_when_every_id_is_written_as_one(tmp_path):
+    """A product code 007 is not the item 7: ids are read as text and become integers only when every one is a
+    plain integer (a CSV of integer ids keeps them, as before)."""
+    codes = tmp_path / "codes.csv"
+    codes.write_text("user_id,item_id,timestamp\n1,007,1\n1,7,2\n1,0070,3\n2,08,1\n2,8,2\n2,7,3\n")
+    data = build_sequences(read_interactions(codes))
+    assert sequences(data) == {"1": ["007", "7", "0070"], "2": ["08", "8", "7"]}
+    assert data.user_ids.dtype == np.int64  # the users are plain integers
+    plain = tmp_path / "plain.csv"
+    plain.write_text("user_id,item_id,timestamp\n1,5,1\n1,-6,2\n1,0,3\n")
+    assert build_sequences(read_interactions(plain)).item_ids.dtype == np.int64
+    recbole = tmp_path / "codes.inter"  # its ids are :token fields; a byte-order mark opens the file
+    recbole.write_text("\ufeffuser_id:token\titem_id:token\ttimestamp:float\na\t007\t1\na\t7\t2\na\t08\t3\n")
+    assert sequences(build_sequences(read_interactions(recbole))) == {"a": ["007", "7", "08"]}
+
+
+def test_a_header_repeated_inside_the_file_is_named(tmp_path):
+    path = tmp_path / "joined.csv"  # cat part-1.csv part-2.csv
+    path.write_text("user_id,item_id\n1,5\n1,6\n1,7\nuser_id,item_id\n2,5\n")
+    with pytest.raises(DataError, match="data row 4 repeats the header"):
+        read_interactions(path, time_col="")
+
+
 def test_tsv_and_parquet_give_the_same_sequences(tmp_path):
     rows = {"user": [5, 5, 5, 9, 9, 9], "item": [100, 200, 300, 300, 100, 200], "ts": [3, 1, 2, 1, 2, 3]}
     tsv = tmp_path / "log.tsv"

@@ -170,7 +170,9 @@ def table_format(path: Path) -> str:
 
 
 def read_log(path: Path, data_format: str, user_col: str, item_col: str, time_col: str) -> Interactions:
-    return _from_table(read_table(path, data_format), str(path), user_col, item_col, time_col)
+    return _from_table(
+        read_table(path, data_format, string_columns=(user_col, item_col)), str(path), user_col, item_col, time_col
+    )
 
 
 def _from_table(table, source: str, user_col: str, item_col: str, time_col: str) -> Interactions:
@@ -188,12 +190,16 @@ def _from_table(table, source: str, user_col: str, item_col: str, time_col: str)
         )
     if table.num_rows == 0:
         raise DataError(f"{source}: no interactions found")
+    _refuse_repeated_header(table, source, user_col, item_col)
     columns = {}
     for name in needed:
         column = table.column(name)
-        if column.null_count:
-            raise DataError(f"{source}: column {name!r} has {column.null_count} empty value(s)")
         is_id = name != time_col
+        empty = column.null_count + (_blank_count(column) if is_id else 0)
+        if empty:
+            raise DataError(f"{source}: column {name!r} has {empty} empty value(s)")
+        if is_id:
+            column = _ids(column)
         columns[name] = column if is_id and not _is_numeric(column.type) else column.to_numpy(zero_copy_only=False)
     times = columns[time_col] if time_col else np.arange(table.num_rows)
     if times.dtype.kind not in "iufM":
@@ -201,6 +207,47 @@ def _from_table(table, source: str, user_col: str, item_col: str, time_col: str)
             f"{source}: time column {time_col!r} must be numeric or a timestamp, got {table.column(time_col).type}"
         )
     return Interactions(columns[user_col], columns[item_col], times, source)
+
+
+def _ids(column):
+    """An id column as its file writes it: integers when every id is written as one (no leading zero, at most 18
+    digits), text otherwise, so 007 and 7 stay two items."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return column
+    if pc.all(pc.match_substring_regex(column, r"^-?(0|[1-9][0-9]{0,17})$")).as_py():
+        return pc.cast(column, pa.int64())
+    return column
+
+
+def _blank_count(column) -> int:
+    """Empty texts in a column read as text (a CSV's empty field is "" there, not null)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return 0
+    return pc.sum(pc.equal(pc.utf8_trim_whitespace(column), "")).as_py() or 0
+
+
+def _refuse_repeated_header(table, source: str, user_col: str, item_col: str) -> None:
+    """Files joined with their header lines (cat part-*.csv) hold the header again as a row: an error, not a user
+    named user_id."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    users, items = table.column(user_col), table.column(item_col)
+    if not all(pa.types.is_string(c.type) or pa.types.is_large_string(c.type) for c in (users, items)):
+        return
+    repeated = pc.and_(pc.equal(users, user_col), pc.equal(items, item_col))
+    if pc.any(repeated).as_py():
+        row = pc.index(repeated, True).as_py()
+        raise DataError(
+            f"{source}: data row {row + 1} repeats the header ({user_col}, {item_col}): files joined with their "
+            "header lines? Keep the first header only"
+        )
 
 
 def _is_numeric(arrow_type) -> bool:
@@ -218,7 +265,7 @@ def read_rechorus(folder: Path) -> Interactions:
         file = folder / f"{part}.csv"
         if not file.is_file():
             raise DataError(f"{folder}: missing {part}.csv of the ReChorus layout")
-        table = read_table(file, "tsv")
+        table = read_table(file, "tsv", string_columns=("user_id", "item_id"))
         missing = {"user_id", "item_id", "time"} - set(table.column_names)
         if missing:
             raise DataError(f"{file}: missing column(s) {sorted(missing)}")
@@ -229,10 +276,10 @@ def read_rechorus(folder: Path) -> Interactions:
 def read_recbole(path: Path) -> Interactions:
     if path.is_dir():
         path = sorted(path.glob("*.inter"))[0]
-    with open(path, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8-sig") as handle:  # a byte-order mark is not part of the first name
         header = handle.readline().rstrip("\n").split("\t")
     names = [h.split(":")[0] for h in header]
-    table = read_table(path, "tsv", column_names=names)
+    table = read_table(path, "tsv", string_columns=("user_id", "item_id"), column_names=names)
     time_col = "timestamp" if "timestamp" in names else ""
     return _from_table(table, str(path), "user_id", "item_id", time_col)
 
