@@ -105,6 +105,9 @@ def test_recbole_inter_file(tmp_path):
     path.write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\na\tx\t5\t3\na\ty\t4\t1\na\tz\t3\t2\n")
     data = build_sequences(read_interactions(path))
     assert sequences(data) == {"a": ["y", "z", "x"]}
+    yelp = tmp_path / "yelp.inter"  # RecBole's Yelp names its items business_id
+    yelp.write_text("user_id:token\tbusiness_id:token\ttimestamp:float\na\tx\t3\na\ty\t1\na\tz\t2\n")
+    assert sequences(build_sequences(read_interactions(yelp, item_col="business_id"))) == {"a": ["y", "z", "x"]}
 
 
 def test_equal_timestamps_keep_file_order(tmp_path):

@@ -207,6 +207,9 @@ def test_resume_refuses_new_settings_and_missing_state(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model": "sasrec"}))
     process = run_cli("--resume", str(tmp_path))
     assert process.wait() == 2 and "nothing to resume" in process.stderr.read()
+    with pytest.raises(FileNotFoundError, match="no such run folder to resume"):
+        train(Config(output_dir=str(tmp_path / "nowhere")), resume=True)
+    assert not (tmp_path / "nowhere").exists()  # nothing created for a run that is not there
 
 
 def test_non_finite_loss_stops_without_saving(tiny_data, tmp_path, monkeypatch):

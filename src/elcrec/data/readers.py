@@ -61,7 +61,7 @@ def _read(path: Path, data_format: str, user_col: str, item_col: str, time_col: 
     if data_format == "rechorus":
         return read_rechorus(path)
     if data_format == "recbole":
-        return read_recbole(path)
+        return read_recbole(path, user_col, item_col, time_col)
     if data_format == "llmesr":
         return read_llmesr(path)
     raise DataError(f"{path}: unknown data format {data_format!r}")
@@ -273,15 +273,18 @@ def read_rechorus(folder: Path) -> Interactions:
     return _from_table(pa.concat_tables(tables), str(folder), "user_id", "item_id", "time")
 
 
-def read_recbole(path: Path) -> Interactions:
+def read_recbole(
+    path: Path, user_col: str = "user_id", item_col: str = "item_id", time_col: str = "timestamp"
+) -> Interactions:
+    """A RecBole atomic .inter file: its header's `name:type` fields, the columns named as a log's are (RecBole's
+    own names by default); without the time column, file order."""
     if path.is_dir():
         path = sorted(path.glob("*.inter"))[0]
     with open(path, encoding="utf-8-sig") as handle:  # a byte-order mark is not part of the first name
         header = handle.readline().rstrip("\n").split("\t")
     names = [h.split(":")[0] for h in header]
-    table = read_table(path, "tsv", string_columns=("user_id", "item_id"), column_names=names)
-    time_col = "timestamp" if "timestamp" in names else ""
-    return _from_table(table, str(path), "user_id", "item_id", time_col)
+    table = read_table(path, "tsv", string_columns=(user_col, item_col), column_names=names)
+    return _from_table(table, str(path), user_col, item_col, time_col if time_col in names else "")
 
 
 def read_llmesr(path: Path) -> Interactions:

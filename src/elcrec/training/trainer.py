@@ -78,6 +78,8 @@ def train(
     in every process; an exception it raises stops training (Optuna's pruning uses it).
     A folder that already holds a run is refused unless `resume` or `overwrite` is given, and so is a folder
     another process is training in (elcrec.runs.training_lock; under torchrun, rank 0 holds it)."""
+    if resume and not config.run_dir.is_dir():
+        raise FileNotFoundError(f"{config.run_dir}: no such run folder to resume")
     with training_lock(config.run_dir) if distributed.launched_rank() == 0 else contextlib.nullcontext():
         existing = [name for name in (MODEL_FILE, STATE_FILE) if (config.run_dir / name).is_file()]
         if existing and not (resume or overwrite):
