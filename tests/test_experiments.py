@@ -77,3 +77,20 @@ def test_ablate_refuses_flags_it_sets_itself(tmp_path):
         [sys.executable, "-m", "elcrec", "compare", "--models", "sasrec,nope"], capture_output=True, text=True
     )
     assert done.returncode == 2 and "--models 'sasrec,nope'" in done.stderr
+
+
+def test_the_ablation_figure_shows_every_error_bar_whole(tmp_path, monkeypatch):
+    """The y-axis starts below the lowest error bar's end, not at 0.9 x the lowest run, which cut bars off."""
+    import matplotlib.figure
+
+    from elcrec.training.experiments import ABLATION_METRICS, ablation_plot
+
+    seen = {}
+    monkeypatch.setattr(
+        matplotlib.figure.Figure, "savefig", lambda figure, *a, **k: seen.update(y=figure.axes[0].get_ylim())
+    )
+    runs = {"B": [0.25, 0.25, 0.25, 2.5], "ELCRec": [0.3, 0.31, 0.32, 0.33]}  # B: mean - std below every run
+    results = {name: [dict.fromkeys(ABLATION_METRICS, v / 4) for v in values] for name, values in runs.items()}
+    ablation_plot(results, tmp_path / "a.png")
+    b = np.array(runs["B"])
+    assert seen["y"][0] <= max(b.mean() - b.std(ddof=1), 0.0)

@@ -123,15 +123,11 @@ def ablation_plot(results: dict[str, list[dict[str, float]]], path: Path) -> Non
     totals = {name: [sum(run[m] for m in ABLATION_METRICS) for run in runs] for name, runs in results.items()}
     fig, axis = plt.subplots(figsize=(6, 4))
     names = list(totals)
-    axis.bar(
-        names,
-        [np.mean(totals[n]) for n in names],
-        yerr=[np.std(totals[n], ddof=1) if len(totals[n]) > 1 else 0 for n in names],
-        capsize=4,
-        color=["#999999", "#6baed6", "#fd8d3c", "#d62728"][: len(names)],
-    )
-    lowest = min(min(v) for v in totals.values())
-    axis.set_ylim(bottom=lowest * 0.9)
+    means = [np.mean(totals[n]) for n in names]
+    spreads = [np.std(totals[n], ddof=1) if len(totals[n]) > 1 else 0.0 for n in names]
+    axis.bar(names, means, yerr=spreads, capsize=4, color=["#999999", "#6baed6", "#fd8d3c", "#d62728"][: len(names)])
+    lowest = min(min(min(v) for v in totals.values()), *(m - s for m, s in zip(means, spreads)))
+    axis.set_ylim(bottom=max(lowest * 0.9, 0.0))  # every error bar whole
     axis.set(ylabel=" + ".join(ABLATION_METRICS), title="ablation (test, sum of metrics)")
     axis.grid(axis="y", alpha=0.3)
     fig.tight_layout()
