@@ -458,3 +458,29 @@ def test_a_finished_run_trains_longer_as_if_its_budget_had_been_larger(tiny_data
     train(cosine, data=tiny_data, progress=False)
     with pytest.raises(RunError, match="cosine schedule fitted to its 2 epochs"):
         train(cosine.replace(epochs=4), data=tiny_data, progress=False, resume=True)
+
+
+def test_evaluating_a_run_before_its_first_epoch_says_its_weights_are_untrained(tmp_path):
+    from typer.testing import CliRunner
+
+    from elcrec.cli.main import app
+
+    config = Config(
+        synthetic_users=150,
+        synthetic_items=50,
+        hidden_size=16,
+        max_len=20,
+        epochs=2,
+        device="cpu",
+        output_dir=str(tmp_path),
+    )
+
+    def stop(record):  # epoch 0 validated, its state not yet written
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, progress=False, on_epoch=stop)
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path), "--threads", "1"])
+    assert result.exit_code == 0 and "these are its untrained starting weights" in result.output, result.output
+    train(config, progress=False, resume=True)
+    assert "untrained" not in CliRunner().invoke(app, ["evaluate", str(tmp_path), "--threads", "1"]).output

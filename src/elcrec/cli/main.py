@@ -415,10 +415,13 @@ def evaluate(
     from ..evaluation import evaluate as run_evaluation
     from ..evaluation import metrics_table
     from ..evaluation.long_tail import groups_of
-    from ..runs import load_run
+    from ..runs import METRICS_FILE, load_run
+    from ..training.trainer import finished_epochs
 
     on = start(device, threads)
     run = load_run(checkpoint, on)
+    if run.path.is_dir() and not (run.path / METRICS_FILE).is_file() and not finished_epochs(run.path):
+        typer.echo(f"note: no epoch of {run.path} has finished: these are its untrained starting weights", err=True)
     given = dict(
         data=data,
         mask_history=mask_history,

@@ -455,6 +455,12 @@ def saved_threads(run_dir: Path) -> int:
     return int(load_state(path).get("threads", 0)) if path.is_file() else 0
 
 
+def finished_epochs(run_dir: Path) -> int:
+    """How many epochs the run in `run_dir` has finished, by its training state (0 without one)."""
+    path = Path(run_dir) / STATE_FILE
+    return int(load_state(path)["epoch"]) + 1 if path.is_file() else 0
+
+
 def rng_states(*generators: torch.Generator | None) -> dict[str, Any]:
     """Every random state a run draws from, as tensors and numbers (torch.load(weights_only=True) reads it)."""
     version, python_state, gauss = random.getstate()
