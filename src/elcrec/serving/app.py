@@ -21,6 +21,7 @@ from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
@@ -177,6 +178,12 @@ def create_app(recommender: Recommender, limits: Limits | None = None) -> FastAP
         413: {"model": Error, "description": f"request body over {limits.max_body_bytes} bytes"},
         422: {"model": Error, "description": "malformed request, or a history that cannot be scored"},
     }
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        # the declared FieldError: where and why, never the input back (a too-long history came back whole)
+        fields = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in error.errors()]
+        return JSONResponse({"detail": fields}, status_code=422)
 
     @app.exception_handler(HistoryError)
     async def history_error(request: Request, error: HistoryError) -> JSONResponse:
