@@ -45,3 +45,13 @@ def test_ids_are_remapped_contiguously_after_filtering():
     data = build_sequences(interactions(pairs))
     assert data.n_items == 4 and sorted(set(data.items)) == [1, 2, 3, 4]
     assert [data.item_ids[i - 1] for i in data.sequence(1)] == [300, 500, 900]
+
+
+def test_a_small_kcore_holds_after_short_users_are_dropped():
+    """k=2: user 3 (two items) passes the k-core but is too short to split; dropped afterwards it left item "v"
+    with one interaction. Users too short to split take part in the iteration instead."""
+    pairs = [(1, "a"), (1, "b"), (1, "v"), (2, "a"), (2, "b"), (2, "c"), (4, "a"), (4, "c"), (4, "b")]
+    pairs += [(3, "v"), (3, "c")]
+    data = build_sequences(interactions(pairs), kcore=2)
+    counts = np.bincount(data.items)[1:]
+    assert "v" not in list(data.item_ids) and (counts >= 2).all() and (data.lengths >= 3).all()

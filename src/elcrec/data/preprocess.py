@@ -37,8 +37,8 @@ def build_sequences(
     elif dedup != "none":
         raise ValueError(f"dedup={dedup!r}: choose none, all or consecutive")
 
-    if kcore > 0:
-        users, items = kcore_filter(users, items, kcore)
+    if kcore > 0:  # users too short to split go inside the iteration: dropped after it, they left items below k
+        users, items = kcore_filter(users, items, kcore, user_min=max(kcore, MIN_SEQUENCE_LENGTH))
 
     lengths = np.bincount(users, minlength=len(user_ids))
     too_short = lengths < MIN_SEQUENCE_LENGTH
@@ -61,12 +61,16 @@ def build_sequences(
     )
 
 
-def kcore_filter(users: np.ndarray, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Drop users and items with fewer than k interactions, repeatedly, until every one left has k."""
+def kcore_filter(
+    users: np.ndarray, items: np.ndarray, k: int, user_min: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Drop users with fewer than `user_min` (default k) interactions and items with fewer than k, repeatedly,
+    until every one left has that many."""
+    user_min = k if user_min is None else user_min
     while True:
         user_count = np.bincount(users)
         item_count = np.bincount(items)
-        keep = (user_count[users] >= k) & (item_count[items] >= k)
+        keep = (user_count[users] >= user_min) & (item_count[items] >= k)
         if keep.all():
             return users, items
         users, items = users[keep], items[keep]
