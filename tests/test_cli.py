@@ -147,6 +147,15 @@ def test_embed_items_and_users(tmp_path):
         assert np.load(out).shape == (rows, 384)
     result = invoke("embed-items", tmp_path / "items.csv", "--users", "--data", tmp_path / "log.txt")
     assert result.exit_code == 2 and "missing column(s) ['user_id']" in result.output
+    # a log with its own column names and preprocessing: the rows follow the run's settings file
+    (tmp_path / "log.csv").write_text("who,what\n1,10\n1,20\n1,30\n1,30\n2,20\n2,30\n2,40\n")
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(f"data: {tmp_path / 'log.csv'}\nuser_col: who\nitem_col: what\ntime_col: ''\n")
+    out = tmp_path / "log.npy"
+    result = invoke("embed-items", tmp_path / "items.csv", "--config", settings, "--out", out, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert np.load(out).shape == (4, 384)  # items 10, 20, 30, 40 of that log
+    assert invoke("embed-items", tmp_path / "items.csv").exit_code == 2  # no log named
 
 
 def test_every_command_that_computes_takes_threads():

@@ -730,7 +730,13 @@ def embed_items(
         help="CSV, TSV or Parquet file of item_id,text rows (user_id,text with --users), or 'synthetic' (the "
         "built-in data's generated item texts)",
     ),
-    data: str = typer.Option(..., help="the interaction log the items belong to (or synthetic)"),
+    data: str | None = typer.Option(None, help="the interaction log the items belong to (or synthetic)"),
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        help="settings (a run's config.json too) whose data and preprocessing the rows follow: columns, format, "
+        "dedup, kcore; --data overrides its data",
+    ),
     out: Path = typer.Option(
         Path("item_embeddings.npy"), help=".npy to write: row i = internal item i + 1 (with --users: the log's user i)"
     ),
@@ -745,8 +751,10 @@ def embed_items(
     from ..data.item_text import embed_texts, read_texts, synthetic_item_texts
     from ..runs import atomic_write
 
+    if data is None and config is None:
+        fail("give the interaction log: --data, or --config with its data and preprocessing")
     on = start(device, threads)
-    dataset = load_dataset(Config(data=data))
+    dataset = load_dataset(Config.load(config, data=data))
     if users:
         rows = read_texts(texts, dataset.user_ids, id_col="user_id")
     else:
