@@ -132,26 +132,32 @@ def test_a_state_saved_on_another_device_type_resumes_with_a_warning(tiny_data, 
     assert [epoch["device"] for epoch in results[0]["history"]] == ["cuda", "cpu", "cpu"]
 
 
-def test_a_run_stopped_before_its_first_epoch_finished_resumes_to_the_same_metrics(tiny_data, tmp_path):
+def test_a_run_stopped_before_its_first_epoch_finished_resumes_to_the_same_metrics(tmp_path):
     """The training state is written before the first epoch too: a run interrupted in it (Ctrl-C) resumes from
     the start, identical to one never interrupted, instead of leaving a folder that is neither resumable nor
-    trainable again."""
-    config = Config(
-        model="elcrec", hidden_size=16, num_clusters=4, max_len=20, kmeans_restarts=1, epochs=2, device="cpu", seed=6
-    )
-    whole = train(config.replace(output_dir=str(tmp_path / "whole")), data=tiny_data, progress=False)
+    trainable again; evaluated meanwhile, it says its weights are the untrained starting ones."""
+    from typer.testing import CliRunner
+
+    from elcrec.cli.main import app
+
+    config = Config(model="elcrec", synthetic_users=150, synthetic_items=50, hidden_size=16, num_clusters=4)
+    config = config.replace(max_len=20, kmeans_restarts=1, epochs=2, device="cpu", seed=6)
+    whole = train(config.replace(output_dir=str(tmp_path / "whole")), progress=False)
 
     def stop(record):  # after epoch 0's validation, before its state is written
         raise KeyboardInterrupt
 
     part = config.replace(output_dir=str(tmp_path / "part"))
     with pytest.raises(KeyboardInterrupt):
-        train(part, data=tiny_data, progress=False, on_epoch=stop)
+        train(part, progress=False, on_epoch=stop)
     assert torch.load(part.run_dir / "training_state.pt", weights_only=True)["epoch"] == -1
-    resumed = train(part, data=tiny_data, progress=False, resume=True)
+    evaluated = CliRunner().invoke(app, ["evaluate", str(part.run_dir), "--threads", "1"])
+    assert evaluated.exit_code == 0 and "these are its untrained starting weights" in evaluated.output
+    resumed = train(part, progress=False, resume=True)
     assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in whole["history"]]
     assert resumed["test"] == whole["test"]
     assert "resuming from the start: no epoch had finished" in (part.run_dir / "train.log").read_text()
+    assert "untrained" not in CliRunner().invoke(app, ["evaluate", str(part.run_dir), "--threads", "1"]).output
 
 
 def interrupted_after_epoch_0(folder, data):
@@ -458,29 +464,3 @@ def test_a_finished_run_trains_longer_as_if_its_budget_had_been_larger(tiny_data
     train(cosine, data=tiny_data, progress=False)
     with pytest.raises(RunError, match="cosine schedule fitted to its 2 epochs"):
         train(cosine.replace(epochs=4), data=tiny_data, progress=False, resume=True)
-
-
-def test_evaluating_a_run_before_its_first_epoch_says_its_weights_are_untrained(tmp_path):
-    from typer.testing import CliRunner
-
-    from elcrec.cli.main import app
-
-    config = Config(
-        synthetic_users=150,
-        synthetic_items=50,
-        hidden_size=16,
-        max_len=20,
-        epochs=2,
-        device="cpu",
-        output_dir=str(tmp_path),
-    )
-
-    def stop(record):  # epoch 0 validated, its state not yet written
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train(config, progress=False, on_epoch=stop)
-    result = CliRunner().invoke(app, ["evaluate", str(tmp_path), "--threads", "1"])
-    assert result.exit_code == 0 and "these are its untrained starting weights" in result.output, result.output
-    train(config, progress=False, resume=True)
-    assert "untrained" not in CliRunner().invoke(app, ["evaluate", str(tmp_path), "--threads", "1"]).output
