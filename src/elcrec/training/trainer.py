@@ -417,14 +417,15 @@ def check_saved_settings(config: Config) -> None:
     folder and the device may change, and the budget, EXTENSIBLE, may grow under a constant schedule)."""
     path = config.run_dir / CONFIG_FILE
     saved = Config.from_saved(read_json(path, "run settings"))
-    changed = saved.differences(config, aside=("output_dir", "device", *EXTENSIBLE))
+    differences = saved.differences(config, aside=("output_dir", "device"))
+    changed = {name: values for name, values in differences.items() if name not in EXTENSIBLE}
     if changed:
         listed = ", ".join(f"{name} {before!r} -> {given!r}" for name, (before, given) in changed.items())
         raise RunError(
             f"{config.run_dir} was trained with other settings ({listed}): a run resumes with its own; train "
             "these into another output folder"
         )
-    if saved.differences(config, aside=("output_dir", "device")) and config.lr_schedule != "constant":
+    if differences and config.lr_schedule != "constant":
         raise RunError(
             f"{config.run_dir} trains on a {config.lr_schedule} schedule fitted to its {saved.epochs} epochs: a "
             "longer budget would change the epochs it already trained; train a new run"
