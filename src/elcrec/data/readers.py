@@ -215,7 +215,7 @@ def _ids(column):
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+    if not _is_text(column.type):
         return column
     if pc.all(pc.match_substring_regex(column, r"^-?(0|[1-9][0-9]{0,17})$")).as_py():
         return pc.cast(column, pa.int64())
@@ -224,10 +224,9 @@ def _ids(column):
 
 def _blank_count(column) -> int:
     """Empty texts in a column read as text (a CSV's empty field is "" there, not null)."""
-    import pyarrow as pa
     import pyarrow.compute as pc
 
-    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+    if not _is_text(column.type):
         return 0
     return pc.sum(pc.equal(pc.utf8_trim_whitespace(column), "")).as_py() or 0
 
@@ -235,11 +234,10 @@ def _blank_count(column) -> int:
 def _refuse_repeated_header(table, source: str, user_col: str, item_col: str) -> None:
     """Files joined with their header lines (cat part-*.csv) hold the header again as a row: an error, not a user
     named user_id."""
-    import pyarrow as pa
     import pyarrow.compute as pc
 
     users, items = table.column(user_col), table.column(item_col)
-    if not all(pa.types.is_string(c.type) or pa.types.is_large_string(c.type) for c in (users, items)):
+    if not (_is_text(users.type) and _is_text(items.type)):
         return
     repeated = pc.and_(pc.equal(users, user_col), pc.equal(items, item_col))
     if pc.any(repeated).as_py():
@@ -248,6 +246,12 @@ def _refuse_repeated_header(table, source: str, user_col: str, item_col: str) ->
             f"{source}: data row {row + 1} repeats the header ({user_col}, {item_col}): files joined with their "
             "header lines? Keep the first header only"
         )
+
+
+def _is_text(arrow_type) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
 
 
 def _is_numeric(arrow_type) -> bool:
