@@ -203,6 +203,39 @@ def test_similarities_and_centre_distances_stay_float32_under_autocast():
     assert distances.dtype == torch.float32 and torch.equal(distances, expected[1])
 
 
+def test_contrastive_gradient_matmul_runs_in_amp_precision():
+    """Under amp the similarities stay float32 (above), but the Gram matrix's gradient matmul, as large as its
+    forward on flattened views, runs in bf16 as autocast runs every other matmul's backward; the gradient stays
+    within bf16 rounding of the float32 one."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from elcrec.models.contrastive import nce
+
+    class MatmulLog(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten.mm.default:
+                self.seen.append((tuple(args[0].shape), tuple(args[1].shape), args[0].dtype, args[1].dtype))
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(0)
+    a, b = (torch.randn(16, 20, 16).mul_(0.3).requires_grad_() for _ in range(2))
+    nce(a, b).backward()
+    expected, a.grad, b.grad = torch.cat([a.grad, b.grad]), None, None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = nce(a, b)
+    with MatmulLog() as log:
+        loss.backward()
+    assert ((32, 32), (32, 320), torch.bfloat16, torch.bfloat16) in log.seen
+    grad = torch.cat([a.grad, b.grad])
+    assert grad.dtype == torch.float32
+    assert torch.allclose(grad, expected, rtol=0, atol=2 * torch.finfo(torch.bfloat16).eps * expected.abs().max())
+    assert not torch.equal(grad, expected)
+
+
 def test_row_argmin_is_torch_argmin_with_first_ties():
     """The nearest-centre search's argmin (numpy's on CPU) returns torch's indices: each row's first minimum,
     for ties, strided rows and rows that require a gradient."""

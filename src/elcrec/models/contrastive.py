@@ -24,12 +24,15 @@ from .transformer import span_groups
 class Gram(torch.autograd.Function):
     """rows [m, L, d] -> [m, m]: the sum over `bands` (a, lo, hi) of R Rᵀ, R = rows[:a, lo:hi] flattened,
     in the top-left a x a corner. Bands cover disjoint positions; one band over everything is the plain
-    Gram matrix of the flattened rows."""
+    Gram matrix of the flattened rows. The backward's matmuls run in `grad_dtype` (amp's, as autocast runs
+    every other matmul's backward) or the rows' own."""
 
     @staticmethod
-    def forward(ctx, rows: torch.Tensor, bands: list[tuple[int, int, int]]) -> torch.Tensor:
+    def forward(
+        ctx, rows: torch.Tensor, bands: list[tuple[int, int, int]], grad_dtype: torch.dtype | None = None
+    ) -> torch.Tensor:
         ctx.save_for_backward(rows)
-        ctx.bands = bands
+        ctx.bands, ctx.grad_dtype = bands, grad_dtype or rows.dtype
         m = len(rows)
         products = [(band := rows[:a, lo:hi].flatten(1)) @ band.T for a, lo, hi in bands]
         sim = products[0].new_zeros(m, m)
@@ -38,22 +41,22 @@ class Gram(torch.autograd.Function):
         return sim
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         (rows,) = ctx.saved_tensors
-        grad = grad + grad.T  # half precision under autocast
+        grad = (grad + grad.T).to(ctx.grad_dtype)
         grad_rows = torch.zeros_like(rows)
         for a, lo, hi in ctx.bands:
             band = rows[:a, lo:hi].flatten(1).to(grad.dtype)
             grad_rows[:a, lo:hi] = (grad[:a, :a] @ band).view(a, hi - lo, -1).to(rows.dtype)
-        return grad_rows, None
+        return grad_rows, None, None
 
 
-def gram(rows: torch.Tensor, spans: torch.Tensor | None = None) -> torch.Tensor:
+def gram(rows: torch.Tensor, spans: torch.Tensor | None = None, grad_dtype: torch.dtype | None = None) -> torch.Tensor:
     """The Gram matrix of the flattened rows [m, ...]. With `spans`, rows [m, L, d] are zero before their
     last spans[i] positions: sorted longest first, bands of positions (the span groups' widths) then run
-    over only the rows reaching into them."""
+    over only the rows reaching into them. `grad_dtype`: the backward's precision (default: the rows')."""
     if spans is None:
-        return Gram.apply(rows.view(len(rows), 1, -1), [(len(rows), 0, 1)])
+        return Gram.apply(rows.view(len(rows), 1, -1), [(len(rows), 0, 1)], grad_dtype)
     m, L, _ = rows.shape
     order = spans.argsort(descending=True)
     bands, active, done = [], m, 0
@@ -61,17 +64,27 @@ def gram(rows: torch.Tensor, spans: torch.Tensor | None = None) -> torch.Tensor:
         bands.append((active, L - width, L - done))
         active, done = active - size, width
     inverse = order.argsort()
-    return Gram.apply(rows.index_select(0, order), bands).index_select(0, inverse).index_select(1, inverse)
+    return Gram.apply(rows.index_select(0, order), bands, grad_dtype).index_select(0, inverse).index_select(1, inverse)
 
 
-@in_float32  # flattened outputs' similarities reach hundreds, where bf16 rounds by 0.5 at temperature 1
 def nce(a: torch.Tensor, b: torch.Tensor, temperature: float = 1.0, spans: torch.Tensor | None = None) -> torch.Tensor:
     """a, b: [n, D], or [n, L, d] outputs compared flattened; spans [2n] (optional): the rows of [a; b] are
-    zero before their last spans positions."""
+    zero before their last spans positions. Under amp the similarities are float32 (flattened outputs'
+    similarities reach hundreds, where bf16 rounds by 0.5 at temperature 1); the Gram matrix's gradient
+    matmul runs in amp's precision, like every other matmul's backward."""
+    device = a.device.type
+    grad_dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+    return _nce(a, b, temperature, spans, grad_dtype)
+
+
+@in_float32
+def _nce(
+    a: torch.Tensor, b: torch.Tensor, temperature: float, spans: torch.Tensor | None, grad_dtype: torch.dtype | None
+) -> torch.Tensor:
     n, total = len(a), len(a) * world_size()
     rows = torch.cat([a, b])
     if world_size() == 1:
-        sim = gram(rows, spans) / temperature
+        sim = gram(rows, spans, grad_dtype) / temperature
     else:  # keys: [a of every process; b of every process]
         sim = rows.flatten(1) @ torch.cat([gather_rows(a.flatten(1)), gather_rows(b.flatten(1))]).T / temperature
     own = torch.arange(n, device=sim.device) + rank() * n  # this process's rows among the keys
