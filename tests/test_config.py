@@ -1,3 +1,4 @@
+import copy
 import json
 
 import pytest
@@ -186,3 +187,14 @@ def test_numpy_numbers_and_paths_are_the_values_they_hold():
     for bad in ({"lr": np.bool_(True)}, {"epochs": 2.5}, {"data": 3}):
         with pytest.raises(ConfigError):
             Config(**bad)
+
+
+def test_a_built_config_is_read_only():
+    """Settings are checked together when built: assigning one afterwards (lr="x", or a num_heads hidden_size
+    does not divide) would skip those checks, so it is refused with the way to change it."""
+    config = Config(model="sasrec", lr=1e-3)
+    for name, value in (("lr", "x"), ("num_heads", 3), ("epochs", 5)):
+        with pytest.raises(ConfigError, match=rf"read-only.*config.replace\({name}="):
+            setattr(config, name, value)
+    assert config.lr == 1e-3 and config.num_heads == 2 and config.replace(epochs=5).epochs == 5
+    assert copy.deepcopy(config) == config

@@ -434,6 +434,13 @@ class Config:
                 value = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
             setattr(self, name, value)
         self.__post_init__()
+        object.__setattr__(self, "_built", True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Settings are checked together when built, so a built Config is read-only: replace() gives a changed one."""
+        if self.__dict__.get("_built"):
+            raise ConfigError(f"a Config is read-only once built; use config.replace({name}=...) for changed settings")
+        object.__setattr__(self, name, value)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

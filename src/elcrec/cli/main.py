@@ -482,7 +482,11 @@ UNKNOWN_HELP = "items the model does not know: ignore (drop them and say so) or 
 @user_errors
 def recommend(
     checkpoint: Path = typer.Argument(..., help="run folder, its model.pt, or an exported artefact"),
-    history: str | None = typer.Option(None, help='a new user\'s items, oldest first, original ids: "12 7 99"'),
+    history: str | None = typer.Option(
+        None,
+        help='a new user\'s items, oldest first, original ids separated by spaces or commas: "12 7 99" (ids '
+        "containing either: the Python API or the HTTP service)",
+    ),
     user: list[str] | None = typer.Option(None, help="a user of the run's data (original id; repeat for several)"),
     all_users: bool = typer.Option(False, "--all-users", help="every user of the run's data, written to --out"),
     data: str | None = typer.Option(None, help="with --user or --all-users: the users' data [default: the run's own]"),
