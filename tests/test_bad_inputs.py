@@ -94,6 +94,11 @@ def files(tmp_path_factory):
     (root / "rechorus").mkdir()
     (root / "rechorus" / "train.csv").write_text("user_id\titem_id\ttime\n1\t2\t3\n")
     np.save(root / "wide.npy", np.zeros((7, 4), dtype=np.float32))
+    np.save(root / "nan.npy", np.where(np.arange(50)[:, None] == 9, np.nan, np.eye(50, 4, dtype=np.float32)))
+    np.save(root / "words.npy", np.full((50, 4), "a"))
+    np.save(root / "flat.npy", np.ones((50, 4), dtype=np.float32))
+    np.save(root / "thin.npy", np.zeros((50, 0), dtype=np.float32))
+    (root / "junk.npy").write_bytes(np.random.default_rng(1).bytes(300))
     with open(root / "evil.pkl", "wb") as handle:
         pickle.dump(Evil(root / "pwned"), handle)
     (root / "random.pt").write_bytes(np.random.default_rng(0).bytes(4000))
@@ -129,6 +134,8 @@ def files(tmp_path_factory):
     )
     return root
 
+
+LLMESR_TEXT = ["train", "--model", "llmesr", *TINY, "--item-text"]
 
 # (name, arguments with {root} for the corpus folder, what the error line must say)
 CASES = [
@@ -169,6 +176,11 @@ CASES = [
         ["train", "--model", "llmesr", "--item-text", "{root}/wide.npy", *TINY],
         "expected a [50, d] matrix",
     ),
+    ("NaN in text embeddings", LLMESR_TEXT + ["{root}/nan.npy"], "nan.npy: 1 rows hold NaN or values beyond"),
+    ("text embeddings of words", LLMESR_TEXT + ["{root}/words.npy"], "words.npy: expected numbers"),
+    ("text embeddings all alike", LLMESR_TEXT + ["{root}/flat.npy"], "flat.npy: every row is the same"),
+    ("text embeddings of width 0", LLMESR_TEXT + ["{root}/thin.npy"], "thin.npy: expected a [50, d] matrix"),
+    ("junk .npy", LLMESR_TEXT + ["{root}/junk.npy"], "junk.npy: not a .npy file of numbers"),
     ("texts missing items", ["train", "--model", "llmesr", "--item-text", "{root}/texts.csv", *TINY], "have no text"),
     ("pickled text embeddings", ["train", "--model", "llmesr", "--item-text", "{root}/evil.pkl", *TINY], "evil.pkl"),
     # configs and flags
@@ -269,7 +281,7 @@ CASES = [
     ("blank history", ["recommend", "{root}/run", "--history", " "], "--history is empty"),
     ("users to JSON", ["recommend", "{root}/run", "--all-users", "--out", "r.json"], "writes a .parquet or .csv"),
     ("data of a new user", ["recommend", "{root}/run", "--history", "3", "--data", "x.txt"], "a user of its own"),
-    ("serve policy", ["serve", "{root}/run", "--unknown-items", "drop"], "unknown"),
+    ("serve policy", ["serve", "{root}/run", "--unknown-items", "drop"], "--unknown-items: Input should be"),
     ("serve max-k", ["serve", "{root}/run", "--max-k", "0"], "--max-k"),
     ("serve on another address", ["serve", "{root}/run", "--host", "192.0.2.1"], "cannot listen on 192.0.2.1:8000"),
     ("faiss for popularity", ["serve", "{root}/nothing", "--index", "hnsw"], "no such run folder"),
@@ -309,6 +321,7 @@ def test_a_bad_input_is_one_error_line(files, monkeypatch, name, arguments, mess
         (["train", "--threads", "-1"], "error: Invalid value for '--threads'"),
         (["train", "--lr", "fast"], "error: Invalid value for '--lr'"),
         (["serve", "run", "--port", "99999"], "error: Invalid value for '--port'"),
+        (["serve", "run", "--index", "faiss", "--ef-search", "0"], "error: Invalid value for '--ef-search'"),
         (["evaluate"], "error: Missing argument 'checkpoint'. (see elcrec evaluate --help)"),
         (["nosuch"], "error: No such command 'nosuch'."),
     ],

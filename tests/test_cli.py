@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from elcrec.cli.main import app
@@ -45,6 +46,12 @@ def test_train_evaluate_recommend(tmp_path):
     split = eval_set(data, saved.config.max_len, "test")
     groups = threshold_groups(data, split, 20, 10)  # the groups the flags ask for
     assert evaluate(saved.model, split, groups=groups, seed=saved.config.seed) == metrics
+    # an empty group (no item has fewer than 0 users) has no metrics: null in strict JSON, not NaN
+    result = invoke(
+        "evaluate", run, "--json", "--long-tail", "--long-tail-groups", "thresholds", "--tail-item-threshold", 0
+    )
+    metrics = json.loads(result.output, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+    assert result.exit_code == 0 and metrics["tail_items/HR@5"] is None and metrics["head_items/HR@5"] >= 0
 
     result = invoke("recommend", run, "--history", "3 7 11", "-k", 4)
     assert result.exit_code == 0, result.output

@@ -352,3 +352,46 @@ def test_a_broken_score_is_never_recommended(sasrec, monkeypatch):
     monkeypatch.setattr(sasrec.model, "score", broken)
     items = sasrec.recommend([["i9", "i4"]], k=10)[0]["items"]
     assert len(items) == 10 and not {"i1", "i2", "i3"} & set(items)
+
+
+def test_k_left_out_is_ten_or_every_item_and_never_above_max_k():
+    """A request without k gets 10 items, or every item of a smaller catalogue, and never more than max_k: the
+    schema's default could exceed the limit (serve --max-k 3 returned 10 items; on 8 items every request was a 500)."""
+    from elcrec.data import make_synthetic
+
+    small = Recommender(make_run(make_synthetic(n_users=40, n_items=8, n_intents=2, seed=1)))
+    assert len(small.recommend(["i1"], exclude_seen=False)[0]["items"]) == 8
+    for recommender, limits, expected in ((small, Limits(), 8), (small, Limits(max_k=3), 3)):
+        client = TestClient(create_app(recommender, limits))
+        single = client.post("/recommend", json={"history": ["i1"], "exclude_seen": False})
+        batch = client.post("/recommend/batch", json={"histories": [["i1"]], "exclude_seen": False})
+        assert single.status_code == 200 and len(single.json()["items"]) == expected
+        assert batch.status_code == 200 and len(batch.json()["results"][0]["items"]) == expected
+        schema = client.get("/openapi.json").json()["components"]["schemas"]["RecommendRequest"]["properties"]["k"]
+        assert schema["default"] == expected <= schema["maximum"]
+
+
+@pytest.mark.parametrize("ef_search", [0, -1, 2**31, 2.5, True])
+def test_faiss_ef_search_out_of_range_is_refused(tiny_data, ef_search):
+    """efSearch 0 returned one item whatever k was, and one beyond a C int overflowed inside faiss."""
+    with pytest.raises(ValueError, match=r"ef_search=.*choose an integer 1\.\."):
+        Recommender(make_run(tiny_data), index="faiss", ef_search=ef_search)
+
+
+def test_export_never_overwrites_the_run_it_exports(tiny_data, tmp_path):
+    """export --out RUN/model.pt replaced the run's weights with the artefact and broke the run."""
+    from elcrec.runs import RunError
+
+    run = make_run(tiny_data)
+    save_run(tmp_path / "run", run.model, run.config, run.item_ids)
+    files = {path.name: path.read_bytes() for path in (tmp_path / "run").iterdir()}
+    for name in files:
+        with pytest.raises(RunError, match="a file of the run being exported"):
+            export_run(tmp_path / "run", tmp_path / "run" / name)
+    with pytest.raises(RunError, match="is a folder"):
+        export_run(tmp_path / "run", tmp_path)
+    assert {path.name: path.read_bytes() for path in (tmp_path / "run").iterdir()} == files
+    export_run(tmp_path / "run" / "model.pt", tmp_path / "run" / "model.elcrec.pt")  # a new file inside: fine
+    assert Recommender.load(tmp_path / "run" / "model.elcrec.pt").recommend(["i3"]) == Recommender(run).recommend(
+        ["i3"]
+    )

@@ -294,8 +294,14 @@ def cpu_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def export_run(run_dir: str | Path, out: str | Path) -> None:
     """One self-contained file (weights, config, item ids, data fingerprint) that `load_run` and
-    `elcrec serve` accept; it loads with torch.load(weights_only=True)."""
+    `elcrec serve` accept; it loads with torch.load(weights_only=True). It never overwrites a folder or a
+    file of the run folder itself."""
     run = load_run(run_dir)
+    target = Path(out)
+    if target.is_dir():
+        raise RunError(f"{out} is a folder: give the file to write, e.g. {target / 'model.elcrec.pt'}")
+    if target.exists() and run.path.is_dir() and target.resolve().parent == run.path.resolve():
+        raise RunError(f"{out} is a file of the run being exported ({run.path}); give a new file")
     artefact = {
         "format": ARTEFACT_FORMAT,
         "config": json.dumps(run.config.to_dict()),

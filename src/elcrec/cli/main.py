@@ -36,6 +36,13 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def echo_json(value: Any) -> None:
+    """`value` as strict JSON on stdout: a metric that does not exist (an empty long-tail group) is null, not NaN."""
+    from ..runs import strict_json
+
+    typer.echo(json.dumps(strict_json(value), indent=2, allow_nan=False))
+
+
 # what a user's input can cause: bad settings or data (ValueError: ConfigError, DataError, RunError, ...),
 # files that are missing, unreadable or full (OSError), a missing extra (ImportError)
 USER_ERRORS = (ValueError, OSError, ImportError)
@@ -447,7 +454,7 @@ def evaluate(
         groups=groups,
     )
     if as_json:
-        typer.echo(json.dumps(result, indent=2))
+        echo_json(result)
         return
     mode = (
         f"{config.sampled_negatives} sampled negatives"
@@ -491,7 +498,9 @@ def recommend(
     all_users: bool = typer.Option(False, "--all-users", help="every user of the run's data, written to --out"),
     data: str | None = typer.Option(None, help="with --user or --all-users: the users' data [default: the run's own]"),
     out: Path | None = typer.Option(None, help="with --all-users: a .parquet or .csv of user_id, rank, item_id, score"),
-    k: int = typer.Option(10, "-k", "--top", help="how many items to return"),
+    k: int | None = typer.Option(
+        None, "-k", "--top", help="how many items to return [default: 10, or every item of a smaller catalogue]"
+    ),
     keep_seen: bool = typer.Option(False, help="allow items already in the history"),
     unknown_items: str = typer.Option("ignore", help=UNKNOWN_HELP),
     as_json: bool = typer.Option(False, "--json", help="print the recommendations as JSON"),
@@ -516,6 +525,7 @@ def recommend(
         fail('--history is empty; give the user\'s items, e.g. --history "12 7 99"')
     start(device, threads)
     recommender = Recommender.load(checkpoint, device)
+    k = recommender.default_k if k is None else k
     if tokens is not None:
         results = recommender.recommend([tokens], k, exclude_seen=not keep_seen, unknown=unknown_items)
     else:
@@ -525,7 +535,7 @@ def recommend(
             return
         results = recommender.recommend_users(user, k, exclude_seen=not keep_seen, data=users_data)
     if as_json:
-        typer.echo(json.dumps(results if user else results[0], indent=2))
+        echo_json(results if user else results[0])
         return
     for result in results:
         if result.get("unknown"):
@@ -580,7 +590,9 @@ def serve(
     port: int = typer.Option(8000, min=1, max=65535, help="port"),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
     index: str = typer.Option("exact", help="exact (matmul over all items) or faiss (HNSW, approximate)"),
-    ef_search: int = typer.Option(256, help="faiss index: candidates explored per query (recall vs speed)"),
+    ef_search: int = typer.Option(
+        256, min=1, max=2**31 - 1, help="faiss index: candidates explored per query (recall vs speed)"
+    ),
     unknown_items: str = typer.Option(
         "ignore", help="items the model does not know: ignore (drop, report) or reject (422)"
     ),
@@ -609,7 +621,9 @@ def serve(
             unknown=unknown_items,
         )
     except ValidationError as error:
-        fail("; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in error.errors()))
+        flags = {"unknown": "unknown-items"}  # Limits fields named otherwise than their flags
+        names = [flags.get(str(e["loc"][0]), str(e["loc"][0]).replace("_", "-")) for e in error.errors()]
+        fail("; ".join(f"--{name}: {e['msg']}" for name, e in zip(names, error.errors())))
     try:  # before saying it serves: a port in use or an address not of this machine is the user's to fix
         socket.create_server((host, port)).close()
     except OSError as error:
@@ -680,7 +694,7 @@ def intents(
         summary.update(intent_agreement(ids, planted_intents(dataset, config.max_len)))
     write_json(out / "intents.json", {**summary, "intents": profiles})
     if as_json:
-        typer.echo(json.dumps({**summary, "intents": profiles}, indent=2))
+        echo_json({**summary, "intents": profiles})
         return
     typer.echo("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items()))
     typer.echo(f"{'intent':>6} {'users':>7} {'share':>6} {'dist':>5}  {'new/low/medium/high':<19}  top items")

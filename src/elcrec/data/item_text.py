@@ -77,18 +77,37 @@ def embed_texts(texts: list[str], batch_size: int = 256, device: str = "cpu") ->
 
 def load_embeddings(path: str | Path, rows: int, what: str = "item") -> np.ndarray:
     """[rows, d] float32 embeddings from a .npy or an LLM-ESR .pkl file: row i = internal item i + 1
-    (what="item"), or the log's user i (what="user")."""
-    path = Path(path)
+    (what="item"), or the log's user i (what="user"). Errors name the setting (item_text, user_text) and file."""
+    path, name = Path(path), f"{what}_text"
+    if not path.is_file():
+        raise DataError(f"{name} {path}: no such file")
     if path.suffix == ".npy":
-        matrix = np.load(path, allow_pickle=False)
+        try:
+            matrix = np.load(path, allow_pickle=False)
+        except ValueError as error:  # numpy's advice on a pickled .npy is to load it unsafely: not given here
+            kind = "pickled objects" if "pickle" in str(error) else str(error)[:200]
+            raise DataError(f"{name} {path}: not a .npy file of numbers ({kind})") from None
     elif path.suffix == ".pkl":
-        matrix = np.asarray(unpickle_arrays(path))
+        try:
+            matrix = np.asarray(unpickle_arrays(path))
+        except ValueError as error:  # rows of different lengths
+            raise DataError(f"{name} {path}: not a matrix ({str(error)[:200]})") from None
     else:
-        raise DataError(f"{path}: {what} embeddings must be a .npy or an LLM-ESR .pkl file")
-    if matrix.ndim != 2 or len(matrix) != rows:
+        raise DataError(f"{name} {path}: {what} embeddings must be a .npy or an LLM-ESR .pkl file")
+    if matrix.ndim != 2 or len(matrix) != rows or matrix.shape[1] < 1:
         rule = "row i = item i + 1" if what == "item" else "row u = the log's user u"
-        raise DataError(f"{path}: expected a [{rows}, d] matrix ({rule}), got shape {matrix.shape}")
-    return matrix.astype(np.float32)
+        raise DataError(f"{name} {path}: expected a [{rows}, d] matrix ({rule}), d >= 1, got shape {matrix.shape}")
+    if matrix.dtype.kind not in "iuf":
+        raise DataError(f"{name} {path}: expected numbers, got {matrix.dtype} values")
+    matrix = matrix.astype(np.float32)
+    bad = ~np.isfinite(matrix).all(1)
+    if bad.any():
+        raise DataError(
+            f"{name} {path}: {bad.sum():,} rows hold NaN or values beyond float32's range, the first row {bad.argmax()}"
+        )
+    if rows > 1 and not np.ptp(matrix, axis=0).any():
+        raise DataError(f"{name} {path}: every row is the same, so the embeddings tell no {what} from another")
+    return matrix
 
 
 def _latin1(text: str, encoding: str) -> bytes:

@@ -7,7 +7,8 @@ Formats:
 - recbole: an atomic `.inter` file whose header names fields as `name:type`;
 - llmesr: LLM-ESR's `handled/inter.txt` (the file, or the folder holding it), one `user item` line per
   interaction, ids from 1, each user's lines oldest first. Its embedding files (itm_emb_np.pkl, row r = item
-  r + 1; usr_emb_np.pkl, row u = user u + 1) are read as item_text and user_text, without running pickled code.
+  r + 1; usr_emb_np.pkl, row u = user u + 1) are given as item_text and user_text (--item-text, --user-text)
+  and read without running pickled code.
 """
 
 from __future__ import annotations

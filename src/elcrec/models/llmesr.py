@@ -137,7 +137,7 @@ class LLMESR(NextItemRecommender):
         """A model with `item_text`'s embeddings of the data's items (and `user_text`'s of its users)."""
         if not config.item_text:
             raise ValueError(
-                "llmesr needs item text embeddings: set item_text (a .npy/.pkl file, a CSV/TSV/Parquet "
+                "llmesr needs item text embeddings: set item_text (--item-text: a .npy/.pkl file, a CSV/TSV/Parquet "
                 "of item_id,text, or 'synthetic')"
             )
         text = item_text_matrix(config.item_text, data)

@@ -134,6 +134,7 @@ class BodyLimit:
 def create_app(recommender: Recommender, limits: Limits | None = None) -> FastAPI:
     limits = limits or Limits()
     limits = limits.model_copy(update={"max_k": min(limits.max_k, recommender.n_items)})  # as applied, and reported
+    default_k = min(recommender.default_k, limits.max_k)
     History = Annotated[
         list[ItemId],
         Field(min_length=1, max_length=limits.max_history, description="a user's items, oldest first (original ids)"),
@@ -144,12 +145,12 @@ def create_app(recommender: Recommender, limits: Limits | None = None) -> FastAP
 
     class RecommendRequest(Strict):
         history: History
-        k: int = Field(10, ge=1, le=limits.max_k, description="how many items to return")
+        k: int = Field(default_k, ge=1, le=limits.max_k, description="how many items to return")
         exclude_seen: bool = Field(True, description="never return items of the history")
 
     class BatchRequest(Strict):
         histories: list[History] = Field(min_length=1, max_length=limits.max_batch)
-        k: int = Field(10, ge=1, le=limits.max_k)
+        k: int = Field(default_k, ge=1, le=limits.max_k)
         exclude_seen: bool = True
 
     class IntentsRequest(Strict):

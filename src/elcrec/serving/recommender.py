@@ -32,6 +32,8 @@ from ..runs import Run, load_run
 from ..runtime import resolve_device
 
 UNKNOWN_POLICIES = ("ignore", "reject")
+DEFAULT_K = 10  # items returned when k is not given (Recommender.default_k)
+MAX_EF_SEARCH = 2**31 - 1  # faiss stores it as a C int
 # several histories or one flat history: lists, tuples, numpy arrays, pandas or polars Series (read without importing
 # either package)
 Histories = Any
@@ -99,6 +101,10 @@ class Recommender:
             raise ValueError(f"index={index!r}: choose exact or faiss")
         if index == "faiss" and not hasattr(run.model, "item_table"):
             raise ValueError(f"index=faiss needs an item embedding table; model {run.config.model!r} has none")
+        if isinstance(ef_search, bool) or not isinstance(ef_search, numbers.Integral):
+            raise ValueError(f"ef_search={ef_search!r}: choose an integer 1..{MAX_EF_SEARCH}")
+        if not 1 <= ef_search <= MAX_EF_SEARCH:
+            raise ValueError(f"ef_search={ef_search!r}: choose an integer 1..{MAX_EF_SEARCH}")
         self.run = run
         self.model = run.model.eval()
         self.config = run.config
@@ -115,6 +121,11 @@ class Recommender:
     @classmethod
     def load(cls, path: str | Path, device: str = "auto", index: str = "exact", ef_search: int = 256) -> Recommender:
         return cls(load_run(path, resolve_device(device)), index=index, ef_search=ef_search)
+
+    @property
+    def default_k(self) -> int:
+        """The k of a query that gives none: DEFAULT_K, or every item of a smaller catalogue."""
+        return min(DEFAULT_K, self.n_items)
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -153,9 +164,10 @@ class Recommender:
 
     @torch.no_grad()
     def recommend(
-        self, histories: Histories, k: int = 10, exclude_seen: bool = True, unknown: str = "ignore"
+        self, histories: Histories, k: int | None = None, exclude_seen: bool = True, unknown: str = "ignore"
     ) -> list[dict[str, list]]:
-        """Top-k items per history: original ids, scores (best first), and the history's unknown items.
+        """Top-k items per history (k: DEFAULT_K, or every item of a smaller catalogue, when not given): original
+        ids, scores (best first), and the history's unknown items.
         `histories`: several, or one flat history (a list of ids, a 1-D array, a Series), which gives a list of
         one result, as a list of that one history does (see `as_histories`)."""
         known, missing = self.parse(histories, unknown)
@@ -163,11 +175,11 @@ class Recommender:
 
     @torch.no_grad()
     def recommend_users(
-        self, user_ids: Any, k: int = 10, exclude_seen: bool = True, data: SequenceData | None = None
+        self, user_ids: Any, k: int | None = None, exclude_seen: bool = True, data: SequenceData | None = None
     ) -> list[dict[str, Any]]:
-        """Top-k items for users of the run's data (original user ids: one or a sequence), each from every item
-        the data holds for them, held-out ones included: what to show them next. `data` defaults to the run's
-        own (read once from its settings and checked against its fingerprint)."""
+        """Top-k items (k as for `recommend`) for users of the run's data (original user ids: one or a sequence),
+        each from every item the data holds for them, held-out ones included: what to show them next. `data`
+        defaults to the run's own (read once from its settings and checked against its fingerprint)."""
         data = self.training_data(data)
         ids = _sequence(user_ids)
         ids = [user_ids] if ids is None else ids
@@ -191,8 +203,9 @@ class Recommender:
             self._users = (data, {str(user): n for n, user in enumerate(data.user_ids.tolist())})
         return data
 
-    def _top(self, known: list[np.ndarray], k: int, exclude_seen: bool) -> list[dict[str, list]]:
+    def _top(self, known: list[np.ndarray], k: int | None, exclude_seen: bool) -> list[dict[str, list]]:
         """Top-k original item ids and scores for each history of internal ids."""
+        k = self.default_k if k is None else k
         if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= self.n_items:
             raise ValueError(f"k={k!r}: choose an integer 1..{self.n_items}")
         if not known:
