@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from elcrec import Config
 from elcrec.cli.main import app
 from elcrec.models import build_model
+from elcrec.runs import export_run
 from elcrec.training import train
 
 runner = CliRunner()
@@ -52,6 +53,7 @@ def files(tmp_path_factory):
         synthetic_users=150, synthetic_items=50, hidden_size=16, max_len=20, epochs=1, device="cpu", output_dir=str(run)
     )
     train(config, progress=False)
+    export_run(run, root / "run.elcrec.pt")
     (root / "unfinished").mkdir()
     for name in ("model.pt", "config.json", "items.json", "data.json"):
         shutil.copy(run / name, root / "unfinished" / name)
@@ -237,6 +239,7 @@ CASES = [
     ("masking name", ["evaluate", "{root}/run", "--mask-history", "zero"], "choose one of none, exclude, reference"),
     ("intents of sasrec", ["intents", "{root}/run"], "learns no intents"),
     ("report of an unfinished run", ["report", "{root}/unfinished"], "needs a finished run"),
+    ("report of an exported model", ["report", "{root}/run.elcrec.pt"], "holds no training record"),
     ("nothing to resume", ["train", "--resume", "{root}/unfinished"], "nothing to resume"),
     ("resume with new settings", ["train", "--resume", "{root}/run", "--lr", "0.1"], "--resume continues"),
     ("resume a broken config", ["train", "--resume", "{root}/config-broken"], "not valid JSON"),

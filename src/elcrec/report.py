@@ -38,6 +38,8 @@ def write_report(
 
     run = load_run(run_dir, device)
     metrics = run.result()
+    if metrics is None and run.path is not None and run.path.is_file():
+        raise RunError(f"{run.path} is an exported model, which holds no training record: give its run folder")
     if metrics is None:
         raise RunError(f"{run.path / METRICS_FILE} not found: the report needs a finished run (elcrec train)")
     config = run.config.replace(data=data) if data else run.config
