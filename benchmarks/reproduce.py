@@ -217,7 +217,7 @@ def write_table(cells: list[dict], command: str) -> None:
         "leave-one-out, full ranking over all items, seen items scored 0 as the reference scores them "
         "(`mask_history=reference`), test split of the best validation NDCG@20 epoch (patience 40, at most "
         "300 epochs); the test NDCG@20 with seen items excluded (`exclude`, our default) beside it. Each run "
-        "takes its dataset's preset for its model (README, Presets) and the faithful recipe; engine variant "
+        "takes its dataset's preset for its model (docs/models.md, Presets) and the faithful recipe; engine variant "
         "per run in its `run.json` (fast-bf16: fast engine with bf16 autocast). Several seeds: mean ± sample "
         "std. Best epochs count from 0, as the run logs do (epochs run: how many). Train h: the epochs' training "
         "time (validation excluded), summed over seeds and sessions, on the devices that `epochs on` names (a campaign "

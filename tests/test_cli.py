@@ -72,6 +72,28 @@ def test_train_evaluate_recommend(tmp_path):
     assert closed.returncode == 1 and closed.stderr == ""
 
 
+def test_group_runs_name_their_files_from_anywhere_and_older_relative_ones_still_read_back(tmp_path, monkeypatch):
+    """compare, ablate and tune save paths absolute as train does (their runs failed to evaluate from elsewhere);
+    a run saved with paths relative to where it trained is the same run from there, so it is read back."""
+    lines = (f"{u} " + " ".join(str(1 + (u * 7 + 3 * j) % 50) for j in range(8)) for u in range(1, 150))
+    (tmp_path / "log.txt").write_text("\n".join(lines) + "\n")
+    monkeypatch.chdir(tmp_path)
+    group = ("compare", "--models", "sasrec", "--data", "log.txt", "--hidden-size", 16, "--epochs", 1)
+    assert invoke(*group, "--output-dir", "cmp").exit_code == 0
+    config = tmp_path / "cmp" / "sasrec" / "seed1" / "config.json"
+    saved = json.loads(config.read_text())
+    assert (saved["data"], saved["output_dir"]) == (str(tmp_path / "log.txt"), str(tmp_path / "cmp/sasrec/seed1"))
+    monkeypatch.chdir(tmp_path / "cmp")
+    assert invoke("evaluate", tmp_path / "cmp" / "sasrec" / "seed1", "--json").exit_code == 0
+
+    monkeypatch.chdir(tmp_path)
+    config.write_text(json.dumps({**saved, "data": "log.txt", "output_dir": "cmp/sasrec/seed1"}))  # as saved before
+    metrics = (config.parent / "metrics.json").read_bytes()
+    result = invoke(*group, "--output-dir", "cmp")
+    assert result.exit_code == 0 and "read back" in result.output, result.output
+    assert (config.parent / "metrics.json").read_bytes() == metrics
+
+
 def test_a_run_names_its_files_from_anywhere(tmp_path, monkeypatch):
     """Paths given relative to where `train` ran are saved absolute, so evaluate and recommend work from any
     directory; when the data file has moved, the error says to give --data, which recommend takes too."""

@@ -66,6 +66,9 @@ def test_summary_and_paired_t_test():
     expected = ttest_rel([0.13, 0.14, 0.15], [0.10, 0.12, 0.11])
     row = paired_t_tests(results, "a", "b", ("NDCG@20",))[2]
     assert row == f"| NDCG@20 | +0.0300 | {expected.statistic:.2f} | {expected.pvalue:.3f} |"
+    # the same difference on every seed: scipy's t is infinite and p 0, a significance the data cannot show
+    alike = {"a": [{"HR@5": v} for v in (0.25, 0.5, 0.75)], "b": [{"HR@5": v + 0.125} for v in (0.25, 0.5, 0.75)]}
+    assert paired_t_tests(alike, "a", "b", ("HR@5",))[2] == "| HR@5 | +0.1250 | n/a (no spread) | n/a |"
 
 
 def test_ablate_refuses_flags_it_sets_itself(tmp_path):

@@ -60,6 +60,15 @@ def test_import_reference_command_writes_a_run_that_evaluates_the_same(beauty, t
     result = runner.invoke(app, ["evaluate", str(tmp_path), "--json", "--ks", "5,20"])
     assert result.exit_code == 0, result.output
     assert {k: round(v, 4) for k, v in json.loads(result.output).items() if k in EXPECTED} == EXPECTED
+    # imported without its data: the command says how to evaluate it, which then scores the same (its weights
+    # are the trained ones: no note about untrained starting weights)
+    result = runner.invoke(
+        app, ["import-reference", str(checkpoint), "--preset", "beauty", "--out", str(tmp_path / "bare")]
+    )
+    assert result.exit_code == 0 and "elcrec evaluate" in result.output and "--data FILE" in result.output
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "bare"), "--json", "--ks", "5,20", "--data", data])
+    assert result.exit_code == 0 and "untrained" not in result.output, result.output
+    assert {k: round(v, 4) for k, v in json.loads(result.output).items() if k in EXPECTED} == EXPECTED
 
 
 def test_a_checkpoint_refuses_data_with_other_item_ids(beauty):

@@ -57,6 +57,20 @@ def test_train_writes_run_and_checkpoint_round_trips(tiny_data, tmp_path):
     assert np.array_equal(run.item_ids, tiny_data.item_ids)
 
 
+def test_the_log_says_what_a_preset_gave_the_model_or_that_it_gave_nothing(tiny_data, tmp_path):
+    """sasrec keeps its defaults under a paper preset (as llmesr does under sports): the log says so rather than
+    leaving the preset looking applied."""
+    for model, preset, line in (
+        ("gru4rec", "sports", "preset sports for gru4rec: num_layers=1"),
+        ("sasrec", "sports", "preset sports has no settings for sasrec: its defaults apply"),
+    ):
+        config = Config(
+            model=model, preset=preset, epochs=1, hidden_size=16, device="cpu", output_dir=str(tmp_path / model)
+        )
+        train(config, data=tiny_data, progress=False)
+        assert line in (tmp_path / model / "train.log").read_text()
+
+
 def test_save_then_load_gives_identical_weights(tiny_data, tmp_path):
     from elcrec.models import build_model
 

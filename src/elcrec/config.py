@@ -191,6 +191,9 @@ METRIC_NAMES = ("HR", "NDCG", "MRR")
 FLOAT32_MAX = 3.4028234663852886e38  # ranking metrics, each at every cut-off k of eval_ks
 
 
+PATH_SETTINGS = ("data", "item_text", "user_text", "output_dir")  # files and folders, named from the working directory
+
+
 class ConfigError(ValueError):
     """A configuration value or key is not acceptable."""
 
@@ -224,8 +227,9 @@ class Config:
     # --- model
     preset: str = _opt(
         "",
-        "paper settings for a dataset: beauty, sports, toys, yelp (ELCRec's and its baselines'; llmesr: LLM-ESR's "
-        "scripts), fashion (llmesr only), or llmesr (LLM-ESR's scripts for any dataset); file and flags still win",
+        "paper settings for a dataset: beauty, sports, toys, yelp (ELCRec's and its baselines'; for llmesr, LLM-ESR's "
+        "scripts: beauty, yelp, fashion), or llmesr (LLM-ESR's scripts for any dataset); sasrec and pop keep their "
+        "defaults; file and flags still win",
     )
     model: str = _opt(
         "sasrec", "model: sasrec, cl4srec, iclrec, elcrec, gru4rec, bert4rec, llmesr, or pop (most-popular baseline)"
@@ -567,9 +571,14 @@ class Config:
         self, other: Config, aside: tuple[str, ...] = (), by_name: tuple[str, ...] = ()
     ) -> dict[str, tuple[Any, Any]]:
         """The settings whose values differ between these and `other`'s, as (ours, theirs): those named in `aside`
-        and those neither model reads apart, the paths named in `by_name` compared by file name."""
+        and those neither model reads apart, files compared as the files they name from here (a relative path
+        saved before the command line saved them absolute is the same file), those named in `by_name` by file
+        name."""
         mine, theirs = (json.loads(json.dumps(config.to_dict())) for config in (self, other))
         for settings in (mine, theirs):
+            for key in PATH_SETTINGS:
+                if settings[key] not in ("", "synthetic"):
+                    settings[key] = str(Path(settings[key]).resolve())
             for key in by_name:
                 settings[key] = Path(settings[key]).name
         skipped = {*aside, *(set(self.unread()) & set(other.unread()))}

@@ -268,13 +268,14 @@ def _group_config(
     clash = [f"--{name.replace('_', '-')}" for name in owned if flags.get(name) is not None]
     if clash:
         fail(f"{command} sets {' '.join(clash)} itself for each run; drop it")
-    base = Config.load(config, **flags)
+    base = absolute_paths(Config.load(config, **flags))
     default = {
         "ablate": base.preset or base.data_name,
         "compare": base.data_name,
         "tune": f"{base.model}-{base.data_name}",
     }[command]
-    return base, Path(flags["output_dir"]) if flags.get("output_dir") else Path("runs") / f"{command}-{default}"
+    root = Path(flags["output_dir"]) if flags.get("output_dir") else Path("runs") / f"{command}-{default}"
+    return base, root.resolve()
 
 
 def _seeds(text: str) -> list[int]:
@@ -422,12 +423,12 @@ def evaluate(
     from ..evaluation import evaluate as run_evaluation
     from ..evaluation import metrics_table
     from ..evaluation.long_tail import groups_of
-    from ..runs import METRICS_FILE, load_run
+    from ..runs import METRICS_FILE, STATE_FILE, load_run
     from ..training.trainer import finished_epochs
 
     on = start(device, threads)
     run = load_run(checkpoint, on)
-    if run.path.is_dir() and not (run.path / METRICS_FILE).is_file() and not finished_epochs(run.path):
+    if (run.path / STATE_FILE).is_file() and not (run.path / METRICS_FILE).is_file() and not finished_epochs(run.path):
         typer.echo(f"note: no epoch of {run.path} has finished: these are its untrained starting weights", err=True)
     given = dict(
         data=data,
@@ -816,6 +817,7 @@ def import_reference(
         output_dir=str(out),
         preset=preset,
     )
+    config = absolute_paths(config)
     item_ids = dataset.item_ids if dataset is not None else range(1, model.encoder.item_embeddings.num_embeddings)
     (out / METRICS_FILE).unlink(missing_ok=True)  # an overwritten run's result is no longer true
     save_run(out, model, config, item_ids, None if dataset is None else fingerprint(dataset))
@@ -825,7 +827,9 @@ def import_reference(
     )
     if left:
         typer.echo(f"not carried over (the {config.model} model has no place for them): {', '.join(left)}")
-    if dataset is not None:
+    if dataset is None:
+        typer.echo(f"to evaluate it, give the benchmark file it was trained on: elcrec evaluate {out} --data FILE")
+    else:
         result = run_evaluation(
             model, eval_set(dataset, config.max_len, "test"), ks=config.eval_ks, mask_history=mask_history
         )

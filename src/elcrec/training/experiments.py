@@ -101,15 +101,21 @@ def summary_table(results: dict[str, list[dict[str, float]]], metrics: tuple[str
 def paired_t_tests(
     results: dict[str, list[dict[str, float]]], first: str, second: str, metrics: tuple[str, ...]
 ) -> list[str]:
-    """Markdown rows: mean difference (second - first) and the paired t-test over seeds, per metric."""
+    """Markdown rows: mean difference (second - first) and the paired t-test over seeds, per metric. Differences
+    alike on every seed have no spread to test against: the test is undefined there (scipy's t is infinite, its
+    p 0), and the row says so."""
     from scipy.stats import ttest_rel
 
     lines = [f"| metric | {second} - {first} (mean) | t | p (two-sided) |", "|---|---|---|---|"]
     for metric in metrics:
         a = np.array([run[metric] for run in results[first]])
         b = np.array([run[metric] for run in results[second]])
-        t, p = ttest_rel(b, a) if len(a) > 1 else (math.nan, math.nan)
-        lines.append(f"| {metric} | {np.mean(b - a):+.4f} | {t:.2f} | {p:.3f} |")
+        if len(a) > 1 and np.ptp(b - a) == 0:
+            test = "n/a (no spread) | n/a"
+        else:
+            t, p = ttest_rel(b, a) if len(a) > 1 else (math.nan, math.nan)
+            test = f"{t:.2f} | {p:.3f}"
+        lines.append(f"| {metric} | {np.mean(b - a):+.4f} | {test} |")
     return lines
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .. import distributed
-from ..config import Config
+from ..config import Config, preset_values
 from ..data import SequenceData, eval_set, load_dataset, train_set
 from ..evaluation import evaluate, format_metrics
 from ..models import create_model
@@ -202,6 +202,8 @@ class Trainer:
             log.info(
                 f"preset {c.preset} for {c.model}: " + " ".join(f"{k}={v}" for k, v in c.preset_settings().items())
             )
+        elif c.preset and not preset_values(c.preset, c.model, c.backbone):
+            log.info(f"preset {c.preset} has no settings for {c.model}: its defaults apply")
         if c.recipe_settings():
             log.info(f"recipe {c.recipe}: " + " ".join(f"{k}={v}" for k, v in c.recipe_settings().items()))
         if ignored := [name for name in c.unread() if name in c.given_settings()]:
