@@ -42,6 +42,16 @@ def test_group_runs_each_variant_and_seed_and_reads_finished_runs_back(tiny_data
     with pytest.raises(AssertionError, match="trained again"):  # other settings: a new run
         run_group(base.replace(epochs=2), variants, [1], tmp_path, data=tiny_data)
 
+    # a damaged result (cut short, or without test metrics): the run finishes again from its training state,
+    # testing its best checkpoint anew, with no epoch trained again
+    monkeypatch.undo()
+    results = tmp_path / "sasrec" / "seed1" / "metrics.json"
+    history = json.loads(results.read_text())["history"]
+    for damage in (results.read_text()[:50], json.dumps({"model": "sasrec"})):
+        results.write_text(damage)
+        assert run_group(base, variants, [1, 2], tmp_path, data=tiny_data) == first
+        assert json.loads(results.read_text())["history"] == history
+
 
 @pytest.mark.parametrize("variant", sorted(ABLATION_MODELS))
 def test_an_ablation_variant_named_a_model_trains_as_that_model(tiny_data, tmp_path, variant):

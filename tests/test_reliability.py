@@ -464,3 +464,79 @@ def test_a_finished_run_trains_longer_as_if_its_budget_had_been_larger(tiny_data
     train(cosine, data=tiny_data, progress=False)
     with pytest.raises(RunError, match="cosine schedule fitted to its 2 epochs"):
         train(cosine.replace(epochs=4), data=tiny_data, progress=False, resume=True)
+
+
+def test_a_run_stopped_while_writing_its_first_files_is_never_a_dead_end(tiny_data, tmp_path, monkeypatch):
+    """Stopped after its settings but before its first training state, a run holds no model.pt, so its command
+    runs again; stopped after that state but before the weights, it resumes from the start. (The weights were
+    written first: a folder holding model.pt and no state could be neither resumed nor trained again.)"""
+    from elcrec.training.trainer import Trainer
+
+    config = Config(model="sasrec", hidden_size=16, max_len=20, epochs=2, device="cpu")
+    whole = train(config.replace(output_dir=str(tmp_path / "whole")), data=tiny_data, progress=False)
+
+    def stopped(method):
+        def stop(self, *args):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(Trainer, method, stop)
+        part = config.replace(output_dir=str(tmp_path / method))
+        with pytest.raises(KeyboardInterrupt):
+            train(part, data=tiny_data, progress=False)
+        monkeypatch.undo()
+        return part
+
+    part = stopped("save_state")  # before the first state
+    assert (part.run_dir / "config.json").is_file() and not (part.run_dir / "model.pt").exists()
+    with pytest.raises(FileNotFoundError, match="run the command again without --resume"):
+        train(part, data=tiny_data, progress=False, resume=True)
+    assert train(part, data=tiny_data, progress=False)["test"] == whole["test"]
+
+    part = stopped("save_best")  # after the first state, before the weights
+    assert (part.run_dir / "training_state.pt").is_file() and not (part.run_dir / "model.pt").exists()
+    resumed = train(part, data=tiny_data, progress=False, resume=True)
+    assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in whole["history"]]
+    assert resumed["test"] == whole["test"]
+
+
+def test_a_training_state_of_another_run_or_damaged_weights_are_named_before_training(tiny_data, tmp_path):
+    """A state file that loads but is not this run's (another model's, not a mapping) and a best checkpoint
+    that can no longer be read are RunErrors naming the file, before any epoch trains (the damaged best
+    checkpoint was found only when the run finished, and then the run could never finish)."""
+    from elcrec.runs import RunError
+
+    config = interrupted_after_epoch_0(tmp_path / "run", tiny_data)
+    state = config.run_dir / "training_state.pt"
+    saved = state.read_bytes()
+    for foreign in ([1, 2], {"model": {"cluster_centers": torch.zeros(2, 2)}}):
+        torch.save(foreign, state)
+        with pytest.raises(RunError, match="training_state.pt is not a training state of this run"):
+            train(config, data=tiny_data, progress=False, resume=True)
+    state.write_bytes(saved)
+    weights = config.run_dir / "model.pt"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(RunError, match="model.pt cannot be read as model weights"):
+        train(config, data=tiny_data, progress=False, resume=True)
+    assert torch.load(state, weights_only=True)["epoch"] == 0  # nothing trained
+
+
+def test_a_write_that_fails_names_its_file_and_stale_temporary_files_go(tiny_data, tmp_path, monkeypatch):
+    """A full disk's error names no file: atomic_write adds it. A killed process's half-written temporary files
+    are removed when the run is trained or resumed again (under its lock)."""
+    import errno
+    import os
+
+    from elcrec.runs import atomic_write
+
+    def full(fd):  # where a full disk shows with delayed allocation
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "fsync", full)
+        with pytest.raises(OSError, match=r"No space left on device: .*metrics.json") as raised:
+            atomic_write(tmp_path / "metrics.json", b"{}")
+    assert raised.value.errno == errno.ENOSPC and list(tmp_path.iterdir()) == []
+    config = interrupted_after_epoch_0(tmp_path / "run", tiny_data)
+    (config.run_dir / ".training_state.pt.k1ll3d.tmp").write_bytes(b"half")
+    train(config, data=tiny_data, progress=False, resume=True)
+    assert not list(config.run_dir.glob(".*.tmp"))

@@ -37,6 +37,7 @@ from .models import SequentialRecommender, build_model
 
 MODEL_FILE, CONFIG_FILE, ITEMS_FILE, DATA_FILE = "model.pt", "config.json", "items.json", "data.json"
 METRICS_FILE, STATE_FILE, LOG_FILE = "metrics.json", "training_state.pt", "train.log"
+TEMP_SUFFIX = ".tmp"  # atomic_write's files before they are renamed into place
 LOCK_FILE = ".training.lock"
 ARTEFACT_FORMAT = "elcrec-model/1"
 
@@ -97,10 +98,13 @@ def training_holder(run_dir: str | Path) -> int | None:
 
 
 def atomic_write(path: str | Path, data: bytes) -> None:
+    """`data` into `path`, whole or not at all: written beside it as .<name>.<random>.tmp, then renamed over it. A
+    failure names `path` (a full disk's error names no file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -109,9 +113,19 @@ def atomic_write(path: str | Path, data: bytes) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files only their owner can read
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as error:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.filename is None:
+            raise OSError(error.errno, error.strerror, str(path)) from None
         raise
+
+
+def remove_stale_writes(folder: Path) -> None:
+    """Delete the temporary files of writes a killed process left in `folder` (atomic_write's; call it only
+    while no other process writes there, under the folder's training lock)."""
+    for stale in folder.glob(f".*{TEMP_SUFFIX}"):
+        stale.unlink(missing_ok=True)
 
 
 def strict_json(value: Any) -> Any:
@@ -280,12 +294,19 @@ def save_run(
     item_ids: np.ndarray,
     data_fingerprint: dict[str, Any] | None = None,
 ) -> None:
+    save_settings(run_dir, config, item_ids, data_fingerprint)
+    save_tensors(Path(run_dir) / MODEL_FILE, cpu_weights(model))
+
+
+def save_settings(
+    run_dir: str | Path, config: Config, item_ids: np.ndarray, data_fingerprint: dict[str, Any] | None = None
+) -> None:
+    """A run folder's settings, item ids and data fingerprint: everything of it but the weights."""
     run_dir = Path(run_dir)
     write_json(run_dir / CONFIG_FILE, config.to_dict())
     write_json(run_dir / ITEMS_FILE, np.asarray(item_ids).tolist())
     if data_fingerprint is not None:
         write_json(run_dir / DATA_FILE, data_fingerprint)
-    save_tensors(run_dir / MODEL_FILE, cpu_weights(model))
 
 
 def cpu_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -209,6 +209,8 @@ def _train(
             f"--resume continues {resume} with its saved settings (a budget of --epochs and --patience aside); "
             f"drop {' '.join(given) or '--config'}"
         )
+    if resume is not None and resume.is_dir() and not (resume / "config.json").is_file():
+        fail(f"{resume} holds no saved run (no config.json): it stopped before saving anything; run its command again")
     if resume is not None:  # the run's own settings, with the behaviour it had for settings added since
         budget = {name: flags[name] for name in EXTENSIBLE if flags.get(name) is not None}
         resolved = Config.from_saved({**read_config_file(resume / "config.json"), "output_dir": str(resume), **budget})
@@ -294,6 +296,7 @@ def _ablate(
     threads: int = typer.Option(0, "--threads", min=0, help=THREADS_HELP),
     **flags: Any,
 ) -> None:
+    from ..runs import atomic_write
     from ..training.experiments import ABLATION_METRICS, ABLATIONS, ablation_plot, run_group, summary_table
 
     base, root = _group_config(config, flags, ("model", "elcm", "icl", "seed"), "ablate")
@@ -311,7 +314,7 @@ def _ablate(
         "![ablation](ablation.png)",
     ]
     ablation_plot(results, root / "ablation.png")
-    (root / "ablation.md").write_text("\n".join(lines) + "\n")
+    atomic_write(root / "ablation.md", ("\n".join(lines) + "\n").encode())
     typer.echo("\n".join(lines[4:-2]) + f"\nwrote {root / 'ablation.md'}, {root / 'ablation.png'}")
 
 
@@ -323,6 +326,7 @@ def _compare(
     **flags: Any,
 ) -> None:
     from ..models import MODELS
+    from ..runs import atomic_write
     from ..training.experiments import paired_t_tests, run_group, summary_table
 
     base, root = _group_config(config, flags, ("model", "seed"), "compare")
@@ -349,7 +353,7 @@ def _compare(
             "",
             *paired_t_tests(results, names[0], names[1], shown),
         ]
-    (root / "comparison.md").write_text("\n".join(lines) + "\n")
+    atomic_write(root / "comparison.md", ("\n".join(lines) + "\n").encode())
     typer.echo("\n".join(lines[4:]) + f"\nwrote {root / 'comparison.md'}")
 
 

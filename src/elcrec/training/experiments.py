@@ -17,7 +17,7 @@ import numpy as np
 
 from ..config import Config, ConfigError
 from ..data import SequenceData, load_dataset
-from ..runs import CONFIG_FILE, METRICS_FILE, STATE_FILE, write_json
+from ..runs import CONFIG_FILE, METRICS_FILE, STATE_FILE, RunError, read_json, write_json
 from .progress import log
 from .trainer import train
 
@@ -60,11 +60,21 @@ def finished_or_train(config: Config, data: SequenceData) -> dict[str, Any]:
 
 
 def _finished(config: Config) -> dict[str, Any] | None:
+    """The run's result when it finished with these settings; None otherwise, and for a damaged metrics.json
+    (a run with a training state then finishes again: its best checkpoint is tested anew)."""
     folder = config.run_dir
     if not (folder / METRICS_FILE).is_file() or not saved_with(folder / CONFIG_FILE, config):
         return None
+    try:
+        result = read_json(folder / METRICS_FILE, "run metrics")
+    except RunError as error:
+        log.info(f"   {error}: finishing the run again")
+        return None
+    if not isinstance(result, dict) or not isinstance(result.get("test"), dict):
+        log.info(f"   {folder / METRICS_FILE} holds no test metrics: finishing the run again")
+        return None
     log.info("   finished before: read back")
-    return json.loads((folder / METRICS_FILE).read_text())
+    return result
 
 
 def saved_with(path: Path, config: Config, aside: tuple[str, ...] = (), by_name: tuple[str, ...] = ()) -> bool:

@@ -37,8 +37,10 @@ from ..runs import (
     load_run,
     read_json,
     read_pt,
+    remove_stale_writes,
     result_record,
     save_run,
+    save_settings,
     save_tensors,
     saved_fingerprint,
     training_lock,
@@ -89,6 +91,8 @@ def train(
             )
         if resume and (config.run_dir / CONFIG_FILE).is_file():
             check_saved_settings(config)
+        if distributed.launched_rank() == 0:  # the lock's holder: no other process writes here
+            remove_stale_writes(config.run_dir)
         return _train(config, data, progress, resume, on_epoch)
 
 
@@ -182,17 +186,27 @@ class Trainer:
             self.model.prepare(split)
             if self.main:
                 (config.run_dir / METRICS_FILE).unlink(missing_ok=True)  # an overwritten run's result is no longer true
-                self.save_best()  # a usable checkpoint exists from the start
+                save_settings(config.run_dir, config, self.data.item_ids, self.fingerprint)  # what a resume reads
         if self.world > 1:
             torch.manual_seed(config.seed + distributed.rank())  # each process its own dropout and augmentations
         if state is not None:
             self._restore(state)
+            if self.main and self.best_epoch >= 0:  # the test result reads the best epoch's weights: check them now
+                best = config.run_dir / MODEL_FILE
+                if not best.is_file():
+                    raise RunError(f"{best} is missing: the best epoch's weights ({self.best_epoch}) are lost")
+                read_pt(best, "model weights")
             if self.main:
                 write_json(config.run_dir / CONFIG_FILE, config.to_dict())  # the budget it resumes with (EXTENSIBLE)
                 if self.first_epoch < config.epochs and not self.stopped:  # a finished run given a larger budget
                     (config.run_dir / METRICS_FILE).unlink(missing_ok=True)
-        elif self.step is not None:
-            self.save_state(-1)  # a run stopped before its first epoch finished resumes too
+        else:
+            # the state before the weights: a run stopped from here on resumes from the start, and one stopped
+            # before it holds no model.pt, so the same command starts it again
+            if self.step is not None:
+                self.save_state(-1)
+            if self.main:
+                self.save_best()  # a usable checkpoint exists from the start
 
     def _log_settings(self) -> None:
         c = self.config
@@ -218,6 +232,17 @@ class Trainer:
             )
 
     def _restore(self, state: dict[str, Any]) -> None:
+        try:
+            self._restore_state(state)
+        except RunError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as error:  # another run's, or not a state
+            raise RunError(
+                f"{self.config.run_dir / STATE_FILE} is not a training state of this run "
+                f"({type(error).__name__}: {str(error)[:300]})"
+            ) from None
+
+    def _restore_state(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         if self.step is not None:
             self.step.load_state_dict(state)
@@ -447,7 +472,10 @@ def check_saved_data(run_dir: Path, found: dict[str, Any]) -> None:
 def load_state(path: Path) -> dict[str, Any]:
     """The training state written after the last finished epoch (before the first, when none has)."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: nothing to resume (no epoch of this run has finished)")
+        raise FileNotFoundError(
+            f"{path} not found: nothing to resume (the run stopped before it first saved its training state, or "
+            "its model trains nothing): run the command again without --resume"
+        )
     return read_pt(path, "a training state")
 
 

@@ -7,12 +7,12 @@ run records its test metrics, as every run does).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from ..config import Config, ConfigError
 from ..data import SequenceData, load_dataset
+from ..runs import atomic_write, write_json
 from .progress import log
 from .trainer import train
 
@@ -132,7 +132,7 @@ def write_summary(study: Any, base: Config, params: list[str], root: Path) -> li
     # the settings given and the best values, so a preset, recipe or flag given with it still fills the rest
     best_settings = {**base.given_settings(), **best.params}
     best_settings.pop("output_dir", None)
-    (root / "best.json").write_text(json.dumps(best_settings, indent=2) + "\n")
+    write_json(root / "best.json", best_settings)
     lines = [
         f"# Search over {', '.join(params)} ({base.model} on {base.data_name})",
         "",
@@ -155,5 +155,5 @@ def write_summary(study: Any, base: Config, params: list[str], root: Path) -> li
             + " | ".join(values)
             + f" | {score} | {len(trial.intermediate_values)} |"
         )
-    (root / "tuning.md").write_text("\n".join(lines) + "\n")
+    atomic_write(root / "tuning.md", ("\n".join(lines) + "\n").encode())
     return lines
