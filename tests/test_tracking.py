@@ -87,3 +87,46 @@ def test_tune_prunes_a_trial_the_data_cannot_take(tiny_data, tmp_path):
     assert all(state == optuna.trial.TrialState.PRUNED for k, state in states.items() if k > 120)
     assert all(state == optuna.trial.TrialState.COMPLETE for k, state in states.items() if k <= 120)
     assert len(study.trials) == 4
+
+
+def test_tune_resumes_the_trial_it_was_stopped_in(tiny_data, tmp_path, monkeypatch):
+    """Ctrl-C in a trial, or a kill (the trial stays 'running' in the study): started again, the search resumes
+    that trial first, in its folder, from its training state, as one of the trials asked for; the resumed run
+    equals one never interrupted."""
+    optuna = pytest.importorskip("optuna", reason="pip install -e '.[tune]'")
+    from elcrec.training import tuning
+
+    base = Config(**{**TINY, "epochs": 4})
+    real_train = tuning.train
+
+    def stopped_in_epoch_2(config, **kwargs):
+        def stop(record):
+            kwargs["on_epoch"](record)
+            if record["epoch"] == 1:
+                raise KeyboardInterrupt
+
+        return real_train(config, **{**kwargs, "on_epoch": stop})
+
+    monkeypatch.setattr(tuning, "train", stopped_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        tuning.tune(base, ["lr"], 2, tmp_path, data=tiny_data)
+    monkeypatch.undo()
+    study = tuning.tune(base, ["lr"], 2, tmp_path, data=tiny_data)
+    first, resumed, new = study.trials
+    assert first.state == optuna.trial.TrialState.FAIL and first.user_attrs["interrupted"]
+    assert resumed.user_attrs["resumes"] == 0 and resumed.params == first.params
+    assert resumed.state == new.state == optuna.trial.TrialState.COMPLETE and new.params != first.params
+    record = json.loads((tmp_path / "trial0" / "metrics.json").read_text())
+    whole = train(
+        base.replace(lr=first.params["lr"], output_dir=str(tmp_path / "whole")), data=tiny_data, progress=False
+    )
+    assert [(e["loss"], e["valid"]) for e in record["history"]] == [(e["loss"], e["valid"]) for e in whole["history"]]
+    assert record["test"] == whole["test"] and not (tmp_path / "trial1").exists()
+
+    killed = study.ask()  # a trial whose process was killed: left running
+    killed.set_user_attr("folder", str(tmp_path / "killed"))
+    study = tuning.tune(base, ["lr"], 1, tmp_path, data=tiny_data)
+    assert study.trials[killed.number].state == optuna.trial.TrialState.FAIL
+    assert study.trials[-1].user_attrs["resumes"] == killed.number
+    assert study.trials[-1].state == optuna.trial.TrialState.COMPLETE
+    assert (tmp_path / "killed" / "metrics.json").is_file()

@@ -1,8 +1,9 @@
 """Hyperparameter search with Optuna (`pip install -e '.[tune]'`): TPE sampling, median pruning on the
 validation metric reported every epoch, one run folder per trial, and the study kept in SQLite so a
 search that is stopped continues (with more trials) when started again, with the same settings and search
-space only. The objective is the best validation `metric`: selection never reads the test split (each trial's
-run records its test metrics, as every run does).
+space only; a trial it stopped in (killed, or Ctrl-C) is resumed first, in its own folder, as one of them.
+The objective is the best validation `metric`: selection never reads the test split (each trial's run
+records its test metrics, as every run does).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 from ..config import Config, ConfigError
 from ..data import SequenceData, load_dataset
-from ..runs import atomic_write, write_json
+from ..runs import STATE_FILE, atomic_write, write_json
 from .progress import log
 from .trainer import train
 
@@ -75,14 +76,20 @@ def tune(
         pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=5),
     )
     check_same_search(study, base, params, root)
+    interrupted = requeue_interrupted(study)
     first = len(study.trials)
     # seeded by how many trials the study holds: a continued study draws new points, not its first ones again
     study.sampler = optuna.samplers.TPESampler(seed=base.seed + first)
 
     def objective(trial: Any) -> float:
         values = {name: suggest(trial, name) for name in params}
+        folder = Path(trial.user_attrs.get("folder") or root / f"trial{trial.number}")
+        trial.set_user_attr("folder", str(folder))
+        resumes = trial.user_attrs.get("resumes")
         log.info(
-            f"== trial {trial.number - first + 1} of {trials} (study trial {trial.number}): "
+            f"== trial {trial.number - first + 1} of {trials} (study trial {trial.number}"
+            + (f", resuming trial {resumes}" if resumes is not None else "")
+            + "): "
             + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
         )
 
@@ -92,14 +99,46 @@ def tune(
                 raise optuna.TrialPruned(f"epoch {record['epoch']}: {base.metric} {record[base.metric]:.4f}")
 
         try:
-            config = base.replace(**values, output_dir=str(root / f"trial{trial.number}"))
-            return train(config, data=data, progress=False, on_epoch=report)["valid"][base.metric]
+            config = base.replace(**values, output_dir=str(folder))
+            resume = (folder / STATE_FILE).is_file()
+            return train(config, data=data, progress=False, on_epoch=report, resume=resume)["valid"][base.metric]
         except ConfigError as error:  # a point the data cannot take (num_clusters above the training sequences)
             log.info(f"   infeasible, pruned: {error}")
             raise optuna.TrialPruned(f"infeasible: {error}") from None
+        except KeyboardInterrupt:
+            trial.set_user_attr("interrupted", True)  # resumed when the search is started again
+            raise
 
+    if interrupted:
+        log.info(f"resuming interrupted trial(s) {', '.join(map(str, interrupted))} first")
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # trials are logged here; a Ctrl-C is no failure to trace
     study.optimize(objective, n_trials=trials, timeout=timeout)
     return study
+
+
+def requeue_interrupted(study: Any) -> list[int]:
+    """Trials a stopped search left unfinished (still running: its process was killed; or failed by Ctrl-C),
+    each queued again with its parameters and folder, so the next trials resume them; returns their numbers.
+    One search process per study: a trial another process runs would be taken for a killed one."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    requeued = {trial.user_attrs.get("resumes") for trial in trials}
+    numbers = []
+    for trial in trials:
+        if trial.number in requeued or "folder" not in trial.user_attrs:
+            continue
+        if trial.state == TrialState.RUNNING:
+            study.tell(trial.number, state=TrialState.FAIL)
+        elif not (trial.state == TrialState.FAIL and trial.user_attrs.get("interrupted")):
+            continue
+        study.enqueue_trial(
+            trial.params,
+            user_attrs={"resumes": trial.number, "folder": trial.user_attrs["folder"]},
+            skip_if_exists=False,
+        )
+        numbers.append(trial.number)
+    return numbers
 
 
 def check_same_search(study: Any, base: Config, params: list[str], root: Path) -> None:
