@@ -395,3 +395,13 @@ def test_export_never_overwrites_the_run_it_exports(tiny_data, tmp_path):
     assert Recommender.load(tmp_path / "run" / "model.elcrec.pt").recommend(["i3"]) == Recommender(run).recommend(
         ["i3"]
     )
+
+
+def test_whole_floats_are_the_integer_ids_they_hold(tiny_data):
+    """Ids read through a float column (pandas makes one of ids with gaps) find their items and users, as the
+    HTTP API's JSON numbers do; 5.5 is no id."""
+    recommender = Recommender(make_run(tiny_data, item_ids=np.arange(1, tiny_data.n_items + 1)))
+    expected = recommender.recommend([[5, 6]])
+    assert recommender.recommend([[5.0, 6.0]]) == expected
+    assert recommender.recommend(np.array([5.0, 6.0])) == expected
+    assert recommender.recommend([[5, 6, 5.5]])[0]["unknown"] == [5.5]

@@ -430,6 +430,10 @@ def evaluate(
     from ..runs import METRICS_FILE, STATE_FILE, load_run
     from ..training.trainer import finished_epochs
 
+    grouping = {"--long-tail-groups": long_tail_groups, "--tail-item-threshold": tail_item_threshold}
+    grouping["--short-user-threshold"] = short_user_threshold
+    if not long_tail and (unused := [flag for flag, value in grouping.items() if value is not None]):
+        fail(f"{' and '.join(unused)} set the long-tail groups: give --long-tail too")
     on = start(device, threads)
     run = load_run(checkpoint, on)
     if (run.path / STATE_FILE).is_file() and not (run.path / METRICS_FILE).is_file() and not finished_epochs(run.path):

@@ -7,7 +7,7 @@
 
 Histories are oldest first; only the last max_len items are read. They come as people hold them (see
 `as_histories`): lists or tuples of ids, numpy arrays, pandas or polars Series, one history or several.
-Ids are looked up by their text, so 5, np.int64(5) and "5" are the same item. Items the model never saw are
+Ids are looked up by their text, so 5, np.int64(5), 5.0 and "5" are the same item. Items the model never saw are
 `unknown`: dropped and reported (unknown="ignore") or an error (unknown="reject"). Ranking is exact (a
 matmul over the whole catalogue, then top-k) unless `index="faiss"`, which searches an inner-product
 HNSW index of the item table: approximate, for catalogues in the millions (benchmarks/serve_load.py
@@ -145,7 +145,7 @@ class Recommender:
             raise ValueError(f"unknown={unknown!r}: choose ignore or reject")
         known, missing = [], []
         for n, history in enumerate(as_histories(histories)):
-            ids = [self.internal.get(str(item), 0) for item in history]
+            ids = [self.internal.get(id_text(item), 0) for item in history]
             missing.append([item for item, i in zip(history, ids) if i == 0])
             if not history:
                 raise HistoryError(f"history {n} is empty: give at least one item")
@@ -183,7 +183,7 @@ class Recommender:
         data = self.training_data(data)
         ids = _sequence(user_ids)
         ids = [user_ids] if ids is None else ids
-        rows = [self._users[1].get(str(user)) for user in ids]
+        rows = [self._users[1].get(id_text(user)) for user in ids]
         unknown = [user for user, row in zip(ids, rows) if row is None]
         if unknown:
             raise HistoryError(f"users not in {data.name}: {_preview(unknown)}")
@@ -268,6 +268,14 @@ class Recommender:
             out_scores[row, : len(chosen)] = scores[row, chosen]
             out_columns[row, : len(chosen)] = columns[row, chosen]
         return out_scores, out_columns
+
+
+def id_text(value: Any) -> str:
+    """The text an id is looked up by: 5, np.int64(5), "5" and 5.0 (a float column, such as pandas makes of ids
+    with gaps) are all "5"."""
+    if isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _preview(items: list, limit: int = 10) -> str:
