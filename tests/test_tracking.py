@@ -89,7 +89,7 @@ def test_tune_prunes_a_trial_the_data_cannot_take(tiny_data, tmp_path):
     assert len(study.trials) == 4
 
 
-def test_tune_resumes_the_trial_it_was_stopped_in(tiny_data, tmp_path, monkeypatch):
+def test_tune_resumes_the_trial_it_was_stopped_in(tiny_data, tmp_path, monkeypatch, caplog):
     """Ctrl-C in a trial, or a kill (the trial stays 'running' in the study): started again, the search resumes
     that trial first, in its folder, from its training state, as one of the trials asked for; the resumed run
     equals one never interrupted."""
@@ -111,8 +111,10 @@ def test_tune_resumes_the_trial_it_was_stopped_in(tiny_data, tmp_path, monkeypat
     with pytest.raises(KeyboardInterrupt):
         tuning.tune(base, ["lr"], 2, tmp_path, data=tiny_data)
     monkeypatch.undo()
+    caplog.set_level("INFO", logger="elcrec")
     study = tuning.tune(base, ["lr"], 2, tmp_path, data=tiny_data)
     first, resumed, new = study.trials
+    assert "trial 1 of 2 (study trial 1, resuming trial 0)" in caplog.text
     assert first.state == optuna.trial.TrialState.FAIL and first.user_attrs["interrupted"]
     assert resumed.user_attrs["resumes"] == 0 and resumed.params == first.params
     assert resumed.state == new.state == optuna.trial.TrialState.COMPLETE and new.params != first.params

@@ -76,8 +76,8 @@ def tune(
         pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=5),
     )
     check_same_search(study, base, params, root)
-    interrupted = requeue_interrupted(study)
     first = len(study.trials)
+    interrupted = requeue_interrupted(study)  # queued as the first of this search's trials
     # seeded by how many trials the study holds: a continued study draws new points, not its first ones again
     study.sampler = optuna.samplers.TPESampler(seed=base.seed + first)
 
