@@ -193,3 +193,26 @@ def test_intent_profiles_name_items_as_the_data_does(tiny_data):
     named = [item for profile in profiles for item, _ in profile["top_items_by_centre"]]
     assert named and all(item.startswith("p-") for item in named)
     json.dumps(profiles)
+
+
+def test_kmeans_uses_one_gpu_and_only_for_a_run_on_cuda(monkeypatch):
+    """faiss's gpu=True takes every GPU (a torchrun job's other processes' too), and a CPU run on a GPU machine
+    clustered on the GPU: k-means now runs on one GPU, and only when asked for by a run on CUDA."""
+    import faiss
+    import numpy as np
+
+    from elcrec.models.clustering import kmeans
+
+    asked = []
+    real = faiss.Kmeans
+
+    def recording(*args, gpu=False, **kwargs):
+        asked.append(gpu)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(faiss, "Kmeans", recording)
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 4, raising=False)
+    x = np.random.default_rng(0).normal(size=(64, 8)).astype(np.float32)
+    kmeans(x, 4, 5, 1, 0)
+    kmeans(x, 4, 5, 1, 0, gpu=True)
+    assert asked == [False, 1]

@@ -540,3 +540,27 @@ def test_a_write_that_fails_names_its_file_and_stale_temporary_files_go(tiny_dat
     (config.run_dir / ".training_state.pt.k1ll3d.tmp").write_bytes(b"half")
     train(config, data=tiny_data, progress=False, resume=True)
     assert not list(config.run_dir.glob(".*.tmp"))
+
+
+def test_random_states_hold_the_runs_own_gpu_only(monkeypatch):
+    """A run saves its own GPU's generator (not every visible GPU's, which a machine with fewer GPUs could not
+    restore, and which started CUDA in CPU runs on GPU machines); states saved before, one per visible GPU,
+    restore the run device's one."""
+    from elcrec.training.trainer import rng_states, set_rng_states
+
+    def untouchable(*args):
+        raise AssertionError("CUDA touched by a CPU run")
+
+    monkeypatch.setattr(torch.cuda, "get_rng_state", untouchable)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", untouchable)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", untouchable)
+    states = rng_states(torch.device("cpu"))
+    assert states["cuda"] == []
+    set_rng_states(states, torch.device("cpu"))
+
+    applied = []
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: applied.append((int(state[0]), device)))
+    older = {**states, "cuda": [torch.full((16,), n, dtype=torch.uint8) for n in range(3)]}  # three GPUs visible
+    for device, expected in (("cuda:1", 1), ("cuda", 0), ("cuda:5", 0)):
+        set_rng_states(older, torch.device(device))
+        assert applied[-1] == (expected, torch.device(device))

@@ -9,14 +9,15 @@ import torch
 from .base import in_float32
 
 
-def kmeans(x: np.ndarray, k: int, iters: int, restarts: int, seed: int) -> np.ndarray:
-    """faiss k-means (GPU faiss when it is installed and a GPU is present); returns [k, d] centroids."""
+def kmeans(x: np.ndarray, k: int, iters: int, restarts: int, seed: int, gpu: bool = False) -> np.ndarray:
+    """faiss k-means; returns [k, d] centroids. `gpu` (a run on CUDA): on the first visible GPU when GPU faiss is
+    installed (faiss's own gpu=True takes every GPU, the other processes' of a torchrun job included)."""
     import faiss
 
     if len(x) < k:
         raise ValueError(f"{k} clusters exceed the {len(x)} points to cluster")
-    gpu = hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0
-    model = faiss.Kmeans(x.shape[1], k, niter=iters, nredo=restarts, seed=seed, gpu=gpu, verbose=False)
+    on_gpu = 1 if gpu and hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0 else False
+    model = faiss.Kmeans(x.shape[1], k, niter=iters, nredo=restarts, seed=seed, gpu=on_gpu, verbose=False)
     model.train(np.ascontiguousarray(x, dtype=np.float32))
     return model.centroids
 

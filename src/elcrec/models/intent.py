@@ -74,7 +74,14 @@ class IntentModel(CL4SRec):
         centroids = torch.zeros(c.num_clusters, c.hidden_size)
         if x is not None:
             centroids = torch.from_numpy(
-                kmeans(self.clustered(x), c.num_clusters, c.kmeans_iters, c.kmeans_restarts, c.seed)
+                kmeans(
+                    self.clustered(x),
+                    c.num_clusters,
+                    c.kmeans_iters,
+                    c.kmeans_restarts,
+                    c.seed,
+                    gpu=self.item_table.device.type == "cuda",
+                )
             )
         return broadcast(centroids.to(self.item_table.device))
 

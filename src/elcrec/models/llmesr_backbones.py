@@ -136,6 +136,7 @@ class CrossAttention(nn.Module):
         B, L, d = x.shape
         heads = lambda t: t.view(B, L, self.heads, d // self.heads).transpose(1, 2)  # noqa: E731
         scores = heads(self.query(x)) @ heads(self.key(y)).transpose(-1, -2)
+        scores = scores.to(torch.promote_types(scores.dtype, torch.float32))  # under amp: BLOCKED is beyond float16
         weights = torch.softmax(scores.masked_fill(blocked, BLOCKED) / (d // self.heads) ** 0.5, -1)
         return self.out((weights @ heads(self.value(y))).transpose(1, 2).reshape(B, L, d))
 

@@ -263,7 +263,7 @@ class Trainer:
                 "continues, but not identically to an uninterrupted run"
             )
         rng = state["rng_by_rank"][distributed.rank()] if saved_world == self.world > 1 else state["rng"]
-        set_rng_states(rng, self.order, self.sampler.generator if self.sampler else None)
+        set_rng_states(rng, self.device, self.order, self.sampler.generator if self.sampler else None)
         self.best_score, self.best_epoch, self.best_valid = (
             state["best_score"],
             state["best_epoch"],
@@ -384,7 +384,9 @@ class Trainer:
 
     def save_state(self, epoch: int) -> None:
         """Everything a resumed run continues from, after `epoch` (-1: before the first), in every process."""
-        rng = distributed.gather_objects(rng_states(self.order, self.sampler.generator if self.sampler else None))
+        rng = distributed.gather_objects(
+            rng_states(self.device, self.order, self.sampler.generator if self.sampler else None)
+        )
         if self.main:
             save_tensors(
                 self.config.run_dir / STATE_FILE,
@@ -492,27 +494,29 @@ def finished_epochs(run_dir: Path) -> int:
     return int(load_state(path)["epoch"]) + 1 if path.is_file() else 0
 
 
-def rng_states(*generators: torch.Generator | None) -> dict[str, Any]:
-    """Every random state a run draws from, as tensors and numbers (torch.load(weights_only=True) reads it)."""
+def rng_states(device: torch.device, *generators: torch.Generator | None) -> dict[str, Any]:
+    """Every random state a run on `device` draws from, as tensors and numbers (torch.load(weights_only=True)
+    reads it): of CUDA, the run's own GPU's only, so that it resumes where fewer GPUs are visible."""
     version, python_state, gauss = random.getstate()
     _, numpy_keys, position, has_gauss, cached = np.random.get_state()
     return {
         "python": (version, torch.tensor(python_state), gauss),
         "numpy": (torch.from_numpy(numpy_keys.astype(np.int64)), position, has_gauss, cached),
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "cuda": [torch.cuda.get_rng_state(device)] if device.type == "cuda" else [],
         "generators": [g.get_state() if g is not None else None for g in generators],
     }
 
 
-def set_rng_states(states: dict[str, Any], *generators: torch.Generator | None) -> None:
+def set_rng_states(states: dict[str, Any], device: torch.device, *generators: torch.Generator | None) -> None:
     version, python_state, gauss = states["python"]
     random.setstate((version, tuple(python_state.tolist()), gauss))
     keys, position, has_gauss, cached = states["numpy"]
     np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), position, has_gauss, cached))
     torch.set_rng_state(states["torch"])
-    if states["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+    if states["cuda"] and device.type == "cuda":  # states saved before one per run: every visible GPU's
+        saved = states["cuda"]
+        torch.cuda.set_rng_state(saved[device.index or 0] if len(saved) > (device.index or 0) else saved[0], device)
     for generator, state in zip(generators, states["generators"]):
         if generator is None:
             continue
