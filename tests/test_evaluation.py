@@ -110,6 +110,25 @@ def test_sampled_mode_never_draws_seen_items_and_is_seeded():
     assert a == b
 
 
+def test_sampled_negatives_are_each_users_own_whatever_the_processes(monkeypatch):
+    """A user's negatives are a function of (seed, user, item): two processes sharing the users (each ranks
+    every other one) draw what one process does. A seeded stream started in each process drew others."""
+    from elcrec.evaluation import evaluator
+
+    torch.manual_seed(0)
+    model = FixedScores(torch.rand(1, 50).tolist())
+    data = eval_data([1] * 64, [11] * 64, [list(range(1, 11))] * 64)
+    whole = evaluate(model, data, ks=(1, 5), sampled_negatives=10, batch_size=16)
+    shares = []
+    for rank in (0, 1):  # each process's share; their sums are what torch.distributed adds up
+        monkeypatch.setattr(evaluator, "rank", lambda rank=rank: rank)
+        monkeypatch.setattr(evaluator, "world_size", lambda: 2)
+        shares.append(evaluate(model, data, ks=(1, 5), sampled_negatives=10, batch_size=16))
+    for metric, value in whole.items():  # equal shares of 32 users: the mean of the two
+        assert (shares[0][metric] + shares[1][metric]) / 2 == pytest.approx(value, rel=100 * np.finfo(np.float64).eps)
+    assert evaluate(model, data, ks=(1, 5), sampled_negatives=10, seed=1) != shares[1]
+
+
 def test_long_tail_groups_split_users_and_combine_to_the_overall_metrics(tiny_data):
     from elcrec.evaluation.long_tail import item_popularity, long_tail_groups
 

@@ -7,7 +7,8 @@ History masking (`mask_history`), applied to every item the user saw before the 
                when the target scores below 0); reproduces the published numbers;
   none      -> scores untouched.
 Sampled mode ranks the target among N negatives drawn uniformly without replacement from the items
-the user has not seen (history and target excluded), with a seeded generator.
+the user has not seen (history and target excluded): the N unseen items with the largest keys of a hash of
+(seed, user, item), so a user's negatives are the same whatever the batch, device or number of processes.
 A score that is NaN or infinite ranks last: a broken model never hits.
 Users are taken shortest history first, so each batch drops its leading all-padding columns.
 Under torch.distributed every process ranks every world_size-th user and the metric sums are added up.
@@ -61,7 +62,6 @@ def _evaluate(
     device = model_device(model)
     inputs = torch.from_numpy(data.inputs)
     targets = torch.from_numpy(data.targets) - 1  # column of each target
-    generator = torch.Generator(device=device).manual_seed(seed)
     metrics = RankingMetrics(ks)
     groups = {
         name: (torch.from_numpy(np.asarray(mask, dtype=bool)), RankingMetrics(ks))
@@ -75,7 +75,8 @@ def _evaluate(
         rows, cols = _history_entries(data.history, data.history_offsets, users, device)
         target = targets[users].to(device)
         if sampled_negatives:
-            ranks = _sampled_ranks(scores, target, rows, cols, sampled_negatives, generator)
+            keys = _negative_keys(seed, torch.from_numpy(users).to(device), scores.shape[1])
+            ranks = _sampled_ranks(scores, target, rows, cols, sampled_negatives, keys)
         else:
             if mask_history != "none":
                 scores.index_put_((rows, cols), torch.tensor(MASK_VALUES[mask_history], device=device))
@@ -108,13 +109,27 @@ def _sampled_ranks(
     rows: torch.Tensor,
     cols: torch.Tensor,
     n_negatives: int,
-    generator: torch.Generator,
+    keys: torch.Tensor,
 ) -> torch.Tensor:
-    allowed = torch.ones_like(scores)
-    allowed[rows, cols] = 0
-    allowed[torch.arange(len(target), device=scores.device), target] = 0
+    """Rank of each target among `n_negatives` unseen items: those with the largest `keys` [B, n_items]."""
+    allowed = torch.ones_like(scores, dtype=torch.bool)
+    allowed[rows, cols] = False
+    allowed[torch.arange(len(target), device=scores.device), target] = False
     available = allowed.sum(1)
     if (available < n_negatives).any():
         raise ValueError(f"sampled_negatives={n_negatives}: some user has only {int(available.min())} unseen items")
-    negatives = torch.multinomial(allowed, n_negatives, replacement=False, generator=generator)
+    negatives = keys.masked_fill(~allowed, torch.iinfo(keys.dtype).min).topk(n_negatives, dim=1).indices
     return pessimistic_rank(scores.gather(1, negatives), scores.gather(1, target[:, None]).squeeze(1)) + 1
+
+
+_MIX = (-4658895280553007687, -7723592293110705685)  # splitmix64's multipliers, as signed 64-bit integers
+
+
+def _negative_keys(seed: int, users: torch.Tensor, n_items: int) -> torch.Tensor:
+    """[B, n_items] pseudo-random int64 keys, a function of (seed, user, item) alone (splitmix64's finaliser
+    over int64, whose products wrap alike on every device): the largest keys among a user's unseen items are
+    a uniform sample without replacement."""
+    x = (users[:, None] * n_items + torch.arange(n_items, device=users.device)) * 2 + seed * 0x9E3779B9
+    for multiplier in _MIX:
+        x = (x ^ (x >> 31)) * multiplier
+    return x ^ (x >> 31)
