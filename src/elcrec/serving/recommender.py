@@ -101,9 +101,8 @@ class Recommender:
             raise ValueError(f"index={index!r}: choose exact or faiss")
         if index == "faiss" and not hasattr(run.model, "item_table"):
             raise ValueError(f"index=faiss needs an item embedding table; model {run.config.model!r} has none")
-        if isinstance(ef_search, bool) or not isinstance(ef_search, numbers.Integral):
-            raise ValueError(f"ef_search={ef_search!r}: choose an integer 1..{MAX_EF_SEARCH}")
-        if not 1 <= ef_search <= MAX_EF_SEARCH:
+        integer = not isinstance(ef_search, bool) and isinstance(ef_search, numbers.Integral)
+        if not integer or not 1 <= ef_search <= MAX_EF_SEARCH:
             raise ValueError(f"ef_search={ef_search!r}: choose an integer 1..{MAX_EF_SEARCH}")
         self.run = run
         self.model = run.model.eval()
