@@ -427,7 +427,7 @@ def evaluate(
     from ..evaluation import evaluate as run_evaluation
     from ..evaluation import metrics_table
     from ..evaluation.long_tail import groups_of
-    from ..runs import METRICS_FILE, STATE_FILE, load_run
+    from ..runs import METRICS_FILE, load_run
     from ..training.trainer import finished_epochs
 
     grouping = {"--long-tail-groups": long_tail_groups, "--tail-item-threshold": tail_item_threshold}
@@ -436,7 +436,7 @@ def evaluate(
         fail(f"{' and '.join(unused)} set the long-tail groups: give --long-tail too")
     on = start(device, threads)
     run = load_run(checkpoint, on)
-    if (run.path / STATE_FILE).is_file() and not (run.path / METRICS_FILE).is_file() and not finished_epochs(run.path):
+    if not (run.path / METRICS_FILE).is_file() and finished_epochs(run.path) == 0:
         typer.echo(f"note: no epoch of {run.path} has finished: these are its untrained starting weights", err=True)
     given = dict(
         data=data,

@@ -488,10 +488,11 @@ def saved_threads(run_dir: Path) -> int:
     return int(load_state(path).get("threads", 0)) if path.is_file() else 0
 
 
-def finished_epochs(run_dir: Path) -> int:
-    """How many epochs the run in `run_dir` has finished, by its training state (0 without one)."""
+def finished_epochs(run_dir: Path) -> int | None:
+    """How many epochs the run in `run_dir` has finished, by its training state (None without one: an imported
+    run, or a model that trains nothing)."""
     path = Path(run_dir) / STATE_FILE
-    return int(load_state(path)["epoch"]) + 1 if path.is_file() else 0
+    return int(load_state(path)["epoch"]) + 1 if path.is_file() else None
 
 
 def rng_states(device: torch.device, *generators: torch.Generator | None) -> dict[str, Any]:
