@@ -189,6 +189,20 @@ def test_torchrun_elcrec_resumes_exactly(tmp_path):
     assert part["test"] == whole["test"] and part["valid"] == whole["valid"]
 
 
+def test_a_run_resumed_by_more_processes_gives_each_its_own_random_stream(tmp_path):
+    """A state saved by one process holds one torch stream: resumed by two, each must draw its own dropout
+    masks and views from it (both drew the saved stream's, the same masks for different rows)."""
+    args = [*TINY, "--model", "elcrec", "--output-dir", str(tmp_path / "run")]
+    run([*args, "--epochs", "1"], 1)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    (tmp_path / "run" / "config.json").write_text(json.dumps({**config, "epochs": 2}))
+    run(["--resume", str(tmp_path / "run")], WORLD)
+    streams = [
+        rng["torch"] for rng in torch.load(tmp_path / "run" / "training_state.pt", weights_only=True)["rng_by_rank"]
+    ]
+    assert len(streams) == WORLD and not torch.equal(*streams)
+
+
 def test_an_error_in_one_process_ends_the_run(tmp_path):
     """Rank 0 cannot write its training state (before the first epoch) while rank 1 goes on into the epoch's
     collectives: the run must end with rank 0's error, not wait at a barrier until gloo's 30-minute timeout."""

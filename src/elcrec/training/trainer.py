@@ -264,6 +264,8 @@ class Trainer:
             )
         rng = state["rng_by_rank"][distributed.rank()] if saved_world == self.world > 1 else state["rng"]
         set_rng_states(rng, self.device, self.order, self.sampler.generator if self.sampler else None)
+        if saved_world != self.world > 1:  # the first process's states alone: each its own dropout and views
+            torch.manual_seed(stream_seed(rng, distributed.rank()))
         self.best_score, self.best_epoch, self.best_valid = (
             state["best_score"],
             state["best_epoch"],
@@ -507,6 +509,14 @@ def rng_states(device: torch.device, *generators: torch.Generator | None) -> dic
         "cuda": [torch.cuda.get_rng_state(device)] if device.type == "cuda" else [],
         "generators": [g.get_state() if g is not None else None for g in generators],
     }
+
+
+def stream_seed(states: dict[str, Any], rank: int) -> int:
+    """A seed for process `rank`'s torch stream (dropout, augmentations), drawn from saved `rng_states`:
+    distinct for each process, and the same at every resume from those states."""
+    saved = torch.Generator()
+    saved.set_state(states["torch"])
+    return int(torch.randint(2**62, (1,), generator=saved)) + rank
 
 
 def set_rng_states(states: dict[str, Any], device: torch.device, *generators: torch.Generator | None) -> None:
