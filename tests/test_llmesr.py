@@ -1,6 +1,9 @@
 """LLM-ESR: two views on one backbone (SASRec, GRU4Rec, BERT4Rec), self-distillation by item or user text,
 the item-cluster constraint, checkpoints."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -158,6 +161,28 @@ def test_distillation_targets_are_similar_users(data):
     neighbours = mean_text(model.train_inputs[model.neighbours].numpy()).mean(1)
     cosine = lambda a, b: (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)  # noqa: E731
     assert cosine(own, neighbours).mean() > cosine(own, own[np.random.default_rng(0).permutation(len(own))]).mean()
+
+
+def test_neighbours_without_user_text_take_memory_for_rows_not_positions():
+    """Each user's mean item text, for finding similar users, was taken over an [N, L, D] tensor of every
+    position's text (27 GB on Beauty at L = 200, D = 1536): here [2000, 200, 1024] floats, 1.6 GB."""
+    script = """
+import resource, torch
+from elcrec import Config
+from elcrec.data import make_synthetic, train_set
+from elcrec.models import LLMESR
+data = make_synthetic(n_users=2000, n_items=60, n_intents=4, seed=3)
+model = LLMESR(data.n_items, Config(model="llmesr", hidden_size=16, max_len=200, device="cpu"), 1024)
+torch.nn.init.normal_(model.text)
+train = train_set(data, 200)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+found = model._similar_users(train)
+assert found.shape == (len(train.inputs), 10)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout) < 800  # MB of peak memory it added
 
 
 @pytest.mark.parametrize("code", ["public", "library"])

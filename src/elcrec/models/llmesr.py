@@ -93,6 +93,18 @@ def backbone(config: Config, plan: EnginePlan, causal: bool) -> nn.Module:
     )
 
 
+def mean_item_text(inputs: torch.Tensor, text: torch.Tensor, chunk_values: int = 2**26) -> torch.Tensor:
+    """[N, L] item ids -> [N, D]: each row's mean text embedding over its items (zero for none), computed a
+    chunk of rows at a time: the [N, L, D] embeddings of every position at once outgrow memory (N = 22,363,
+    L = 200, D = 1536 on Beauty: 27 GB)."""
+    rows = max(1, chunk_values // (inputs.shape[1] * text.shape[1]))
+    means = []
+    for chunk in inputs.split(rows):
+        present = (chunk > 0).float()
+        means.append((text[chunk] * present[..., None]).sum(1) / present.sum(1, keepdim=True).clamp(min=1))
+    return torch.cat(means)
+
+
 class LLMESR(NextItemRecommender):
     def __init__(self, n_items: int, config: Config, text_dim: int) -> None:
         super().__init__(config)
@@ -264,10 +276,7 @@ class LLMESR(NextItemRecommender):
         if self.user_text is not None:
             users = self.user_text.float().cpu()[torch.from_numpy(train.users)]
         else:
-            inputs = torch.from_numpy(train.inputs)
-            present = (inputs > 0).float()
-            text = self.text.float().cpu()
-            users = (text[inputs] * present[..., None]).sum(1) / present.sum(1, keepdim=True).clamp(min=1)
+            users = mean_item_text(torch.from_numpy(train.inputs), self.text.float().cpu())
         users = F.normalize(users, dim=1).numpy()
         index = faiss.IndexFlatIP(users.shape[1])
         index.add(users)
