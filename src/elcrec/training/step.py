@@ -72,7 +72,7 @@ def lr_factor(config: Config, steps_per_epoch: int) -> Callable[[int], float]:
 class Step:
     """loss -> backward -> Adam (its learning rate on the config's schedule), under autocast when config.amp is
     set (fp16 with loss scaling). Under torch.distributed the loss runs inside DistributedDataParallel, which
-    averages the gradients."""
+    averages the gradients; `sync_buffers` gives every process rank 0's buffers."""
 
     def __init__(
         self, model: SequentialRecommender, config: Config, device: torch.device, steps_per_epoch: int = 1
@@ -90,6 +90,9 @@ class Step:
             self.loss_terms = DistributedDataParallel(
                 distributed.LossModule(model), device_ids=[device.index] if device.type == "cuda" else None
             )
+            # buffers synced when built, then by sync_buffers, not before every step: LLM-ESR's frozen text
+            # table alone is tens of MB
+            self.loss_terms.broadcast_buffers = False
 
     def __call__(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One optimiser step on `batch`; returns the loss's named terms (not detached)."""
@@ -102,6 +105,11 @@ class Step:
         self.scaler.update()
         self.schedule.step()
         return terms
+
+    def sync_buffers(self) -> None:
+        """Rank 0's buffers (running statistics) on every process, as the weights are after each step."""
+        for buffer in self.model.buffers():
+            distributed.broadcast(buffer)
 
     def weights_finite(self) -> torch.Tensor:
         """A 0-d bool tensor (no host sync): whether every trainable weight is finite."""

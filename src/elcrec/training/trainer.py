@@ -337,6 +337,7 @@ class Trainer:
             else:
                 bar.update(len(rows))
         bar.close()
+        self.step.sync_buffers()  # each process evaluates its shard with the model rank 0 saves
         self.check_finite(first_bad, epoch, weights=True)
         means = dict(zip(terms, (distributed.all_sum(term_totals) / (self.world * steps)).tolist()))
         seconds, device = time.perf_counter() - started, self.device.type
