@@ -405,3 +405,11 @@ def test_whole_floats_are_the_integer_ids_they_hold(tiny_data):
     assert recommender.recommend([[5.0, 6.0]]) == expected
     assert recommender.recommend(np.array([5.0, 6.0])) == expected
     assert recommender.recommend([[5, 6, 5.5]])[0]["unknown"] == [5.5]
+
+
+def test_a_catalogue_of_float_ids_finds_its_items_by_the_integers_they_hold(tiny_data):
+    """A model trained on a float id column (items.json holds 5.0) knows item 5, asked as 5, 5.0 or "5"."""
+    recommender = Recommender(make_run(tiny_data, item_ids=np.arange(1.0, tiny_data.n_items + 1)))
+    expected = recommender.recommend([[5.0, 6.0]])
+    assert not expected[0]["unknown"]
+    assert recommender.recommend([[5, 6]]) == recommender.recommend([["5", "6"]]) == expected

@@ -109,7 +109,7 @@ class Recommender:
         self.config = run.config
         self.device = model_device(self.model)
         self.item_ids = run.item_ids
-        self.internal = {str(item): i + 1 for i, item in enumerate(run.item_ids)}
+        self.internal = {id_text(item): i + 1 for i, item in enumerate(run.item_ids)}
         self.n_items = len(run.item_ids)
         self.has_intents = isinstance(self.model, IntentModel)
         self.index = self._faiss_index(ef_search) if index == "faiss" else None
@@ -199,7 +199,7 @@ class Recommender:
             data = self._data
         if self._users is None or self._users[0] is not data:
             self.run.check_data(data)
-            self._users = (data, {str(user): n for n, user in enumerate(data.user_ids.tolist())})
+            self._users = (data, {id_text(user): n for n, user in enumerate(data.user_ids.tolist())})
         return data
 
     def _top(self, known: list[np.ndarray], k: int | None, exclude_seen: bool) -> list[dict[str, list]]:
