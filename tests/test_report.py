@@ -69,6 +69,34 @@ def test_activity_groups_are_length_quartiles():
     assert shares["new"] == [(0, 1.0), (1, 0.0)] and shares["high"] == [(1, 1.0), (0, 0.0)]
 
 
+def test_one_epoch_draws_its_points(monkeypatch):
+    """A line through a single point draws nothing: a one-epoch run's curves were two empty panels."""
+    from elcrec import report as report_module
+
+    drawn = []
+    monkeypatch.setattr(report_module, "_png", drawn.append)
+    record = {"epoch": 0, "loss": 1.5, "terms": {"rec": 1.0, "cl": 0.5}, "valid": {"HR@10": 0.2, "NDCG@10": 0.1}}
+    report_module.training_curves([record], "NDCG@10")
+    lines = [line for axis in drawn[0].axes for line in axis.get_lines()]
+    assert len(lines) == 5 and all(line.get_marker() not in (None, "", "None") for line in lines)
+
+
+def test_a_run_without_training_names_why_and_its_data_is_checked(tmp_path):
+    """pop trains nothing: its page said "Best epoch -1" and "no training epochs (trained)". A run that reads no
+    data for its page still refuses other data, which the page would name as the run's."""
+    from elcrec.runs import RunError
+
+    config = Config(data="synthetic", synthetic_users=200, synthetic_items=50, model="pop", device="cpu")
+    train(config.replace(output_dir=str(tmp_path / "pop")), progress=False)
+    page = write_report(tmp_path / "pop").read_text()
+    assert "pop trains nothing" in page and "Best epoch" not in page
+    other = tmp_path / "other.txt"
+    other.write_text("".join(f"{user} 1 2 3 4 5\n" for user in range(1, 30)))
+    with pytest.raises(RunError, match="use the run's own data"):
+        write_report(tmp_path / "pop", data=str(other), out=tmp_path / "other-report")
+    assert not (tmp_path / "other-report" / "report.html").exists()
+
+
 needs_chromium = pytest.mark.skipif(
     shutil.which("chromium") is None, reason="Chromium not installed (apt-get install chromium)"
 )

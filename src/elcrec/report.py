@@ -22,7 +22,7 @@ import numpy as np
 
 from .evaluation.intents import ACTIVITY_GROUPS, activity_groups, intent_profiles, user_intents
 from .models.intent import IntentModel
-from .runs import METRICS_FILE, RunError, load_run
+from .runs import METRICS_FILE, RunError, atomic_write, load_run
 
 COLOURED_INTENTS = 10
 PROFILED_INTENTS = 50  # rows of the intent explorer table (the largest intents)
@@ -43,21 +43,19 @@ def write_report(
     if metrics is None:
         raise RunError(f"{run.path / METRICS_FILE} not found: the report needs a finished run (elcrec train)")
     config = run.config.replace(data=data) if data else run.config
+    dataset = None
+    if data or isinstance(run.model, IntentModel):  # the page names the data: other data is refused
+        dataset = run.load_data(data)
+        run.check_data(dataset)
     out = Path(out) if out else run.path
     out.mkdir(parents=True, exist_ok=True)
 
     figures = {"training curves": training_curves(metrics["history"], config.metric)} if metrics["history"] else {}
     top, bottom = [("Final metrics", metrics_table(metrics))], []  # sections above and below the figures
     if not metrics["history"]:
-        top.append(
-            (
-                "Training",
-                f"<p>No training curves: the run has no training epochs ({html.escape(metrics['source'])}).</p>",
-            )
-        )
-    if isinstance(run.model, IntentModel):
-        dataset = run.load_data(data)
-        run.check_data(dataset)
+        why = "imported, trained elsewhere" if run.model.trainable else f"{config.model} trains nothing"
+        top.append(("Training", f"<p>No training curves: the run has no training epochs ({html.escape(why)}).</p>"))
+    if dataset is not None and isinstance(run.model, IntentModel):
         representations, intents, distances = user_intents(run.model, dataset, config.eval_batch_size)
         centres = run.model.centres.detach().float().cpu().numpy()
         figures["intent map"] = intent_map(representations, intents, centres, sample, config.seed)
@@ -80,7 +78,7 @@ def write_report(
 
     images = []
     for name, png in figures.items():
-        (out / f"report-{name.replace(' ', '-')}.png").write_bytes(png)
+        atomic_write(out / f"report-{name.replace(' ', '-')}.png", png)
         images.append(
             f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
             f"<figcaption>{name}</figcaption></figure>"
@@ -94,18 +92,20 @@ def write_report(
         settings=settings,
     )
     path = out / "report.html"
-    path.write_text(page, encoding="utf-8")
+    atomic_write(path, page.encode())
     return path
 
 
 def training_curves(history: list[dict[str, Any]], metric: str) -> bytes:
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, (losses, valid) = plt.subplots(1, 2, figsize=(11, 4))
     epochs = [h["epoch"] for h in history]
-    losses.plot(epochs, [h["loss"] for h in history], label="loss", color="black", linewidth=2)
+    marker = "o" if len(epochs) == 1 else None  # a line through one point draws nothing
+    losses.plot(epochs, [h["loss"] for h in history], label="loss", color="black", linewidth=2, marker=marker)
     for term in dict.fromkeys(name for h in history for name in h.get("terms", {})):
-        losses.plot(epochs, [h.get("terms", {}).get(term, np.nan) for h in history], label=term)
+        losses.plot(epochs, [h.get("terms", {}).get(term, np.nan) for h in history], label=term, marker=marker)
     losses.set(xlabel="epoch", ylabel="training loss (weighted terms)", title="training loss")
     names = list(
         dict.fromkeys(
@@ -113,9 +113,11 @@ def training_curves(history: list[dict[str, Any]], metric: str) -> bytes:
         )
     )
     for name in names:
-        valid.plot(epochs, [h.get("valid", {metric: h.get(metric)}).get(name, np.nan) for h in history], label=name)
+        values = [h.get("valid", {metric: h.get(metric)}).get(name, np.nan) for h in history]
+        valid.plot(epochs, values, label=name, marker=marker)
     valid.set(xlabel="epoch", ylabel="validation", title="validation metrics")
     for axis in (losses, valid):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     return _png(fig)
@@ -247,11 +249,8 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     rows = [["test", *(_number(metrics["test"][n]) for n in names)]]
     if metrics["valid"]:
         rows.insert(0, ["valid (best epoch)", *(_number(metrics["valid"].get(n)) for n in names)])
-    chosen = (
-        f"Best epoch {metrics['best_epoch']} by {html.escape(metrics['metric'])}; "
-        if metrics["best_epoch"] is not None
-        else ""
-    )
+    best = metrics["best_epoch"]  # None when imported, -1 for a model that trains nothing
+    chosen = f"Best epoch {best} by {html.escape(metrics['metric'])}; " if best is not None and best >= 0 else ""
     mode = f"{metrics['sampled_negatives']} sampled negatives" if metrics["sampled_negatives"] else "full ranking"
     note = f"<p>{chosen}{mode}, seen items: {html.escape(metrics['mask_history'])}.</p>"
     return note + _table(rows, ["split", *names])
