@@ -10,6 +10,7 @@ import sys
 import time
 
 import numpy as np
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -85,6 +86,22 @@ def test_the_intent_explorer(elcrec_run):
     table = invoke("intents", elcrec_run, "--shown", 2)
     assert table.exit_code == 0 and "new/low/medium/high" in table.output
     assert (elcrec_run / "intent-profiles.csv").read_text().startswith('"intent","users","share"')
+    listed = pacsv.read_csv(elcrec_run / "intent-profiles.csv").to_pylist()  # id lists as JSON: ids may hold spaces
+    profiles = json.loads((elcrec_run / "intents.json").read_text())["intents"]  # of the same (last) call
+    assert [json.loads(row["representative_users"]) for row in listed] == [p["representative_users"] for p in profiles]
+    for column in ("top_items_by_frequency", "top_items_by_centre"):
+        assert [json.loads(row[column]) for row in listed] == [[i for i, _ in p[column]] for p in profiles]
+
+
+def test_the_intent_explorer_writes_only_into_a_folder(elcrec_run, tmp_path):
+    """An exported model has no run folder: its files went to the model file's path (a raw "File exists")."""
+    assert invoke("export", elcrec_run, "--out", tmp_path / "exported.pt").exit_code == 0
+    for args in (["intents", tmp_path / "exported.pt"], ["intents", elcrec_run, "--out", tmp_path / "exported.pt"]):
+        result = invoke(*args)
+        assert result.exit_code == 2 and "error:" in result.output and "Errno" not in result.output, result.output
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["exported.pt"]
+    result = invoke("intents", tmp_path / "exported.pt", "--out", tmp_path / "intents")
+    assert result.exit_code == 0, result.output
 
 
 def test_recommendations_for_the_data_users(elcrec_run, tmp_path):

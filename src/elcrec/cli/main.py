@@ -427,8 +427,7 @@ def evaluate(
     from ..evaluation import evaluate as run_evaluation
     from ..evaluation import metrics_table
     from ..evaluation.long_tail import groups_of
-    from ..runs import METRICS_FILE, load_run
-    from ..training.trainer import finished_epochs
+    from ..runs import load_run
 
     grouping = {"--long-tail-groups": long_tail_groups, "--tail-item-threshold": tail_item_threshold}
     grouping["--short-user-threshold"] = short_user_threshold
@@ -436,8 +435,7 @@ def evaluate(
         fail(f"{' and '.join(unused)} set the long-tail groups: give --long-tail too")
     on = start(device, threads)
     run = load_run(checkpoint, on)
-    if not (run.path / METRICS_FILE).is_file() and finished_epochs(run.path) == 0:
-        typer.echo(f"note: no epoch of {run.path} has finished: these are its untrained starting weights", err=True)
+    _note_untrained(run)
     given = dict(
         data=data,
         mask_history=mask_history,
@@ -662,8 +660,13 @@ def intents(
     from ..evaluation.intents import ACTIVITY_GROUPS, intent_agreement, intent_profiles, planted_intents, user_intents
     from ..runs import atomic_write, load_run, write_json
 
+    if out is not None and out.exists() and not out.is_dir():
+        fail(f"--out {out} is a file: give a folder for intents.csv, intent-profiles.csv, intents.json, centres.npy")
     on = start(device, threads)
     run = load_run(checkpoint, on)
+    if out is None and not run.path.is_dir():
+        fail(f"{run.path} is an exported model, with no run folder to write into: give --out FOLDER")
+    _note_untrained(run)
     config = run.config.replace(data=data) if data else run.config
     dataset = run.load_data(data)
     run.check_data(dataset)
@@ -675,6 +678,7 @@ def intents(
     user_ids = dataset.user_ids.astype(str) if dataset.user_ids.dtype.kind in "OU" else dataset.user_ids
     _write_table(out / "intents.csv", pa.table({"user_id": user_ids, "intent": ids, "distance": distances}))
     joined = lambda pairs: " ".join(str(item) for item, _ in pairs)  # noqa: E731
+    listed = lambda ids: json.dumps(list(ids))  # noqa: E731  (text ids may hold spaces)
     _write_table(
         out / "intent-profiles.csv",
         pa.table(
@@ -683,9 +687,9 @@ def intents(
                 "users": [p["users"] for p in profiles],
                 "share": [p["share"] for p in profiles],
                 "mean_distance": [p["mean_distance"] for p in profiles],
-                "representative_users": [" ".join(map(str, p["representative_users"])) for p in profiles],
-                "top_items_by_frequency": [joined(p["top_items_by_frequency"]) for p in profiles],
-                "top_items_by_centre": [joined(p["top_items_by_centre"]) for p in profiles],
+                "representative_users": [listed(p["representative_users"]) for p in profiles],
+                "top_items_by_frequency": [listed(item for item, _ in p["top_items_by_frequency"]) for p in profiles],
+                "top_items_by_centre": [listed(item for item, _ in p["top_items_by_centre"]) for p in profiles],
                 **{f"{group}_users": [p["activity"][group] for p in profiles] for group in ACTIVITY_GROUPS},
             }
         ),
@@ -716,6 +720,15 @@ def intents(
     typer.echo(
         f"wrote {out / 'intents.csv'}, {out / 'intent-profiles.csv'}, {out / 'intents.json'}, {out / 'centres.npy'}"
     )
+
+
+def _note_untrained(run: Any) -> None:
+    """Say on stderr when a run's weights are its untrained starting ones (no epoch finished)."""
+    from ..runs import METRICS_FILE
+    from ..training.trainer import finished_epochs
+
+    if not (run.path / METRICS_FILE).is_file() and finished_epochs(run.path) == 0:
+        typer.echo(f"note: no epoch of {run.path} has finished: these are its untrained starting weights", err=True)
 
 
 def _write_table(path: Path, table: Any) -> None:
