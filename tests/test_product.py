@@ -134,6 +134,12 @@ def test_recommendations_for_the_data_users(elcrec_run, tmp_path):
     assert len(table["user_id"]) == 4 * data.n_users and table["rank"][:4] == [1, 2, 3, 4]
     assert table["item_id"][:4] == recommender.recommend_users([1], k=4)[0]["items"]
     assert invoke("recommend", elcrec_run, "--all-users").exit_code == 2  # needs --out
+    upper = tmp_path / "RECS.CSV"
+    assert invoke("recommend", elcrec_run, "--all-users", "--out", upper, "-k", 4).exit_code == 0
+    assert pacsv.read_csv(upper).to_pydict() == table  # a suffix in capitals is the same format
+    (tmp_path / "folder.csv").mkdir()
+    result = invoke("recommend", elcrec_run, "--all-users", "--out", tmp_path / "folder.csv")
+    assert result.exit_code == 2 and "is a folder" in result.output and ".tmp" not in result.output
     assert invoke("recommend", elcrec_run, "--user", 3, "--history", "4").exit_code == 2  # one of them
 
 

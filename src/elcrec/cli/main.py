@@ -523,8 +523,10 @@ def recommend(
         fail("give one of --history, --user or --all-users")
     if all_users and out is None:
         fail("--all-users writes a file: give --out recs.parquet (or .csv)")
-    if all_users and out.suffix not in (".parquet", ".csv"):
+    if all_users and out.suffix.lower() not in (".parquet", ".csv"):
         fail(f"--out {out}: --all-users writes a .parquet or .csv file")
+    if all_users and out.is_dir():
+        fail(f"--out {out} is a folder: give the file to write, e.g. {out / 'recs.parquet'}")
     if data and history is not None:
         fail("--data gives the users of --user or --all-users; --history is a user of its own")
     tokens = None if history is None else history.replace(",", " ").split()
@@ -740,7 +742,7 @@ def _write_table(path: Path, table: Any) -> None:
     from ..runs import atomic_write
 
     buffer = pa.BufferOutputStream()
-    (pq.write_table if path.suffix == ".parquet" else pacsv.write_csv)(table, buffer)
+    (pq.write_table if path.suffix.lower() == ".parquet" else pacsv.write_csv)(table, buffer)
     atomic_write(path, buffer.getvalue().to_pybytes())
 
 
