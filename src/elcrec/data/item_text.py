@@ -96,7 +96,15 @@ def load_embeddings(path: str | Path, rows: int, what: str = "item") -> np.ndarr
         raise DataError(f"{name} {path}: {what} embeddings must be a .npy or an LLM-ESR .pkl file")
     if matrix.ndim != 2 or len(matrix) != rows or matrix.shape[1] < 1:
         rule = "row i = item i + 1" if what == "item" else "row u = the log's user u"
-        raise DataError(f"{name} {path}: expected a [{rows}, d] matrix ({rule}), d >= 1, got shape {matrix.shape}")
+        hint = (
+            f" (the data holds {rows:,} items after preprocessing: short users dropped, dedup, kcore; elcrec "
+            "embed-items writes the rows of the data as it trains)"
+            if what == "item" and matrix.ndim == 2
+            else ""
+        )
+        raise DataError(
+            f"{name} {path}: expected a [{rows}, d] matrix ({rule}), d >= 1, got shape {matrix.shape}{hint}"
+        )
     if matrix.dtype.kind not in "iuf":
         raise DataError(f"{name} {path}: expected numbers, got {matrix.dtype} values")
     matrix = matrix.astype(np.float32)
