@@ -124,3 +124,17 @@ def test_training_says_when_the_pool_threads_are_out_of_reach(tiny_data, tmp_pat
     finally:
         torch.set_num_threads(threads)
     assert "denormal floats are not flushed on every thread" in (config.run_dir / LOG_FILE).read_text()
+
+
+def test_native_half_precision_is_known_per_device(monkeypatch):
+    """amp=bf16 on a GPU before Ampere is emulated: training warns there as it does on such a CPU."""
+    import elcrec.runtime as runtime
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert not runtime.has_native(torch.bfloat16, torch.device("cuda"))
+    assert runtime.has_native(torch.float16, torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert runtime.has_native(torch.bfloat16, torch.device("cuda", 1))
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert not runtime.has_native(torch.bfloat16, torch.device("cpu"))

@@ -165,9 +165,11 @@ def keep_freed_memory() -> None:
     libc.mallopt(M_TRIM_THRESHOLD, -1)  # -1: never trim; any threshold (an int) still trims a free top above 2 GB
 
 
-def cpu_has_native(dtype: torch.dtype) -> bool:
-    """Whether this CPU computes `dtype` matmuls in hardware (AVX512-BF16 or AMX); without, autocast emulates
-    them and is slower than float32. True when this torch cannot tell."""
+def has_native(dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether `device` computes `dtype` matmuls in hardware: a CPU with AVX512-BF16 or AMX, a GPU from Ampere on
+    for bf16; without, they are emulated and slower than float32. True when this torch cannot tell."""
+    if device.type == "cuda":
+        return dtype != torch.bfloat16 or torch.cuda.is_bf16_supported(including_emulation=False)
     names = {
         torch.bfloat16: ("_is_avx512_bf16_supported", "_is_amx_tile_supported"),
         torch.float16: ("_is_amx_fp16_supported",),

@@ -46,7 +46,7 @@ from ..runs import (
     training_lock,
     write_json,
 )
-from ..runtime import cpu_has_native, denormals_flushed, describe_machine, resolve_device, seed_everything
+from ..runtime import denormals_flushed, describe_machine, has_native, resolve_device, seed_everything
 from .negatives import NegativeSampler
 from .progress import Progress, log, run_logging
 from .step import AMP_DTYPES, Step, TrainTensors, make_batch
@@ -168,10 +168,10 @@ class Trainer:
         self.step = Step(self.model, config, device, steps_per_epoch) if self.model.trainable else None
         self.sampler = NegativeSampler(self.data, device, seed=config.seed) if self.model.needs_negatives else None
         amp = AMP_DTYPES.get(config.amp)
-        if amp is not None and device.type == "cpu" and not cpu_has_native(amp):
+        if amp is not None and not has_native(amp, device):
             log.warning(
-                f"warning: amp={config.amp} on a CPU without {config.amp} instructions: autocast emulates "
-                "them, which is usually slower than amp=none"
+                f"warning: amp={config.amp} on a {'GPU' if device.type == 'cuda' else 'CPU'} without {config.amp} "
+                "instructions: autocast emulates them, which is usually slower than amp=none"
             )
         self.order = torch.Generator().manual_seed(config.seed)
         self.tracker = open_tracker(config) if self.main else None
