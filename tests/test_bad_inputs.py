@@ -7,6 +7,8 @@ import pickle
 import shutil
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -72,6 +74,11 @@ def files(tmp_path_factory):
         "semicolon.csv": "user_id;item_id;timestamp\n1;2;3\n",
         "columns.csv": "user,item\n1,2\n",
         "holes.csv": "user_id,item_id,timestamp\n1,,3\n1,2,4\n",
+        "na.csv": "user_id,item_id,timestamp\n1,NA,3\n1,2,4\n",
+        "repeated.csv": "user_id,item_id,timestamp,item_id\n1,2,3,4\n",
+        "plus.txt": "1 +2 3\n",
+        "comma.inter": "user_id:token,item_id:token\n1,2\n",
+        "times.inter": "user_id:token\titem_id:token\tts:float\n1\t2\t3\n",
         "when.csv": "user_id,item_id,timestamp\n1,2,noon\n1,3,night\n1,4,dusk\n",
         "text.parquet": "not parquet",
         "log.xyz": "1 2 3\n",
@@ -92,6 +99,12 @@ def files(tmp_path_factory):
         (root / name).write_text(text)
     (root / "binary.txt").write_bytes(bytes(range(128, 256)))
     (root / "latin1.yaml").write_bytes("lr: 0.001 # caf\xe9\n".encode("latin-1"))
+    for name, ids in (
+        ("list", [[1], [2]]),
+        ("binary", [b"a", b"b"]),
+        ("decimal", pa.array([1, 2], pa.decimal128(3, 0))),
+    ):
+        pq.write_table(pa.table({"user_id": [1, 1], "item_id": ids, "timestamp": [1, 2]}), root / f"{name}.parquet")
     (root / "folder").mkdir()
     (root / "rechorus").mkdir()
     (root / "rechorus" / "train.csv").write_text("user_id\titem_id\ttime\n1\t2\t3\n")
@@ -146,17 +159,38 @@ CASES = [
     ("empty file", ["train", "--data", "{root}/empty.txt", *TINY], "no interactions found"),
     ("not an id", ["train", "--data", "{root}/letters.txt", *TINY], "letters.txt:1: 'x' is not an integer id"),
     ("huge id", ["train", "--data", "{root}/huge.txt", *TINY], "huge.txt:2: the id 99999999999999999999 does not fit"),
-    ("commas", ["train", "--data", "{root}/commas.txt", *TINY], "a CSV file? give data_format=csv"),
+    ("commas", ["train", "--data", "{root}/commas.txt", *TINY], "a CSV file? give --data-format csv"),
+    ("plus sign", ["train", "--data", "{root}/plus.txt", *TINY], "'+2' is not an integer id (ASCII digits"),
     ("seen everything", ["train", "--data", "{root}/everything.txt", *TINY], "user 1 has interacted with every one"),
     ("user twice", ["train", "--data", "{root}/twice.txt", *TINY], "already has a line"),
     ("binary file", ["train", "--data", "{root}/binary.txt", *TINY], "not UTF-8 text"),
     ("wrong separator", ["train", "--data", "{root}/semicolon.csv", *TINY], "separated by ';'"),
     ("missing columns", ["train", "--data", "{root}/columns.csv", *TINY], "missing column(s)"),
-    ("empty values", ["train", "--data", "{root}/holes.csv", *TINY], "empty value(s)"),
+    ("empty values", ["train", "--data", "{root}/holes.csv", *TINY], "column 'item_id' has 1 missing value(s)"),
+    ("NA as an id", ["train", "--data", "{root}/na.csv", *TINY], "column 'item_id' has 1 missing value(s)"),
+    ("a column twice", ["train", "--data", "{root}/repeated.csv", *TINY], "['item_id'] appear more than once"),
+    ("list ids", ["train", "--data", "{root}/list.parquet", *TINY], "'item_id' has type list<element: int64>; ids"),
+    ("binary ids", ["train", "--data", "{root}/binary.parquet", *TINY], "'item_id' has type binary; ids must be"),
+    ("decimal ids", ["train", "--data", "{root}/decimal.parquet", *TINY], "'item_id' has type decimal128(3, 0)"),
+    (
+        "RecBole folder without .inter",
+        ["train", "--data", "{root}/folder", "--data-format", "recbole", *TINY],
+        "expected one RecBole .inter file in the folder, found 0",
+    ),
+    ("commas in .inter", ["train", "--data", "{root}/comma.inter", *TINY], ".inter files are tab-separated"),
+    (
+        "RecBole time column absent",
+        ["train", "--data", "{root}/times.inter", "--time-col", "time", *TINY],
+        "times.inter: missing column(s) ['time']",
+    ),
     ("text times", ["train", "--data", "{root}/when.csv", *TINY], "time column 'timestamp' must be numeric"),
     ("fake parquet", ["train", "--data", "{root}/text.parquet", *TINY], "cannot read as parquet"),
     ("empty folder", ["train", "--data", "{root}/folder", *TINY], "a folder must hold"),
-    ("unknown suffix", ["train", "--data", "{root}/log.xyz", *TINY], "cannot tell the format"),
+    (
+        "unknown suffix",
+        ["train", "--data", "{root}/log.xyz", *TINY],
+        "cannot tell the format from the name; give --data",
+    ),
     (
         "forced format",
         ["train", "--data", "{root}/other.txt", "--data-format", "parquet", *TINY],

@@ -55,3 +55,19 @@ def test_a_small_kcore_holds_after_short_users_are_dropped():
     data = build_sequences(interactions(pairs), kcore=2)
     counts = np.bincount(data.items)[1:]
     assert "v" not in list(data.item_ids) and (counts >= 2).all() and (data.lengths >= 3).all()
+
+
+def test_times_spanning_more_than_int64_keep_each_users_rows():
+    """The sort key user * time span + time wrapped when the span passed 2**63 (times before 1970 beside an
+    INT64_MAX "unknown" sentinel; uint64 times), which moved rows into other users' sequences."""
+    users, items = np.array([1, 1, 1, 1, 2, 2, 2]), np.array([10, 20, 30, 40, 50, 60, 70])
+
+    def sequences(times):
+        data = build_sequences(Interactions(users, items, times, "test"))
+        return [[int(data.item_ids[i - 1]) for i in data.sequence(u)] for u in range(data.n_users)]
+
+    top, bottom = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+    assert sequences(np.array([-100, -50, top, -10, 1, 2, 3])) == [[10, 20, 40, 30], [50, 60, 70]]
+    assert sequences(np.array([2**64 - 1, 5, 2**63, 7, 1, 2, 3], dtype=np.uint64)) == [[20, 40, 30, 10], [50, 60, 70]]
+    # equal times keep file order at any span
+    assert sequences(np.array([top, bottom, top, bottom, 0, 0, 0])) == [[20, 40, 10, 30], [50, 60, 70]]

@@ -1,3 +1,8 @@
+import gzip
+import logging
+import re
+from decimal import Decimal
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -31,6 +36,25 @@ def test_benchmark_errors_name_file_and_line(tmp_path, content, message):
     path.write_text(content)
     with pytest.raises(DataError, match=message):
         read_interactions(path)
+
+
+@pytest.mark.parametrize("bad", ["1_0", "+10", "\u0661\u0662", "\uff11"])
+def test_benchmark_ids_are_ascii_integers(tmp_path, bad):
+    """int() also reads 1_0, +10 and other scripts' digits (١٢): they merged with the items 10 and 12."""
+    path = tmp_path / "b.txt"
+    path.write_text(f"1 10 12 {bad}\n", encoding="utf-8")
+    with pytest.raises(DataError, match=rf"b.txt:1: {re.escape(repr(bad))} is not an integer id \(ASCII digits"):
+        read_interactions(path)
+    path.write_text("1 010 -3 10\n")  # leading zeros and a minus: plain integers
+    assert read_interactions(path).items.tolist() == [10, -3, 10]
+
+
+def test_benchmark_byte_order_mark_and_a_user_without_items(tmp_path, caplog):
+    path = tmp_path / "b.txt"
+    path.write_bytes("\ufeff1 2 3 4\n5\n6 7 8 9\n".encode())
+    with caplog.at_level(logging.WARNING):
+        assert sequences(build_sequences(read_interactions(path))) == {"1": ["2", "3", "4"], "6": ["7", "8", "9"]}
+    assert "b.txt: dropped 1 user(s) whose line holds no item" in caplog.text
 
 
 def test_csv_log_with_string_ids_sorted_by_time(tmp_path):
@@ -82,13 +106,71 @@ def test_log_errors(tmp_path):
     with pytest.raises(DataError, match="missing column"):
         read_interactions(path)
     path.write_text("user_id,item_id,timestamp\n1,2,\n")
-    with pytest.raises(DataError, match="empty value"):
+    with pytest.raises(DataError, match=r"column 'timestamp' has 1 missing value"):
         read_interactions(path)
     with pytest.raises(DataError, match="no such file"):
         read_interactions(tmp_path / "absent.csv")
     with pytest.raises(DataError, match="cannot tell the format"):
         (tmp_path / "x.dat").write_text("1 2 3\n")
         read_interactions(tmp_path / "x.dat")
+
+
+@pytest.mark.parametrize("cell", ["", " ", "NA", "null", "NULL", "NaN", "nan", "N/A", "#N/A", "None", "<NA>"])
+def test_a_missing_id_in_a_csv_is_an_error_not_an_id(tmp_path, cell):
+    """A text file spells a missing value; read as an id it became a user or item named NA."""
+    path = tmp_path / "log.csv"
+    path.write_text(f"user_id,item_id,timestamp\n1,5,1\n1,{cell},2\n1,7,3\n2,{cell},1\n")
+    with pytest.raises(DataError, match=r"log.csv: column 'item_id' has 2 missing value\(s\).*remove those rows"):
+        read_interactions(path)
+
+
+def test_nan_ids_and_times_in_parquet_are_missing_values(tmp_path):
+    """pandas stores integer ids with gaps as float64 with NaN: not an item NaN; a NaN time sorted last."""
+    path = tmp_path / "log.parquet"
+    rows = {"user_id": [1.0, 1.0, 1.0], "item_id": [5.0, 6.0, 7.0], "timestamp": [3.0, 1.0, 2.0]}
+    for column in ("item_id", "timestamp"):
+        pq.write_table(pa.table({**rows, column: [5.0, np.nan, 7.0]}), path)
+        with pytest.raises(DataError, match=rf"column '{column}' has 1 missing value"):
+            read_interactions(path)
+    pq.write_table(pa.table(rows), path)
+    assert sequences(build_sequences(read_interactions(path))) == {"1.0": ["6.0", "7.0", "5.0"]}  # whole floats: ids
+
+
+def test_spaces_around_csv_ids_are_not_part_of_them(tmp_path):
+    """`1, 5` wrote the item " 5", another item than "5", and made the column text."""
+    path = tmp_path / "log.csv"
+    path.write_text("user_id,item_id,timestamp\n1, 5,1\n1,5 ,2\n 1,6,3\n")
+    data = build_sequences(read_interactions(path))
+    assert sequences(data) == {"1": ["5", "5", "6"]} and data.item_ids.dtype == np.int64 == data.user_ids.dtype
+    path.write_text("user_id,item_id,timestamp\n1,007,1\n1, 007,2\n1,7 ,3\n")  # text ids: 007 is still not 7
+    assert sequences(build_sequences(read_interactions(path))) == {"1": ["007", "007", "7"]}
+
+
+def test_ids_of_other_types_and_repeated_columns_are_data_errors(tmp_path):
+    path = tmp_path / "log.parquet"
+    for values, kind in (
+        ([[1], [2], [3]], "list<"),
+        ([b"a", b"b", b"c"], "binary"),
+        (pa.array([Decimal(1), Decimal(2), Decimal(3)], pa.decimal128(3, 0)), "decimal128(3, 0)"),
+        ([True, False, True], "bool"),
+    ):
+        pq.write_table(pa.table({"user_id": [1, 1, 1], "item_id": values, "timestamp": [1, 2, 3]}), path)
+        with pytest.raises(DataError, match=rf"column 'item_id' has type {re.escape(kind)}.*ids must be integers or"):
+            read_interactions(path)
+    repeated = tmp_path / "log.csv"
+    repeated.write_text("user_id,item_id,timestamp,item_id\n1,2,3,4\n")
+    with pytest.raises(DataError, match=r"log.csv: column\(s\) \['item_id'\] appear more than once in the header"):
+        read_interactions(repeated)
+
+
+def test_gzipped_csv_and_tsv_are_told_by_the_suffix_before_gz(tmp_path):
+    for name, separator in (("log.csv.gz", ","), ("log.tsv.gz", "\t")):
+        rows = ["user_id", "item_id", "timestamp"], [1, 5, 3], [1, 6, 1], [1, 7, 2]
+        (tmp_path / name).write_bytes(gzip.compress("".join(separator.join(map(str, r)) + "\n" for r in rows).encode()))
+        assert sequences(build_sequences(read_interactions(tmp_path / name))) == {"1": ["6", "7", "5"]}
+    (tmp_path / "b.txt.gz").write_bytes(gzip.compress(b"1 2 3 4\n"))
+    with pytest.raises(DataError, match=r"cannot tell the format from the name; give --data-format"):
+        read_interactions(tmp_path / "b.txt.gz")
 
 
 def test_rechorus_folder_rejoins_the_three_files(tmp_path):
@@ -108,6 +190,30 @@ def test_recbole_inter_file(tmp_path):
     yelp = tmp_path / "yelp.inter"  # RecBole's Yelp names its items business_id
     yelp.write_text("user_id:token\tbusiness_id:token\ttimestamp:float\na\tx\t3\na\ty\t1\na\tz\t2\n")
     assert sequences(build_sequences(read_interactions(yelp, item_col="business_id"))) == {"a": ["y", "z", "x"]}
+
+
+def test_recbole_time_column_named_but_absent_is_an_error(tmp_path, caplog):
+    """A misspelt --time-col is an error as it is for a CSV; without the default column, file order, said so."""
+    path = tmp_path / "ml.inter"
+    path.write_text("user_id:token\titem_id:token\tts:float\na\tx\t3\na\ty\t1\na\tz\t2\n")
+    with pytest.raises(
+        DataError, match=r"ml.inter: missing column\(s\) \['time'\]; found \['user_id', 'item_id', 'ts'\]"
+    ):
+        read_interactions(path, time_col="time")
+    assert sequences(build_sequences(read_interactions(path, time_col="ts"))) == {"a": ["y", "z", "x"]}
+    with caplog.at_level(logging.INFO, logger="elcrec.data.readers"):
+        assert sequences(build_sequences(read_interactions(path))) == {"a": ["x", "y", "z"]}
+    assert "no 'timestamp' column: each user's interactions keep file order" in caplog.text
+
+
+def test_recbole_layout_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty: expected one RecBole .inter file in the folder, found 0"):
+        read_interactions(tmp_path / "empty", "recbole")
+    comma = tmp_path / "comma.inter"
+    comma.write_text("user_id:token,item_id:token,timestamp:float\n1,2,3\n")
+    with pytest.raises(DataError, match="comma.inter: the header has commas and no tab; RecBole .inter files are tab-"):
+        read_interactions(comma)
 
 
 def test_equal_timestamps_keep_file_order(tmp_path):

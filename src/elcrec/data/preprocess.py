@@ -95,11 +95,15 @@ def _codes(values) -> tuple[np.ndarray, np.ndarray]:
 
 def _chronological(users: np.ndarray, times: np.ndarray) -> np.ndarray:
     """Row order by user, then time; equal times keep file order. One stable sort of the key
-    user * time span + time when it fits in 62 bits (integer or datetime times), else a two-key lexsort."""
+    user * time span + time when it fits in 62 bits (integer or datetime times), else a two-key lexsort.
+    The span is taken in Python integers: in int64 it wraps past 2**63 (pre-1970 times beside an INT64_MAX
+    sentinel, uint64 times) and the key would mix users."""
     if times.dtype.kind in "iuM" and len(times):
-        span = int((times.max() - times.min()).astype(np.int64)) + 1
+        times = times.view(np.int64) if times.dtype.kind == "M" else times
+        low = times.min()
+        span = int(times.max()) - int(low) + 1
         if (int(users.max()) + 1) * span < 2**62:
-            return np.argsort(users * span + (times - times.min()).astype(np.int64), kind="stable")
+            return np.argsort(users * span + (times - low).astype(np.int64), kind="stable")
     return np.lexsort((times, users))
 
 

@@ -14,6 +14,7 @@ Formats:
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,10 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 LLMESR_FILE = "inter.txt"
+DEFAULT_TIME_COL = "timestamp"
+# how text files (and pandas' astype(str)) write a missing id; compared in lower case after trimming
+MISSING_TEXTS = ("", "na", "n/a", "#n/a", "#na", "nan", "-nan", "null", "none", "<na>")
+_INTEGER = re.compile(r"-?[0-9]+")  # ASCII digits: int() also takes 1_0, +10 and other scripts' digits
 
 
 class DataError(ValueError):
@@ -42,7 +47,7 @@ def read_interactions(
     data_format: str = "auto",
     user_col: str = "user_id",
     item_col: str = "item_id",
-    time_col: str = "timestamp",
+    time_col: str = DEFAULT_TIME_COL,
 ) -> Interactions:
     path = Path(path)
     if not path.exists():
@@ -84,9 +89,16 @@ def detect_format(path: Path) -> str:
     if path.name == LLMESR_FILE:
         return "llmesr"
     by_suffix = {".txt": "benchmark", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".inter": "recbole"}
-    if path.suffix.lower() in by_suffix:
-        return by_suffix[path.suffix.lower()]
-    raise DataError(f"{path}: cannot tell the format from the name; pass data_format explicitly")
+    if path.suffix.lower() == ".gz":  # pyarrow reads gzip CSV/TSV; the other readers do not
+        by_suffix = {".csv": "csv", ".tsv": "tsv"}
+    if _suffix(path) in by_suffix:
+        return by_suffix[_suffix(path)]
+    raise DataError(f"{path}: cannot tell the format from the name; give --data-format (data_format in Python)")
+
+
+def _suffix(path: Path) -> str:
+    """The suffix that names the format, lower case: the one before .gz for a gzipped file."""
+    return Path(path.stem).suffix.lower() if path.suffix.lower() == ".gz" else path.suffix.lower()
 
 
 def read_benchmark(path: Path) -> Interactions:
@@ -94,21 +106,21 @@ def read_benchmark(path: Path) -> Interactions:
     items: list[int] = []
     positions: list[int] = []
     first_line: dict[int, int] = {}
-    blank = 0
-    with open(path, encoding="utf-8") as handle:
+    blank = no_items = 0
+    with open(path, encoding="utf-8-sig") as handle:  # a byte-order mark is not part of the first id
         for number, line in enumerate(handle, start=1):
             fields = line.split()
             if not fields:
                 blank += 1  # blank lines carry nothing
                 continue
-            try:
-                ids = [int(f) for f in fields]
-            except ValueError:
+            if not all(map(_is_int, fields)):
                 bad = next(f for f in fields if not _is_int(f))
-                hint = "; a CSV file? give data_format=csv" if "," in bad else ""
+                hint = "; a CSV file? give --data-format csv (data_format='csv' in Python)" if "," in bad else ""
                 raise DataError(
-                    f"{path}:{number}: {bad!r} is not an integer id (expected 'user item item ...'{hint})"
-                ) from None
+                    f"{path}:{number}: {bad!r} is not an integer id (ASCII digits, '-' before them at most; "
+                    f"expected 'user item item ...'{hint})"
+                )
+            ids = [int(f) for f in fields]
             if max(ids) >= 2**63 or min(ids) < -(2**63):
                 bad = next(f for f, i in zip(fields, ids) if not -(2**63) <= i < 2**63)
                 raise DataError(f"{path}:{number}: the id {bad} does not fit in 64 bits")
@@ -116,6 +128,7 @@ def read_benchmark(path: Path) -> Interactions:
             if user in first_line:
                 raise DataError(f"{path}:{number}: user {user} already has a line ({first_line[user]})")
             first_line[user] = number
+            no_items += len(ids) == 1
             users.extend([user] * (len(ids) - 1))
             items.extend(ids[1:])
             positions.extend(range(len(ids) - 1))
@@ -123,15 +136,13 @@ def read_benchmark(path: Path) -> Interactions:
         raise DataError(f"{path}: no interactions found (expected lines 'user item item ...')")
     if blank:
         log.warning("%s: skipped %d blank line(s)", path, blank)
+    if no_items:
+        log.warning("%s: dropped %d user(s) whose line holds no item", path, no_items)
     return Interactions(np.array(users), np.array(items), np.array(positions), str(path))
 
 
 def _is_int(text: str) -> bool:
-    try:
-        int(text)
-    except ValueError:
-        return False
-    return True
+    return _INTEGER.fullmatch(text) is not None
 
 
 def read_table(
@@ -167,7 +178,7 @@ def read_table(
 
 def table_format(path: Path) -> str:
     """csv, tsv or parquet, by the file's suffix (csv for any other)."""
-    return {".parquet": "parquet", ".tsv": "tsv"}.get(path.suffix.lower(), "csv")
+    return {".parquet": "parquet", ".tsv": "tsv"}.get(_suffix(path), "csv")
 
 
 def read_log(path: Path, data_format: str, user_col: str, item_col: str, time_col: str) -> Interactions:
@@ -189,55 +200,80 @@ def _from_table(table, source: str, user_col: str, item_col: str, time_col: str)
             f"{source}: missing column(s) {missing}; found {table.column_names} "
             f"(set user_col / item_col / time_col){hint}"
         )
+    repeated = [c for c in dict.fromkeys(needed) if table.column_names.count(c) > 1]
+    if repeated:
+        raise DataError(
+            f"{source}: column(s) {repeated} appear more than once in the header; rename or drop the copies"
+        )
     if table.num_rows == 0:
         raise DataError(f"{source}: no interactions found")
-    _refuse_repeated_header(table, source, user_col, item_col)
-    columns = {}
-    for name in needed:
-        column = table.column(name)
-        is_id = name != time_col
-        empty = column.null_count + (_blank_count(column) if is_id else 0)
-        if empty:
-            raise DataError(f"{source}: column {name!r} has {empty} empty value(s)")
-        if is_id:
-            column = _ids(column)
-        columns[name] = column if is_id and not _is_numeric(column.type) else column.to_numpy(zero_copy_only=False)
-    times = columns[time_col] if time_col else np.arange(table.num_rows)
+    columns = {name: _id_column(table.column(name), name, source) for name in (user_col, item_col)}
+    _refuse_repeated_header(columns[user_col], columns[item_col], source, user_col, item_col)
+    if time_col:
+        columns[time_col] = table.column(time_col)
+    for name, column in columns.items():
+        absent = _missing_count(column)
+        if absent:
+            raise DataError(
+                f"{source}: column {name!r} has {absent} missing value(s) (empty, NA, NaN, null, None, ...): "
+                "remove those rows"
+            )
+    users, items = (_ids(columns[name]) for name in (user_col, item_col))
+    times = columns[time_col].to_numpy(zero_copy_only=False) if time_col else np.arange(table.num_rows)
     if times.dtype.kind not in "iufM":
         raise DataError(
             f"{source}: time column {time_col!r} must be numeric or a timestamp, got {table.column(time_col).type}"
         )
-    return Interactions(columns[user_col], columns[item_col], times, source)
+    return Interactions(users, items, times, source)
+
+
+def _id_column(column, name: str, source: str):
+    """An id column as integers, floats or text (trimmed: " 5" is the id 5, as in a CSV written `1, 5`);
+    dictionaries are decoded; any other type is a DataError."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    if _is_text(column.type):
+        return pc.utf8_trim_whitespace(column)
+    if not _is_numeric(column.type):
+        raise DataError(f"{source}: column {name!r} has type {column.type}; ids must be integers or text")
+    return column
+
+
+def _missing_count(column) -> int:
+    """Nulls, NaN, and the texts that spell a missing value (a CSV has no other way to write one)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_floating(column.type):
+        spelled = pc.is_nan(column)
+    elif _is_text(column.type):
+        spelled = pc.is_in(pc.utf8_lower(column), value_set=pa.array(MISSING_TEXTS))
+    else:
+        return column.null_count
+    return column.null_count + (pc.sum(spelled).as_py() or 0)
 
 
 def _ids(column):
     """An id column as its file writes it: integers when every id is written as one (no leading zero, at most 18
-    digits), text otherwise, so 007 and 7 stay two items."""
+    digits), text otherwise, so 007 and 7 stay two items. Numbers become a numpy array, text stays pyarrow's."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     if not _is_text(column.type):
-        return column
+        return column.to_numpy()
     if pc.all(pc.match_substring_regex(column, r"^-?(0|[1-9][0-9]{0,17})$")).as_py():
-        return pc.cast(column, pa.int64())
+        return pc.cast(column, pa.int64()).to_numpy()
     return column
 
 
-def _blank_count(column) -> int:
-    """Empty texts in a column read as text (a CSV's empty field is "" there, not null)."""
-    import pyarrow.compute as pc
-
-    if not _is_text(column.type):
-        return 0
-    return pc.sum(pc.equal(pc.utf8_trim_whitespace(column), "")).as_py() or 0
-
-
-def _refuse_repeated_header(table, source: str, user_col: str, item_col: str) -> None:
+def _refuse_repeated_header(users, items, source: str, user_col: str, item_col: str) -> None:
     """Files joined with their header lines (cat part-*.csv) hold the header again as a row: an error, not a user
     named user_id."""
     import pyarrow.compute as pc
 
-    users, items = table.column(user_col), table.column(item_col)
     if not (_is_text(users.type) and _is_text(items.type)):
         return
     repeated = pc.and_(pc.equal(users, user_col), pc.equal(items, item_col))
@@ -279,17 +315,27 @@ def read_rechorus(folder: Path) -> Interactions:
 
 
 def read_recbole(
-    path: Path, user_col: str = "user_id", item_col: str = "item_id", time_col: str = "timestamp"
+    path: Path, user_col: str = "user_id", item_col: str = "item_id", time_col: str = DEFAULT_TIME_COL
 ) -> Interactions:
     """A RecBole atomic .inter file: its header's `name:type` fields, the columns named as a log's are (RecBole's
-    own names by default); without the time column, file order."""
+    own names by default); without the default time column, file order (a time column named otherwise must be
+    there)."""
     if path.is_dir():
-        path = sorted(path.glob("*.inter"))[0]
+        found = sorted(path.glob("*.inter"))
+        if len(found) != 1:
+            listed = f" ({', '.join(f.name for f in found)})" if found else ""
+            raise DataError(f"{path}: expected one RecBole .inter file in the folder, found {len(found)}{listed}")
+        path = found[0]
     with open(path, encoding="utf-8-sig") as handle:  # a byte-order mark is not part of the first name
         header = handle.readline().rstrip("\n").split("\t")
+    if len(header) == 1 and "," in header[0]:
+        raise DataError(f"{path}: the header has commas and no tab; RecBole .inter files are tab-separated")
     names = [h.split(":")[0] for h in header]
+    if time_col == DEFAULT_TIME_COL and time_col not in names:
+        log.info("%s: no %r column: each user's interactions keep file order", path, time_col)
+        time_col = ""
     table = read_table(path, "tsv", string_columns=(user_col, item_col), column_names=names)
-    return _from_table(table, str(path), user_col, item_col, time_col if time_col in names else "")
+    return _from_table(table, str(path), user_col, item_col, time_col)
 
 
 def read_llmesr(path: Path) -> Interactions:
@@ -299,7 +345,7 @@ def read_llmesr(path: Path) -> Interactions:
     if not file.is_file():
         raise DataError(f"{path}: no {LLMESR_FILE} (LLM-ESR's data/<dataset>/handled/ layout)")
     pairs: list[tuple[int, int]] = []
-    with open(file, encoding="utf-8") as handle:
+    with open(file, encoding="utf-8-sig") as handle:
         for number, line in enumerate(handle, start=1):
             fields = line.split()
             if not fields:
