@@ -1,19 +1,32 @@
 """Groups of runs (elcrec compare / ablate): seeds, summaries, paired t-tests, picking up where they stopped."""
 
 import json
+import logging
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
 import torch
 from scipy.stats import ttest_rel
+from typer.testing import CliRunner
 
 from elcrec import Config
-from elcrec.runs import MODEL_FILE
+from elcrec.cli.main import app
+from elcrec.data import load_dataset
+from elcrec.runs import MODEL_FILE, RunError
 from elcrec.training import experiments
 from elcrec.training.experiments import ABLATION_MODELS, ABLATIONS, paired_t_tests, run_group, summary_table
 from elcrec.training.trainer import train
+
+# the built-in data, small; no --threads: the test process keeps its own
+TINY = ("--synthetic-users", 150, "--synthetic-items", 50, "--hidden-size", 16, "--max-len", 20, "--epochs", 1)
+TINY += ("--device", "cpu")
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def test_group_runs_each_variant_and_seed_and_reads_finished_runs_back(tiny_data, tmp_path, monkeypatch):
@@ -29,6 +42,9 @@ def test_group_runs_each_variant_and_seed_and_reads_finished_runs_back(tiny_data
     config = json.loads((tmp_path / "sasrec" / "seed2" / "config.json").read_text())
     assert config["seed"] == 2 and config["model"] == "sasrec"
     assert json.loads((tmp_path / "results.json").read_text())["test"] == first
+    with pytest.raises(RunError, match="other settings"):  # found before the new variant trains, not after it
+        run_group(base.replace(hidden_size=32), {"new": {}, "sasrec": {}}, [1], tmp_path, data=tiny_data)
+    assert not (tmp_path / "new").exists()
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
@@ -107,3 +123,133 @@ def test_the_ablation_figure_shows_every_error_bar_whole(tmp_path, monkeypatch):
     ablation_plot(results, tmp_path / "a.png")
     b = np.array(runs["B"])
     assert seen["y"][0] <= max(b.mean() - b.std(ddof=1), 0.0)
+
+
+@pytest.mark.parametrize(
+    "late, message",
+    [({"model": "elcrec", "num_clusters": 500}, "num_clusters=500 exceeds"), ({"model": "llmesr"}, "needs item text")],
+)
+def test_a_group_checks_every_variant_before_the_first_run_trains(tiny_data, tmp_path, late, message):
+    """What stops a run before its first epoch stops the group before its first run, not after the others'."""
+    base = Config(hidden_size=16, max_len=20, epochs=1, device="cpu")
+    with pytest.raises(ValueError, match=message):
+        run_group(base, {"sasrec": {}, "late": late}, [1, 2], tmp_path, data=tiny_data)
+    assert not (tmp_path / "sasrec").exists()
+
+
+def test_compare_gives_each_model_the_settings_it_reads(tmp_path):
+    """One set of flags serves every model of a comparison: a setting only some models read goes to those; one that
+    no model of the group reads is refused as train refuses it."""
+    text = tmp_path / "text.npy"
+    items = load_dataset(Config(synthetic_users=150, synthetic_items=50)).n_items
+    np.save(text, np.random.default_rng(0).normal(size=(items, 8)).astype(np.float32))
+    models = ("sasrec", "llmesr", "cl4srec")
+    flags = ("--item-text", text, "--padding-outputs", "zero", *TINY)
+    result = invoke("compare", "--models", ",".join(models), "--seeds", 1, *flags, "--output-dir", tmp_path)
+    assert result.exit_code == 0, result.output
+    saved = [json.loads((tmp_path / model / "seed1" / "config.json").read_text()) for model in models]
+    assert [(s["item_text"], s["padding_outputs"]) for s in saved] == [
+        ("", "encoded"),
+        (str(text), "encoded"),
+        ("", "zero"),
+    ]
+    result = invoke("compare", "--models", "sasrec,gru4rec", *flags)
+    assert result.exit_code == 2 and "item_text is a setting of llmesr" in result.output
+
+
+def test_ablate_tables_and_plots_the_cut_offs_its_runs_have(tmp_path):
+    """--eval-ks without 5 and 20 (the paper's plot): the table and the plot take HR and NDCG at 10; and
+    --padding-outputs, a setting of ELCRec, is ELCRec's, not refused as the default model's."""
+    flags = ("--eval-ks", 10, "--metric", "NDCG@10", "--padding-outputs", "zero", "--num-clusters", 4, *TINY)
+    result = invoke("ablate", *flags, "--output-dir", tmp_path)
+    assert result.exit_code == 0, result.output
+    summary = (tmp_path / "ablation.md").read_text()
+    assert "| variant | seeds | HR@10 | NDCG@10 |" in summary and "HR@10 + NDCG@10" in summary
+    assert json.loads((tmp_path / "B" / "seed1" / "config.json").read_text())["padding_outputs"] == "zero"
+
+
+def test_a_comparison_keeps_the_summary_of_another_group(tmp_path, monkeypatch):
+    """Each group of models has its own folder by default; in a folder holding another group's summary, a group
+    that leaves out any of its models or seeds is refused; one that covers it reads its runs back."""
+    monkeypatch.chdir(tmp_path)
+    assert invoke("compare", "--models", "pop", "--seeds", "1,2", *TINY).exit_code == 0
+    root = tmp_path / "runs" / "compare-pop-synthetic"
+    summary = (root / "comparison.md").read_bytes()
+    for seeds in ("1", "3"):
+        result = invoke("compare", "--models", "pop", "--seeds", seeds, *TINY, "--output-dir", root)
+        assert result.exit_code == 2 and f"{root} holds the results of another group (pop, seeds 1,2)" in result.output
+    assert (root / "comparison.md").read_bytes() == summary
+    result = invoke("compare", "--models", "pop", "--seeds", "2,1,3", *TINY, "--output-dir", root)
+    assert result.exit_code == 0 and result.output.count("read back") == 2, result.output
+
+
+def test_a_paired_t_test_takes_float_noise_for_no_spread():
+    """HR is a multiple of 1/users: the same difference in hits on every seed differs in its last bits."""
+    first, second = [5 / 300, 7 / 300], [1 / 300, 3 / 300]
+    assert np.ptp(np.subtract(second, first)) > 0
+    results = {"a": [{"HR@5": v} for v in first], "b": [{"HR@5": v} for v in second]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scipy's precision-loss warning leaked to the terminal
+        assert paired_t_tests(results, "a", "b", ("HR@5",))[2] == "| HR@5 | -0.0133 | n/a (no spread) | n/a |"
+
+
+@pytest.mark.parametrize(
+    "command, target",
+    [
+        (("compare", "--models", "pop"), "elcrec.training.experiments.run_group"),
+        (("ablate",), "elcrec.training.experiments.run_group"),
+        (("tune",), "elcrec.training.tuning.tune"),
+    ],
+)
+def test_ctrl_c_in_a_group_says_how_to_continue(tmp_path, monkeypatch, command, target):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(target, interrupted)
+    result = invoke(*command, *TINY, "--output-dir", tmp_path)
+    assert result.exit_code == 130 and "interrupted: run the same command again to continue" in result.output
+
+
+def test_group_flags_say_what_is_wrong(tmp_path, monkeypatch):
+    from elcrec.training.tuning import search_params
+
+    monkeypatch.chdir(tmp_path)
+    bad = {
+        ("compare", "--models", "sasrec,elcrce"): "no model 'elcrce' (did you mean 'elcrec'?)",
+        ("compare", "--models", "sasrec", "--seeds", ""): "--seeds '': give one or more seeds",
+        **{("tune", "--trials", 1, "--timeout", t): "give a positive number of seconds" for t in ("-5", "0", "nan")},
+    }
+    for arguments, message in bad.items():
+        result = invoke(*arguments, *TINY)
+        assert result.exit_code == 2 and message in result.output, (arguments, result.output)
+    with pytest.raises(ValueError, match="pop does not read lr, dropout"):  # every trial would be the same
+        search_params("pop")
+
+
+def test_tune_is_quiet_and_counts_the_epochs_of_a_resumed_trial(tiny_data, tmp_path, monkeypatch, caplog):
+    """Optuna's own log lines stay out of tune's output; tuning.md counts every epoch of a resumed trial, not only
+    those after it resumed."""
+    optuna = pytest.importorskip("optuna", reason="pip install -e '.[tune]'")
+    from elcrec.training import tuning
+
+    optuna.logging.set_verbosity(optuna.logging.INFO)  # as in a new process
+    library = logging.getLogger("optuna")
+    monkeypatch.setattr(library, "handlers", [*library.handlers, caplog.handler])
+    base = Config(hidden_size=16, max_len=20, epochs=3, device="cpu")
+    real_train = tuning.train
+
+    def stopped_in_epoch_1(config, **kwargs):
+        def stop(record):
+            kwargs["on_epoch"](record)
+            if record["epoch"] == 1:
+                raise KeyboardInterrupt
+
+        return real_train(config, **{**kwargs, "on_epoch": stop})
+
+    with monkeypatch.context() as patched, pytest.raises(KeyboardInterrupt):
+        patched.setattr(tuning, "train", stopped_in_epoch_1)
+        tuning.tune(base, ["lr"], 1, tmp_path, data=tiny_data)
+    study = tuning.tune(base, ["lr"], 1, tmp_path, data=tiny_data)  # resumes trial 0 after its epoch 0
+    assert not [record for record in caplog.records if record.name.startswith("optuna")]
+    rows = tuning.write_summary(study, base, ["lr"], tmp_path)[-2:]
+    assert rows[0].startswith("| 0 | fail |") and rows[1].startswith("| 1 | complete |") and rows[1].endswith(" 3 |")

@@ -262,22 +262,18 @@ app.command("train", help="Train a model; validate every epoch, keep the best ch
 )
 
 
-def _group_config(
-    config: Path | None, flags: dict[str, Any], owned: tuple[str, ...], command: str
-) -> tuple[Config, Path]:
-    """The base settings of a group of runs (flags the group sets itself are refused, not silently
-    overridden) and its folder: --output-dir, or runs/<command>-<model or preset>-<data>."""
+def _group_settings(config: Path | None, flags: dict[str, Any], owned: tuple[str, ...], command: str) -> dict[str, Any]:
+    """The settings given to a group of runs, the file's and then the flags' (flags the group sets itself are
+    refused, not silently overridden)."""
     clash = [f"--{name.replace('_', '-')}" for name in owned if flags.get(name) is not None]
     if clash:
         fail(f"{command} sets {' '.join(clash)} itself for each run; drop it")
-    base = absolute_paths(Config.load(config, **flags))
-    default = {
-        "ablate": base.preset or base.data_name,
-        "compare": base.data_name,
-        "tune": f"{base.model}-{base.data_name}",
-    }[command]
-    root = Path(flags["output_dir"]) if flags.get("output_dir") else Path("runs") / f"{command}-{default}"
-    return base, root.resolve()
+    return {**(read_config_file(config) if config else {}), **{k: v for k, v in flags.items() if v is not None}}
+
+
+def _group_root(flags: dict[str, Any], default: str) -> Path:
+    """A group's folder: --output-dir, or runs/<default>."""
+    return (Path(flags["output_dir"]) if flags.get("output_dir") else Path("runs") / default).resolve()
 
 
 def _seeds(text: str) -> list[int]:
@@ -285,9 +281,23 @@ def _seeds(text: str) -> list[int]:
         seeds = [int(seed) for seed in text.split(",") if seed.strip()]
     except ValueError:
         fail(f"--seeds {text!r}: give comma-separated integers, e.g. 1,2,3")
-    if not seeds or len(set(seeds)) != len(seeds):
+    if not seeds:
+        fail(f"--seeds {text!r}: give one or more seeds, e.g. 1,2,3")
+    if len(set(seeds)) != len(seeds):
         fail(f"--seeds {text!r}: give distinct seeds, e.g. 1,2,3")
     return seeds
+
+
+def _resumable(work: Callable[[], Any], again: str) -> Any:
+    """work(); a Ctrl-C in it says how to continue (exit code 130), as train's does."""
+    try:
+        return work()
+    except KeyboardInterrupt:
+        typer.secho(f"\ninterrupted: run the same command again to continue; {again}", err=True)
+        raise typer.Exit(130) from None
+
+
+GROUP_AGAIN = "runs that finished are read back, the interrupted one resumes"
 
 
 def _ablate(
@@ -297,23 +307,35 @@ def _ablate(
     **flags: Any,
 ) -> None:
     from ..runs import atomic_write
-    from ..training.experiments import ABLATION_METRICS, ABLATIONS, ablation_plot, run_group, summary_table
+    from ..training.experiments import (
+        ABLATIONS,
+        ablation_metrics,
+        ablation_plot,
+        check_group_folder,
+        ranking_metrics,
+        run_group,
+        summary_table,
+    )
 
-    base, root = _group_config(config, flags, ("model", "elcm", "icl", "seed"), "ablate")
+    settings = _group_settings(config, flags, ("model", "elcm", "icl", "seed"), "ablate")
+    base = absolute_paths(Config.from_dict({**settings, "model": "elcrec"}))
+    root = _group_root(flags, f"ablate-{base.preset or base.data_name}")
+    chosen = _seeds(seeds)
+    check_group_folder(root, ABLATIONS, chosen)
     start(base.device, threads)
-    base = base.replace(model="elcrec")
-    results = run_group(base, ABLATIONS, _seeds(seeds), root)
+    results = _resumable(lambda: run_group(base, ABLATIONS, chosen, root), GROUP_AGAIN)
+    plotted = ablation_metrics(base.eval_ks)
     lines = [
         f"# ELCRec ablation on {base.data_name}" + (f" (preset {base.preset})" if base.preset else ""),
         "",
         f"Test split, seeds {seeds}; mean ± std over seeds. B: backbone + instance CL; ICL: intent-assisted "
         "CL (fusion + PCL); ELCM: end-to-end learnable cluster module.",
         "",
-        *summary_table(results, ABLATION_METRICS + ("HR@10", "NDCG@10")),
+        *summary_table(results, ranking_metrics(base.eval_ks)),
         "",
-        "![ablation](ablation.png)",
+        f"![ablation: {' + '.join(plotted)} per variant](ablation.png)",
     ]
-    ablation_plot(results, root / "ablation.png")
+    ablation_plot(results, root / "ablation.png", plotted)
     atomic_write(root / "ablation.md", ("\n".join(lines) + "\n").encode())
     typer.echo("\n".join(lines[4:-2]) + f"\nwrote {root / 'ablation.md'}, {root / 'ablation.png'}")
 
@@ -325,20 +347,43 @@ def _compare(
     threads: int = typer.Option(0, "--threads", min=0, help=THREADS_HELP),
     **flags: Any,
 ) -> None:
+    import difflib
+
     from ..models import MODELS
     from ..runs import atomic_write
-    from ..training.experiments import paired_t_tests, run_group, summary_table
+    from ..training.experiments import (
+        check_group_folder,
+        model_settings,
+        paired_t_tests,
+        ranking_metrics,
+        run_group,
+        summary_table,
+    )
 
-    base, root = _group_config(config, flags, ("model", "seed"), "compare")
-    start(base.device, threads)
+    settings = _group_settings(config, flags, ("model", "seed"), "compare")
     names = [name.strip() for name in models.split(",") if name.strip()]
-    unknown = [name for name in names if name not in MODELS]
-    if unknown or not names:
+    if not names:
         fail(f"--models {models!r}: choose from {', '.join(MODELS)}")
+    for name in names:
+        if name not in MODELS:
+            close = difflib.get_close_matches(name, MODELS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            fail(f"--models {models!r}: no model {name!r}{hint}; choose from {', '.join(MODELS)}")
     if len(set(names)) < len(names):
         fail(f"--models {models!r}: give each model once")
-    results = run_group(base, {name: {"model": name} for name in names}, _seeds(seeds), root)
-    shown = tuple(f"{m}@{k}" for m in ("HR", "NDCG") for k in base.eval_ks)
+    chosen = _seeds(seeds)
+    # one set of settings for every model, each model's share checked on its own
+    bases = {
+        name: absolute_paths(Config.from_dict({**own, "model": name}))
+        for name, own in model_settings(settings, names).items()
+    }
+    base = bases[names[0]]
+    root = _group_root(flags, f"compare-{'-'.join(names)}-{base.data_name}")
+    variants = {name: {"model": name} for name in names}
+    check_group_folder(root, variants, chosen)
+    start(base.device, threads)
+    results = _resumable(lambda: run_group(bases, variants, chosen, root), GROUP_AGAIN)
+    shown = ranking_metrics(base.eval_ks)
     lines = [
         f"# {', '.join(names)} on {base.data_name}",
         "",
@@ -346,7 +391,7 @@ def _compare(
         "",
         *summary_table(results, shown),
     ]
-    if len(names) >= 2 and len(_seeds(seeds)) >= 2:  # one seed has no spread to test against
+    if len(names) >= 2 and len(chosen) >= 2:  # one seed has no spread to test against
         lines += [
             "",
             f"Paired t-test over seeds, {names[1]} against {names[0]}:",
@@ -369,13 +414,18 @@ def _tune(
     threads: int = typer.Option(0, "--threads", min=0, help=THREADS_HELP),
     **flags: Any,
 ) -> None:
+    import math
+
     from ..training.tuning import search_params, tune, write_summary
 
-    base, root = _group_config(config, flags, (), "tune")
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        fail(f"--timeout {timeout}: give a positive number of seconds (or no --timeout)")
+    base = absolute_paths(Config.from_dict(_group_settings(config, flags, (), "tune")))
+    root = _group_root(flags, f"tune-{base.model}-{base.data_name}")
     start(base.device, threads)
     names = search_params(base.model, params)
     try:
-        study = tune(base, names, trials, root, timeout)
+        study = _resumable(lambda: tune(base, names, trials, root, timeout), "the interrupted trial resumes first")
     except ImportError:
         fail("elcrec tune needs optuna: pip install optuna (or the extra: pip install -e '.[tune]')")
     lines = write_summary(study, base, names, root)

@@ -42,7 +42,8 @@ def search_params(model: str, names: str = "") -> list[str]:
     unknown = [n for n in chosen if n not in SEARCH_SPACE]
     if unknown:
         raise ValueError(f"cannot search {', '.join(unknown)}: choose from {', '.join(SEARCH_SPACE)}")
-    unread = [n for n in chosen if n in Config(model=model).unread()]
+    # pop has no weights: it reads nothing searched (READ_BY lists only the settings of parts some models lack)
+    unread = [n for n in chosen if model == "pop" or n in Config(model=model).unread()]
     if unread:
         raise ValueError(f"{model} does not read {', '.join(unread)}: searching it would only repeat trials")
     return chosen
@@ -68,6 +69,8 @@ def tune(
 
     data = load_dataset(base) if data is None else data
     root.mkdir(parents=True, exist_ok=True)
+    # before the study is opened: trials are logged here; optuna's INFO lines and a Ctrl-C's trace are noise
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.create_study(
         study_name="elcrec",
         storage=f"sqlite:///{root / 'study.db'}",
@@ -111,7 +114,6 @@ def tune(
 
     if interrupted:
         log.info(f"resuming interrupted trial(s) {', '.join(map(str, interrupted))} first")
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # trials are logged here; a Ctrl-C is no failure to trace
     study.optimize(objective, n_trials=trials, timeout=timeout)
     return study
 
@@ -189,10 +191,9 @@ def write_summary(study: Any, base: Config, params: list[str], root: Path) -> li
             for p in params
         ]
         score = f"{trial.value:.4f}" if trial.value is not None else "-"
+        epochs = max(trial.intermediate_values, default=-1) + 1  # a resumed trial reports only the epochs after
         lines.append(
-            f"| {trial.number} | {trial.state.name.lower()} | "
-            + " | ".join(values)
-            + f" | {score} | {len(trial.intermediate_values)} |"
+            f"| {trial.number} | {trial.state.name.lower()} | " + " | ".join(values) + f" | {score} | {epochs} |"
         )
     atomic_write(root / "tuning.md", ("\n".join(lines) + "\n").encode())
     return lines
