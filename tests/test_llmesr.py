@@ -103,6 +103,22 @@ def test_terms_are_finite_under_fp16_autocast(data, backbone):
     assert set(found) == {"rec", "distill"} and all(torch.isfinite(v) for v in found.values())
 
 
+def test_fast_text_vectors_are_the_reference_ones(data, float64):
+    """engine=fast adapts each distinct token of a batch once, the reference every position: the same vectors
+    and the same adapter gradients."""
+    found = []
+    for engine in ("fast", "reference"):
+        model, batch, _ = build(data, engine=engine)
+        vectors = model.text_vectors(batch.inputs)
+        (vectors * torch.linspace(-1, 1, vectors.numel()).view(vectors.shape)).sum().backward()
+        found.append((vectors.detach(), [p.grad for p in model.adapter.parameters()]))
+    (fast, fast_grads), (reference, reference_grads) = found
+    assert (batch.inputs == 0).any() and len(batch.inputs.unique()) < batch.inputs.numel() / 2
+    torch.testing.assert_close(fast, reference, rtol=1e-12, atol=1e-12)
+    for fast_grad, reference_grad in zip(fast_grads, reference_grads):
+        torch.testing.assert_close(fast_grad, reference_grad, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("backbone", ["sasrec", "gru4rec", "bert4rec"])
 def test_fast_distillation_targets_equal_the_reference_ones_without_dropout(data, backbone, float64):
     """engine=fast reads the neighbours from a table made at the start of the epoch; with the model unchanged

@@ -172,13 +172,21 @@ class LLMESR(NextItemRecommender):
         items = slice(0, self.n_items + 1)
         return torch.cat([self.adapter(self.text[items]), self.id_embeddings.weight[items]], 1)
 
+    def text_vectors(self, tokens: torch.Tensor) -> torch.Tensor:
+        """[B, L] tokens -> [B, L, d]: the adapter's view of each token's text. The fast engine adapts each distinct
+        token of the batch once (far fewer than its positions, padding included); the reference, every position."""
+        if not self.plan.fast:
+            return self.adapter(self.text[tokens])
+        distinct, where = tokens.unique(return_inverse=True)
+        return self.adapter(self.text[distinct])[where]
+
     def sequence_output(self, inputs: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
         """[B, L] tokens -> [B, L, 2d]; `positions` [B, L] of the public backbone (default: from the first item)."""
         L = inputs.shape[1]
         if self.public:  # its attention reads padded slots and its GRU the padding: max_len wide, as there
             positions = item_positions(inputs) if positions is None else positions
             inputs, positions = (F.pad(t, (self.config.max_len - L, 0)) for t in (inputs, positions))
-        sem, col = self.adapter(self.text[inputs]), self.id_embeddings(inputs)
+        sem, col = self.text_vectors(inputs), self.id_embeddings(inputs)
         if self.public:
             sem, col = self.encoder.embed(sem, positions), self.encoder.embed(col, positions)
         if self.cross_sem is not None:
