@@ -41,6 +41,17 @@ def test_file_values_then_overrides(tmp_path):
         ({"trade_off": "1e400"}, "must be a finite number"),
         ({"lr": 1e39}, "in float32's range"),
         ({"temperature": float("-inf")}, "must be a finite number"),
+        ({"temperature": 1e-30}, r"temperature=1e-30: must be at least 0.001 \(contrastive temperatures"),
+        ({"seed": -1}, r"seed=-1: must be in 0..2147483647"),
+        ({"seed": 2**32}, r"seed=4294967296: must be in 0..2147483647"),
+        ({"synthetic_seed": -1}, r"synthetic_seed=-1: must be in 0..2147483647"),
+        ({"weight_decay": -0.1}, "weight_decay=-0.1: must be 0 or more"),
+        ({"threads": 1}, "threads is not a setting: give --threads on the command line"),
+        ({"elcm": 2}, r"elcm=2: expected true or false \(yes/no, 1/0\)"),
+        ({"epochs": "\u0663"}, "epochs='\u0663': expected int"),  # Arabic-Indic 3: int() reads it as 3
+        ({"epochs": "1_0"}, "expected int"),
+        ({"eval_ks": "\u0665,10"}, "expected int"),
+        ({"lr": "\u0661e-3"}, "expected float"),
     ],
 )
 def test_bad_values_are_errors(values, message):
@@ -198,3 +209,79 @@ def test_a_built_config_is_read_only():
             setattr(config, name, value)
     assert config.lr == 1e-3 and config.num_heads == 2 and config.replace(epochs=5).epochs == 5
     assert copy.deepcopy(config) == config
+
+
+def test_a_saved_synthetic_run_from_before_synthetic_seed_keeps_its_data():
+    """Before synthetic_seed existed the synthetic data came from seed: a run of that time with seed 3 trained on
+    the data of synthetic_seed 3, which evaluate and --resume must rebuild (only item ids are checked)."""
+    saved = Config(seed=3).to_dict()
+    del saved["synthetic_seed"]
+    assert Config.from_saved(saved).synthetic_seed == 3
+    assert Config.from_saved({**saved, "synthetic_seed": 1}).synthetic_seed == 1  # saved since: its own
+    assert Config.from_saved({**saved, "data": "log.csv"}).synthetic_seed == 1  # unread: the default compares equal
+
+
+def test_a_metric_is_spelt_as_the_evaluator_names_it():
+    """Early stopping looks the metric up by name in each validation's results: a spelling that int() reads but
+    the evaluator never writes (NDCG@020) passed, then failed with a KeyError after the first epoch."""
+    from elcrec.evaluation.metrics import RankingMetrics
+
+    ks = (1, 5, 20)
+    for name in RankingMetrics(ks).result():
+        assert Config(eval_ks=ks, metric=name).metric == name
+    for spelling, canonical in (("NDCG@020", "NDCG@20"), ("HR@05", "HR@5"), ("ndcg@20", "NDCG@20"), ("Mrr@1", "MRR@1")):
+        with pytest.raises(ConfigError, match=f"^metric='{spelling}': write it {canonical}$"):
+            Config(eval_ks=ks, metric=spelling)
+    with pytest.raises(ConfigError, match="k in eval_ks"):
+        Config(metric="NDCG@\u0662\u0660")  # 20 in Arabic-Indic digits
+
+
+def test_seed_and_temperature_bounds_are_inclusive():
+    assert Config(seed=0, synthetic_seed=2**31 - 1).seed == 0
+    assert Config(model="cl4srec", temperature=1e-3, weight_decay=0).temperature == 1e-3
+
+
+@pytest.mark.parametrize(
+    "suffix, text, key",
+    [(".yaml", "lr: 0.1\nepochs: 2\nlr: 0.2\n", r"'lr' \(line 3\)"), (".json", '{"lr": 0.1, "lr": 0.2}', "'lr'")],
+)
+def test_a_key_given_twice_in_a_config_file_is_an_error(tmp_path, suffix, text, key):
+    """PyYAML and json keep the last of a repeated key silently (TOML refuses one)."""
+    path = tmp_path / f"run{suffix}"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=f"config file {path}: not valid {suffix[1:].upper()}: duplicate key {key}"):
+        Config.load(path)
+
+
+def test_yaml_merge_keys_may_still_be_overridden(tmp_path):
+    from elcrec.config import read_config_file
+
+    path = tmp_path / "run.yaml"
+    path.write_text("a: &a {x: 1, y: 2}\nb:\n  <<: *a\n  x: 3\n")
+    assert read_config_file(path) == {"a": {"x": 1, "y": 2}, "b": {"x": 3, "y": 2}}
+
+
+@pytest.mark.parametrize("suffix, text", [(".yaml", "lr: 0.5\n"), (".json", '{"lr": 0.5}'), (".toml", "lr = 0.5\n")])
+def test_a_byte_order_mark_starts_any_config_file(tmp_path, suffix, text):
+    """Windows editors write one; PyYAML skipped it, json refused it."""
+    path = tmp_path / f"run{suffix}"
+    path.write_text("\ufeff" + text, encoding="utf-8")
+    assert Config.load(path).lr == 0.5
+
+
+def test_booleans_take_0_and_1_and_cut_offs_one_number():
+    """ "elcm": 0 in JSON was refused while "0" was read; eval_ks: 20 was refused as not a tuple."""
+    assert Config(model="elcrec", elcm=0).elcm is False and Config(model="elcrec", elcm=1).elcm is True
+    assert Config(model="elcrec", elcm="0").elcm is False and Config(model="elcrec", elcm="yes").elcm is True
+    assert Config(eval_ks=20).eval_ks == (20,)
+
+
+def test_a_path_setting_starting_with_a_tilde_is_in_the_home_folder(tmp_path, monkeypatch):
+    """As a shell expands it: output_dir ~/x in a file (or --output-dir=~/x, which the shell leaves) made a folder
+    named ~."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    path = tmp_path / "run.yaml"
+    path.write_text("output_dir: ~/runs/x\ndata: ~/log.csv\n")
+    config = Config.load(path)
+    assert (config.output_dir, config.data) == (str(tmp_path / "runs/x"), str(tmp_path / "log.csv"))
+    assert Config(data="synthetic", output_dir="a~b").output_dir == "a~b"

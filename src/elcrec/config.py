@@ -53,7 +53,8 @@ CHOICES = {
 # the depths of the scripts it is compared in; BERT4Rec its paper's Beauty setting (mask proportion 0.6,
 # dropout 0.1; the other three are as sparse); GRU4Rec its paper's one layer. SASRec keeps the defaults (its
 # paper's 2 blocks, dropout 0.5 on sparse data). A preset fills the keys it names for the run's model unless
-# they are given (a file, a flag, a keyword); the resolved values are printed and saved with the run.
+# they are given (a file, a flag, a keyword) or the recipe names them; the resolved values are printed and saved
+# with the run.
 _DEPTHS = {"beauty": 1, "sports": 2, "toys": 3, "yelp": 2}
 _ELCREC = {
     "beauty": {"num_clusters": 256, "trade_off": 10.0, "intent_fusion": "shift"},
@@ -187,11 +188,14 @@ READ_BY = {
     ),
 }
 
-METRIC_NAMES = ("HR", "NDCG", "MRR")
-FLOAT32_MAX = 3.4028234663852886e38  # ranking metrics, each at every cut-off k of eval_ks
+METRIC_NAMES = ("HR", "NDCG", "MRR")  # ranking metrics, each at every cut-off k of eval_ks
+FLOAT32_MAX = 3.4028234663852886e38
+SEED_MAX = 2**31 - 1  # numpy takes seeds below 2**32, faiss's k-means a C int
+MIN_TEMPERATURE = 1e-3  # the NT-Xent papers use 0.05..1; at 1e-30 the loss (~1/t) overflows Adam's moments to inf
 
 
 PATH_SETTINGS = ("data", "item_text", "user_text", "output_dir")  # files and folders, named from the working directory
+COMMAND_LINE = ("config", "resume", "overwrite", "threads")  # train's options that are not settings of the run
 
 
 class ConfigError(ValueError):
@@ -229,7 +233,7 @@ class Config:
         "",
         "paper settings for a dataset: beauty, sports, toys, yelp (ELCRec's and its baselines'; for llmesr, LLM-ESR's "
         "scripts: beauty, yelp, fashion), or llmesr (LLM-ESR's scripts for any dataset); sasrec and pop keep their "
-        "defaults; file and flags still win",
+        "defaults; file, flags and the recipe still win",
     )
     model: str = _opt(
         "sasrec", "model: sasrec, cl4srec, iclrec, elcrec, gru4rec, bert4rec, llmesr, or pop (most-popular baseline)"
@@ -416,6 +420,8 @@ class Config:
         its default."""
         known = {f.name: f for f in dataclasses.fields(self)}
         for key in values:
+            if key in COMMAND_LINE:
+                raise ConfigError(f"{key} is not a setting: give --{key} on the command line")
             if key not in known:
                 close = difflib.get_close_matches(key, known, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -489,10 +495,17 @@ class Config:
         for name in ("dropout", "attn_dropout", "crop_ratio", "mask_ratio", "reorder_ratio", "cloze_prob"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be in [0, 1)")
-        for name in ("lr", "temperature"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name}={getattr(self, name)}: must be positive")
-        for name in ("cl_weight", "intent_cl_weight", "trade_off", "distill_weight", "icc_weight"):
+        if self.lr <= 0:
+            raise ConfigError(f"lr={self.lr}: must be positive")
+        if self.temperature < MIN_TEMPERATURE:
+            raise ConfigError(
+                f"temperature={self.temperature}: must be at least {MIN_TEMPERATURE} (contrastive temperatures are "
+                "0.05 to 1; a smaller one overflows the loss and stalls training)"
+            )
+        for name in ("seed", "synthetic_seed"):
+            if not 0 <= getattr(self, name) <= SEED_MAX:
+                raise ConfigError(f"{name}={getattr(self, name)}: must be in 0..{SEED_MAX} (numpy's and faiss's range)")
+        for name in ("cl_weight", "intent_cl_weight", "trade_off", "distill_weight", "icc_weight", "weight_decay"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be 0 or more")
         for name in ("item_text", "user_text"):
@@ -521,10 +534,13 @@ class Config:
         if len(set(self.eval_ks)) < len(self.eval_ks):
             raise ConfigError(f"eval_ks={list(self.eval_ks)}: give each cut-off once")
         name, _, k = self.metric.partition("@")
-        if name not in METRIC_NAMES or not k.isdigit() or int(k) not in self.eval_ks:
+        canonical = f"{name.upper()}@{int(k)}" if k.isascii() and k.isdigit() else ""
+        if name.upper() not in METRIC_NAMES or not canonical or int(k) not in self.eval_ks:
             raise ConfigError(
                 f"metric={self.metric!r}: use HR@k, NDCG@k or MRR@k with k in eval_ks {list(self.eval_ks)}"
             )
+        if self.metric != canonical:  # the evaluator names its metrics so: another spelling fails after an epoch
+            raise ConfigError(f"metric={self.metric!r}: write it {canonical}")
 
     # --- construction
     @classmethod
@@ -535,7 +551,10 @@ class Config:
     @classmethod
     def from_saved(cls, values: dict[str, Any]) -> Config:
         """The settings of a saved run: from_dict, with the behaviour the run had for settings added since (ADDED)."""
-        return cls.from_dict({**ADDED.get(str(values.get("model")), {}), **values})
+        added = dict(ADDED.get(str(values.get("model")), {}))
+        if values.get("data", _default("data")) == "synthetic":  # before synthetic_seed, seed made the data too
+            added["synthetic_seed"] = values.get("seed", _default("seed"))
+        return cls.from_dict({**added, **values})
 
     @classmethod
     def load(cls, path: str | Path | None = None, **overrides: Any) -> Config:
@@ -608,7 +627,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if path.suffix not in (".yaml", ".yml", ".toml", ".json"):
         raise ConfigError(f"config file {path}: use .yaml, .yml, .toml or .json")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is no part of the settings
         if path.suffix == ".toml":
             try:
                 import tomllib
@@ -616,11 +635,11 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
                 import tomli as tomllib
             values = tomllib.loads(text)
         elif path.suffix == ".json":
-            values = json.loads(text)
+            values = json.loads(text, object_pairs_hook=_unique_keys)
         else:
             import yaml
 
-            values = yaml.safe_load(text) or {}
+            values = yaml.load(text, Loader=_yaml_loader()) or {}
     except UnicodeDecodeError as error:
         raise ConfigError(f"config file {path}: not UTF-8 text (byte {error.start})") from None
     except Exception as error:  # yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError (a ValueError)
@@ -633,6 +652,39 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ConfigError(f"config file {path}: expected a mapping of keys to values")
     return values
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice (json keeps the last, as PyYAML does; TOML refuses)."""
+    values: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in values:
+            raise ValueError(f"duplicate key {key!r}")
+        values[key] = value
+    return values
+
+
+@functools.cache
+def _yaml_loader() -> type:
+    """PyYAML's safe loader, refusing a key given twice in one mapping (merged keys, <<, may be overridden)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict:
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, typing.Hashable):  # the safe loader refuses the others itself
+                    if key in seen:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"duplicate key {key!r}", key_node.start_mark
+                        )
+                    seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    return UniqueKeyLoader
 
 
 def config_fields() -> list[tuple[str, type, Any, str]]:
@@ -660,15 +712,18 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
         if kind is bool:
             if isinstance(value, bool):
                 return value
+            if isinstance(value, numbers.Integral) and value in (0, 1):  # as the strings "0" and "1"
+                return bool(value)
             if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
                 return value.lower() in ("true", "1", "yes")
         elif kind is int:
             if isinstance(value, numbers.Integral) and not isinstance(value, bool):  # numpy's integers too
                 return int(value)
-            if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            if isinstance(value, str) and _plain(value) and value.strip().lstrip("-").isdigit():
                 return int(value)
         elif kind is float:
-            if isinstance(value, (numbers.Real, str)) and not isinstance(value, bool):
+            real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+            if real or isinstance(value, str) and _plain(value):
                 number = float(value)
                 if not abs(number) <= FLOAT32_MAX:  # NaN too: every setting ends up in float32 arithmetic
                     raise ConfigError(
@@ -676,15 +731,24 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
                     )
                 return number
         elif kind is str:
-            if isinstance(value, (str, os.PathLike)):  # a path is its text
-                return os.fspath(value)
+            if isinstance(value, (str, os.PathLike)):  # a path is its text, ~ the home folder as in a shell
+                text = os.fspath(value)
+                return os.path.expanduser(text) if name in PATH_SETTINGS else text
         elif typing.get_origin(kind) is tuple:
             items = value.split(",") if isinstance(value, str) else value
+            if isinstance(items, numbers.Integral):  # eval_ks: 5, one cut-off
+                items = [items]
             if isinstance(items, (list, tuple)):
                 return tuple(_coerce(name, int, v.strip() if isinstance(v, str) else v) for v in items)
     except ConfigError:
         raise
     except ValueError:
         pass
-    type_name = getattr(kind, "__name__", str(kind))
+    type_name = "true or false (yes/no, 1/0)" if kind is bool else getattr(kind, "__name__", str(kind))
     raise ConfigError(f"{name}={value!r}: expected {type_name}")
+
+
+def _plain(text: str) -> bool:
+    """Number text in ASCII without digit-group underscores: int() and float() read other scripts' digits (٣ is
+    3) and 1_0 too."""
+    return text.isascii() and "_" not in text
