@@ -103,6 +103,18 @@ def test_terms_are_finite_under_fp16_autocast(data, backbone):
     assert set(found) == {"rec", "distill"} and all(torch.isfinite(v) for v in found.values())
 
 
+@pytest.mark.parametrize("backbone", ["sasrec", "gru4rec", "bert4rec"])
+def test_cross_attention_at_the_outputs_reads_histories_shorter_than_max_len(data, backbone):
+    """The public backbone pads its inputs to max_len; the output cross-attention's mask was built at the
+    inputs' own width, so every history shorter than max_len failed (scoring, serving, validation)."""
+    model, batch, _ = build(data, backbone=backbone, cross_attention_at="outputs")
+    model.eval()
+    with torch.no_grad():
+        short = model.sequence_output(batch.inputs[:, -5:])
+        padded = model.sequence_output(torch.nn.functional.pad(batch.inputs[:, -5:], (15, 0)))
+    torch.testing.assert_close(short, padded[:, -5:])
+
+
 def test_fast_text_vectors_are_the_reference_ones(data, float64):
     """engine=fast adapts each distinct token of a batch once, the reference every position: the same vectors
     and the same adapter gradients."""

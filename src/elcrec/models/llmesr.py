@@ -194,8 +194,8 @@ class LLMESR(NextItemRecommender):
             sem, col = self.cross_sem(col, sem, blocked), self.cross_col(sem, col, blocked)
         sem, col = self.encoder(inputs, vectors=sem), self.encoder(inputs, vectors=col)
         if self.cross is not None:
-            mask = attention_mask(inputs, self.causal, sem.dtype)
-            mask = mask.expand(-1, 2, L, L).reshape(-1, L, L)  # [B * heads, L, L]
+            width = inputs.shape[1]  # max_len with the public backbone, which pads the inputs
+            mask = attention_mask(inputs, self.causal, sem.dtype).expand(-1, 2, width, width).flatten(0, 1)
             sem, col = (
                 sem + self.cross(sem, col, col, attn_mask=mask, need_weights=False)[0],
                 col + self.cross(col, sem, sem, attn_mask=mask, need_weights=False)[0],
