@@ -208,3 +208,118 @@ def test_help_shows_every_default_and_no_command_shows_help():
     assert "[default: the run's own]" in " ".join(invoke("evaluate", "--help").output.split())
     bare = subprocess.run([sys.executable, "-m", "elcrec"], capture_output=True, text=True)
     assert bare.stdout.startswith("Usage: ") and "error" not in bare.stderr + bare.stdout
+
+
+TINY = ("--synthetic-users", 150, "--synthetic-items", 50, "--hidden-size", 16, "--max-len", 20, "--device", "cpu")
+
+
+def train_tiny(*args):
+    return invoke("train", *TINY, "--epochs", 1, *args)
+
+
+def test_train_never_writes_over_files_no_run_wrote(tmp_path):
+    """A folder holding files of a run's names that no run wrote is refused and left as it was (its config.json
+    and metrics.json were replaced, and every .*.tmp in it deleted); --overwrite replaces them."""
+    folder = tmp_path / "ow"
+    folder.mkdir()
+    mine = {"config.json": '{"mine": 1}', "metrics.json": "x", ".important.tmp": "", "notes.txt": "mine"}
+    for name, text in mine.items():
+        (folder / name).write_text(text)
+    result = train_tiny("--output-dir", folder)
+    assert result.exit_code == 2 and "(config.json, metrics.json), and no run was trained in it" in result.output
+    assert {path.name: path.read_text() for path in folder.iterdir()} == mine
+    assert train_tiny("--output-dir", folder).exit_code == 2  # refusing left nothing that passes for a run
+    assert train_tiny("--output-dir", folder, "--overwrite").exit_code == 0
+    assert json.loads((folder / "config.json").read_text())["hidden_size"] == 16
+    assert (folder / ".important.tmp").exists() and (folder / "notes.txt").read_text() == "mine"
+
+
+def test_an_overwritten_run_leaves_nothing_of_the_old_one(tmp_path):
+    """--overwrite removes the old run's files and what report and intents derived from it (the new run's folder
+    showed the old report, intents and log lines); files of other names stay."""
+    folder = tmp_path / "run"
+    assert train_tiny("--output-dir", folder).exit_code == 0
+    derived = ["report.html", "report-training-curves.png", "intents.csv", "intent-profiles.csv", "intents.json"]
+    for name in [*derived, "centres.npy", "notes.txt"]:
+        (folder / name).write_text("old")
+    assert train_tiny("--output-dir", folder, "--overwrite", "--seed", 2).exit_code == 0
+    assert [name for name in [*derived, "centres.npy"] if (folder / name).exists()] == []
+    assert (folder / "notes.txt").read_text() == "old"
+    assert (folder / "train.log").read_text().count("run folder: ") == 1
+
+
+def test_a_resumed_run_may_move_to_another_device_and_find_its_data_at_a_new_place(tmp_path, monkeypatch):
+    """A run trained on a GPU resumes on a CPU (--device, --threads; config.json records the run folder
+    absolutely, as train does); a run whose data file moved resumes with --data at its new place, which must be
+    the data of its data.json, and config.json records that place."""
+    lines = (f"{u} " + " ".join(str(1 + (u * 7 + 3 * j) % 50) for j in range(8)) for u in range(1, 150))
+    (tmp_path / "log.txt").write_text("\n".join(lines) + "\n")
+    other = (f"{u} " + " ".join(str(1 + (u * 5 + 3 * j) % 50) for j in range(8)) for u in range(1, 150))
+    (tmp_path / "other.txt").write_text("\n".join(other) + "\n")
+    monkeypatch.chdir(tmp_path)
+    result = invoke(
+        "train", "--data", "log.txt", "--hidden-size", 16, "--max-len", 20, "--epochs", 1, "--output-dir", "r"
+    )
+    assert result.exit_code == 0, result.output
+    config = tmp_path / "r" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "device": "cuda"}))  # as trained on a GPU
+    result = invoke("train", "--resume", "r", "--epochs", 2, "--device", "cpu", "--threads", 1)
+    assert result.exit_code == 0, result.output
+    saved = json.loads(config.read_text())
+    assert (saved["device"], saved["output_dir"]) == ("cpu", str(tmp_path / "r"))
+
+    (tmp_path / "log.txt").rename(tmp_path / "moved.txt")
+    result = invoke("train", "--resume", "r", "--epochs", 3)
+    assert result.exit_code == 2 and "log.txt, which is not here: give --data with the run's data at its new place" in (
+        result.output
+    )
+    result = invoke("train", "--resume", "r", "--epochs", 3, "--data", "other.txt")
+    assert result.exit_code == 2 and "a run continues on the data it started on" in result.output
+    result = invoke("train", "--resume", "r", "--epochs", 3, "--data", "moved.txt")
+    assert result.exit_code == 0, result.output
+    assert json.loads(config.read_text())["data"] == str(tmp_path / "moved.txt")
+    assert len(json.loads((tmp_path / "r" / "metrics.json").read_text())["history"]) == 3
+
+
+def test_resume_errors_say_what_the_folder_is_and_what_to_do(tmp_path):
+    """A folder that is no run, a finished run of a model that trains nothing (resume and train again sent the
+    user to each other), --overwrite beside --resume (ignored), and a damaged config.json (unnamed)."""
+    result = invoke("train", "--resume", tmp_path / "nope")
+    assert result.exit_code == 2 and f"{tmp_path / 'nope'} is not a run folder (no config.json)" in result.output
+    pop = tmp_path / "pop"
+    assert train_tiny("--model", "pop", "--output-dir", pop).exit_code == 0
+    result = invoke("train", "--resume", pop)
+    assert result.exit_code == 2 and f"{pop} is a finished run with nothing to resume" in result.output
+    assert f"evaluate it (elcrec evaluate {pop}), or train it again with --overwrite" in result.output
+    result = invoke("train", "--resume", pop, "--overwrite")
+    assert result.exit_code == 2 and "--overwrite replaces it: give one of them" in result.output
+    (pop / "config.json").write_text(json.dumps({**json.loads((pop / "config.json").read_text()), "foo": 1}))
+    result = invoke("train", "--resume", pop)
+    assert result.exit_code == 2 and f"{pop / 'config.json'}: unknown config key 'foo'" in result.output
+
+
+def test_an_allocation_too_large_is_one_error_line_and_other_runtime_errors_stay_bugs(tmp_path, monkeypatch):
+    result = train_tiny("--hidden-size", 2**40, "--output-dir", tmp_path / "huge")
+    assert result.exit_code == 2 and "error: out of memory: " in result.output, result.output
+
+    def bug(config, **options):
+        raise RuntimeError("shape mismatch")
+
+    monkeypatch.setattr("elcrec.training.train", bug)
+    result = train_tiny("--output-dir", tmp_path / "bug")
+    assert result.exit_code == 1 and isinstance(result.exception, RuntimeError)  # a traceback, as a bug deserves
+
+
+def test_the_command_that_resumes_an_interrupted_run_can_be_pasted(tmp_path, monkeypatch):
+    import shlex
+
+    def interrupted(config, **options):
+        config.run_dir.mkdir(parents=True)
+        (config.run_dir / "training_state.pt").write_bytes(b"")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("elcrec.training.train", interrupted)
+    run = tmp_path / "sp ace" / "run"
+    result = invoke("train", "--output-dir", run, "--device", "cpu")
+    assert result.exit_code == 130
+    assert f"interrupted: continue with elcrec train --resume {shlex.quote(str(run))}\n" in result.output

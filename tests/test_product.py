@@ -4,6 +4,7 @@ the version, Ctrl-C during training, and progress in logs."""
 import json
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -181,7 +182,9 @@ def test_ctrl_c_during_training_says_how_to_resume(tmp_path):
         time.sleep(0.05)
     os.kill(process.pid, signal.SIGINT)
     _, errors = process.communicate(timeout=120)
-    assert process.returncode == 130 and f"continue with  elcrec train --resume {run}" in errors, errors[-2000:]
+    assert process.returncode == 130 and f"continue with elcrec train --resume {shlex.quote(str(run))}" in errors, (
+        errors[-2000:]
+    )
     assert "Traceback" not in errors
 
 

@@ -218,6 +218,17 @@ def test_resume_refuses_new_settings_and_missing_state(tmp_path):
     assert not (tmp_path / "nowhere").exists()  # nothing created for a run that is not there
 
 
+def test_a_finished_run_of_a_model_that_trains_nothing_says_so_when_resumed(tiny_data, tmp_path):
+    """pop saves no training state: resuming it said to run the command again without --resume, which said to
+    resume it."""
+    from elcrec.runs import RunError
+
+    config = Config(model="pop", device="cpu", output_dir=str(tmp_path))
+    train(config, data=tiny_data, progress=False)
+    with pytest.raises(RunError, match="is a finished run with nothing to resume .*elcrec evaluate .*--overwrite"):
+        train(config, data=tiny_data, progress=False, resume=True)
+
+
 def test_non_finite_loss_stops_without_saving(tiny_data, tmp_path, monkeypatch):
     calls = {"n": 0}
     loss_terms = SASRec.loss_terms
@@ -354,6 +365,23 @@ def test_weights_that_became_non_finite_stop_training(tmp_path, monkeypatch):
     assert "the state from before the first epoch)" in (tmp_path / "train.log").read_text()
 
 
+def test_an_optimiser_state_that_became_infinite_stops_training(tmp_path, monkeypatch):
+    """An infinite second moment (a temperature of 1e-30 made one) makes every later Adam update 0: the loss and
+    the weights stay finite while training goes on, frozen. It stops before anything from that epoch is saved."""
+    step = torch.optim.Adam.step
+
+    def overflowing(self, *args, **kwargs):
+        result = step(self, *args, **kwargs)
+        next(iter(self.state.values()))["exp_avg_sq"].fill_(float("inf"))
+        return result
+
+    monkeypatch.setattr(torch.optim.Adam, "step", overflowing)
+    config = Config(synthetic_users=200, synthetic_items=60, hidden_size=16, max_len=20, epochs=2, device="cpu")
+    with pytest.raises(NonFinite, match="moment estimates became NaN or infinite in epoch 0 .* which freezes training"):
+        train(config.replace(output_dir=str(tmp_path)), progress=False)
+    assert torch.load(tmp_path / "training_state.pt", weights_only=True)["epoch"] == -1  # from before epoch 0
+
+
 def test_errors_reach_the_run_log(tiny_data, tmp_path):
     config = Config(model="elcrec", num_clusters=500, hidden_size=16, device="cpu", output_dir=str(tmp_path))
     with pytest.raises(ValueError):
@@ -425,7 +453,7 @@ def test_a_report_renders_an_imported_run(tiny_data, tmp_path):
     test = evaluate(model, eval_set(tiny_data, 20, "test"))
     write_json(tmp_path / "metrics.json", result_record(config, test, source="imported"))
     page = write_report(tmp_path, data=None, sample=50).read_text()
-    assert "No training curves: the run has no training epochs (imported)" in page
+    assert "No training curves: the run has no training epochs (imported, trained elsewhere)" in page
     assert "intent map" in page
 
 
@@ -445,8 +473,8 @@ def test_data_the_config_does_not_name_is_refused(tmp_path):
 
 def test_a_finished_run_trains_longer_as_if_its_budget_had_been_larger(tiny_data, tmp_path):
     """--epochs (and --patience) may grow on resume: under a constant schedule the longer run equals one given
-    that budget from the start; a cosine schedule, fitted to the epochs, and a budget below the epochs trained
-    are refused."""
+    that budget from the start; more epochs on a cosine schedule, fitted to the epochs, and a budget below the
+    epochs trained are refused (patience alone, which leaves the schedule as it was, was refused too)."""
     from elcrec.runs import RunError
 
     config = Config(model="sasrec", hidden_size=16, max_len=20, epochs=4, device="cpu", seed=2)
@@ -464,6 +492,8 @@ def test_a_finished_run_trains_longer_as_if_its_budget_had_been_larger(tiny_data
     train(cosine, data=tiny_data, progress=False)
     with pytest.raises(RunError, match="cosine schedule fitted to its 2 epochs"):
         train(cosine.replace(epochs=4), data=tiny_data, progress=False, resume=True)
+    patient = train(cosine.replace(patience=5), data=tiny_data, progress=False, resume=True)  # the schedule stays
+    assert json.loads((cosine.run_dir / "config.json").read_text())["patience"] == 5 and len(patient["history"]) == 2
 
 
 def test_a_run_stopped_while_writing_its_first_files_is_never_a_dead_end(tiny_data, tmp_path, monkeypatch):
@@ -522,7 +552,8 @@ def test_a_training_state_of_another_run_or_damaged_weights_are_named_before_tra
 
 def test_a_write_that_fails_names_its_file_and_stale_temporary_files_go(tiny_data, tmp_path, monkeypatch):
     """A full disk's error names no file: atomic_write adds it. A killed process's half-written temporary files
-    are removed when the run is trained or resumed again (under its lock)."""
+    of the run's files are removed when the run is trained or resumed again (under its lock); other .*.tmp files
+    stay (every one was removed)."""
     import errno
     import os
 
@@ -537,9 +568,12 @@ def test_a_write_that_fails_names_its_file_and_stale_temporary_files_go(tiny_dat
             atomic_write(tmp_path / "metrics.json", b"{}")
     assert raised.value.errno == errno.ENOSPC and list(tmp_path.iterdir()) == []
     config = interrupted_after_epoch_0(tmp_path / "run", tiny_data)
-    (config.run_dir / ".training_state.pt.k1ll3d.tmp").write_bytes(b"half")
+    (config.run_dir / ".training_state.pt.k1ll3d_x.tmp").write_bytes(b"half")
+    others = [".important.tmp", ".report.html.w8r1t1ng.tmp"]  # a user's, and `elcrec report` writing now
+    for name in others:
+        (config.run_dir / name).write_bytes(b"")
     train(config, data=tiny_data, progress=False, resume=True)
-    assert not list(config.run_dir.glob(".*.tmp"))
+    assert sorted(path.name for path in config.run_dir.glob(".*.tmp")) == others
 
 
 def test_random_states_hold_the_runs_own_gpu_only(monkeypatch):

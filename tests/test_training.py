@@ -71,6 +71,27 @@ def test_the_log_says_what_a_preset_gave_the_model_or_that_it_gave_nothing(tiny_
         assert line in (tmp_path / model / "train.log").read_text()
 
 
+def test_the_log_keeps_paths_whole_and_warns_of_settings_that_do_nothing(tiny_data, tmp_path):
+    """The settings line broke paths at hyphens; preprocessing settings given for the synthetic data, a warm-up
+    as long as the run, and a preset whose every setting is given (a config.json gives all) did nothing, silently."""
+    run_dir = tmp_path / ("review-" * 16 + "config") / "r1"
+    config = Config(recipe="fast", amp="none", epochs=1, hidden_size=16, max_len=20, kcore=1000, dedup="all")
+    train(config.replace(device="cpu", output_dir=str(run_dir)), data=tiny_data, progress=False)
+    log = (run_dir / "train.log").read_text()
+    assert f" output_dir={run_dir}\n" in log or f" output_dir={run_dir} " in log
+    assert "settings the synthetic data does not read (ignored): dedup=all kcore=1000" in log
+    assert "warning: the warm-up (warmup_epochs=2) is not shorter than the run (epochs=1)" in log
+    assert "and the cosine decay never starts" in log
+
+    saved = json.loads((run_dir / "config.json").read_text())
+    again = Config.from_saved({**saved, "model": "gru4rec", "preset": "sports", "output_dir": str(tmp_path / "again")})
+    train(again, data=tiny_data, progress=False)
+    assert (
+        "warning: preset sports changes nothing: every setting it holds for gru4rec was given (a config.json file "
+        "gives every setting, pinning them all)"
+    ) in (tmp_path / "again" / "train.log").read_text()
+
+
 def test_save_then_load_gives_identical_weights(tiny_data, tmp_path):
     from elcrec.models import build_model
 

@@ -22,6 +22,7 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -37,6 +38,9 @@ from .models import SequentialRecommender, build_model
 
 MODEL_FILE, CONFIG_FILE, ITEMS_FILE, DATA_FILE = "model.pt", "config.json", "items.json", "data.json"
 METRICS_FILE, STATE_FILE, LOG_FILE = "metrics.json", "training_state.pt", "train.log"
+RUN_FILES = (MODEL_FILE, CONFIG_FILE, ITEMS_FILE, DATA_FILE, METRICS_FILE, STATE_FILE, LOG_FILE)  # what training writes
+# what `elcrec report` and `elcrec intents` write into a run folder (globs): an overwritten run's go with it
+DERIVED_FILES = ("report.html", "report-*.png", "intents.csv", "intent-profiles.csv", "intents.json", "centres.npy")
 TEMP_SUFFIX = ".tmp"  # atomic_write's files before they are renamed into place
 LOCK_FILE = ".training.lock"
 ARTEFACT_FORMAT = "elcrec-model/1"
@@ -122,10 +126,24 @@ def atomic_write(path: str | Path, data: bytes) -> None:
 
 
 def remove_stale_writes(folder: Path) -> None:
-    """Delete the temporary files of writes a killed process left in `folder` (atomic_write's; call it only
-    while no other process writes there, under the folder's training lock)."""
+    """Delete the temporary files that writes of a run's files left in `folder` when their process was killed:
+    atomic_write's .<name>.<8 random characters>.tmp for the RUN_FILES only (other files' are a user's, or another
+    command's writing now). Call it under the folder's training lock."""
+    own = re.compile(
+        "|".join(rf"\.{re.escape(name)}\.[a-z0-9_]{{8}}{re.escape(TEMP_SUFFIX)}" for name in RUN_FILES)
+    )  # tempfile.mkstemp's names
     for stale in folder.glob(f".*{TEMP_SUFFIX}"):
-        stale.unlink(missing_ok=True)
+        if own.fullmatch(stale.name):
+            stale.unlink(missing_ok=True)
+
+
+def remove_run(folder: Path) -> None:
+    """Delete a run's files and what report and intents derived from it, before another run replaces it
+    (--overwrite); files of other names stay."""
+    for pattern in (*RUN_FILES, *DERIVED_FILES):
+        for path in folder.glob(pattern):
+            if not path.is_dir():
+                path.unlink(missing_ok=True)
 
 
 def strict_json(value: Any) -> Any:
@@ -167,8 +185,10 @@ def read_pt(path: Path, what: str) -> Any:
 def read_json(path: Path, what: str) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as error:
-        raise RunError(f"{path} cannot be read as {what}: {error}") from None
+    except UnicodeDecodeError as error:
+        raise RunError(f"{path} cannot be read as {what}: not UTF-8 text (byte {error.start})") from None
+    except ValueError as error:
+        raise RunError(f"{path} cannot be read as {what}: not valid JSON ({error})") from None
 
 
 def fingerprint(data: SequenceData) -> dict[str, Any]:
@@ -345,7 +365,7 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
     missing = [name for name in (MODEL_FILE, CONFIG_FILE, ITEMS_FILE) if not (run_dir / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{run_dir} is not a run folder: missing {', '.join(missing)}")
-    config = _config(read_json(run_dir / CONFIG_FILE, "run settings"), run_dir / CONFIG_FILE)
+    config = read_settings(run_dir)
     item_ids = _item_ids(read_json(run_dir / ITEMS_FILE, "item ids"), run_dir / ITEMS_FILE)
     data = saved_fingerprint(run_dir)
     weights = read_pt(run_dir / MODEL_FILE, "model weights")
@@ -353,6 +373,11 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
         config, item_ids, weights, f"{run_dir / MODEL_FILE}", f"{run_dir / CONFIG_FILE} and {run_dir / ITEMS_FILE}"
     )
     return Run(model.to(device).eval(), config, item_ids, run_dir, data)
+
+
+def read_settings(run_dir: Path) -> Config:
+    """A run folder's settings (config.json); a damaged file is a RunError naming it."""
+    return _config(read_json(run_dir / CONFIG_FILE, "run settings"), run_dir / CONFIG_FILE)
 
 
 def _load_artefact(path: Path, device: str | torch.device) -> Run:

@@ -11,6 +11,7 @@ import functools
 import inspect
 import io
 import json
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -46,6 +47,8 @@ def echo_json(value: Any) -> None:
 # what a user's input can cause: bad settings or data (ValueError: ConfigError, DataError, RunError, ...),
 # files that are missing, unreadable or full (OSError), a missing extra (ImportError)
 USER_ERRORS = (ValueError, OSError, ImportError)
+# how torch words an allocation that failed (settings or data too large): the other RuntimeErrors are bugs
+ALLOCATION_FAILURES = ("can't allocate memory", "out of memory", "DefaultCPUAllocator")
 
 
 def user_errors(command: Callable) -> Callable:
@@ -63,6 +66,10 @@ def user_errors(command: Callable) -> Callable:
                 if not isinstance(error, ImportError) or error.name is None
                 else f"{error} (pip install the extra that provides {error.name})"
             )
+        except (MemoryError, RuntimeError) as error:
+            if isinstance(error, RuntimeError) and not any(text in str(error) for text in ALLOCATION_FAILURES):
+                raise
+            fail(f"out of memory: {' '.join(str(error).split()) or type(error).__name__}")
 
     return wrapper
 
@@ -189,31 +196,43 @@ def _train(
         None,
         "--resume",
         help="run folder to continue after its last finished epoch, with its saved settings (--epochs and "
-        "--patience may raise its budget)",
+        "--patience may raise its budget; --device, --threads and --data, its data at a new place, may change)",
     ),
     overwrite: bool = typer.Option(
-        False, "--overwrite", help="train into an output folder that already holds a run, replacing it"
+        False,
+        "--overwrite",
+        help="train into an output folder that holds a run (or files of a run's names), replacing its files and "
+        "those derived from it (report, intents)",
     ),
     threads: int = typer.Option(0, "--threads", min=0, help=THREADS_HELP + "; a resumed run takes its saved count"),
     **flags: Any,
 ) -> None:
-    from ..runs import STATE_FILE
+    from ..runs import CONFIG_FILE, STATE_FILE, read_settings
     from ..training import train
     from ..training.trainer import EXTENSIBLE, saved_threads
 
-    given = [
-        f"--{name.replace('_', '-')}" for name, value in flags.items() if value is not None and name not in EXTENSIBLE
-    ]
+    kept = (*EXTENSIBLE, "device", "data")  # what a resume may change: the budget, where it runs, where its data is
+    given = [f"--{name.replace('_', '-')}" for name, value in flags.items() if value is not None and name not in kept]
+    if resume is not None and overwrite:
+        fail(f"--resume continues the run in {resume}, --overwrite replaces it: give one of them")
     if resume is not None and (config is not None or given):
         fail(
-            f"--resume continues {resume} with its saved settings (a budget of --epochs and --patience aside); "
-            f"drop {' '.join(given) or '--config'}"
+            f"--resume continues {resume} with its saved settings (--epochs, --patience, --device and --data "
+            f"aside); drop {' '.join(given) or '--config'}"
         )
-    if resume is not None and resume.is_dir() and not (resume / "config.json").is_file():
-        fail(f"{resume} holds no saved run (no config.json): it stopped before saving anything; run its command again")
+    if resume is not None and not (resume / CONFIG_FILE).is_file():
+        stopped = (
+            "; a run stopped before it saved anything starts again with its own command" if resume.is_dir() else ""
+        )
+        fail(f"{resume} is not a run folder (no {CONFIG_FILE}){stopped}")
     if resume is not None:  # the run's own settings, with the behaviour it had for settings added since
-        budget = {name: flags[name] for name in EXTENSIBLE if flags.get(name) is not None}
-        resolved = Config.from_saved({**read_config_file(resume / "config.json"), "output_dir": str(resume), **budget})
+        changed = {name: flags[name] for name in kept if flags.get(name) is not None}
+        resolved = absolute_paths(read_settings(resume).replace(output_dir=str(resume), **changed))
+        if "data" not in changed and resolved.data != "synthetic" and not Path(resolved.data).exists():
+            fail(
+                f"{resume} was trained on {resolved.data}, which is not here: give --data with the run's data at "
+                "its new place"
+            )
     else:
         resolved = absolute_paths(Config.load(config, **flags))
     start(resolved.device, threads or (saved_threads(resume) if resume else 0))
@@ -221,7 +240,9 @@ def _train(
         train(resolved, resume=resume is not None, overwrite=overwrite)
     except KeyboardInterrupt:
         if (resolved.run_dir / STATE_FILE).is_file():
-            typer.secho(f"\ninterrupted: continue with  elcrec train --resume {resolved.run_dir}", err=True)
+            typer.secho(
+                f"\ninterrupted: continue with elcrec train --resume {shlex.quote(str(resolved.run_dir))}", err=True
+            )
         else:
             typer.secho("\ninterrupted before the run was saved: nothing to continue, run the command again", err=True)
         raise typer.Exit(130) from None

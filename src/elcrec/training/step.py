@@ -111,9 +111,17 @@ class Step:
         for buffer in self.model.buffers():
             distributed.broadcast(buffer)
 
-    def weights_finite(self) -> torch.Tensor:
-        """A 0-d bool tensor (no host sync): whether every trainable weight is finite."""
-        return torch.stack([p.detach().isfinite().all() for p in self.model.parameters() if p.requires_grad]).all()
+    def finite(self) -> torch.Tensor:
+        """Two bools in a tensor (no host sync): whether every trainable weight is finite, and whether the optimiser's
+        state is (Adam's moments: an infinite exp_avg_sq makes every later update 0, a NaN one NaN)."""
+        weights = torch.stack([p.detach().isfinite().all() for p in self.model.parameters() if p.requires_grad]).all()
+        moments = [
+            value.isfinite().all()
+            for state in self.optimizer.state.values()
+            for name, value in state.items()
+            if name != "step"  # a count, kept on the CPU
+        ]
+        return torch.stack([weights, torch.stack(moments).all() if moments else weights])
 
     def state_dict(self) -> dict:
         return {

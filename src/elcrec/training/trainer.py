@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import math
 import random
+import shlex
 import textwrap
 import time
 from collections.abc import Callable
@@ -27,16 +28,19 @@ from ..evaluation import evaluate, format_metrics
 from ..models import create_model
 from ..runs import (
     CONFIG_FILE,
+    LOCK_FILE,
     LOG_FILE,
     METRICS_FILE,
     MODEL_FILE,
+    RUN_FILES,
     STATE_FILE,
     RunError,
     describe,
     fingerprint,
     load_run,
-    read_json,
     read_pt,
+    read_settings,
+    remove_run,
     remove_stale_writes,
     result_record,
     save_run,
@@ -53,11 +57,16 @@ from .step import AMP_DTYPES, Step, TrainTensors, make_batch
 from .tracking import open_tracker
 
 LOG_EVERY = 20  # steps between reads of the loss (each waits for the device)
+# settings the data does not read, by whether it is the built-in synthetic data (elcrec.data.load_dataset)
+UNREAD_BY_DATA = {
+    True: ("data_format", "user_col", "item_col", "time_col", "dedup", "kcore"),
+    False: ("synthetic_users", "synthetic_items", "synthetic_intents", "synthetic_seed"),
+}
 
 
 class NonFinite(ValueError):
-    """The training loss or the weights became NaN or infinite (the settings or the data are at fault: a ValueError);
-    nothing from that epoch was saved."""
+    """The training loss, the weights or the optimiser's state became NaN or infinite (the settings or the data are
+    at fault: a ValueError); nothing from that epoch was saved."""
 
 
 def train(
@@ -78,10 +87,14 @@ def train(
     while it runs (elcrec.runtime). Started by torchrun with several processes, it trains with DistributedDataParallel.
     `on_epoch(record)` is called with each epoch's history record (loss, terms, seconds, valid metrics),
     in every process; an exception it raises stops training (Optuna's pruning uses it).
-    A folder that already holds a run is refused unless `resume` or `overwrite` is given, and so is a folder
-    another process is training in (elcrec.runs.training_lock; under torchrun, rank 0 holds it)."""
+    A folder that already holds a run, or files a run writes (RUN_FILES) without being one, is refused unless
+    `resume` or `overwrite` is given; `overwrite` first deletes the old run's files and what was derived from it
+    (elcrec.runs.remove_run). A folder another process is training in is refused (elcrec.runs.training_lock;
+    under torchrun, rank 0 holds it)."""
     if resume and not config.run_dir.is_dir():
         raise FileNotFoundError(f"{config.run_dir}: no such run folder to resume")
+    if not (resume or overwrite):
+        check_foreign_files(config.run_dir)  # before training_lock makes its file
     with training_lock(config.run_dir) if distributed.launched_rank() == 0 else contextlib.nullcontext():
         existing = [name for name in (MODEL_FILE, STATE_FILE) if (config.run_dir / name).is_file()]
         if existing and not (resume or overwrite):
@@ -92,8 +105,22 @@ def train(
         if resume and (config.run_dir / CONFIG_FILE).is_file():
             check_saved_settings(config)
         if distributed.launched_rank() == 0:  # the lock's holder: no other process writes here
+            if overwrite:
+                remove_run(config.run_dir)
             remove_stale_writes(config.run_dir)
         return _train(config, data, progress, resume, on_epoch)
+
+
+def check_foreign_files(run_dir: Path) -> None:
+    """A FileExistsError when `run_dir` holds files of a run's names (RUN_FILES) that no run wrote: no training
+    ever held the folder (training_lock's file marks one that did, a run stopped early too)."""
+    if (run_dir / LOCK_FILE).exists():
+        return
+    if found := [name for name in RUN_FILES if (run_dir / name).is_file()]:
+        raise FileExistsError(
+            f"{run_dir} holds files a run would write over ({', '.join(found)}), and no run was trained in it: "
+            "choose another output_dir, or overwrite them"
+        )
 
 
 def _train(
@@ -143,7 +170,7 @@ class Trainer:
                 f"{self.world} processes"
             )
         seed_everything(config.seed)  # the same initial weights and data order in every process
-        self._log_settings()
+        self._log_settings(resume)
         self.data = load_dataset(config) if data is None else data
         if self.data.name != config.data_name:  # config.json is how evaluate, recommend and resume find the data
             raise ValueError(
@@ -185,7 +212,7 @@ class Trainer:
         if state is None:
             self.model.prepare(split)
             if self.main:
-                (config.run_dir / METRICS_FILE).unlink(missing_ok=True)  # an overwritten run's result is no longer true
+                (config.run_dir / METRICS_FILE).unlink(missing_ok=True)  # a result whose weights were deleted
                 save_settings(config.run_dir, config, self.data.item_ids, self.fingerprint)  # what a resume reads
         if self.world > 1:
             torch.manual_seed(config.seed + distributed.rank())  # each process its own dropout and augmentations
@@ -208,22 +235,43 @@ class Trainer:
             if self.main:
                 self.save_best()  # a usable checkpoint exists from the start
 
-    def _log_settings(self) -> None:
+    def _log_settings(self, resume: bool) -> None:
         c = self.config
-        settings = " ".join(f"{key}={value}" for key, value in c.to_dict().items())
-        log.info(f"run folder: {c.run_dir}\n" + textwrap.fill(f"settings: {settings}", 110, subsequent_indent="  "))
+        given = {} if resume else c.given_settings()  # a resumed run's config.json gives every setting
+        values = c.to_dict()
+        settings = " ".join(f"{key}={value}" for key, value in values.items())
+        wrapped = textwrap.fill(
+            f"settings: {settings}", 110, subsequent_indent="  ", break_on_hyphens=False, break_long_words=False
+        )  # paths stay whole, to be copied
+        log.info(f"run folder: {c.run_dir}\n{wrapped}")
+        preset = preset_values(c.preset, c.model, c.backbone)
         if c.preset_settings():
             log.info(
                 f"preset {c.preset} for {c.model}: " + " ".join(f"{k}={v}" for k, v in c.preset_settings().items())
             )
-        elif c.preset and not preset_values(c.preset, c.model, c.backbone):
+        elif c.preset and not preset:
             log.info(f"preset {c.preset} has no settings for {c.model}: its defaults apply")
+        elif preset and all(name in given for name in preset):
+            log.warning(
+                f"warning: preset {c.preset} changes nothing: every setting it holds for {c.model} was given"
+                + (" (a config.json file gives every setting, pinning them all)" if len(given) == len(values) else "")
+            )
         if c.recipe_settings():
             log.info(f"recipe {c.recipe}: " + " ".join(f"{k}={v}" for k, v in c.recipe_settings().items()))
-        if ignored := [name for name in c.unread() if name in c.given_settings()]:
-            log.info(
-                f"settings {c.model} does not read (ignored): " + " ".join(f"{k}={getattr(c, k)}" for k in ignored)
+        if c.warmup_epochs >= c.epochs:
+            log.warning(
+                f"warning: the warm-up (warmup_epochs={c.warmup_epochs:g}) is not shorter than the run "
+                f"(epochs={c.epochs}): the learning rate rises for the whole run, to "
+                f"{c.lr * c.epochs / c.warmup_epochs:g} at most (lr={c.lr:g})"
+                + (f", and the {c.lr_schedule} decay never starts" if c.lr_schedule != "constant" else "")
             )
+        synthetic = c.data == "synthetic"
+        readers = {c.model: c.unread(), "the synthetic data" if synthetic else "a data file": UNREAD_BY_DATA[synthetic]}
+        for reader, names in readers.items():
+            if ignored := [name for name in names if name in given]:
+                log.info(
+                    f"settings {reader} does not read (ignored): " + " ".join(f"{k}={getattr(c, k)}" for k in ignored)
+                )
         log.info(f"machine: {describe_machine(self.device.type)}")
         if self.world > 1:
             log.info(
@@ -344,7 +392,8 @@ class Trainer:
         return {"epoch": epoch, "loss": sum(means.values()), "terms": means, "seconds": seconds, "device": device}
 
     def check_finite(self, first_bad: torch.Tensor, epoch: int, weights: bool = False) -> None:
-        """Stop (every process together) at a non-finite loss, or, at the end of an epoch, non-finite weights."""
+        """Stop (every process together) at a non-finite loss, or, at the end of an epoch, non-finite weights or
+        optimiser state."""
         step = int(distributed.all_max(first_bad.clone()))
         kept = f"nothing from this epoch was saved ({self.config.run_dir} keeps the best checkpoint and the state " + (
             f"after epoch {epoch - 1})" if epoch else "from before the first epoch)"
@@ -354,10 +403,19 @@ class Trainer:
                 f"the training loss became NaN or infinite at epoch {epoch}, step {step}; {kept}. Lower "
                 "the learning rate, try --amp none, or check the data."
             )
-        if weights and int(distributed.all_max((~self.step.weights_finite()).int())):
+        if not weights:
+            return
+        weights_bad, moments_bad = distributed.all_max((~self.step.finite()).int()).tolist()
+        if weights_bad:
             raise NonFinite(
                 f"the weights became NaN or infinite in epoch {epoch} while the loss stayed finite; {kept}."
                 f" Lower the learning rate (lr={self.config.lr:g})."
+            )
+        if moments_bad:
+            raise NonFinite(
+                f"the optimiser's moment estimates became NaN or infinite in epoch {epoch} (gradients beyond float "
+                f"range), which freezes training: every later update is 0; {kept}. Look for a setting that scales the "
+                "loss out of range (a tiny temperature, a huge loss weight), or lower the learning rate."
             )
 
     def validate(self, record: dict[str, Any]) -> bool:
@@ -445,11 +503,12 @@ EXTENSIBLE = ("epochs", "patience")  # a resumed run may train longer: a larger 
 
 
 def check_saved_settings(config: Config) -> None:
-    """A RunError unless a resumed run is given the settings it was trained with (its config.json; the run
-    folder and the device may change, and the budget, EXTENSIBLE, may grow under a constant schedule)."""
-    path = config.run_dir / CONFIG_FILE
-    saved = Config.from_saved(read_json(path, "run settings"))
-    differences = saved.differences(config, aside=("output_dir", "device"))
+    """A RunError unless a resumed run is given the settings it was trained with (its config.json). The run folder
+    and the device may change, and so may the data's path where data.json holds its fingerprint (check_saved_data
+    then compares the data itself); the budget, EXTENSIBLE, may grow, epochs under a constant schedule only."""
+    saved = read_settings(config.run_dir)
+    moved = ("data",) if saved_fingerprint(config.run_dir) is not None else ()
+    differences = saved.differences(config, aside=("output_dir", "device", *moved))
     changed = {name: values for name, values in differences.items() if name not in EXTENSIBLE}
     if changed:
         listed = ", ".join(f"{name} {before!r} -> {given!r}" for name, (before, given) in changed.items())
@@ -457,7 +516,7 @@ def check_saved_settings(config: Config) -> None:
             f"{config.run_dir} was trained with other settings ({listed}): a run resumes with its own; train "
             "these into another output folder"
         )
-    if differences and config.lr_schedule != "constant":
+    if "epochs" in differences and config.lr_schedule != "constant":
         raise RunError(
             f"{config.run_dir} trains on a {config.lr_schedule} schedule fitted to its {saved.epochs} epochs: a "
             "longer budget would change the epochs it already trained; train a new run"
@@ -476,12 +535,19 @@ def check_saved_data(run_dir: Path, found: dict[str, Any]) -> None:
 
 def load_state(path: Path) -> dict[str, Any]:
     """The training state written after the last finished epoch (before the first, when none has)."""
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found: nothing to resume (the run stopped before it first saved its training state, or "
-            "its model trains nothing): run the command again without --resume"
+    if path.is_file():
+        return read_pt(path, "a training state")
+    run_dir = path.parent
+    if (run_dir / MODEL_FILE).is_file():
+        raise RunError(
+            f"{run_dir} {'is a finished run' if (run_dir / METRICS_FILE).is_file() else 'holds a model'} with "
+            f"nothing to resume (no {STATE_FILE}: its model trains nothing, or it was imported): evaluate it "
+            f"(elcrec evaluate {shlex.quote(str(run_dir))}), or train it again with --overwrite"
         )
-    return read_pt(path, "a training state")
+    raise FileNotFoundError(
+        f"{path} not found: nothing to resume (the run stopped before it first saved its training state): run the "
+        "command again without --resume"
+    )
 
 
 def saved_threads(run_dir: Path) -> int:
