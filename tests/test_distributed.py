@@ -189,7 +189,7 @@ def launch(args: list[str], processes: int, timeout: float = 300) -> subprocess.
 def run(args: list[str], processes: int) -> str:
     done = launch(args, processes)
     assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
+    return done.stderr  # the log
 
 
 def test_torchrun_matches_one_process(tmp_path):

@@ -144,6 +144,19 @@ def test_recommendations_for_the_data_users(elcrec_run, tmp_path):
     assert invoke("recommend", elcrec_run, "--user", 3, "--history", "4").exit_code == 2  # one of them
 
 
+def test_json_on_stdout_is_json_alone_when_the_data_logs_a_warning(tmp_path):
+    """The log went to stdout: `evaluate --json` printed "dropped 1 user(s) ..." above its JSON."""
+    data = tmp_path / "log.txt"
+    data.write_text("".join(f"{user} {user % 7 + 1} {user % 5 + 1} 8 9 10\n" for user in range(1, 60)) + "99 1 2\n")
+    run = tmp_path / "run"
+    result = invoke("train", "--data", data, "--model", "pop", "--output-dir", run, "--threads", 1)
+    assert result.exit_code == 0 and "dropped 1 user(s)" in result.stderr, result.output
+    for args in (["evaluate", run, "--json"], ["recommend", run, "--user", 1, "--json"]):
+        result = invoke(*args)
+        assert result.exit_code == 0 and "dropped 1 user(s)" in result.stderr, result.output
+        json.loads(result.stdout)
+
+
 def test_version():
     result = invoke("--version")
     assert result.exit_code == 0 and result.output.strip() == f"elcrec {__version__}"

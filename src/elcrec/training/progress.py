@@ -22,11 +22,12 @@ PROGRESS_SECONDS = 60.0
 
 
 class _Console(logging.Handler):
-    """Messages above tqdm's bar; errors are left to the caller (the CLI prints them as one `error:` line)."""
+    """Messages above tqdm's bar, on stderr with it (stdout holds a command's results: --json is JSON alone);
+    errors are left to the caller (the CLI prints them as one `error:` line)."""
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.levelno < logging.ERROR:
-            tqdm.write(self.format(record))
+            tqdm.write(self.format(record), file=sys.stderr)
 
 
 @contextlib.contextmanager
