@@ -272,6 +272,11 @@ CASES = [
     ("eval_ks twice", ["train", *TINY, "--eval-ks", "5,5"], "eval_ks=[5, 5]: give each cut-off once"),
     ("masking name", ["evaluate", "{root}/run", "--mask-history", "zero"], "choose one of none, exclude, reference"),
     ("long-tail flags alone", ["evaluate", "{root}/run", "--long-tail-groups", "thresholds"], "give --long-tail too"),
+    (
+        "a threshold for the share rule",  # the groups stayed share's: the threshold did nothing
+        ["evaluate", "{root}/run", "--long-tail", "--tail-item-threshold", "5"],
+        "give --long-tail-groups thresholds too",
+    ),
     ("intents of sasrec", ["intents", "{root}/run"], "learns no intents"),
     ("report of an unfinished run", ["report", "{root}/unfinished"], "needs a finished run"),
     ("report of an exported model", ["report", "{root}/run.elcrec.pt"], "holds no training record"),

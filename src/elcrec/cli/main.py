@@ -516,6 +516,12 @@ def evaluate(
         short_user_threshold=short_user_threshold,
     )
     config = run.config.replace(**{k: v for k, v in given.items() if v is not None})
+    thresholds = [flag for flag in list(grouping)[1:] if grouping[flag] is not None]
+    if thresholds and config.long_tail != "thresholds":
+        fail(
+            f"{' and '.join(thresholds)} set the thresholds rule, but the groups follow {config.long_tail} (the "
+            "run's long_tail): give --long-tail-groups thresholds too"
+        )
     cutoffs = _parse_ks(ks) if ks else config.eval_ks
     dataset = run.load_data(data)
     run.check_data(dataset)
@@ -540,6 +546,14 @@ def evaluate(
         else f"full ranking, mask_history={config.mask_history}"
     )
     typer.echo(f"{dataset.summary()}\n{split} ({mode}):")
+    if groups:
+        rule = (
+            f"thresholds: tail items have fewer than {config.tail_item_threshold} users, short users fewer than "
+            f"{config.short_user_threshold} input items"
+            if config.long_tail == "thresholds"
+            else "share: the 20% most popular items and the 20% longest histories are the heads"
+        )
+        typer.echo(f"long-tail groups by {rule}")
     rows = {config.model: result}
     for name, mask in (groups or {}).items():
         rows[f"{name} ({mask.sum():,})"] = {
