@@ -341,6 +341,11 @@ CASES = [
         ["embed-items", "{root}/none.csv", "--data", "{root}/other.txt", "--out", "{root}/e.npy"],
         "none.csv",
     ),
+    (
+        "embeddings into a .txt",  # --item-text then read the matrix as a CSV and printed its bytes
+        ["embed-items", "{root}/none.csv", "--data", "{root}/other.txt", "--out", "{root}/e.txt"],
+        "written as a .npy file",
+    ),
 ]
 
 

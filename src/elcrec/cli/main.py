@@ -294,7 +294,7 @@ def _group_settings(config: Path | None, flags: dict[str, Any], owned: tuple[str
 
 def _group_root(flags: dict[str, Any], default: str) -> Path:
     """A group's folder: --output-dir, or runs/<default>."""
-    return (Path(flags["output_dir"]) if flags.get("output_dir") else Path("runs") / default).resolve()
+    return (Path(flags["output_dir"]).expanduser() if flags.get("output_dir") else Path("runs") / default).resolve()
 
 
 def _seeds(text: str) -> list[int]:
@@ -878,6 +878,8 @@ def embed_items(
     from ..data.item_text import embed_texts, read_texts, synthetic_item_texts
     from ..runs import atomic_write
 
+    if out.suffix.lower() != ".npy":  # --item-text reads a matrix by this suffix, and a table by others
+        fail(f"--out {out}: embeddings are written as a .npy file (e.g. {out.with_suffix('.npy')})")
     if data is None and config is None:
         fail("give the interaction log: --data, or --config with its data and preprocessing")
     on = start(device, threads)
