@@ -115,6 +115,22 @@ def test_cross_attention_at_the_outputs_reads_histories_shorter_than_max_len(dat
     torch.testing.assert_close(short, padded[:, -5:])
 
 
+def test_a_constraint_or_distillation_with_nothing_to_work_on_is_an_error(data):
+    """hdbscan that finds no cluster left the item-cluster loss at 0 every step; one training sequence left the
+    distillation target a mean over no neighbour (NaN)."""
+    config = Config(model="llmesr", hidden_size=16, max_len=20, device="cpu", icc="hdbscan")
+    noise = np.random.default_rng(0).normal(size=(data.n_items, TEXT_DIM)).astype(np.float32)
+    with pytest.raises(ValueError, match="icc=hdbscan found no cluster among the 60 items"):
+        with_text(config, data, noise).prepare(train_set(data, 20))
+    with_text(config, data, topic_text(data)[0]).prepare(train_set(data, 20))  # topics: clusters
+    alone = train_set(data, 20)
+    alone = type(alone)(**{name: value[:1] for name, value in vars(alone).items()})
+    model = with_text(config.replace(icc="none"), data, topic_text(data)[0])
+    with pytest.raises(ValueError, match="distillation needs 2 or more training sequences"):
+        model.prepare(alone)
+        model.start_epoch(alone)
+
+
 def test_fast_text_vectors_are_the_reference_ones(data, float64):
     """engine=fast adapts each distinct token of a batch once, the reference every position: the same vectors
     and the same adapter gradients."""

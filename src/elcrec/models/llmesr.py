@@ -40,6 +40,7 @@ modules start from xavier-normal weights, as the public code's. Training loss:
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +65,8 @@ from .llmesr_backbones import (
     xavier_init,
 )
 from .transformer import TransformerEncoder, attention_mask
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -243,7 +246,14 @@ class LLMESR(NextItemRecommender):
         if c.icc == "hdbscan":
             from sklearn.cluster import HDBSCAN
 
-            return HDBSCAN(min_cluster_size=5, copy=True).fit_predict(reduced).astype(np.int64)  # -1 = noise
+            labels = HDBSCAN(min_cluster_size=5, copy=True).fit_predict(reduced).astype(np.int64)  # -1 = noise
+            if labels.max() < 0:  # the constraint would read 0 at every step
+                raise ValueError(
+                    f"icc=hdbscan found no cluster among the {len(labels)} items' texts (every item is noise at "
+                    "min_cluster_size 5): use icc=kmeans, or icc=none"
+                )
+            log.info(f"icc=hdbscan: {labels.max() + 1} item clusters, {(labels < 0).sum():,} items in none (noise)")
+            return labels
         if len(reduced) < c.icc_clusters:
             raise ConfigError(f"icc_clusters={c.icc_clusters} exceeds the {len(reduced)} items; lower icc_clusters")
         centroids = kmeans(reduced, c.icc_clusters, c.kmeans_iters, c.kmeans_restarts, c.seed)
@@ -285,6 +295,11 @@ class LLMESR(NextItemRecommender):
             users = self.user_text.float().cpu()[torch.from_numpy(train.users)]
         else:
             users = mean_item_text(torch.from_numpy(train.inputs), self.text.float().cpu())
+        if len(users) < 2:  # the mean over no neighbour is NaN
+            raise ValueError(
+                f"distillation needs 2 or more training sequences to find neighbours among, not {len(users)}: "
+                "set distill_weight=0"
+            )
         users = F.normalize(users, dim=1).numpy()
         index = faiss.IndexFlatIP(users.shape[1])
         index.add(users)
