@@ -318,8 +318,9 @@ class Config:
     )
     user_text: str = _opt(
         "",
-        "llmesr: user texts that pick the distillation neighbours: a .npy of embeddings (row u = the log's user u) "
-        "or a CSV/TSV/Parquet of user_id,text to embed ('' = the mean text embedding of each user's training items)",
+        "llmesr: user texts that pick the distillation neighbours: a .npy or an LLM-ESR .pkl of embeddings (row u = "
+        "the log's user u) or a CSV/TSV/Parquet of user_id,text to embed ('' = the mean text embedding of each "
+        "user's training items)",
     )
     cross_attention: bool = _opt(
         True, "llmesr: 2-head cross-attention between the semantic and collaborative views (every public script)"
