@@ -156,8 +156,8 @@ def demo(
     if still:
         typer.echo(
             f"still improving at their last epoch: {', '.join(still)} (the paper's runs take hundreds of "
-            f"epochs; see docs/reproducing.md). Train one longer: elcrec train --resume {shlex.quote(str(output_dir / still[0]))} "
-            f"--epochs {2 * epochs}"
+            f"epochs; see docs/reproducing.md). Train one longer: elcrec train --resume "
+            f"{shlex.quote(str(output_dir / still[0]))} --epochs {2 * epochs}"
         )
 
     run = load_run(output_dir / "elcrec", on)
