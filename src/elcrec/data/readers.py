@@ -207,18 +207,18 @@ def _from_table(table, source: str, user_col: str, item_col: str, time_col: str)
         )
     if table.num_rows == 0:
         raise DataError(f"{source}: no interactions found")
-    columns = {name: _id_column(table.column(name), name, source) for name in (user_col, item_col)}
+    columns = {name: id_column(table.column(name), name, source) for name in (user_col, item_col)}
     _refuse_repeated_header(columns[user_col], columns[item_col], source, user_col, item_col)
     if time_col:
         columns[time_col] = table.column(time_col)
     for name, column in columns.items():
-        absent = _missing_count(column)
+        absent = missing_count(column)
         if absent:
             raise DataError(
                 f"{source}: column {name!r} has {absent} missing value(s) (empty, NA, NaN, null, None, ...): "
                 "remove those rows"
             )
-    users, items = (_ids(columns[name]) for name in (user_col, item_col))
+    users, items = (typed_ids(columns[name]) for name in (user_col, item_col))
     times = columns[time_col].to_numpy(zero_copy_only=False) if time_col else np.arange(table.num_rows)
     if times.dtype.kind not in "iufM":
         raise DataError(
@@ -227,7 +227,7 @@ def _from_table(table, source: str, user_col: str, item_col: str, time_col: str)
     return Interactions(users, items, times, source)
 
 
-def _id_column(column, name: str, source: str):
+def id_column(column, name: str, source: str):
     """An id column as integers, floats or text (trimmed: " 5" is the id 5, as in a CSV written `1, 5`);
     dictionaries are decoded; any other type is a DataError."""
     import pyarrow as pa
@@ -235,34 +235,34 @@ def _id_column(column, name: str, source: str):
 
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
-    if _is_text(column.type):
+    if is_text(column.type):
         return pc.utf8_trim_whitespace(column)
     if not _is_numeric(column.type):
         raise DataError(f"{source}: column {name!r} has type {column.type}; ids must be integers or text")
     return column
 
 
-def _missing_count(column) -> int:
+def missing_count(column) -> int:
     """Nulls, NaN, and the texts that spell a missing value (a CSV has no other way to write one)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     if pa.types.is_floating(column.type):
         spelled = pc.is_nan(column)
-    elif _is_text(column.type):
+    elif is_text(column.type):
         spelled = pc.is_in(pc.utf8_lower(column), value_set=pa.array(MISSING_TEXTS))
     else:
         return column.null_count
     return column.null_count + (pc.sum(spelled).as_py() or 0)
 
 
-def _ids(column):
+def typed_ids(column):
     """An id column as its file writes it: integers when every id is written as one (no leading zero, at most 18
     digits), text otherwise, so 007 and 7 stay two items. Numbers become a numpy array, text stays pyarrow's."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if not _is_text(column.type):
+    if not is_text(column.type):
         return column.to_numpy()
     if pc.all(pc.match_substring_regex(column, r"^-?(0|[1-9][0-9]{0,17})$")).as_py():
         return pc.cast(column, pa.int64()).to_numpy()
@@ -274,7 +274,7 @@ def _refuse_repeated_header(users, items, source: str, user_col: str, item_col: 
     named user_id."""
     import pyarrow.compute as pc
 
-    if not (_is_text(users.type) and _is_text(items.type)):
+    if not (is_text(users.type) and is_text(items.type)):
         return
     repeated = pc.and_(pc.equal(users, user_col), pc.equal(items, item_col))
     if pc.any(repeated).as_py():
@@ -285,7 +285,7 @@ def _refuse_repeated_header(users, items, source: str, user_col: str, item_col: 
         )
 
 
-def _is_text(arrow_type) -> bool:
+def is_text(arrow_type) -> bool:
     import pyarrow as pa
 
     return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
