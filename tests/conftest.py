@@ -27,6 +27,17 @@ def keep_denormals():
         flush_denormals(False)
 
 
+@pytest.fixture(autouse=True)
+def same_threads(monkeypatch):
+    """CLI commands run in this process set its torch threads (to the idle cores when not told): they keep the
+    test's count, and whatever a command sets is undone, so no test's threads depend on the load or on the tests
+    before it (a resumed run matches an uninterrupted one bit for bit only at the same thread count)."""
+    threads = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", str(threads))
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def float64():
     """For checks that compare two orders of computation (sharded vs one process, fast vs reference engine,

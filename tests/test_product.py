@@ -14,7 +14,6 @@ import numpy as np
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from elcrec import Config, __version__
@@ -29,11 +28,6 @@ SMALL = dict(synthetic_users=300, synthetic_items=80, synthetic_intents=4, hidde
 
 def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
-
-
-@pytest.fixture(autouse=True)
-def same_threads(monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))  # in-process commands keep the threads
 
 
 @pytest.fixture(scope="module")
