@@ -133,6 +133,27 @@ def test_intent_models_train_step(tiny_data, options):
     assert model.score(batch.inputs).shape == (32, tiny_data.n_items)
 
 
+def test_centering_standardises_a_batch_of_one_row_by_its_running_statistics(tiny_data):
+    """BatchNorm has no statistics of one row: a last batch of one (or a process's share of one under torchrun)
+    stopped training with "Expected more than 1 value per channel"."""
+    torch.manual_seed(0)
+    config = Config(model="elcrec", hidden_size=16, num_clusters=4, max_len=20, kmeans_restarts=1)
+    model = build_model(config.replace(intent_centering=True, pooling="items"), tiny_data.n_items)
+    train, batch = batch_for(tiny_data, config)
+    model.prepare(train)
+    model.start_epoch(train)
+    model.train()
+    one = Batch(batch.inputs[:1], batch.targets[:1], batch.rows[:1], batch.negatives[:1])
+    assert torch.isfinite(sum(model.loss_terms(one).values()))
+    h = torch.randn(1, 20, 16)
+    inputs = batch.inputs[:1]
+    running = model.centering.running_mean.clone()
+    expected = model.unit_representation(h, inputs)
+    assert torch.equal(model.centering.running_mean, running)  # not a batch to learn statistics from
+    model.eval()
+    torch.testing.assert_close(expected, model.unit_representation(h, inputs))
+
+
 def test_presets_fill_what_is_not_given():
     config = Config.from_dict({"preset": "beauty", "model": "elcrec", "num_clusters": 64})
     assert (config.num_layers, config.trade_off, config.intent_fusion, config.num_clusters) == (1, 10.0, "shift", 64)

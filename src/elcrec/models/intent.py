@@ -201,7 +201,12 @@ class ELCRec(IntentModel):
     def unit_representation(self, h: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         """z [B, d]: the pooled outputs h [B, L, d] (standardised with intent_centering), unit length."""
         x = self.pool(h, inputs)
-        return F.normalize(x if self.centering is None else self.centering(x), dim=1)
+        c = self.centering
+        if c is not None and c.training and len(x) < 2:  # one row (a last batch, a process's share): no statistics
+            x = F.batch_norm(x, c.running_mean, c.running_var, eps=c.eps)  # standardised by the running ones
+        elif c is not None:
+            x = c(x)
+        return F.normalize(x, dim=1)
 
     def represent(self, histories: torch.Tensor) -> torch.Tensor:
         return self.unit_representation(self.sequence_output(histories), histories)
