@@ -237,6 +237,16 @@ def test_a_run_resumed_by_more_processes_gives_each_its_own_random_stream(tmp_pa
     assert len(streams) == WORLD and not torch.equal(*streams)
 
 
+def test_the_first_process_alone_speaks_and_only_train_runs_in_several(tmp_path):
+    """Every process printed each warning (the others through Python's last-resort handler); every other command
+    ran whole in each process (evaluate printed its table twice, tune trained two trials as one)."""
+    args = [*TINY, "--model", "sasrec", "--epochs", "1", "--warmup-epochs", "2", "--output-dir", str(tmp_path / "run")]
+    assert run(args, WORLD).count("warning: the warm-up") == 1
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(WORLD), "-m", "elcrec"]
+    done = subprocess.run([*command, "evaluate", str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "only elcrec train runs in several processes" in done.stderr, done.stderr[-2000:]
+
+
 def test_an_error_in_one_process_ends_the_run(tmp_path):
     """Rank 0 cannot write its training state (before the first epoch) while rank 1 goes on into the epoch's
     collectives: the run must end with rank 0's error, not wait at a barrier until gloo's 30-minute timeout."""

@@ -11,6 +11,7 @@ import functools
 import inspect
 import io
 import json
+import os
 import shlex
 import sys
 import time
@@ -92,17 +93,24 @@ def main(
 THREADS_HELP = "torch CPU threads (0 = as many as there are idle cores now, or OMP_NUM_THREADS when set)"
 
 
-def start(device: str = "auto", threads: int = 0) -> Any:
+def start(device: str = "auto", threads: int = 0, processes: bool = False) -> Any:
     """What every computing command does first (elcrec.runtime.prepare_process, and the elcrec logger to the
-    terminal, from the first process alone under torchrun); returns the torch device."""
-    from ..distributed import launched_rank
+    terminal, from the first process alone under torchrun); returns the torch device. Under torchrun only a
+    command that trains in several `processes` (train) goes on: the others would each run whole in every process."""
+    import logging
+
+    from ..distributed import launched, launched_rank
     from ..runtime import prepare_process, resolve_device
     from ..training.progress import console_logging
 
+    if launched() and not processes:
+        fail("only elcrec train runs in several processes: start this command without torchrun")
     on = resolve_device(device)
     prepare_process(threads, on)
     if launched_rank() == 0:
         console_logging()
+    else:  # the first process says it all once: without a handler, Python's last resort printed every warning again
+        logging.getLogger("elcrec").addHandler(logging.NullHandler())
     return on
 
 
@@ -235,16 +243,23 @@ def _train(
             )
     else:
         resolved = absolute_paths(Config.load(config, **flags))
-    start(resolved.device, threads or (saved_threads(resume) if resume else 0))
+    start(resolved.device, threads or (saved_threads(resume) if resume else 0), processes=True)
     try:
         train(resolved, resume=resume is not None, overwrite=overwrite)
     except KeyboardInterrupt:
-        if (resolved.run_dir / STATE_FILE).is_file():
+        from ..distributed import launched, launched_rank
+
+        # under torchrun it resumes exactly with as many processes: the launcher is part of the command
+        launcher = f"torchrun --nproc_per_node {os.environ.get('LOCAL_WORLD_SIZE')} -m " if launched() else ""
+        resumes = f"{launcher}elcrec train --resume {shlex.quote(str(resolved.run_dir))}"
+        saved = (resolved.run_dir / STATE_FILE).is_file()
+        if launched_rank() == 0:  # the first process speaks for all
             typer.secho(
-                f"\ninterrupted: continue with elcrec train --resume {shlex.quote(str(resolved.run_dir))}", err=True
+                f"\ninterrupted: continue with {resumes}"
+                if saved
+                else "\ninterrupted before the run was saved: nothing to continue, run the command again",
+                err=True,
             )
-        else:
-            typer.secho("\ninterrupted before the run was saved: nothing to continue, run the command again", err=True)
         raise typer.Exit(130) from None
 
 
