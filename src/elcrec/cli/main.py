@@ -515,8 +515,8 @@ def evaluate(
     from ..evaluation.long_tail import groups_of
     from ..runs import load_run
 
-    grouping = {"--long-tail-groups": long_tail_groups, "--tail-item-threshold": tail_item_threshold}
-    grouping["--short-user-threshold"] = short_user_threshold
+    thresholds = {"--tail-item-threshold": tail_item_threshold, "--short-user-threshold": short_user_threshold}
+    grouping = {"--long-tail-groups": long_tail_groups, **thresholds}
     if not long_tail and (unused := [flag for flag, value in grouping.items() if value is not None]):
         fail(f"{' and '.join(unused)} set the long-tail groups: give --long-tail too")
     on = start(device, threads)
@@ -531,10 +531,10 @@ def evaluate(
         short_user_threshold=short_user_threshold,
     )
     config = run.config.replace(**{k: v for k, v in given.items() if v is not None})
-    thresholds = [flag for flag in list(grouping)[1:] if grouping[flag] is not None]
-    if thresholds and config.long_tail != "thresholds":
+    given_thresholds = [flag for flag, value in thresholds.items() if value is not None]
+    if given_thresholds and config.long_tail != "thresholds":
         fail(
-            f"{' and '.join(thresholds)} set the thresholds rule, but the groups follow {config.long_tail} (the "
+            f"{' and '.join(given_thresholds)} set the thresholds rule, but the groups follow {config.long_tail} (the "
             "run's long_tail): give --long-tail-groups thresholds too"
         )
     cutoffs = _parse_ks(ks) if ks else config.eval_ks
