@@ -186,6 +186,13 @@ def test_settings_a_model_does_not_read_never_count_as_changes():
     assert "num_clusters" in Config(model="cl4srec").unread() and "cl_weight" not in Config(model="cl4srec").unread()
 
 
+def test_heads_must_divide_the_hidden_size_only_of_models_with_attention():
+    assert Config(model="gru4rec", hidden_size=33).hidden_size == 33
+    assert "num_heads" in Config(model="gru4rec").unread()
+    with pytest.raises(ConfigError, match="not divisible by num_heads=2"):
+        Config(model="sasrec", hidden_size=33)
+
+
 def test_numpy_numbers_and_paths_are_the_values_they_hold():
     import pathlib
 

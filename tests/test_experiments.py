@@ -157,6 +157,19 @@ def test_compare_gives_each_model_the_settings_it_reads(tmp_path):
     assert result.exit_code == 2 and "item_text is a setting of llmesr" in result.output
 
 
+def test_training_and_attention_settings_go_to_the_models_that_read_them():
+    """pop trains nothing and gru4rec has no attention; bert4rec's Cloze loss is a softmax whatever `loss` says."""
+    from elcrec.training.experiments import model_settings
+
+    settings = {"lr": 0.01, "num_heads": 4, "loss": "ce", "seed": 3}
+    assert model_settings(settings, ["pop", "gru4rec", "bert4rec", "sasrec"]) == {
+        "pop": {"seed": 3},
+        "gru4rec": {"lr": 0.01, "loss": "ce", "seed": 3},
+        "bert4rec": {"lr": 0.01, "num_heads": 4, "seed": 3},
+        "sasrec": settings,
+    }
+
+
 def test_ablate_tables_and_plots_the_cut_offs_its_runs_have(tmp_path):
     """--eval-ks without 5 and 20 (the paper's plot): the table and the plot take HR and NDCG at 10; and
     --padding-outputs, a setting of ELCRec, is ELCRec's, not refused as the default model's."""

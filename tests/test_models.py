@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from elcrec import Config
+from elcrec import Config, ConfigError
 from elcrec.models import Batch, SASRec, build_model
 from elcrec.models.base import trim_padding
 
@@ -116,3 +116,88 @@ def test_bert4rec_is_bidirectional_and_never_ranks_its_mask_token():
     batch = Batch(inputs=x, targets=torch.tensor([[0, 0, 4, 5, 6, 7, 8, 9]]), rows=torch.arange(1))
     m.train()
     assert torch.isfinite(m.loss(batch))
+
+
+# a value other than the default for every number READ_BY names (choices and switches take their next value)
+OTHER_VALUES = {
+    "hidden_size": 8,
+    "num_layers": 1,
+    "dropout": 0.2,
+    "epochs": 3,
+    "batch_size": 32,
+    "lr": 0.01,
+    "warmup_epochs": 1.0,
+    "weight_decay": 0.1,
+    "patience": 3,
+    "num_heads": 4,
+    "attn_dropout": 0.1,
+    "crop_ratio": 0.5,
+    "mask_ratio": 0.3,
+    "reorder_ratio": 0.5,
+    "cl_weight": 0.5,
+    "temperature": 0.5,
+    "intent_cl_weight": 0.5,
+    "num_clusters": 3,
+    "kmeans_iters": 3,
+    "kmeans_restarts": 2,
+    "trade_off": 0.5,
+    "cloze_prob": 0.5,
+    "distill_weight": 0.5,
+    "distill_neighbours": 3,
+    "icc_weight": 0.5,
+    "icc_clusters": 3,
+    "item_text": "items.npy",
+    "user_text": "users.npy",
+}
+
+
+def other_value(name):
+    from elcrec.config import CHOICES
+
+    default = getattr(Config(), name)
+    if name in CHOICES:
+        return next(choice for choice in CHOICES[name] if choice != default)
+    return not default if isinstance(default, bool) else OTHER_VALUES[name]
+
+
+def what_the_model_computes(data, **settings):
+    """The model's loss and gradients on one training batch (dropout and augmentations drawn from the same
+    seed) and its scores for the batch's histories, after the model has prepared on the data."""
+    from elcrec.data import train_set
+
+    torch.manual_seed(0)
+    config = Config(**{"hidden_size": 16, "num_clusters": 4, "max_len": 20, "kmeans_restarts": 1, **settings})
+    model = build_model(config, data.n_items)
+    train = train_set(data, config.max_len)
+    model.prepare(train)
+    inputs, targets = torch.from_numpy(train.inputs[:32]), torch.from_numpy(train.targets[:32])
+    computed = []
+    if model.trainable:
+        model.start_epoch(train)
+        model.train()
+        negatives = torch.randint(1, data.n_items + 1, targets.shape, generator=torch.Generator().manual_seed(2))
+        torch.manual_seed(1)
+        loss = model.loss(Batch(inputs=inputs, targets=targets, rows=torch.arange(32), negatives=negatives))
+        loss.backward()
+        computed += [loss, *(p.grad for p in model.parameters() if p.grad is not None)]
+    with torch.no_grad():
+        computed.append(model.eval().score(inputs))
+    return computed
+
+
+@pytest.mark.parametrize("model", ["pop", "sasrec", "gru4rec", "bert4rec", "cl4srec", "iclrec", "elcrec"])
+def test_a_setting_the_model_does_not_read_changes_nothing_it_computes(tiny_data, model):
+    """READ_BY's claims, checked: a setting it says this model does not read is logged as ignored, routed to the
+    other models of a comparison and left out when runs are compared, so it must change nothing the model
+    computes. (The training settings pop does not read act through the training step, which pop never takes.)"""
+    base = what_the_model_computes(tiny_data, model=model)
+    checked = []
+    for name in Config(model=model).unread():
+        try:
+            Config(model=model, **{name: other_value(name)})
+        except ConfigError:  # llmesr's files and variants, padding_outputs: refused for other models, not ignored
+            continue
+        other = what_the_model_computes(tiny_data, model=model, **{name: other_value(name)})
+        assert len(other) == len(base) and all(torch.equal(a, b) for a, b in zip(base, other)), name
+        checked.append(name)
+    assert checked

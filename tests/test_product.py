@@ -58,6 +58,7 @@ def test_the_demo_shows_learned_intents(tmp_path):
     assert 0 <= nmi <= 1 and "shuffled intents: NMI" in agreement and "pooling=items and intent_centering" in out
     assert "last items (planted intent):" in out and "ELCRec recommends:" in out
     assert (tmp_path / "elcrec" / "report.html").is_file()
+    assert "does not read" not in out  # each model is given only the demo's settings it reads
     recorded = json.loads((tmp_path / "elcrec" / "metrics.json").read_text())["test"]["NDCG@20"]
     assert f"{recorded:.4f}" in [line.split()[6] for line in out.splitlines() if line.startswith("elcrec")]
 

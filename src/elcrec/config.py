@@ -158,7 +158,28 @@ LLMESR_VARIANTS = (
 
 # settings only some models read: the models that read each (every other setting every model may read)
 _CONTRASTIVE, _INTENT = ("cl4srec", "iclrec", "elcrec"), ("iclrec", "elcrec")
+_TRAINED = tuple(model for model in CHOICES["model"] if model != "pop")  # pop counts items: no weights, no steps
+_ATTENTION = tuple(model for model in _TRAINED if model != "gru4rec")  # transformer encoders (and llmesr's)
 READ_BY = {
+    **dict.fromkeys(
+        (
+            "hidden_size",
+            "num_layers",
+            "dropout",
+            "recipe",
+            "epochs",
+            "batch_size",
+            "lr",
+            "lr_schedule",
+            "warmup_epochs",
+            "weight_decay",
+            "patience",
+            "amp",
+        ),
+        _TRAINED,
+    ),
+    **dict.fromkeys(("num_heads", "attn_dropout", "engine"), _ATTENTION),
+    "loss": tuple(model for model in _TRAINED if model != "bert4rec"),  # bert4rec's Cloze loss is a softmax
     **dict.fromkeys(
         ("augment", "crop_ratio", "mask_ratio", "reorder_ratio", "cl_weight", "temperature", "padding_outputs"),
         _CONTRASTIVE,
@@ -491,7 +512,7 @@ class Config:
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be 0 or more")
-        if self.hidden_size % self.num_heads:
+        if self.model in READ_BY["num_heads"] and self.hidden_size % self.num_heads:
             raise ConfigError(f"hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}")
         for name in ("dropout", "attn_dropout", "crop_ratio", "mask_ratio", "reorder_ratio", "cloze_prob"):
             if not 0.0 <= getattr(self, name) < 1.0:

@@ -140,6 +140,7 @@ def demo(
     from ..runs import load_run
     from ..serving import Recommender
     from ..training import train
+    from ..training.experiments import model_settings
 
     on = start(device, threads)
     started = time.perf_counter()
@@ -149,9 +150,10 @@ def demo(
     )
     data = load_dataset(base)
     settings = {"pop": {"model": "pop"}, "sasrec": {"model": "sasrec"}, "elcrec": DEMO_ELCREC}
+    shares = model_settings(base.given_settings(), list(settings))  # each model the settings it reads
     records = {}
     for name, values in settings.items():
-        config = base.replace(**values, output_dir=str(output_dir / name))
+        config = Config(**shares[name], **values, output_dir=str(output_dir / name))
         records[name] = train(config, data=data, overwrite=True)
     trained = time.perf_counter() - started
     results = {name: record["test"] for name, record in records.items()}

@@ -42,8 +42,7 @@ def search_params(model: str, names: str = "") -> list[str]:
     unknown = [n for n in chosen if n not in SEARCH_SPACE]
     if unknown:
         raise ValueError(f"cannot search {', '.join(unknown)}: choose from {', '.join(SEARCH_SPACE)}")
-    # pop has no weights: it reads nothing searched (READ_BY lists only the settings of parts some models lack)
-    unread = [n for n in chosen if model == "pop" or n in Config(model=model).unread()]
+    unread = [n for n in chosen if n in Config(model=model).unread()]
     if unread:
         raise ValueError(f"{model} does not read {', '.join(unread)}: searching it would only repeat trials")
     return chosen
