@@ -22,7 +22,7 @@ import numpy as np
 
 from .evaluation.intents import ACTIVITY_GROUPS, activity_groups, intent_profiles, user_intents
 from .models.intent import IntentModel
-from .runs import METRICS_FILE, RunError, atomic_write, load_run
+from .runs import METRICS_FILE, REPORT_FIGURE, REPORT_FILE, RunError, atomic_write, load_run
 
 COLOURED_INTENTS = 10
 PROFILED_INTENTS = 50  # rows of the intent explorer table (the largest intents)
@@ -78,7 +78,7 @@ def write_report(
 
     images = []
     for name, png in figures.items():
-        atomic_write(out / f"report-{name.replace(' ', '-')}.png", png)
+        atomic_write(out / REPORT_FIGURE.format(name.replace(" ", "-")), png)
         images.append(
             f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
             f"<figcaption>{name}</figcaption></figure>"
@@ -91,7 +91,7 @@ def write_report(
         bottom=_sections(bottom),
         settings=settings,
     )
-    path = out / "report.html"
+    path = out / REPORT_FILE
     atomic_write(path, page.encode())
     return path
 

@@ -40,7 +40,9 @@ MODEL_FILE, CONFIG_FILE, ITEMS_FILE, DATA_FILE = "model.pt", "config.json", "ite
 METRICS_FILE, STATE_FILE, LOG_FILE = "metrics.json", "training_state.pt", "train.log"
 RUN_FILES = (MODEL_FILE, CONFIG_FILE, ITEMS_FILE, DATA_FILE, METRICS_FILE, STATE_FILE, LOG_FILE)  # what training writes
 # what `elcrec report` and `elcrec intents` write into a run folder (globs): an overwritten run's go with it
-DERIVED_FILES = ("report.html", "report-*.png", "intents.csv", "intent-profiles.csv", "intents.json", "centres.npy")
+REPORT_FILE, REPORT_FIGURE = "report.html", "report-{}.png"  # the report's page and each of its figures
+INTENT_FILES = ("intents.csv", "intent-profiles.csv", "intents.json", "centres.npy")  # what `elcrec intents` writes
+DERIVED_FILES = (REPORT_FILE, REPORT_FIGURE.format("*"), *INTENT_FILES)
 TEMP_SUFFIX = ".tmp"  # atomic_write's files before they are renamed into place
 LOCK_FILE = ".training.lock"
 ARTEFACT_FORMAT = "elcrec-model/1"

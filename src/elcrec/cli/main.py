@@ -762,10 +762,10 @@ def intents(
     import pyarrow as pa
 
     from ..evaluation.intents import ACTIVITY_GROUPS, intent_agreement, intent_profiles, planted_intents, user_intents
-    from ..runs import atomic_write, load_run, write_json
+    from ..runs import INTENT_FILES, atomic_write, load_run, write_json
 
     if out is not None and out.exists() and not out.is_dir():
-        fail(f"--out {out} is a file: give a folder for intents.csv, intent-profiles.csv, intents.json, centres.npy")
+        fail(f"--out {out} is a file: give a folder for {', '.join(INTENT_FILES)}")
     on = start(device, threads)
     run = load_run(checkpoint, on)
     if out is None and not run.path.is_dir():
@@ -779,12 +779,13 @@ def intents(
         run.model, dataset, ids, distances, top=top, representatives=top, batch_size=config.eval_batch_size
     )
     out = out or run.path
+    users_file, profiles_file, summary_file, centres_file = (out / name for name in INTENT_FILES)
     user_ids = dataset.user_ids.astype(str) if dataset.user_ids.dtype.kind in "OU" else dataset.user_ids
-    _write_table(out / "intents.csv", pa.table({"user_id": user_ids, "intent": ids, "distance": distances}))
+    _write_table(users_file, pa.table({"user_id": user_ids, "intent": ids, "distance": distances}))
     joined = lambda pairs: " ".join(str(item) for item, _ in pairs)  # noqa: E731
     listed = lambda ids: json.dumps(list(ids))  # noqa: E731  (text ids may hold spaces)
     _write_table(
-        out / "intent-profiles.csv",
+        profiles_file,
         pa.table(
             {
                 "intent": [p["intent"] for p in profiles],
@@ -800,7 +801,7 @@ def intents(
     )
     centres = io.BytesIO()
     np.save(centres, run.model.centres.detach().cpu().numpy())
-    atomic_write(out / "centres.npy", centres.getvalue())
+    atomic_write(centres_file, centres.getvalue())
     summary: dict[str, Any] = {
         "users": dataset.n_users,
         "clusters": config.num_clusters,
@@ -809,7 +810,7 @@ def intents(
     }
     if dataset.intents is not None:
         summary.update(intent_agreement(ids, planted_intents(dataset, config.max_len)))
-    write_json(out / "intents.json", {**summary, "intents": profiles})
+    write_json(summary_file, {**summary, "intents": profiles})
     if as_json:
         echo_json({**summary, "intents": profiles})
         return
@@ -821,9 +822,7 @@ def intents(
             f"{p['intent']:>6} {p['users']:>7,} {p['share']:>6.1%} {p['mean_distance']:>5.2f}  {activity:<19}  "
             f"{joined(p['top_items_by_frequency'][:6])}"
         )
-    typer.echo(
-        f"wrote {out / 'intents.csv'}, {out / 'intent-profiles.csv'}, {out / 'intents.json'}, {out / 'centres.npy'}"
-    )
+    typer.echo(f"wrote {', '.join(str(out / name) for name in INTENT_FILES)}")
 
 
 def _note_untrained(run: Any) -> None:
