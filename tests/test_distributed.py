@@ -237,6 +237,14 @@ def test_a_run_resumed_by_more_processes_gives_each_its_own_random_stream(tmp_pa
     assert len(streams) == WORLD and not torch.equal(*streams)
 
 
+def test_no_two_processes_of_runs_of_different_seeds_share_a_random_stream():
+    from elcrec.training.trainer import process_seed
+
+    seeds = [process_seed(seed, rank) for seed in range(64) for rank in range(16)]
+    assert len(set(seeds)) == len(seeds) and process_seed(5, 0) == 5  # the first process: as in a single one
+    assert all(0 <= seed < 2**64 for seed in seeds)  # torch.manual_seed's range
+
+
 def test_the_first_process_alone_speaks_and_only_train_runs_in_several(tmp_path):
     """Every process printed each warning (the others through Python's last-resort handler); every other command
     ran whole in each process (evaluate printed its table twice, tune trained two trials as one)."""

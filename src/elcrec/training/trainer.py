@@ -215,7 +215,7 @@ class Trainer:
                 (config.run_dir / METRICS_FILE).unlink(missing_ok=True)  # a result whose weights were deleted
                 save_settings(config.run_dir, config, self.data.item_ids, self.fingerprint)  # what a resume reads
         if self.world > 1:
-            torch.manual_seed(config.seed + distributed.rank())  # each process its own dropout and augmentations
+            torch.manual_seed(process_seed(config.seed, distributed.rank()))  # each its own dropout and views
         if state is not None:
             self._restore(state)
             if self.main and self.best_epoch >= 0:  # the test result reads the best epoch's weights: check them now
@@ -576,6 +576,13 @@ def rng_states(device: torch.device, *generators: torch.Generator | None) -> dic
         "cuda": [torch.cuda.get_rng_state(device)] if device.type == "cuda" else [],
         "generators": [g.get_state() if g is not None else None for g in generators],
     }
+
+
+def process_seed(seed: int, rank: int) -> int:
+    """The seed of process `rank`'s torch stream (dropout, augmentations) in a run of `seed`: the run's seed for
+    the first process, as in one process; for the others one drawn from (seed, rank), so that no process shares
+    its stream with a process of another seed's run (with seed + rank, rank 1 of seed 1 drew as seed 2)."""
+    return seed if rank == 0 else int(np.random.SeedSequence((seed, rank)).generate_state(1, np.uint64)[0])
 
 
 def stream_seed(states: dict[str, Any], rank: int) -> int:
