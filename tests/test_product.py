@@ -197,7 +197,7 @@ def test_ctrl_c_during_training_says_how_to_resume(tmp_path):
 
 
 def test_progress_in_a_log_is_periodic_lines(monkeypatch, caplog):
-    from elcrec.training import progress
+    from elcrec import progress
 
     monkeypatch.setattr(progress, "PROGRESS_SECONDS", 0.0)
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False)

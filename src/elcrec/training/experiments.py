@@ -19,9 +19,9 @@ import numpy as np
 from ..config import READ_BY, Config, ConfigError
 from ..data import SequenceData, load_dataset, train_set
 from ..models import create_model
+from ..progress import log
 from ..runs import CONFIG_FILE, METRICS_FILE, STATE_FILE, RunError, read_json, write_json
 from ..runtime import resolve_device
-from .progress import log
 from .trainer import check_saved_settings, train
 
 # the paper's ablation (Fig. 3): the backbone with instance CL, then each ELCRec component, then both

@@ -26,6 +26,7 @@ from ..config import Config, preset_values
 from ..data import SequenceData, eval_set, load_dataset, train_set
 from ..evaluation import evaluate, format_metrics
 from ..models import create_model
+from ..progress import Progress, log, run_logging
 from ..runs import (
     CONFIG_FILE,
     LOCK_FILE,
@@ -52,7 +53,6 @@ from ..runs import (
 )
 from ..runtime import denormals_flushed, describe_machine, has_native, resolve_device, seed_everything
 from .negatives import NegativeSampler
-from .progress import Progress, log, run_logging
 from .step import AMP_DTYPES, Step, TrainTensors, make_batch
 from .tracking import open_tracker
 
@@ -555,13 +555,6 @@ def saved_threads(run_dir: Path) -> int:
     continues it bit-identically (summation order depends on the thread count)."""
     path = Path(run_dir) / STATE_FILE
     return int(load_state(path).get("threads", 0)) if path.is_file() else 0
-
-
-def finished_epochs(run_dir: Path) -> int | None:
-    """How many epochs the run in `run_dir` has finished, by its training state (None without one: an imported
-    run, or a model that trains nothing)."""
-    path = Path(run_dir) / STATE_FILE
-    return int(load_state(path)["epoch"]) + 1 if path.is_file() else None
 
 
 def rng_states(device: torch.device, *generators: torch.Generator | None) -> dict[str, Any]:

@@ -13,8 +13,8 @@ from typing import Any
 
 from ..config import Config, ConfigError
 from ..data import SequenceData, load_dataset
+from ..progress import log
 from ..runs import STATE_FILE, atomic_write, write_json
-from .progress import log
 from .trainer import train
 
 # name -> (kind, low, high) or ("choice", options)

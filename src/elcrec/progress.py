@@ -1,4 +1,4 @@
-"""What training tells: one logging path and progress that suits its output.
+"""What long work tells (training, batch recommendation): one logging path and progress that suits its output.
 
 Everything goes through the `elcrec` logger. `run_logging` adds, for one run, a file handler (the run's
 train.log, with times: settings, data warnings, every epoch, errors) and, when asked, a console handler that
