@@ -130,6 +130,7 @@ def files(tmp_path_factory):
     damaged("config-key", lambda f: (f / "config.json").write_text(json.dumps({"hiden_size": 3})))
     damaged("items-broken", lambda f: (f / "items.json").write_text("[1, 2"))
     damaged("items-empty", lambda f: (f / "items.json").write_text("[]"))
+    damaged("items-null", lambda f: (f / "items.json").write_text(json.dumps([1, 2, None, 4])))
     damaged("items-other", lambda f: (f / "items.json").write_text(json.dumps(list(range(1, 41)))))
     damaged("data-broken", lambda f: (f / "data.json").write_text("{"))
     damaged("truncated", lambda f: (f / "model.pt").write_bytes((f / "model.pt").read_bytes()[:500]))
@@ -254,6 +255,12 @@ CASES = [
     ("items.json broken", ["evaluate", "{root}/items-broken"], "items.json cannot be read as item ids"),
     ("items.json empty", ["evaluate", "{root}/items-empty"], "expected a non-empty list of item ids"),
     ("another item count", ["evaluate", "{root}/items-other"], "does not match"),
+    ("a null item id", ["evaluate", "{root}/items-null"], "items.json: item ids are numbers or strings, not null"),
+    (  # it said the JSON was not plain tensors, "files that could run code are never loaded"
+        "settings served as a model",
+        ["serve", "{root}/run/config.json"],
+        "config.json cannot be read as a run folder or an elcrec model artefact (not a file torch.save wrote)",
+    ),
     ("data.json broken", ["evaluate", "{root}/data-broken"], "data.json cannot be read as a data fingerprint"),
     ("truncated weights", ["evaluate", "{root}/truncated"], "model.pt cannot be read as model weights"),
     (
@@ -285,6 +292,16 @@ CASES = [
     ("resume a broken config", ["train", "--resume", "{root}/config-broken"], "not valid JSON"),
     ("train over a run", ["train", *TINY, "--output-dir", "{root}/run"], "already holds a run"),
     ("export a non-run", ["export", "{root}/folder", "--out", "{root}/x.pt"], "missing model.pt"),
+    (  # it replaced any file, another run's weights among them
+        "export over a file",
+        ["export", "{root}/run", "--out", "{root}/letters.txt"],
+        "exists: give another file, or --overwrite",
+    ),
+    (  # an artefact named model.pt was read as a run folder's weights
+        "export as model.pt",
+        ["export", "{root}/run", "--out", "{root}/new/model.pt"],
+        "model.pt is the name of a run folder's file",
+    ),
     ("not an artefact", ["evaluate", "{root}/not-an-artefact.pt"], "not an elcrec model artefact"),
     # reference checkpoints
     (
@@ -327,7 +344,9 @@ CASES = [
     ("serve policy", ["serve", "{root}/run", "--unknown-items", "drop"], "--unknown-items: Input should be"),
     ("serve max-k", ["serve", "{root}/run", "--max-k", "0"], "--max-k"),
     ("serve on another address", ["serve", "{root}/run", "--host", "192.0.2.1"], "cannot listen on 192.0.2.1:8000"),
-    ("faiss for popularity", ["serve", "{root}/nothing", "--index", "hnsw"], "no such run folder"),
+    ("an index name", ["serve", "{root}/nothing", "--index", "hnsw"], "--index 'hnsw': choose exact or faiss"),
+    ("a policy, before loading", ["recommend", "{root}/nothing", "--unknown-items", "x"], "--unknown-items 'x'"),
+    ("--out for one user", ["recommend", "{root}/run", "--history", "3", "--out", "r.csv"], "goes with --all-users"),
     # groups of runs
     ("ablate's own flag", ["ablate", "--model", "sasrec"], "ablate sets --model itself"),
     ("compare's models", ["compare", "--models", "sasrec,nosuch"], "choose from"),

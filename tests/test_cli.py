@@ -323,3 +323,22 @@ def test_the_command_that_resumes_an_interrupted_run_can_be_pasted(tmp_path, mon
     result = invoke("train", "--output-dir", run, "--device", "cpu")
     assert result.exit_code == 130
     assert f"interrupted: continue with elcrec train --resume {shlex.quote(str(run))}\n" in result.output
+
+
+def test_serve_listens_on_ipv6_addresses(tmp_path, monkeypatch):
+    """The address check opened an IPv4 socket whatever the host: --host ::1 was refused, though uvicorn serves it."""
+    import socket
+
+    import uvicorn
+
+    try:
+        with socket.create_server(("::1", 0), family=socket.AF_INET6) as free:
+            port = free.getsockname()[1]
+    except OSError:
+        pytest.skip("this machine has no IPv6 loopback")
+    served = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: served.update(kwargs))
+    assert train_tiny("--output-dir", tmp_path / "run").exit_code == 0
+    result = invoke("serve", tmp_path / "run", "--host", "::1", "--port", port)
+    assert result.exit_code == 0 and f"on http://[::1]:{port}" in result.output, result.output
+    assert served == {"host": "::1", "port": port, "log_level": "warning"}

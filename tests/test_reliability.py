@@ -134,10 +134,14 @@ def test_a_state_saved_on_another_device_type_resumes_with_a_warning(tiny_data, 
     assert [epoch["device"] for epoch in results[0]["history"]] == ["cuda", "cpu", "cpu"]
 
 
-def test_a_run_stopped_before_its_first_epoch_finished_resumes_to_the_same_metrics(tmp_path):
+def test_a_run_stopped_before_its_first_epoch_finished_resumes_to_the_same_metrics(tmp_path, monkeypatch):
     """The training state is written before the first epoch too: a run interrupted in it (Ctrl-C) resumes from
     the start, identical to one never interrupted, instead of leaving a folder that is neither resumable nor
-    trainable again; evaluated meanwhile, it says its weights are the untrained starting ones."""
+    trainable again; evaluated, served or exported meanwhile, it says its weights are the untrained starting ones
+    (recommend, serve and export said nothing), and so does what was exported."""
+    import socket
+
+    import uvicorn
     from typer.testing import CliRunner
 
     from elcrec.cli.main import app
@@ -153,13 +157,27 @@ def test_a_run_stopped_before_its_first_epoch_finished_resumes_to_the_same_metri
     with pytest.raises(KeyboardInterrupt):
         train(part, progress=False, on_epoch=stop)
     assert torch.load(part.run_dir / "training_state.pt", weights_only=True)["epoch"] == -1
-    evaluated = CliRunner().invoke(app, ["evaluate", str(part.run_dir)])  # on the test's threads
-    assert evaluated.exit_code == 0 and "these are its untrained starting weights" in evaluated.output
+    exported = tmp_path / "part.elcrec.pt"
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
+    with socket.create_server(("127.0.0.1", 0)) as free:
+        port = str(free.getsockname()[1])
+    for command in (
+        ["evaluate", str(part.run_dir)],
+        ["recommend", str(part.run_dir), "--history", "1 2"],
+        ["serve", str(part.run_dir), "--port", port],
+        ["export", str(part.run_dir), "--out", str(exported)],
+        ["recommend", str(exported), "--history", "1 2"],
+    ):
+        done = CliRunner().invoke(app, command)  # on the test's threads
+        assert done.exit_code == 0 and "these are its untrained starting weights" in done.output, (command, done.output)
     resumed = train(part, progress=False, resume=True)
     assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in whole["history"]]
     assert resumed["test"] == whole["test"]
     assert "resuming from the start: no epoch had finished" in (part.run_dir / "train.log").read_text()
     assert "untrained" not in CliRunner().invoke(app, ["evaluate", str(part.run_dir)]).output
+    trained = CliRunner().invoke(app, ["export", str(part.run_dir), "--out", str(exported), "--overwrite"])
+    assert trained.exit_code == 0 and "untrained" not in trained.output
+    assert "untrained" not in CliRunner().invoke(app, ["recommend", str(exported), "--history", "1 2"]).output
 
 
 def interrupted_after_epoch_0(folder, data):

@@ -1,5 +1,7 @@
 """Recommender (library) and the HTTP API, through FastAPI's test client and schemathesis (in process)."""
 
+import json
+
 import numpy as np
 import pytest
 import schemathesis
@@ -161,6 +163,20 @@ def test_http_recommend_health_and_metadata(client, sasrec):
     assert [r["items"] for r in batch] == [r["items"] for r in sasrec.recommend([["i3"], ["i9", "i2"]], k=2)]
     schema = client.get("/openapi.json").json()
     assert {"/recommend", "/recommend/batch", "/intents", "/health", "/metadata"} <= set(schema["paths"])
+
+
+def test_metadata_names_files_without_the_server_paths_and_follows_its_schema(tiny_data, tmp_path):
+    run = make_run(tiny_data)
+    run.config = run.config.replace(data="/srv/private/Beauty.txt", output_dir=str(tmp_path / "runs" / "b"))
+    client = TestClient(create_app(Recommender(run)))
+    meta = client.get("/metadata").json()
+    config = meta["config"]
+    assert (config["data"], config["output_dir"], config["item_text"]) == ("Beauty.txt", "b", "")
+    assert "/srv" not in json.dumps(meta) and str(tmp_path) not in json.dumps(meta)
+    schema = client.get("/openapi.json").json()
+    declared = schema["paths"]["/metadata"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    fields = schema["components"]["schemas"][declared["$ref"].rsplit("/", 1)[1]]["properties"]
+    assert set(fields) == set(meta)
 
 
 @pytest.mark.parametrize(
@@ -413,3 +429,20 @@ def test_a_catalogue_of_float_ids_finds_its_items_by_the_integers_they_hold(tiny
     expected = recommender.recommend([[5.0, 6.0]])
     assert not expected[0]["unknown"]
     assert recommender.recommend([[5, 6]]) == recommender.recommend([["5", "6"]]) == expected
+
+
+def test_serving_and_the_recommend_command_never_import_training(tiny_data, tmp_path):
+    """Serving sits below training: the recommend command loaded the trainer through the CLI's progress bar."""
+    import subprocess
+    import sys
+
+    run = make_run(tiny_data)
+    save_run(tmp_path / "run", run.model, run.config, run.item_ids)
+    command = ["recommend", str(tmp_path / "run"), "--history", "i1", "--threads", "1"]
+    code = (
+        "import sys; from typer.testing import CliRunner; from elcrec.cli.main import app; import elcrec.serving.app; "
+        f"done = CliRunner().invoke(app, {command!r}); "
+        "assert done.exit_code == 0, done.output; print(sorted(m for m in sys.modules if 'elcrec.training' in m))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == "[]", (done.stdout, done.stderr[-2000:])

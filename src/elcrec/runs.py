@@ -176,7 +176,11 @@ def read_pt(path: Path, what: str) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises RuntimeError, UnpicklingError, EOFError, ... depending on the damage
         text = str(error)
-        if "WeightsUnpickler error:" in text:  # torch's advice to load it unsafely is not ours to give
+        with open(path, "rb") as file:
+            start = file.read(2)
+        if start[:2] != b"PK" and start[:1] != b"\x80":  # torch.save writes a zip file (a pickle before torch 1.6)
+            detail = "not a file torch.save wrote" + ("" if start else ": it is empty")
+        elif "WeightsUnpickler error:" in text:  # torch's advice to load it unsafely is not ours to give
             reason = " ".join(text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation")[0].split())
             detail = f"not plain tensors: {reason}; files that could run code are never loaded"
         else:
@@ -239,6 +243,7 @@ class Run:
     item_ids: np.ndarray  # original id of internal item id i is item_ids[i - 1]
     path: Path | None
     fingerprint: dict[str, Any] | None = None  # None for runs saved before fingerprints, or imported without data
+    untrained: bool = False  # its weights are the starting ones: no epoch had finished
 
     def load_data(self, data: str | None = None) -> SequenceData:
         """The dataset `data` names (a path, or synthetic), read with the run's preprocessing settings, or the
@@ -335,24 +340,31 @@ def cpu_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
-def export_run(run_dir: str | Path, out: str | Path) -> None:
+def export_run(run_dir: str | Path, out: str | Path, overwrite: bool = False) -> Run:
     """One self-contained file (weights, config, item ids, data fingerprint) that `load_run` and
     `elcrec serve` accept; it loads with torch.load(weights_only=True). It never overwrites a folder or a
-    file of the run folder itself."""
+    file of the run folder itself, nor another file unless `overwrite`; it never takes a run file's name
+    (load_run reads a model.pt as a run folder's weights). Returns the exported run."""
     run = load_run(run_dir)
     target = Path(out)
     if target.is_dir():
         raise RunError(f"{out} is a folder: give the file to write, e.g. {target / 'model.elcrec.pt'}")
     if target.exists() and run.path.is_dir() and target.resolve().parent == run.path.resolve():
         raise RunError(f"{out} is a file of the run being exported ({run.path}); give a new file")
+    if target.name in RUN_FILES:
+        raise RunError(f"{out}: {target.name} is the name of a run folder's file; give another, e.g. model.elcrec.pt")
+    if target.exists() and not overwrite:
+        raise RunError(f"{out} exists: give another file, or --overwrite to replace it")
     artefact = {
         "format": ARTEFACT_FORMAT,
         "config": json.dumps(run.config.to_dict()),
         "item_ids": np.asarray(run.item_ids).tolist(),
         "state_dict": cpu_weights(run.model),
         "data": json.dumps(run.fingerprint),
+        "untrained": run.untrained,
     }
     save_tensors(out, artefact)
+    return run
 
 
 def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
@@ -374,7 +386,15 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
     model = _model(
         config, item_ids, weights, f"{run_dir / MODEL_FILE}", f"{run_dir / CONFIG_FILE} and {run_dir / ITEMS_FILE}"
     )
-    return Run(model.to(device).eval(), config, item_ids, run_dir, data)
+    untrained = not (run_dir / METRICS_FILE).is_file() and finished_epochs(run_dir) == 0
+    return Run(model.to(device).eval(), config, item_ids, run_dir, data, untrained)
+
+
+def finished_epochs(run_dir: Path) -> int | None:
+    """How many epochs the run in `run_dir` has finished, by its training state (None without one: an imported
+    run, or a model that trains nothing)."""
+    path = Path(run_dir) / STATE_FILE
+    return int(read_pt(path, "a training state")["epoch"]) + 1 if path.is_file() else None
 
 
 def read_settings(run_dir: Path) -> Config:
@@ -393,7 +413,7 @@ def _load_artefact(path: Path, device: str | torch.device) -> Run:
     except (KeyError, TypeError, ValueError) as error:
         raise RunError(f"{path}: a damaged elcrec model artefact ({error})") from None
     model = _model(config, item_ids, artefact.get("state_dict"), f"{path}'s weights", "its settings and items")
-    return Run(model.to(device).eval(), config, item_ids, path, data)
+    return Run(model.to(device).eval(), config, item_ids, path, data, artefact.get("untrained") is True)
 
 
 def _config(values: Any, source: Path) -> Config:
@@ -408,6 +428,8 @@ def _config(values: Any, source: Path) -> Config:
 def _item_ids(values: Any, source: Path) -> np.ndarray:
     if not isinstance(values, list) or not values:
         raise RunError(f"{source}: expected a non-empty list of item ids")
+    if odd := [value for value in values if isinstance(value, bool) or not isinstance(value, int | float | str)]:
+        raise RunError(f"{source}: item ids are numbers or strings, not {json.dumps(odd[0])}")
     return np.array(values)
 
 

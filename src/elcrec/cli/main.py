@@ -100,8 +100,8 @@ def start(device: str = "auto", threads: int = 0, processes: bool = False) -> An
     import logging
 
     from ..distributed import launched, launched_rank
+    from ..progress import console_logging
     from ..runtime import prepare_process, resolve_device
-    from ..training.progress import console_logging
 
     if launched() and not processes:
         fail("only elcrec train runs in several processes: start this command without torchrun")
@@ -620,9 +620,14 @@ def recommend(
     """Top-k items, with scores: for a new user's history, for users of the run's data (from their whole
     history), or for all of them into a file."""
     from ..serving import Recommender
+    from ..serving.recommender import UNKNOWN_POLICIES
 
+    if unknown_items not in UNKNOWN_POLICIES:
+        fail(f"--unknown-items {unknown_items!r}: choose {' or '.join(UNKNOWN_POLICIES)}")
     if sum((history is not None, bool(user), all_users)) != 1:
         fail("give one of --history, --user or --all-users")
+    if out is not None and not all_users:
+        fail("--out goes with --all-users (--history and --user print their recommendations; --json for JSON)")
     if all_users and out is None:
         fail("--all-users writes a file: give --out recs.parquet (or .csv)")
     if all_users and out.suffix.lower() not in (".parquet", ".csv"):
@@ -636,6 +641,7 @@ def recommend(
         fail('--history is empty; give the user\'s items, e.g. --history "12 7 99"')
     start(device, threads)
     recommender = Recommender.load(checkpoint, device)
+    _note_untrained(recommender.run)
     k = recommender.default_k if k is None else k
     if tokens is not None:
         results = recommender.recommend([tokens], k, exclude_seen=not keep_seen, unknown=unknown_items)
@@ -662,7 +668,7 @@ def _all_users(recommender: Any, data: Any, out: Path, k: int, exclude_seen: boo
     """Every user of `data`: top-k into `out` (long format: user_id, rank, item_id, score), batched, with progress."""
     import pyarrow as pa
 
-    from ..training.progress import Progress
+    from ..progress import Progress
 
     users = data.user_ids
     columns: dict[str, list] = {"user_id": [], "rank": [], "item_id": [], "score": []}
@@ -685,11 +691,12 @@ def _all_users(recommender: Any, data: Any, out: Path, k: int, exclude_seen: boo
 def export(
     checkpoint: Path = typer.Argument(..., help="run folder"),
     out: Path = typer.Option(..., help="file to write, e.g. model.elcrec.pt"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the file --out names if it exists"),
 ) -> None:
     """One self-contained file (weights, config, item ids) that `serve`, `recommend` and `evaluate` load."""
     from ..runs import export_run
 
-    export_run(checkpoint, out)
+    _note_untrained(export_run(checkpoint, out, overwrite))
     typer.echo(f"wrote {out}")
 
 
@@ -720,9 +727,8 @@ def serve(
     from pydantic import ValidationError
 
     from ..serving import Limits, Recommender, create_app
+    from ..serving.recommender import INDEXES
 
-    start(device, threads)
-    recommender = Recommender.load(checkpoint, device, index=index, ef_search=ef_search)
     try:
         limits = Limits(
             max_history=max_history,
@@ -735,11 +741,18 @@ def serve(
         flags = {"unknown": "unknown-items"}  # Limits fields named otherwise than their flags
         names = [flags.get(str(e["loc"][0]), str(e["loc"][0]).replace("_", "-")) for e in error.errors()]
         fail("; ".join(f"--{name}: {e['msg']}" for name, e in zip(names, error.errors())))
+    if index not in INDEXES:
+        fail(f"--index {index!r}: choose {' or '.join(INDEXES)}")
+    start(device, threads)
+    recommender = Recommender.load(checkpoint, device, index=index, ef_search=ef_search)
+    _note_untrained(recommender.run)
+    ipv6 = ":" in host
+    address = f"[{host}]:{port}" if ipv6 else f"{host}:{port}"
     try:  # before saying it serves: a port in use or an address not of this machine is the user's to fix
-        socket.create_server((host, port)).close()
+        socket.create_server((host, port), family=socket.AF_INET6 if ipv6 else socket.AF_INET).close()
     except OSError as error:
-        fail(f"cannot listen on {host}:{port}: {error.strerror or error}")
-    typer.echo(f"serving {recommender.config.model} ({recommender.n_items:,} items) on http://{host}:{port}")
+        fail(f"cannot listen on {address}: {error.strerror or error}")
+    typer.echo(f"serving {recommender.config.model} ({recommender.n_items:,} items) on http://{address}")
     uvicorn.run(create_app(recommender, limits), host=host, port=port, log_level="warning")
 
 
@@ -827,11 +840,8 @@ def intents(
 
 def _note_untrained(run: Any) -> None:
     """Say on stderr when a run's weights are its untrained starting ones (no epoch finished)."""
-    from ..runs import METRICS_FILE
-    from ..training.trainer import finished_epochs
-
-    if not (run.path / METRICS_FILE).is_file() and finished_epochs(run.path) == 0:
-        typer.echo(f"note: no epoch of {run.path} has finished: these are its untrained starting weights", err=True)
+    if run.untrained:
+        typer.echo(f"note: no epoch of {run.path} had finished: these are its untrained starting weights", err=True)
 
 
 def _write_table(path: Path, table: Any) -> None:

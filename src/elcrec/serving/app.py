@@ -4,7 +4,7 @@
     POST /recommend/batch  {"histories": [[...], ...], "k": 10, "exclude_seen": true} -> {"results": [...]}
     POST /intents          {"histories": [[...], ...]} -> {"results": [{"intent", "distance", "unknown"}, ...]}
     GET  /health           {"status": "ok"}
-    GET  /metadata         model, dataset, n_items, max_len, has_intents, index, config
+    GET  /metadata         model, data, n_items, max_len, has_intents, index, config, limits
 
 Item ids are the original ids (numbers or strings). Every error is JSON {"detail": ...} with a 4xx
 status, declared in the schema (`Error`: a message, or FastAPI's list of field errors): 413 for a body
@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
-from .recommender import UNKNOWN_POLICIES, HistoryError, Recommender
+from .recommender import INDEXES, UNKNOWN_POLICIES, HistoryError, Recommender
 
 log = logging.getLogger("elcrec.serve")
 ItemId = int | str
@@ -38,6 +38,17 @@ class Limits(BaseModel):
     max_k: int = Field(1000, ge=1, description="largest k; capped at the number of items")
     max_body_bytes: int = Field(1 << 20, ge=1)
     unknown: Literal[UNKNOWN_POLICIES] = Field("ignore", description="unknown items: drop and report, or 422")
+
+
+class Metadata(BaseModel):
+    model: str
+    data: str = Field(description="the name of the data the model was trained on")
+    n_items: int
+    max_len: int = Field(description="the most recent items of a history the model reads (bert4rec: one fewer)")
+    has_intents: bool = Field(description="whether /intents answers")
+    index: Literal[INDEXES]
+    config: dict[str, Any] = Field(description="the run's settings, files by name")
+    limits: Limits = Field(description="the limits applied (max_k at most n_items)")
 
 
 class FieldError(BaseModel):
@@ -199,7 +210,7 @@ def create_app(recommender: Recommender, limits: Limits | None = None) -> FastAP
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/metadata")
+    @app.get("/metadata", response_model=Metadata)
     def metadata() -> dict:
         return {**recommender.metadata(), "limits": limits.model_dump()}
 

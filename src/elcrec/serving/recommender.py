@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..config import PATH_SETTINGS
 from ..data import SequenceData, pad_left
 from ..models import model_device
 from ..models.intent import IntentModel
@@ -32,6 +33,7 @@ from ..runs import Run, load_run
 from ..runtime import resolve_device
 
 UNKNOWN_POLICIES = ("ignore", "reject")
+INDEXES = ("exact", "faiss")
 DEFAULT_K = 10  # items returned when k is not given (Recommender.default_k)
 MAX_EF_SEARCH = 2**31 - 1  # faiss stores it as a C int
 # several histories or one flat history: lists, tuples, numpy arrays, pandas or polars Series (read without importing
@@ -97,8 +99,8 @@ class Recommender:
     """A loaded run that answers recommendation and intent queries, batched, on the run's device."""
 
     def __init__(self, run: Run, index: str = "exact", ef_search: int = 256) -> None:
-        if index not in ("exact", "faiss"):
-            raise ValueError(f"index={index!r}: choose exact or faiss")
+        if index not in INDEXES:
+            raise ValueError(f"index={index!r}: choose {' or '.join(INDEXES)}")
         if index == "faiss" and not hasattr(run.model, "item_table"):
             raise ValueError(f"index=faiss needs an item embedding table; model {run.config.model!r} has none")
         integer = not isinstance(ef_search, bool) and isinstance(ef_search, numbers.Integral)
@@ -134,7 +136,10 @@ class Recommender:
             "max_len": self.config.max_len,
             "has_intents": self.has_intents,
             "index": "exact" if self.index is None else "faiss",
-            "config": self.config.to_dict(),
+            "config": {  # files by name: where they lie on the server is not the client's business
+                name: Path(value).name if name in PATH_SETTINGS and value not in ("", "synthetic") else value
+                for name, value in self.config.to_dict().items()
+            },
         }
 
     def parse(self, histories: Histories, unknown: str = "ignore") -> tuple[list[np.ndarray], list[list]]:
