@@ -272,3 +272,33 @@ def end_processes_naming(path) -> None:
         with contextlib.suppress(OSError):
             if str(path).encode() in (process / "cmdline").read_bytes():
                 os.kill(int(process.name), signal.SIGKILL)
+
+
+def test_the_log_holds_the_error_of_whichever_process_failed(tmp_path):
+    """Another process than the first fails in its first step: train.log said only that a peer had closed the
+    connection, the first process's own error; the cause is now there too, named by its process."""
+    script = tmp_path / "fail_on_rank_1.py"
+    script.write_text(
+        "import os, sys\n"
+        "import elcrec.training.trainer as trainer\n"
+        "from elcrec.cli.main import app\n"
+        "make_batch = trainer.make_batch\n"
+        "def failing(*args, **kwargs):\n"
+        "    if os.environ['RANK'] == '1':\n"
+        "        raise ValueError('the cause, in process 1')\n"
+        "    return make_batch(*args, **kwargs)\n"
+        "trainer.make_batch = failing\n"
+        "app(sys.argv[1:], prog_name='elcrec')\n"
+    )
+    args = [*TINY, "--model", "sasrec", "--epochs", "1", "--output-dir", str(tmp_path / "run")]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(WORLD), str(script), "train"]
+    try:
+        done = subprocess.run(
+            [*command, *args], capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"}
+        )
+    finally:
+        end_processes_naming(tmp_path)
+    assert done.returncode != 0, done.stderr[-3000:]
+    logged = (tmp_path / "run" / "train.log").read_text()
+    assert "process 1: error: the cause, in process 1" in logged, logged[-3000:]
+    assert logged.count("process 1:") == 1  # its errors alone: the first process logs the rest

@@ -31,13 +31,17 @@ class _Console(logging.Handler):
 
 
 @contextlib.contextmanager
-def run_logging(path: Path | None, console: bool) -> Iterator[logging.Logger]:
-    """The `elcrec` logger, writing to `path` (appended, with times) and, if `console`, to the terminal."""
+def run_logging(path: Path, console: bool, process: int = 0) -> Iterator[logging.Logger]:
+    """The `elcrec` logger, writing to `path` (appended, with times) and, if `console`, to the terminal. Another
+    process than the first of a multi-process run adds only its errors, named by its rank, and only if it has
+    one (the first process's log would otherwise say only that a peer closed the connection)."""
     handlers: list[logging.Handler] = []
-    if path is not None:
+    if process == 0:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(path, encoding="utf-8"))
-        handlers[-1].setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    handlers.append(logging.FileHandler(path, encoding="utf-8", delay=process > 0))
+    prefix = f"process {process}: " if process else ""
+    handlers[-1].setFormatter(logging.Formatter(f"%(asctime)s {prefix}%(message)s", "%Y-%m-%d %H:%M:%S"))
+    handlers[-1].setLevel(logging.ERROR if process else logging.NOTSET)
     if console and not any(isinstance(handler, _Console) for handler in log.handlers):
         handlers.append(_Console())
     level = log.level

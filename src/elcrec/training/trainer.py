@@ -136,7 +136,8 @@ def _train(
         device = distributed.setup(device)
     main = distributed.is_main()
     try:
-        with run_logging(config.run_dir / LOG_FILE if main else None, console=main), denormals_flushed() as flushed:
+        logs = run_logging(config.run_dir / LOG_FILE, console=main, process=distributed.rank())
+        with logs, denormals_flushed() as flushed:
             try:
                 if device.type == "cpu" and not flushed:
                     log.warning(
