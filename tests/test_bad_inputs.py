@@ -295,7 +295,7 @@ CASES = [
     (  # it replaced any file, another run's weights among them
         "export over a file",
         ["export", "{root}/run", "--out", "{root}/letters.txt"],
-        "exists: give another file, or --overwrite",
+        "exists: give another file, or replace it (--overwrite",
     ),
     (  # an artefact named model.pt was read as a run folder's weights
         "export as model.pt",

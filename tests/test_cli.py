@@ -116,7 +116,7 @@ def test_a_run_names_its_files_from_anywhere(tmp_path, monkeypatch):
 
     (tmp_path / "log.txt").rename(tmp_path / "moved.txt")
     result = invoke("recommend", tmp_path / "run", "--user", 3)
-    assert result.exit_code == 2 and "which is not here: give the data's path (--data)" in result.output
+    assert result.exit_code == 2 and "which is not here: give the data's path (--data;" in result.output
     result = invoke("recommend", tmp_path / "run", "--user", 3, "--json", "--data", tmp_path / "moved.txt")
     assert result.exit_code == 0 and result.output == expected
 

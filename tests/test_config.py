@@ -199,6 +199,10 @@ def test_numpy_numbers_and_paths_are_the_values_they_hold():
     import numpy as np
 
     config = Config(epochs=np.int64(3), lr=np.float32(0.5), data=pathlib.Path("synthetic"), eval_ks=(np.int64(5), 20))
+    assert (
+        Config(elcm=np.bool_(False), eval_ks=np.array([5, 20]), model=np.str_("elcrec")).to_dict()
+        == Config(elcm=False, eval_ks=(5, 20), model="elcrec").to_dict()
+    )  # numpy's booleans, arrays and strings as the values they hold
     assert (config.epochs, config.data, config.eval_ks) == (3, "synthetic", (5, 20))
     assert type(config.epochs) is int and type(config.lr) is float and config.lr == 0.5
     json.dumps(config.to_dict())  # plain JSON types

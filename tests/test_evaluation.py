@@ -188,3 +188,16 @@ def test_a_metrics_table_keeps_long_column_names_apart():
     header, row = metrics_table({"sasrec": values}, (5, 100000)).splitlines()
     assert header.split() == [f"{m}@{k}" for m in ("HR", "NDCG", "MRR") for k in (5, 100000)]
     assert row.split() == ["sasrec"] + ["0.5000"] * 6
+
+
+def test_evaluate_takes_one_cut_off_and_refuses_what_it_cannot_rank(tiny_data):
+    from elcrec.runs import Run
+
+    model = build_model(Config(hidden_size=16, max_len=20), tiny_data.n_items)
+    split = eval_set(tiny_data, 20, "test")
+    assert set(evaluate(model, split, ks=10)) == {"HR@10", "NDCG@10", "MRR@10"}
+    for ks in ((0,), (), (2.5,), (True,)):  # HR@0 came back 0
+        with pytest.raises(ValueError, match="cut-offs of 1 or more"):
+            evaluate(model, split, ks=ks)
+    with pytest.raises(TypeError, match=r"not a Run \(a Run holds one: run.model\)"):
+        evaluate(Run(model, Config(), tiny_data.item_ids, None), split)

@@ -1,6 +1,7 @@
 import logging
 
 import numpy as np
+import pytest
 
 from elcrec.data import Interactions, build_sequences, kcore_filter
 
@@ -71,3 +72,19 @@ def test_times_spanning_more_than_int64_keep_each_users_rows():
     assert sequences(np.array([2**64 - 1, 5, 2**63, 7, 1, 2, 3], dtype=np.uint64)) == [[20, 40, 30, 10], [50, 60, 70]]
     # equal times keep file order at any span
     assert sequences(np.array([top, bottom, top, bottom, 0, 0, 0])) == [[20, 40, 10, 30], [50, 60, 70]]
+
+
+def test_interactions_and_sequences_built_in_python_are_checked_and_typed():
+    """Plain lists trained, then failed where numpy arrays were assumed; a user of 1 or 2 items failed, or was
+    validated on an empty history; offsets that went backwards were accepted."""
+    from elcrec.data import SequenceData
+
+    built = Interactions(users=[1, 1, 1, 2, 2, 2], items=["a", "b", "c"] * 2, times=[3, 2, 1] * 2, source="x")
+    data = build_sequences(built)
+    assert data.sequence(0).tolist() == [3, 2, 1] and data.item_ids.tolist() == ["a", "b", "c"]
+    made = SequenceData(items=[1, 2, 3, 3, 2, 1], offsets=[0, 3, 6], user_ids=["u", "v"], item_ids=[7, 8, 9])
+    assert isinstance(made.user_ids, np.ndarray) and isinstance(made.item_ids, np.ndarray)
+    for offsets in ([0, 2, 6], [0, 4, 3, 6]):
+        users = list("uvw")[: len(offsets) - 1]
+        with pytest.raises(ValueError, match="fewer than 3 items"):
+            SequenceData(items=[1, 2, 3, 3, 2, 1], offsets=offsets, user_ids=users, item_ids=[7, 8, 9])

@@ -219,3 +219,39 @@ def test_groups_say_which_run_of_how_many(tmp_path, caplog):
         run_group(base, {"sasrec": {}, "gru4rec": {"model": "gru4rec"}}, [1, 2], tmp_path)
     announced = [r.getMessage() for r in caplog.records if r.getMessage().startswith("== run")]
     assert [line.split(":")[0].split(",")[0] for line in announced] == [f"== run {n} of 4" for n in (1, 2, 3, 4)]
+
+
+def test_a_library_run_logs_once_at_the_level_its_caller_chose(tmp_path, monkeypatch, capsys):
+    """With the caller's logging set up (logging.basicConfig), every line printed twice, and a level set on the
+    `elcrec` logger was overridden for the run; train(progress=False) printed the whole log to the terminal."""
+    import io
+
+    from elcrec.training import train
+
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])  # pytest's own capture handlers aside: a plain script's root
+    monkeypatch.setattr(logging.getLogger("elcrec"), "handlers", [])  # and no CLI test's console before
+    monkeypatch.setattr(logging.getLogger("elcrec"), "level", logging.NOTSET)
+    config = Config(**SMALL, epochs=1, warmup_epochs=2)  # warns: the warm-up outlasts the run
+
+    def run(name, **kwargs):
+        train(config.replace(output_dir=str(tmp_path / name)), **kwargs)
+        return capsys.readouterr().err
+
+    assert "epoch   0" in run("shown") and "warning: the warm-up" in run("shown-again", overwrite=True)
+    quiet = run("quiet", progress=False)
+    assert "warning: the warm-up" in quiet and "epoch   0" not in quiet  # warnings alone
+    assert "epoch   0" in (tmp_path / "quiet" / "train.log").read_text()  # the file holds everything
+
+    held = io.StringIO()
+    monkeypatch.setattr(root, "handlers", [logging.StreamHandler(held)])
+    monkeypatch.setattr(root, "level", logging.INFO)
+    terminal = run("configured")
+    assert "epoch   0" not in terminal and held.getvalue().count("epoch   0") == 1  # once, by the caller's handler
+    held.truncate(0)
+    held.seek(0)
+    monkeypatch.setattr(logging.getLogger("elcrec"), "level", logging.WARNING)
+    run("warnings")
+    assert "epoch   0" not in held.getvalue() and "warning: the warm-up" in held.getvalue()
+    assert "epoch   0" in (tmp_path / "warnings" / "train.log").read_text()
+    assert logging.getLogger("elcrec").level == logging.WARNING and logging.getLogger("elcrec").propagate

@@ -138,3 +138,21 @@ def test_native_half_precision_is_known_per_device(monkeypatch):
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     assert not runtime.has_native(torch.bfloat16, torch.device("cpu"))
+
+
+def test_training_under_a_float64_default_evaluates_and_keeps_the_flush_setting(tiny_data, tmp_path, float64):
+    """The flush check multiplied 1e-39, a normal float64, so it reported no flushing and training turned the
+    caller's flush off after; the evaluator's history mask took the default dtype and failed on float32 scores."""
+    from elcrec import Config
+    from elcrec.training import train
+
+    runtime.flush_denormals(True)
+    try:
+        assert all(runtime.denormals_flushed_per_thread())
+        config = Config(hidden_size=16, max_len=20, epochs=1, device="cpu", output_dir=str(tmp_path))
+        record = train(config, data=tiny_data, progress=False)
+        assert all(runtime.denormals_flushed_per_thread())  # the caller's setting, kept
+    finally:
+        runtime.flush_denormals(False)
+    assert record["test"]["NDCG@10"] > 0
+    assert "not flushed" not in (tmp_path / "train.log").read_text()

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from elcrec import Config
 from elcrec.data import train_set
 from elcrec.models import build_model
-from elcrec.runs import Run, export_run, load_run, save_run
+from elcrec.runs import Run, export_run, fingerprint, load_run, save_run
 from elcrec.serving import HistoryError, Limits, Recommender, create_app
 
 
@@ -446,3 +446,36 @@ def test_serving_and_the_recommend_command_never_import_training(tiny_data, tmp_
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == "[]", (done.stdout, done.stderr[-2000:])
+
+
+def test_loading_a_run_leaves_the_callers_random_stream_and_takes_device_names(tiny_data, tmp_path):
+    """Building the model drew its initial weights from torch's global stream; device="cuda" without CUDA was an
+    AssertionError from inside torch."""
+    run = make_run(tiny_data)
+    save_run(tmp_path / "run", run.model, run.config, run.item_ids)
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    load_run(tmp_path / "run")
+    assert torch.equal(torch.rand(3), expected)
+    assert load_run(tmp_path / "run", "auto").model is not None
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            load_run(tmp_path / "run", "cuda")
+
+
+def test_users_are_found_in_data_given_by_its_path(tmp_path):
+    """recommend_users(data="Beauty.txt") failed: 'str' object has no attribute 'offsets'."""
+    from elcrec.data import load_dataset
+
+    path = tmp_path / "log.txt"
+    lines = (f"{u} " + " ".join(str(1 + (u * 7 + j) % 30) for j in range(6)) for u in range(1, 41))
+    path.write_text("\n".join(lines) + "\n")
+    data = load_dataset(Config(data=str(path)))
+    run = make_run(data, item_ids=data.item_ids)
+    run.config = run.config.replace(data=str(path))
+    save_run(tmp_path / "run", run.model, run.config, run.item_ids, fingerprint(data))
+    recommender = Recommender.load(tmp_path / "run")
+    moved = tmp_path / "moved.txt"
+    path.rename(moved)
+    assert recommender.recommend_users([3, 5], k=4, data=moved) == recommender.recommend_users([3, 5], k=4, data=data)

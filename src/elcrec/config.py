@@ -580,7 +580,7 @@ class Config:
 
     @classmethod
     def load(cls, path: str | Path | None = None, **overrides: Any) -> Config:
-        """Defaults, then the file's values (YAML or TOML), then `overrides` (None values are ignored)."""
+        """Defaults, then the file's values (YAML, TOML or JSON), then `overrides` (None values are ignored)."""
         values = read_config_file(path) if path else {}
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_dict(values)
@@ -730,6 +730,8 @@ def _type_hints() -> dict[str, Any]:
 
 def _coerce(name: str, kind: Any, value: Any) -> Any:
     """Accept the obvious spellings (1e-3 as text from YAML, '5,10,20' from a flag); reject the rest."""
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):  # np.bool_(True), np.array([5, 10]), np.str_
+        value = value.tolist()
     try:
         if kind is bool:
             if isinstance(value, bool):

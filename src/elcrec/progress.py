@@ -30,22 +30,35 @@ class _Console(logging.Handler):
             tqdm.write(self.format(record), file=sys.stderr)
 
 
+class _Parent(logging.Handler):
+    """Hands records on to the logger's parent (the caller's own logging), from its level up."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if log.parent is not None and log.parent.hasHandlers():  # none: Python's last resort would print it again
+            log.parent.handle(record)
+
+
 @contextlib.contextmanager
 def run_logging(path: Path, console: bool, process: int = 0) -> Iterator[logging.Logger]:
-    """The `elcrec` logger, writing to `path` (appended, with times) and, if `console`, to the terminal. Another
-    process than the first of a multi-process run adds only its errors, named by its rank, and only if it has
-    one (the first process's log would otherwise say only that a peer closed the connection)."""
-    handlers: list[logging.Handler] = []
+    """The `elcrec` logger, writing every message of a run to `path` (appended, with times) and to the terminal
+    (warnings alone unless `console`; errors are the caller's to report) unless the caller's logging shows them
+    already (the root logger has handlers). A level the caller set on the `elcrec` logger holds for the terminal
+    and the caller's handlers; the file takes INFO and up whatever it is. Another process than the first of a
+    multi-process run adds only its errors to the file, named by its rank, and only if it has one (the first
+    process's log would otherwise say only that a peer closed the connection)."""
     if process == 0:
         path.parent.mkdir(parents=True, exist_ok=True)
-    handlers.append(logging.FileHandler(path, encoding="utf-8", delay=process > 0))
+    file = logging.FileHandler(path, encoding="utf-8", delay=process > 0)
     prefix = f"process {process}: " if process else ""
-    handlers[-1].setFormatter(logging.Formatter(f"%(asctime)s {prefix}%(message)s", "%Y-%m-%d %H:%M:%S"))
-    handlers[-1].setLevel(logging.ERROR if process else logging.NOTSET)
-    if console and not any(isinstance(handler, _Console) for handler in log.handlers):
-        handlers.append(_Console())
-    level = log.level
+    file.setFormatter(logging.Formatter(f"%(asctime)s {prefix}%(message)s", "%Y-%m-%d %H:%M:%S"))
+    file.setLevel(logging.ERROR if process else logging.INFO)
+    level, propagate = log.level, log.propagate
+    shown = max(level, logging.INFO)  # what the terminal and the caller's handlers get
+    handlers: list[logging.Handler] = [file, _Parent(shown)]
+    if process == 0 and not logging.getLogger().handlers and not any(isinstance(h, _Console) for h in log.handlers):
+        handlers.append(_Console(shown if console else max(shown, logging.WARNING)))
     log.setLevel(logging.INFO)
+    log.propagate = False  # through _Parent, from `shown` up
     for handler in handlers:
         log.addHandler(handler)
     try:
@@ -55,6 +68,7 @@ def run_logging(path: Path, console: bool, process: int = 0) -> Iterator[logging
             log.removeHandler(handler)
             handler.close()
         log.setLevel(level)
+        log.propagate = propagate
 
 
 def console_logging() -> None:

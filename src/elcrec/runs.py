@@ -35,6 +35,7 @@ import torch
 from .config import Config, ConfigError
 from .data import SequenceData, load_dataset
 from .models import SequentialRecommender, build_model
+from .runtime import resolve_device
 
 MODEL_FILE, CONFIG_FILE, ITEMS_FILE, DATA_FILE = "model.pt", "config.json", "items.json", "data.json"
 METRICS_FILE, STATE_FILE, LOG_FILE = "metrics.json", "training_state.pt", "train.log"
@@ -252,7 +253,8 @@ class Run:
         if not data and config.data != "synthetic" and not Path(config.data).exists():
             relative = "" if Path(config.data).is_absolute() else " (a path relative to where the run was trained)"
             raise RunError(
-                f"{self.path} was trained on {config.data}, which is not here{relative}: give the data's path (--data)"
+                f"{self.path} was trained on {config.data}, which is not here{relative}: give the data's path "
+                "(--data; data= in Python)"
             )
         return load_dataset(config)
 
@@ -269,7 +271,8 @@ class Run:
         if data.n_items != len(self.item_ids) or not (data.item_ids.astype(str) == self.item_ids.astype(str)).all():
             raise RunError(
                 f"the data's items differ from the ones {self.path} was trained on ({data.n_items:,} vs "
-                f"{len(self.item_ids):,} items): give the data it was trained on (--data), with its preprocessing"
+                f"{len(self.item_ids):,} items): give the data it was trained on (--data; data= in Python), with its "
+                "preprocessing"
             )
 
     def result(self) -> dict[str, Any] | None:
@@ -354,7 +357,7 @@ def export_run(run_dir: str | Path, out: str | Path, overwrite: bool = False) ->
     if target.name in RUN_FILES:
         raise RunError(f"{out}: {target.name} is the name of a run folder's file; give another, e.g. model.elcrec.pt")
     if target.exists() and not overwrite:
-        raise RunError(f"{out} exists: give another file, or --overwrite to replace it")
+        raise RunError(f"{out} exists: give another file, or replace it (--overwrite; overwrite=True in Python)")
     artefact = {
         "format": ARTEFACT_FORMAT,
         "config": json.dumps(run.config.to_dict()),
@@ -370,7 +373,7 @@ def export_run(run_dir: str | Path, out: str | Path, overwrite: bool = False) ->
 def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
     """A run folder (or its model.pt), or an exported artefact: config, item mapping, fingerprint and
     weights, the model in eval mode. Anything missing, damaged or inconsistent is a RunError naming files."""
-    path = Path(path)
+    path, device = Path(path), resolve_device(device) if isinstance(device, str) else device
     if path.is_file() and path.name != MODEL_FILE:
         return _load_artefact(path, device)
     run_dir = path.parent if path.is_file() else path
@@ -451,7 +454,8 @@ def _model(
     if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
         raise RunError(f"{weights_name}: not a state dict of tensors")
     try:
-        model = build_model(config, len(item_ids), weights)
+        with torch.random.fork_rng(devices=[]):  # its initial weights, replaced: the caller's stream stays as it was
+            model = build_model(config, len(item_ids), weights)
     except (ValueError, KeyError) as error:
         raise RunError(f"{weights_name} cannot be built from {settings_name}: {error}") from None
     expected = model.state_dict()

@@ -102,7 +102,8 @@ def denormals_flushed_per_thread() -> list[bool]:
     """Whether each thread of torch's OpenMP pool (the calling thread first) flushes denormals to zero."""
 
     def flushes() -> bool:
-        return (torch.tensor([1e-39]) * 0.5).item() == 0.0  # single-element: computed on the calling thread
+        # single-element: computed on the calling thread; float32, where 1e-39 is denormal, whatever the default dtype
+        return (torch.tensor([1e-39], dtype=torch.float32) * 0.5).item() == 0.0
 
     gomp = _openmp_runtime()
     if gomp is None or torch.get_num_threads() == 1:

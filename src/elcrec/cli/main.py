@@ -646,7 +646,7 @@ def recommend(
     if tokens is not None:
         results = recommender.recommend([tokens], k, exclude_seen=not keep_seen, unknown=unknown_items)
     else:
-        users_data = recommender.training_data(recommender.run.load_data(data) if data else None)
+        users_data = recommender.training_data(data)
         if all_users:
             _all_users(recommender, users_data, out, k, not keep_seen, batch_size)
             return

@@ -6,12 +6,10 @@ import logging
 
 import numpy as np
 
-from .dataset import SequenceData
+from .dataset import MIN_SEQUENCE_LENGTH, SequenceData
 from .readers import DataError, Interactions
 
 log = logging.getLogger(__name__)
-
-MIN_SEQUENCE_LENGTH = 3  # leave-one-out needs an input item, a validation item and a test item
 
 
 def build_sequences(

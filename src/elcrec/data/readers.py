@@ -41,6 +41,10 @@ class Interactions:
     times: np.ndarray  # sort key within a user (timestamps, or the file order)
     source: str
 
+    def __post_init__(self) -> None:  # Python lists and tuples, as a caller builds them: the arrays readers make
+        self.users, self.items = (np.asarray(v) if isinstance(v, list | tuple) else v for v in (self.users, self.items))
+        self.times = np.asarray(self.times)
+
 
 def read_interactions(
     path: str | Path,

@@ -17,6 +17,7 @@ Under torch.distributed every process ranks every world_size-th user and the met
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 import torch
@@ -34,7 +35,7 @@ MASK_VALUES = {"exclude": float("-inf"), "reference": 0.0}  # the score a seen i
 def evaluate(
     model: SequentialRecommender,
     data: EvalSet,
-    ks: tuple[int, ...] = (5, 10, 20),
+    ks: int | tuple[int, ...] = (5, 10, 20),
     mask_history: str = "exclude",
     sampled_negatives: int = 0,
     batch_size: int = 1024,
@@ -43,6 +44,13 @@ def evaluate(
 ) -> dict[str, float]:
     """Metrics over every user of `data`; with `groups` (name -> boolean mask over the users, e.g.
     long_tail.long_tail_groups), also each group's as "<name>/<metric>"."""
+    if not isinstance(model, SequentialRecommender):
+        held = isinstance(getattr(model, "model", None), SequentialRecommender)
+        hint = " (a Run holds one: run.model)" if held else ""
+        raise TypeError(f"evaluate scores a model, not a {type(model).__name__}{hint}")
+    ks = (ks,) if isinstance(ks, numbers.Integral) else tuple(ks)
+    if not ks or any(isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1 for k in ks):
+        raise ValueError(f"ks={ks}: give one or more whole cut-offs of 1 or more")
     if mask_history not in CHOICES["mask_history"]:
         raise ValueError(f"mask_history={mask_history!r}: choose one of {', '.join(CHOICES['mask_history'])}")
     with evaluating(model):
@@ -79,7 +87,7 @@ def _evaluate(
             ranks = _sampled_ranks(scores, target, rows, cols, sampled_negatives, keys)
         else:
             if mask_history != "none":
-                scores.index_put_((rows, cols), torch.tensor(MASK_VALUES[mask_history], device=device))
+                scores.index_put_((rows, cols), scores.new_tensor(MASK_VALUES[mask_history]))
             target_scores = scores.gather(1, target[:, None]).squeeze(1)
             ranks = pessimistic_rank(scores, target_scores)
             ranks[target_scores == float("-inf")] = torch.iinfo(ranks.dtype).max  # excluded: never hit, at any k

@@ -3,21 +3,22 @@
     rec = Recommender.load("runs/elcrec-Beauty-seed1")  # a run folder or an exported artefact
     rec.recommend([["12", "7", "99"], ["5"]], k=10)      # [{"items": [...], "scores": [...], "unknown": []}, ...]
     rec.recommend(["12", "7", "99"])                     # one flat history: a list of one result
-    rec.intents([["12", "7", "99"]])                     # [{"intent": 3, "distance": 0.41}] (iclrec, elcrec)
+    rec.intents([["12", "7", "99"]])                     # [{"intent": 3, "distance": 0.41, "unknown": []}]
 
-Histories are oldest first; only the last max_len items are read. They come as people hold them (see
-`as_histories`): lists or tuples of ids, numpy arrays, pandas or polars Series, one history or several.
-Ids are looked up by their text, so 5, np.int64(5), 5.0 and "5" are the same item. Items the model never saw are
-`unknown`: dropped and reported (unknown="ignore") or an error (unknown="reject"). Ranking is exact (a
-matmul over the whole catalogue, then top-k) unless `index="faiss"`, which searches an inner-product
-HNSW index of the item table: approximate, for catalogues in the millions (benchmarks/serve_load.py
-measures its recall against exact).
+`intents` answers for iclrec and elcrec. Histories are oldest first; only the last max_len items are read.
+They come as people hold them (see `as_histories`): lists or tuples of ids, numpy arrays, pandas or polars
+Series, one history or several. Ids are looked up by their text, so 5, np.int64(5), 5.0 and "5" are the same
+item. Items the model never saw are `unknown`: dropped and reported (unknown="ignore") or an error
+(unknown="reject"). Ranking is exact (a matmul over the whole catalogue, then top-k) unless `index="faiss"`,
+which searches an inner-product HNSW index of the item table: approximate, for catalogues in the millions
+(benchmarks/serve_load.py measures its recall against exact).
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,6 @@ from ..data import SequenceData, pad_left
 from ..models import model_device
 from ..models.intent import IntentModel
 from ..runs import Run, load_run
-from ..runtime import resolve_device
 
 UNKNOWN_POLICIES = ("ignore", "reject")
 INDEXES = ("exact", "faiss")
@@ -115,13 +115,13 @@ class Recommender:
         self.n_items = len(run.item_ids)
         self.has_intents = isinstance(self.model, IntentModel)
         self.index = self._faiss_index(ef_search) if index == "faiss" else None
-        self._data: SequenceData | None = None  # the run's data, read by the first recommend_users
+        self._read: tuple[str | None, SequenceData] | None = None  # (path or None: the run's own, the data read)
         # (data, row of each user id) for the last data checked against the run's fingerprint, checked once
         self._users: tuple[SequenceData, dict[str, int]] | None = None
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto", index: str = "exact", ef_search: int = 256) -> Recommender:
-        return cls(load_run(path, resolve_device(device)), index=index, ef_search=ef_search)
+        return cls(load_run(path, device), index=index, ef_search=ef_search)
 
     @property
     def default_k(self) -> int:
@@ -179,11 +179,16 @@ class Recommender:
 
     @torch.no_grad()
     def recommend_users(
-        self, user_ids: Any, k: int | None = None, exclude_seen: bool = True, data: SequenceData | None = None
+        self,
+        user_ids: Any,
+        k: int | None = None,
+        exclude_seen: bool = True,
+        data: SequenceData | str | os.PathLike | None = None,
     ) -> list[dict[str, Any]]:
         """Top-k items (k as for `recommend`) for users of the run's data (original user ids: one or a sequence),
         each from every item the data holds for them, held-out ones included: what to show them next. `data`
-        defaults to the run's own (read once from its settings and checked against its fingerprint)."""
+        (a dataset, or its path, read with the run's settings) defaults to the run's own; either is read once
+        and checked against the run's fingerprint."""
         data = self.training_data(data)
         ids = _sequence(user_ids)
         ids = [user_ids] if ids is None else ids
@@ -195,13 +200,15 @@ class Recommender:
         originals = data.user_ids[rows].tolist()  # the data's own ids, typed as the data has them ("7" -> 7)
         return [{"user": user, **top} for user, top in zip(originals, tops)]
 
-    def training_data(self, data: SequenceData | None = None) -> SequenceData:
-        """`data`, or the data the run was trained on (its `data` setting, read once); either must match the run's
+    def training_data(self, data: SequenceData | str | os.PathLike | None = None) -> SequenceData:
+        """`data` (a dataset, or a path read with the run's settings), or the data the run was trained on (its
+        `data` setting); a path is read once while it is the last asked for; either must match the run's
         fingerprint (checked once per dataset, not at every batch of users)."""
-        if data is None:
-            if self._data is None:
-                self._data = self.run.load_data()
-            data = self._data
+        if not isinstance(data, SequenceData):
+            source = None if data is None else os.fspath(data)
+            if self._read is None or self._read[0] != source:
+                self._read = (source, self.run.load_data(source))
+            data = self._read[1]
         if self._users is None or self._users[0] is not data:
             self.run.check_data(data)
             self._users = (data, {id_text(user): n for n, user in enumerate(data.user_ids.tolist())})

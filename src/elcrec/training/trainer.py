@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import math
 import random
 import shlex
@@ -85,6 +86,8 @@ def train(
     from it, and the continued run is identical to one never interrupted (tests/test_reliability.py).
     Training seeds the global generators from config.seed and flushes denormal floats on torch's threads
     while it runs (elcrec.runtime). Started by torchrun with several processes, it trains with DistributedDataParallel.
+    It logs to the run's train.log and, with `progress`, shows a progress bar and the log on the terminal
+    (without, warnings alone), unless the caller's own logging is set up (elcrec.progress.run_logging).
     `on_epoch(record)` is called with each epoch's history record (loss, terms, seconds, valid metrics),
     in every process; an exception it raises stops training (Optuna's pruning uses it).
     A folder that already holds a run, or files a run writes (RUN_FILES) without being one, is refused unless
@@ -136,7 +139,7 @@ def _train(
         device = distributed.setup(device)
     main = distributed.is_main()
     try:
-        logs = run_logging(config.run_dir / LOG_FILE, console=main, process=distributed.rank())
+        logs = run_logging(config.run_dir / LOG_FILE, console=main and progress, process=distributed.rank())
         with logs, denormals_flushed() as flushed:
             try:
                 if device.type == "cpu" and not flushed:
@@ -191,6 +194,8 @@ class Trainer:
             eval_set(self.data, config.max_len, "test"),
         )
         self.fingerprint = fingerprint(self.data)
+        if data is not None and self.main:
+            self._check_settings_load_data()
         self.model = create_model(config, self.data).to(device)
         steps_per_epoch = math.ceil(math.ceil(len(self.train_rows) / self.world) * self.world / config.batch_size)
         self.step = Step(self.model, config, device, steps_per_epoch) if self.model.trainable else None
@@ -278,6 +283,28 @@ class Trainer:
             log.info(
                 f"{self.world} processes ({torch.distributed.get_backend()}), {c.batch_size // self.world} "
                 "sequences each per step"
+            )
+
+    def _check_settings_load_data(self) -> None:
+        """Data given in memory that the run's settings load otherwise trains as given, with a warning: evaluate,
+        recommend, intents and resume find a run's data by its settings (and check it by its fingerprint)."""
+        c = self.config
+        if c.data != "synthetic" and not Path(c.data).exists():
+            return  # nothing to compare: the data must be given again wherever the run is read
+        level = log.level
+        log.setLevel(logging.ERROR)  # reading it says again what reading the data given said
+        try:
+            loaded = fingerprint(load_dataset(c))
+        except ValueError:
+            loaded = None
+        finally:
+            log.setLevel(level)
+        if loaded != self.fingerprint:
+            log.warning(
+                "warning: the data given is not the data the run's settings load ("
+                + (describe(loaded) if loaded else f"{c.data}, which they cannot read")
+                + "): what reads the run later finds its data by those settings, so give it this data there "
+                "(data= in Python, --data for a file)"
             )
 
     def _restore(self, state: dict[str, Any]) -> None:
