@@ -31,7 +31,10 @@ MODELS = {  # dropout off: what remains random is drawn identically in both setu
     "iclrec": {},
     "elcrec": {"intent_fusion": "shift"},
     "elcrec-concat": {"intent_fusion": "concat", "pooling": "items"},
+    "elcrec-centred": {"intent_centering": True, "pooling": "items"},  # standardised by the global batch
     "llmesr": {"cross_attention": True},
+    "llmesr-icc": {"icc": "kmeans", "icc_clusters": 4},  # the mean over the global batch's input items
+    "llmesr-icc-targets": {"icc": "kmeans", "icc_clusters": 4, "icc_items": "targets", "icc_centres": "learned"},
 }
 
 

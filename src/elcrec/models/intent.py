@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ConfigError
-from ..distributed import broadcast, gather_to_main, rank, world_size
+from ..distributed import broadcast, gather_rows, gather_to_main, rank, world_size
 from .base import Batch, evaluating, rows
 from .clustering import kmeans, nearest_centre, squared_distances
 from .contrastive import CL4SRec, nce
@@ -202,8 +202,13 @@ class ELCRec(IntentModel):
         """z [B, d]: the pooled outputs h [B, L, d] (standardised with intent_centering), unit length."""
         x = self.pool(h, inputs)
         c = self.centering
-        if c is not None and c.training and len(x) < 2:  # one row (a last batch, a process's share): no statistics
-            x = F.batch_norm(x, c.running_mean, c.running_var, eps=c.eps)  # standardised by the running ones
+        if c is not None and c.training:  # by the statistics of the global batch, as in one process
+            everyone = gather_rows(x)  # gradients reach each process's rows from every process's loss
+            if len(everyone) < 2:  # one row (a last batch): no statistics; standardised by the running ones
+                everyone = F.batch_norm(everyone, c.running_mean, c.running_var, eps=c.eps)
+            else:  # every process updates the running statistics alike
+                everyone = c(everyone)
+            x = everyone.chunk(world_size())[rank()]
         elif c is not None:
             x = c(x)
         return F.normalize(x, dim=1)

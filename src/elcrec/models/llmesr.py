@@ -51,6 +51,7 @@ from torch import nn
 
 from ..config import ConfigError
 from ..data.item_text import item_text_matrix, user_text_matrix
+from ..distributed import gather_rows
 from .base import Batch, NextItemRecommender, evaluating
 from .clustering import kmeans, nearest_centre
 from .engine import EnginePlan
@@ -327,11 +328,13 @@ class LLMESR(NextItemRecommender):
                     target = target.view(*neighbours.shape, -1).mean(1)
             target = target.repeat(len(user) // len(target), 1)  # both Cloze copies of a user
             terms["distill"] = c.distill_weight * F.mse_loss(user, target)
-        if c.icc != "none":
+        if c.icc != "none":  # over the global batch's items, in every process alike (DDP averages it to itself)
             if c.icc_items == "inputs":
-                items = train.inputs[(train.inputs > 0) & (train.inputs <= self.n_items)]  # [MASK] is no item
+                inputs = gather_rows(train.inputs)
+                items = inputs[(inputs > 0) & (inputs <= self.n_items)]  # [MASK] is no item
             else:
-                items = torch.unique(batch.targets[batch.targets > 0])
+                targets = gather_rows(batch.targets)
+                items = torch.unique(targets[targets > 0])
             labels = self.item_cluster[items]
             items, labels = items[labels >= 0], labels[labels >= 0]
             if self.centres is not None:
