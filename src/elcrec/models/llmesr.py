@@ -51,7 +51,7 @@ from torch import nn
 
 from ..config import ConfigError
 from ..data.item_text import item_text_matrix, user_text_matrix
-from ..distributed import gather_rows
+from ..distributed import gather_objects, gather_rows, rank, world_size
 from .base import Batch, NextItemRecommender, evaluating
 from .clustering import kmeans, nearest_centre
 from .engine import EnginePlan
@@ -305,7 +305,9 @@ class LLMESR(NextItemRecommender):
         index = faiss.IndexFlatIP(users.shape[1])
         index.add(users)
         k = min(self.config.distill_neighbours, len(users) - 1)
-        _, found = index.search(users, k + 1)
+        mine = np.array_split(np.arange(len(users)), world_size())[rank()]  # each process searches for its share
+        _, found = index.search(users[mine], k + 1)
+        found = np.concatenate(gather_objects(found)) if world_size() > 1 else found
         return np.stack([row[row != i][:k] for i, row in enumerate(found)])
 
     def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
