@@ -10,10 +10,10 @@ import time
 import pytest
 import torch
 
-from elcrec import Config
+from elcrec import Config, __version__
 from elcrec.models import SASRec
 from elcrec.runs import RunBusy, training_holder
-from elcrec.runtime import describe_machine
+from elcrec.runtime import describe_machine, source_digest
 from elcrec.training import NonFinite, train
 
 SETTINGS = [
@@ -99,6 +99,7 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path):
     sessions = json.loads((killed / "metrics.json").read_text())["sessions"]  # where each part trained
     assert [session["first_epoch"] for session in sessions] == [0, finished + 1]
     assert all(session["machine"].startswith(here) and session["processes"] == 1 for session in sessions)
+    assert {session["code"] for session in sessions} == {f"elcrec {__version__}, source sha256 {source_digest()}"}
     assert len(json.loads((whole / "metrics.json").read_text())["sessions"]) == 1
     assert (killed / "train.log").read_text().count(f"machine: {here}") == 2
 

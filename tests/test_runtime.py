@@ -156,3 +156,17 @@ def test_training_under_a_float64_default_evaluates_and_keeps_the_flush_setting(
         runtime.flush_denormals(False)
     assert record["test"]["NDCG@10"] > 0
     assert "not flushed" not in (tmp_path / "train.log").read_text()
+
+
+def test_the_source_digest_changes_with_any_source_file(tmp_path, monkeypatch):
+    """Sessions name the code that trained them: a run resumed after the code changed must say so."""
+    (tmp_path / "models").mkdir()
+    (tmp_path / "runtime.py").write_text("")
+    monkeypatch.setattr(runtime, "__file__", str(tmp_path / "runtime.py"))
+    digests = []
+    for text in ("x = 1\n", "x = 2\n"):
+        (tmp_path / "models" / "a.py").write_text(text)
+        runtime.source_digest.cache_clear()
+        digests.append(runtime.source_digest())
+    runtime.source_digest.cache_clear()
+    assert len(digests[0]) == 12 and digests[0] != digests[1]

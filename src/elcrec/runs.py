@@ -300,8 +300,9 @@ def result_record(
 ) -> dict[str, Any]:
     """metrics.json: what was measured, under which protocol. `history` holds every epoch's loss, named loss
     terms, seconds and validation metrics, `sessions` where the training ran: the first epoch of each
-    process that trained or resumed it, with its machine, torch threads and process count (both empty for an
-    imported run, which has no training)."""
+    process that trained or resumed it, with its machine, torch threads, process count and code (the elcrec
+    version and a digest of its source: runtime.source_digest) (both empty for an imported run, which has no
+    training)."""
     return {
         "model": config.model,
         "data": config.data_name,

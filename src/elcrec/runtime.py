@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import hashlib
 import os
 import platform
 import random
@@ -206,6 +207,16 @@ def describe_machine(device: str = "cpu", threads: bool = True) -> str:
     if device != "cpu" and torch.cuda.is_available():
         text += f", {torch.cuda.get_device_name()}"
     return text
+
+
+@functools.cache
+def source_digest() -> str:
+    """The first 12 hex digits of a sha256 over the package's source files (their paths and contents): which
+    code computed something, a change committed or not included."""
+    digest, root = hashlib.sha256(), Path(__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        digest.update(f"{path.relative_to(root).as_posix()}\n".encode() + path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def seed_everything(seed: int) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import distributed
+from .. import __version__, distributed
 from ..config import Config, preset_values
 from ..data import SequenceData, eval_set, load_dataset, train_set
 from ..evaluation import evaluate, format_metrics
@@ -52,7 +52,14 @@ from ..runs import (
     training_lock,
     write_json,
 )
-from ..runtime import denormals_flushed, describe_machine, has_native, resolve_device, seed_everything
+from ..runtime import (
+    denormals_flushed,
+    describe_machine,
+    has_native,
+    resolve_device,
+    seed_everything,
+    source_digest,
+)
 from .negatives import NegativeSampler
 from .step import AMP_DTYPES, Step, TrainTensors, make_batch
 from .tracking import open_tracker
@@ -377,6 +384,7 @@ class Trainer:
                     "first_epoch": self.first_epoch,
                     "machine": describe_machine(self.device.type),
                     "processes": self.world,
+                    "code": f"elcrec {__version__}, source sha256 {source_digest()}",
                 }
             )
         for epoch in range(self.first_epoch, last):
