@@ -106,6 +106,7 @@ def files(tmp_path_factory):
     ):
         pq.write_table(pa.table({"user_id": [1, 1], "item_id": ids, "timestamp": [1, 2]}), root / f"{name}.parquet")
     (root / "folder").mkdir()
+    (root / "folder.npy").mkdir()
     (root / "rechorus").mkdir()
     (root / "rechorus" / "train.csv").write_text("user_id\titem_id\ttime\n1\t2\t3\n")
     np.save(root / "wide.npy", np.zeros((7, 4), dtype=np.float32))
@@ -274,7 +275,7 @@ CASES = [
     ("another dataset", ["evaluate", "{root}/run", "--data", "{root}/other.txt"], "was trained on synthetic"),
     ("split name", ["evaluate", "{root}/run", "--split", "train"], "choose valid or test"),
     ("cut-offs", ["evaluate", "{root}/run", "--ks", "a,b"], "give cut-offs like 5,10,20"),
-    ("cut-off 0 to evaluate", ["evaluate", "{root}/run", "--ks", "0"], "cut-offs must be at least 1"),
+    ("cut-off 0 to evaluate", ["evaluate", "{root}/run", "--ks", "0"], "cut-offs must be 1 to"),
     ("a cut-off twice", ["evaluate", "{root}/run", "--ks", "5,5,10"], "give each cut-off once"),
     ("eval_ks twice", ["train", *TINY, "--eval-ks", "5,5"], "eval_ks=[5, 5]: give each cut-off once"),
     ("masking name", ["evaluate", "{root}/run", "--mask-history", "zero"], "choose one of none, exclude, reference"),
@@ -282,7 +283,7 @@ CASES = [
     (
         "a threshold for the share rule",  # the groups stayed share's: the threshold did nothing
         ["evaluate", "{root}/run", "--long-tail", "--tail-item-threshold", "5"],
-        "give --long-tail-groups thresholds too",
+        "(the run's long_tail): give --long-tail-groups thresholds",
     ),
     ("intents of sasrec", ["intents", "{root}/run"], "learns no intents"),
     ("report of an unfinished run", ["report", "{root}/unfinished"], "needs a finished run"),
@@ -365,6 +366,25 @@ CASES = [
         ["embed-items", "{root}/none.csv", "--data", "{root}/other.txt", "--out", "{root}/e.txt"],
         "written as a .npy file",
     ),
+    (  # it failed when writing, after embedding every text
+        "embeddings into a folder",
+        ["embed-items", "{root}/none.csv", "--data", "{root}/other.txt", "--out", "{root}/folder.npy"],
+        "folder.npy is a folder: give the .npy file to write",
+    ),
+    ("a report into a file", ["report", "{root}/run", "--out", "{root}/letters.txt"], "letters.txt is a file"),
+    ("cut-offs beyond counting", ["evaluate", "{root}/run", "--ks", "99999999999999999999"], "cut-offs must be 1 to"),
+    ("no cut-offs", ["evaluate", "{root}/run", "--ks", ""], "--ks '': give cut-offs like 5,10,20"),
+    (
+        "negatives beyond counting",
+        ["evaluate", "{root}/run", "--sampled-negatives", "99999999999999999999"],
+        "sampled_negatives=99999999999999999999: must be 0 (every item) to 2147483647",
+    ),
+    (  # HR@10 among 5 negatives and the target: every user a hit
+        "a cut-off above the sampled negatives",
+        ["evaluate", "{root}/run", "--sampled-negatives", "5", "--ks", "10"],
+        "a cut-off above sampled_negatives=5 counts every user a hit",
+    ),
+    ("train on sampled negatives", ["train", *TINY, "--sampled-negatives", "5"], "a cut-off above 5 counts every"),
 ]
 
 

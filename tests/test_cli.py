@@ -24,8 +24,10 @@ def test_train_evaluate_recommend(tmp_path):
     saved = json.loads((run / "config.json").read_text())
     assert saved["epochs"] == 1 and saved["hidden_size"] == 16  # flag beats file, file beats default
 
+    (run / "report.html").write_text("the report of epoch 0")  # derived from weights about to change
     result = invoke("train", "--resume", run, "--epochs", 2)  # a finished run given a larger budget trains on
     assert result.exit_code == 0 and len(json.loads((run / "metrics.json").read_text())["history"]) == 2
+    assert not (run / "report.html").exists()
 
     result = invoke("evaluate", run, "--split", "valid", "--json", "--ks", "1,5")
     assert result.exit_code == 0, result.output

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from elcrec import Config
-from elcrec.data import EvalSet, eval_set
+from elcrec.data import EvalSet, eval_set, train_set
 from elcrec.evaluation import RankingMetrics, evaluate, pessimistic_rank
 from elcrec.models import SequentialRecommender, build_model
 
@@ -197,7 +197,20 @@ def test_evaluate_takes_one_cut_off_and_refuses_what_it_cannot_rank(tiny_data):
     split = eval_set(tiny_data, 20, "test")
     assert set(evaluate(model, split, ks=10)) == {"HR@10", "NDCG@10", "MRR@10"}
     for ks in ((0,), (), (2.5,), (True,)):  # HR@0 came back 0
-        with pytest.raises(ValueError, match="cut-offs of 1 or more"):
+        with pytest.raises(ValueError, match="cut-offs of 1 to"):
             evaluate(model, split, ks=ks)
     with pytest.raises(TypeError, match=r"not a Run \(a Run holds one: run.model\)"):
         evaluate(Run(model, Config(), tiny_data.item_ids, None), split)
+
+
+def test_among_sampled_negatives_a_broken_score_never_hits(tiny_data):
+    """A NaN target ranked last among the sampled items counted as a hit at every cut-off above their number."""
+    model = build_model(Config(model="pop"), tiny_data.n_items)
+    model.prepare(train_set(tiny_data, 20))
+    split = eval_set(tiny_data, 20, "test")
+    model.counts.fill_(float("nan"))
+    assert evaluate(model, split, ks=(5, 10), sampled_negatives=10) == pytest.approx(
+        {f"{m}@{k}": 0.0 for m in ("HR", "NDCG", "MRR") for k in (5, 10)}
+    )
+    with pytest.raises(ValueError, match="a cut-off above sampled_negatives=10 counts every user a hit"):
+        evaluate(model, split, ks=(11,), sampled_negatives=10)

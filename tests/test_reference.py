@@ -81,3 +81,31 @@ def test_a_checkpoint_refuses_data_with_other_item_ids(beauty):
         pytest.skip(f"{path} not found: the reference checkpoint lives in ../shared/reference")
     with pytest.raises(ValueError, match="ids go up to 12101 .* it belongs to other data"):
         import_reference(path, beauty.item_ids[beauty.item_ids < 11925], preset="beauty")
+
+
+def test_an_import_over_a_run_leaves_nothing_of_it(tmp_path):
+    """import-reference --overwrite removed only metrics.json: the old run's data fingerprint, training state,
+    log, report and intents stayed, describing another model (evaluate --data then refused the right data)."""
+    from typer.testing import CliRunner
+
+    from elcrec import Config
+    from elcrec.cli.main import app
+    from elcrec.training import train
+
+    checkpoint = REFERENCE_DIR / "ELCRec-Beauty-1.pt"
+    if not checkpoint.is_file():
+        pytest.skip(f"{checkpoint} not found")
+    run = tmp_path / "run"
+    config = Config(synthetic_users=150, synthetic_items=50, hidden_size=16, epochs=1, output_dir=str(run))
+    train(config, progress=False)
+    for name in ("report.html", "intents.csv"):
+        (run / name).write_text("of the old run")
+    result = CliRunner().invoke(app, ["import-reference", str(checkpoint), "--preset", "beauty", "--out", str(run)])
+    assert result.exit_code == 2 and "already holds a run" in result.output
+    args = ["import-reference", str(checkpoint), "--preset", "beauty", "--out", str(run), "--overwrite"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert sorted(path.name for path in run.iterdir() if not path.name.startswith(".")) == [
+        "config.json",
+        "items.json",
+        "model.pt",
+    ]

@@ -212,6 +212,7 @@ READ_BY = {
 METRIC_NAMES = ("HR", "NDCG", "MRR")  # ranking metrics, each at every cut-off k of eval_ks
 FLOAT32_MAX = 3.4028234663852886e38
 SEED_MAX = 2**31 - 1  # numpy takes seeds below 2**32, faiss's k-means a C int
+INT32_MAX = 2**31 - 1  # cut-offs and sampled negatives: counts of items, which index tensors
 MIN_TEMPERATURE = 1e-3  # the NT-Xent papers use 0.05..1; at 1e-30 the loss (~1/t) overflows Adam's moments to inf
 
 
@@ -555,6 +556,14 @@ class Config:
             raise ConfigError(f"eval_ks={self.eval_ks}: give one or more cut-offs >= 1")
         if len(set(self.eval_ks)) < len(self.eval_ks):
             raise ConfigError(f"eval_ks={list(self.eval_ks)}: give each cut-off once")
+        for name, largest in (("eval_ks", max(self.eval_ks)), ("sampled_negatives", self.sampled_negatives)):
+            if largest > INT32_MAX:
+                raise ConfigError(f"{name}={getattr(self, name)}: must be at most {INT32_MAX}")
+        if self.sampled_negatives and max(self.eval_ks) > self.sampled_negatives:
+            raise ConfigError(
+                f"eval_ks={list(self.eval_ks)}: with sampled_negatives={self.sampled_negatives} a target ranks among "
+                f"{self.sampled_negatives + 1} items: a cut-off above {self.sampled_negatives} counts every user a hit"
+            )
         name, _, k = self.metric.partition("@")
         canonical = f"{name.upper()}@{int(k)}" if k.isascii() and k.isdigit() else ""
         if name.upper() not in METRIC_NAMES or not canonical or int(k) not in self.eval_ks:

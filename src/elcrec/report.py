@@ -41,13 +41,18 @@ def write_report(
     if metrics is None and run.path is not None and run.path.is_file():
         raise RunError(f"{run.path} is an exported model, which holds no training record: give its run folder")
     if metrics is None:
-        raise RunError(f"{run.path / METRICS_FILE} not found: the report needs a finished run (elcrec train)")
+        raise RunError(
+            f"{run.path / METRICS_FILE} not found: the report needs a finished run's result (training writes it when "
+            "it ends; import-reference when given --data FILE)"
+        )
+    out = Path(out) if out else run.path
+    if out.exists() and not out.is_dir():
+        raise RunError(f"{out} is a file: the report needs a folder for {REPORT_FILE} and its figures")
     config = run.config.replace(data=data) if data else run.config
     dataset = None
     if data or isinstance(run.model, IntentModel):  # the page names the data: other data is refused
         dataset = run.load_data(data)
         run.check_data(dataset)
-    out = Path(out) if out else run.path
     out.mkdir(parents=True, exist_ok=True)
 
     figures = {"training curves": training_curves(metrics["history"], config.metric)} if metrics["history"] else {}

@@ -143,7 +143,17 @@ def remove_stale_writes(folder: Path) -> None:
 def remove_run(folder: Path) -> None:
     """Delete a run's files and what report and intents derived from it, before another run replaces it
     (--overwrite); files of other names stay."""
-    for pattern in (*RUN_FILES, *DERIVED_FILES):
+    _remove(folder, (*RUN_FILES, *DERIVED_FILES))
+
+
+def remove_results(folder: Path) -> None:
+    """Delete a run's result (metrics.json) and what report and intents derived from it, before its weights
+    change (it trains on, or starts again)."""
+    _remove(folder, (METRICS_FILE, *DERIVED_FILES))
+
+
+def _remove(folder: Path, patterns: tuple[str, ...]) -> None:
+    for pattern in patterns:
         for path in folder.glob(pattern):
             if not path.is_dir():
                 path.unlink(missing_ok=True)

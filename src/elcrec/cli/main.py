@@ -22,7 +22,7 @@ from typing import Any
 import typer
 
 from .. import __version__
-from ..config import Config, config_fields, read_config_file
+from ..config import INT32_MAX, Config, config_fields, read_config_file
 
 app = typer.Typer(
     add_completion=False,
@@ -527,7 +527,6 @@ def evaluate(
     given = dict(
         data=data,
         mask_history=mask_history,
-        sampled_negatives=sampled_negatives,
         long_tail=long_tail_groups,
         tail_item_threshold=tail_item_threshold,
         short_user_threshold=short_user_threshold,
@@ -535,11 +534,13 @@ def evaluate(
     config = run.config.replace(**{k: v for k, v in given.items() if v is not None})
     given_thresholds = [flag for flag, value in thresholds.items() if value is not None]
     if given_thresholds and config.long_tail != "thresholds":
+        source = "--long-tail-groups" if long_tail_groups else "the run's long_tail"
         fail(
-            f"{' and '.join(given_thresholds)} set the thresholds rule, but the groups follow {config.long_tail} (the "
-            "run's long_tail): give --long-tail-groups thresholds too"
+            f"{' and '.join(given_thresholds)} set the thresholds rule, but the groups follow {config.long_tail} "
+            f"({source}): give --long-tail-groups thresholds"
         )
-    cutoffs = _parse_ks(ks) if ks else config.eval_ks
+    cutoffs = _parse_ks(ks) if ks is not None else config.eval_ks
+    negatives = config.sampled_negatives if sampled_negatives is None else sampled_negatives  # checked with cutoffs
     dataset = run.load_data(data)
     run.check_data(dataset)
     users = eval_set(dataset, config.max_len, split)
@@ -549,7 +550,7 @@ def evaluate(
         users,
         ks=cutoffs,
         mask_history=config.mask_history,
-        sampled_negatives=config.sampled_negatives,
+        sampled_negatives=negatives,
         batch_size=config.eval_batch_size,
         seed=config.seed,
         groups=groups,
@@ -557,11 +558,7 @@ def evaluate(
     if as_json:
         echo_json(result)
         return
-    mode = (
-        f"{config.sampled_negatives} sampled negatives"
-        if config.sampled_negatives
-        else f"full ranking, mask_history={config.mask_history}"
-    )
+    mode = f"{negatives} sampled negatives" if negatives else f"full ranking, mask_history={config.mask_history}"
     typer.echo(f"{dataset.summary()}\n{split} ({mode}):")
     if groups:
         rule = (
@@ -584,8 +581,8 @@ def _parse_ks(text: str) -> tuple[int, ...]:
         ks = tuple(int(k) for k in text.split(","))
     except ValueError:
         raise ValueError(f"--ks {text!r}: give cut-offs like 5,10,20") from None
-    if min(ks) < 1:
-        raise ValueError(f"--ks {text!r}: cut-offs must be at least 1")
+    if not 1 <= min(ks) <= max(ks) <= INT32_MAX:
+        raise ValueError(f"--ks {text!r}: cut-offs must be 1 to {INT32_MAX}")
     if len(set(ks)) < len(ks):
         raise ValueError(f"--ks {text!r}: give each cut-off once")
     return ks
@@ -906,6 +903,8 @@ def embed_items(
 
     if out.suffix.lower() != ".npy":  # --item-text reads a matrix by this suffix, and a table by others
         fail(f"--out {out}: embeddings are written as a .npy file (e.g. {out.with_suffix('.npy')})")
+    if out.is_dir():
+        fail(f"--out {out} is a folder: give the .npy file to write, e.g. {out / 'embeddings.npy'}")
     if data is None and config is None:
         fail("give the interaction log: --data, or --config with its data and preprocessing")
     on = start(device, threads)
@@ -934,15 +933,24 @@ def import_reference(
     threads: int = typer.Option(0, min=0, help=THREADS_HELP),
 ) -> None:
     """Convert a reference checkpoint into an elcrec run folder (and evaluate it on --data)."""
-    from ..data import eval_set, load_dataset
-    from ..evaluation import evaluate as run_evaluation
-    from ..evaluation import metrics_table
-    from ..models.reference import import_reference as convert
-    from ..runs import METRICS_FILE, MODEL_FILE, fingerprint, result_record, save_run, write_json
+    from ..runs import MODEL_FILE, training_lock
 
     if (out / MODEL_FILE).is_file() and not overwrite:
         fail(f"{out} already holds a run ({MODEL_FILE}): choose another --out, or --overwrite it")
     start("cpu", threads)
+    with training_lock(out):  # not a folder another process is training in
+        _import_reference(checkpoint, out, data, num_heads, preset, mask_history, overwrite)
+
+
+def _import_reference(
+    checkpoint: Path, out: Path, data: str | None, num_heads: int, preset: str, mask_history: str, overwrite: bool
+) -> None:
+    from ..data import eval_set, load_dataset
+    from ..evaluation import evaluate as run_evaluation
+    from ..evaluation import metrics_table
+    from ..models.reference import import_reference as convert
+    from ..runs import METRICS_FILE, fingerprint, remove_run, result_record, save_run, write_json
+
     dataset = load_dataset(Config(data=data)) if data else None
     model, config, left = convert(
         checkpoint,
@@ -955,7 +963,8 @@ def import_reference(
     )
     config = absolute_paths(config)
     item_ids = dataset.item_ids if dataset is not None else range(1, model.encoder.item_embeddings.num_embeddings)
-    (out / METRICS_FILE).unlink(missing_ok=True)  # an overwritten run's result is no longer true
+    if overwrite:  # nothing of the run it replaces stays: its data fingerprint, state, log, report, intents
+        remove_run(out)
     save_run(out, model, config, item_ids, None if dataset is None else fingerprint(dataset))
     typer.echo(
         f"imported {config.model}: {config.num_layers} layer(s), hidden {config.hidden_size}, "

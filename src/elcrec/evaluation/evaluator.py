@@ -22,7 +22,7 @@ import numbers
 import numpy as np
 import torch
 
-from ..config import CHOICES
+from ..config import CHOICES, INT32_MAX
 from ..data import EvalSet
 from ..distributed import rank, world_size
 from ..models import SequentialRecommender, evaluating, model_device
@@ -49,8 +49,12 @@ def evaluate(
         hint = " (a Run holds one: run.model)" if held else ""
         raise TypeError(f"evaluate scores a model, not a {type(model).__name__}{hint}")
     ks = (ks,) if isinstance(ks, numbers.Integral) else tuple(ks)
-    if not ks or any(isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1 for k in ks):
-        raise ValueError(f"ks={ks}: give one or more whole cut-offs of 1 or more")
+    if not ks or any(isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= INT32_MAX for k in ks):
+        raise ValueError(f"ks={ks}: give one or more whole cut-offs of 1 to {INT32_MAX}")
+    if not 0 <= sampled_negatives <= INT32_MAX:
+        raise ValueError(f"sampled_negatives={sampled_negatives}: must be 0 (every item) to {INT32_MAX}")
+    if sampled_negatives and max(ks) > sampled_negatives:  # the target ranks among sampled_negatives + 1 items
+        raise ValueError(f"ks={ks}: a cut-off above sampled_negatives={sampled_negatives} counts every user a hit")
     if mask_history not in CHOICES["mask_history"]:
         raise ValueError(f"mask_history={mask_history!r}: choose one of {', '.join(CHOICES['mask_history'])}")
     with evaluating(model):
@@ -85,12 +89,13 @@ def _evaluate(
         if sampled_negatives:
             keys = _negative_keys(seed, torch.from_numpy(users).to(device), scores.shape[1])
             ranks = _sampled_ranks(scores, target, rows, cols, sampled_negatives, keys)
+            target_scores = scores.gather(1, target[:, None]).squeeze(1)
         else:
             if mask_history != "none":
                 scores.index_put_((rows, cols), scores.new_tensor(MASK_VALUES[mask_history]))
             target_scores = scores.gather(1, target[:, None]).squeeze(1)
             ranks = pessimistic_rank(scores, target_scores)
-            ranks[target_scores == float("-inf")] = torch.iinfo(ranks.dtype).max  # excluded: never hit, at any k
+        ranks[target_scores == float("-inf")] = torch.iinfo(ranks.dtype).max  # excluded or NaN: never hit, at any k
         metrics.update(ranks)
         for mask, group_metrics in groups.values():
             group_metrics.update(ranks[mask[users].to(device)])

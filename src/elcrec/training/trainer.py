@@ -42,6 +42,7 @@ from ..runs import (
     load_run,
     read_pt,
     read_settings,
+    remove_results,
     remove_run,
     remove_stale_writes,
     result_record,
@@ -225,7 +226,7 @@ class Trainer:
         if state is None:
             self.model.prepare(split)
             if self.main:
-                (config.run_dir / METRICS_FILE).unlink(missing_ok=True)  # a result whose weights were deleted
+                remove_results(config.run_dir)  # a result (and its report) whose weights were deleted
                 save_settings(config.run_dir, config, self.data.item_ids, self.fingerprint)  # what a resume reads
         if self.world > 1:
             torch.manual_seed(process_seed(config.seed, distributed.rank()))  # each its own dropout and views
@@ -239,7 +240,7 @@ class Trainer:
             if self.main:
                 write_json(config.run_dir / CONFIG_FILE, config.to_dict())  # the budget it resumes with (EXTENSIBLE)
                 if self.first_epoch < config.epochs and not self.stopped:  # a finished run given a larger budget
-                    (config.run_dir / METRICS_FILE).unlink(missing_ok=True)
+                    remove_results(config.run_dir)  # its weights change: the result and its report go
         else:
             # the state before the weights: a run stopped from here on resumes from the start, and one stopped
             # before it holds no model.pt, so the same command starts it again
