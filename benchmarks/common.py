@@ -27,8 +27,13 @@ ZERO_MODELS = ("cl4srec", "iclrec", "elcrec")
 MATMUL_SIZE = 4096  # the matmul that measures the peak
 
 
+def data_file(dataset: str) -> Path:
+    """Where a benchmark file is looked for (dataset_path: that it is there)."""
+    return DATA_DIR / f"{FILES[dataset]}.txt"
+
+
 def dataset_path(dataset: str) -> Path:
-    path = DATA_DIR / f"{FILES[dataset]}.txt"
+    path = data_file(dataset)
     if not path.is_file():
         raise SystemExit(f"{path} not found: set ELCREC_DATA_DIR to the folder holding the benchmark files")
     return path

@@ -2,19 +2,22 @@
 seed, benchmarks/paper.toml) in order, and regenerate benchmarks/results/paper-table.md after each.
 
     python benchmarks/reproduce.py --threads 1                      # the whole manifest, resumable
-    python benchmarks/reproduce.py --only beauty:elcrec --threads 2 # the cells of one dataset and model
+    python benchmarks/reproduce.py --only beauty:elcrec --threads 2 # the main ELCRec cells of one dataset
     python benchmarks/reproduce.py --table                          # only regenerate the table
     python benchmarks/reproduce.py --status                         # where each cell stands
 
 Runs go to runs/reproduce/<dataset>/<model>-seed<seed> (never committed). A cell whose committed record was
-trained with the same settings is read back, also in a clone without its run folder; an interrupted run continues
-from its training_state.pt (started again, the campaign picks up where it stopped). Workers can share the
-manifest, one per core (each with --threads 1): a cell another worker is training is skipped
-(elcrec.runs.training_lock). For each finished run, its config.json and metrics.json (every epoch's loss and
-validation metrics, the test metrics) are copied to benchmarks/results/paper/<dataset>/<model>-seed<seed>/
-(config.json with paths relative to the repository root) with run.json: the test metrics with seen items
-excluded, the engine variant and the machine (the GPU too, when the run used one).
-Data comes from ELCREC_DATA_DIR (default ../shared/data); the paper's numbers from REFERENCE_NUMBERS.md.
+trained with the same settings (and, where the record names it, on the same data) is read back, also in a clone
+without its run folder, unless --retrain; a record with other settings is stale: the cell trains again. An
+interrupted run continues from its training_state.pt (started again, the campaign picks up where it stopped); a
+run folder holding a run the cell cannot continue is moved aside. Workers can share the manifest, one per core
+(each with --threads 1): a cell another worker is training is skipped (elcrec.runs.training_lock). For each
+finished run, its config.json and metrics.json (every epoch's loss and validation metrics, the test metrics) are
+copied to benchmarks/results/paper/<dataset>/<model>-seed<seed>/ (config.json with paths relative to the
+repository root) with run.json: the test metrics with seen items excluded, the engine variant, the machines, the
+commit and code that made it and the data's sha256. Another manifest than benchmarks/paper.toml keeps its runs,
+records and tables in runs/reproduce-<its name>/.
+Data comes from ELCREC_DATA_DIR (default ../shared/data); the paper's numbers from REFERENCE_NUMBERS.md beside it.
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ import argparse
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +39,8 @@ from common import (
     FILES,
     ROOT,
     VARIANTS,
-    benchmark_config,
+    data_file,
+    dataset_path,
     epochs_by_machine,
     machines_of,
     recorded_with,
@@ -47,6 +53,9 @@ if sys.version_info >= (3, 11):
 else:
     import tomli as tomllib
 
+PAPER_MANIFEST = ROOT / "benchmarks" / "paper.toml"
+MANIFEST = PAPER_MANIFEST  # the manifest in use (use_manifest), which the table's header names
+RUNS = ROOT / "runs" / "reproduce"
 RESULTS = ROOT / "benchmarks" / "results"
 TABLE_NAMES = {"beauty": "Beauty", "sports": "Sports", "toys": "Toys", "yelp": "Yelp"}
 PAPER_COLUMNS = {
@@ -59,9 +68,31 @@ PAPER_COLUMNS = {
 METRICS = ("HR@5", "HR@20", "NDCG@5", "NDCG@20")
 
 
+def use_manifest(path: Path) -> None:
+    """Where `path`'s runs, records and tables go: benchmarks/paper.toml's to runs/reproduce and the committed
+    benchmarks/results; any other manifest's to runs/reproduce-<its stem>/ and its results/ folder, so that a
+    trial never writes over the campaign's records or trains in its run folders."""
+    global MANIFEST, RUNS, RESULTS
+    MANIFEST = path
+    if path.resolve() != PAPER_MANIFEST.resolve():
+        RUNS = ROOT / "runs" / f"reproduce-{path.stem}"
+        RESULTS = RUNS / "results"
+
+
+def shown(path: Path) -> str:
+    """`path` from the repository root when it lies inside it, as the table and the messages name files."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def reference_file() -> Path:
+    return DATA_DIR.parent / "docs" / "REFERENCE_NUMBERS.md"
+
+
 def paper_numbers() -> dict[tuple[str, str], dict[str, float]]:
-    """{(dataset, model): {metric: value}} from the paper's table in REFERENCE_NUMBERS.md (empty without it)."""
-    path = DATA_DIR.parent / "docs" / "REFERENCE_NUMBERS.md"
+    """{(dataset, model): {metric: value}} from the paper's table in REFERENCE_NUMBERS.md (empty without it:
+    --status shows no paper numbers then; main refuses to write a table without them)."""
+    path = reference_file()
     if not path.is_file():
         return {}
     lines = [line for line in path.read_text().splitlines() if line.startswith("| ")]
@@ -84,89 +115,168 @@ def read_manifest(path: Path) -> tuple[dict, list[dict]]:
     the ablation figure, or ""), label}. A [[cells]] group names `models`, or `ablations`: ELCRec's ablation
     variants (training.experiments.ABLATIONS); ELCRec itself and B are the main cells of ELCRec and CL4SRec
     (ABLATION_MODELS). A group with a `label` trains its cells again apart from the main ones, e.g. under another
-    variant to explain a gap: named <model>-<label>-seed<n>, a row of their own in the table."""
-    from elcrec.training.experiments import ABLATION_MODELS, ABLATIONS
+    variant to explain a gap: named <model>-<label>-seed<n>, a row of their own in the table. Any mistake is one
+    SystemExit naming the file, before anything trains."""
+    from elcrec.config import ConfigError
+    from elcrec.training.experiments import ABLATIONS
 
-    manifest = tomllib.loads(path.read_text())
+    manifest = parse_manifest(path)
+    defaults, groups = manifest.get("defaults", {}), manifest.get("cells", [])
+    if not isinstance(defaults, dict):
+        raise SystemExit(f"{path}: defaults must be a table ([defaults])")
+    own = {"data", "preset", "model", "seed", "output_dir", *(key for v in VARIANTS.values() for key in v)}
+    own |= {key for switches in ABLATIONS.values() for key in switches}  # an ablation cell's
+    if taken := sorted(set(defaults) & own):
+        raise SystemExit(f"{path}: [defaults] sets {taken}, which each cell sets itself (its variant, seed, ...)")
+    if not groups or not isinstance(groups, list) or not all(isinstance(group, dict) for group in groups):
+        raise SystemExit(f"{path}: no [[cells]] groups: nothing to train")
+    first: dict[str, dict] = {}  # a cell named twice (an ablation variant that is a main cell) counts once, where first
+    for cell in (cell for group in groups for cell in group_cells(path, group)):
+        kept = first.setdefault(cell_name(cell), cell)
+        if kept["variant"] != cell["variant"]:  # which one trains would depend on the order of the groups
+            raise SystemExit(f"{path}: {cell_name(cell)} is listed twice, as {kept['variant']} and {cell['variant']}")
+        kept["figure"] = kept["figure"] or cell["figure"]
+    for cell in first.values():  # the settings a run refuses, refused now rather than when its turn comes
+        try:
+            cell_config(cell, defaults)
+        except ConfigError as error:
+            raise SystemExit(f"{path}: {cell_name(cell)}: {error}") from None
+    return defaults, list(first.values())
+
+
+def parse_manifest(path: Path) -> dict:
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise SystemExit(f"{path}: cannot be read as a manifest ({error.strerror})") from None
+    try:
+        manifest = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise SystemExit(f"{path}: not valid TOML ({error})") from None
     if set(manifest) - {"defaults", "cells"}:
         raise SystemExit(f"{path}: unknown table(s) {sorted(set(manifest) - {'defaults', 'cells'})}")
+    return manifest
+
+
+def group_cells(path: Path, group: dict) -> list[dict]:
+    """The cells of one [[cells]] group, in its order: datasets, then its models or ablations, then seeds."""
+    from elcrec.models import MODELS
+    from elcrec.training.experiments import ABLATION_MODELS, ABLATIONS
+
+    kinds = [key for key in ("models", "ablations") if key in group]
+    if len(kinds) != 1:
+        raise SystemExit(f"{path}: each [[cells]] group names either models or ablations, not {kinds or 'neither'}")
+    names = kinds[0]
+    unknown = set(group) - {"datasets", names, "seeds", "variant", "label"}
+    if unknown:
+        raise SystemExit(f"{path}: unknown cells key(s) {sorted(unknown)}")
+    label, variant = group.get("label", ""), group.get("variant", "fast")
+    if not isinstance(label, str) or not re.fullmatch(r"[a-z0-9-]*", label):
+        raise SystemExit(f"{path}: label {label!r}: lower-case letters, digits and - only")
+    if not isinstance(variant, str) or variant not in VARIANTS:
+        raise SystemExit(f"{path}: variant {variant!r}: choose among {', '.join(VARIANTS)}")
+    choices = {"datasets": FILES, "models": MODELS, "ablations": ABLATIONS}
+    for key in ("datasets", names):
+        for name in listed(path, group, key, lambda name: isinstance(name, str), "names"):
+            if name not in choices[key]:
+                raise SystemExit(f"{path}: {key[:-1]} {name!r}: choose among {', '.join(choices[key])}")
+    seeds = listed(path, group, "seeds", lambda seed: type(seed) is int and seed >= 0, "integers of 0 or more")
     cells = []
-    for group in manifest.get("cells", []):
-        kinds = [key for key in ("models", "ablations") if key in group]
-        if len(kinds) != 1:
-            raise SystemExit(f"{path}: each [[cells]] group names either models or ablations, not {kinds or 'neither'}")
-        names = kinds[0]
-        unknown = set(group) - {"datasets", names, "seeds", "variant", "label"}
-        if unknown:
-            raise SystemExit(f"{path}: unknown cells key(s) {sorted(unknown)}")
-        if not re.fullmatch(r"[a-z0-9-]*", group.get("label", "")):
-            raise SystemExit(f"{path}: label {group['label']!r}: lower-case letters, digits and - only")
-        if group.get("variant", "fast") not in VARIANTS:
-            raise SystemExit(f"{path}: variant {group['variant']!r}: choose among {', '.join(VARIANTS)}")
-        for dataset in group["datasets"]:
-            if dataset not in FILES:
-                raise SystemExit(f"{path}: dataset {dataset!r}: choose among {', '.join(FILES)}")
-            for name in group[names]:
-                if names == "ablations" and name not in ABLATIONS:
-                    raise SystemExit(f"{path}: ablation {name!r}: choose among {', '.join(ABLATIONS)}")
-                figure = name if names == "ablations" else ""
-                model = ABLATION_MODELS.get(figure, "elcrec") if figure else name
-                for seed in group["seeds"]:
-                    cells.append(
-                        {
-                            "dataset": dataset,
-                            "model": model,
-                            "seed": seed,
-                            "variant": group.get("variant", "fast"),
-                            "ablation": "" if figure in ABLATION_MODELS else figure,
-                            "figure": figure,
-                            "label": group.get("label", ""),
-                        }
-                    )
-    first: dict[str, dict] = {}  # a cell named twice (an ablation variant that is a main cell) counts once, where first
-    for cell in cells:
-        kept = first.setdefault(cell_name(cell), cell)
-        kept["figure"] = kept["figure"] or cell["figure"]
-    return manifest.get("defaults", {}), list(first.values())
+    for dataset in group["datasets"]:
+        for name in group[names]:
+            figure = name if names == "ablations" else ""
+            model = ABLATION_MODELS.get(figure, "elcrec") if figure else name
+            ablation = "" if figure in ABLATION_MODELS else figure
+            for seed in seeds:
+                cells.append(
+                    {
+                        "dataset": dataset,
+                        "model": model,
+                        "seed": seed,
+                        "variant": variant,
+                        "ablation": ablation,
+                        "figure": figure,
+                        "label": label,
+                    }
+                )
+    return cells
+
+
+def listed(path: Path, group: dict, key: str, valid: Callable[[object], bool], what: str) -> list:
+    """group[key], which must be a list of one or more `valid` values (a string would be read as its letters)."""
+    if key not in group:
+        raise SystemExit(f"{path}: a [[cells]] group without {key}")
+    values = group[key]
+    if not isinstance(values, list) or not values or not all(valid(value) for value in values):
+        raise SystemExit(f"{path}: {key} = {values!r}: give a list of one or more {what}")
+    return values
 
 
 def cell_name(cell: dict) -> str:
+    return f"{cell['dataset']}/{run_name(cell)}-seed{cell['seed']}"
+
+
+def run_name(cell: dict) -> str:
+    """The cell's name without its dataset and seed: its model, ablation and label (elcrec-bicl, sasrec-float32)."""
     ablation = f"-{cell['ablation'].lower().replace('+', '')}" if cell["ablation"] else ""
     label = f"-{cell['label']}" if cell["label"] else ""
-    return f"{cell['dataset']}/{cell['model']}{ablation}{label}-seed{cell['seed']}"
+    return f"{cell['model']}{ablation}{label}"
+
+
+def chosen_cells(cells: list[dict], only: str, manifest: Path) -> list[dict]:
+    """The cells --only names, in the manifest's order: comma-separated DATASET[:NAME[:SEED]], NAME as run_name
+    gives it (elcrec names the main ELCRec cells, elcrec-bicl an ablation's); each part must name a cell."""
+    if not only:
+        return cells
+    names: set[str] = set()
+    for part in only.split(","):
+        wanted = part.split(":")
+        named = {cell_name(c) for c in cells if [c["dataset"], run_name(c), str(c["seed"])][: len(wanted)] == wanted}
+        if not part or not named:
+            raise SystemExit(f"--only {only!r}: {part!r} names no cell of {manifest}")
+        names |= named
+    return [cell for cell in cells if cell_name(cell) in names]
 
 
 def cell_config(cell: dict, defaults: dict):
+    """The cell's run settings: its dataset's preset for its model, the manifest's defaults, its variant's and
+    ablation's switches. The data file need not be there: --status and the tables compare settings only."""
+    from elcrec import Config
     from elcrec.training.experiments import ABLATIONS
 
     switches = ABLATIONS[cell["ablation"]] if cell["ablation"] else {}
-    return benchmark_config(
-        cell["dataset"],
-        cell["model"],
+    return Config(
+        data=str(data_file(cell["dataset"])),
+        preset=cell["dataset"],
+        model=cell["model"],
         seed=cell["seed"],
         **defaults,
         **VARIANTS[cell["variant"]],
         **switches,
-        output_dir=str(ROOT / "runs" / "reproduce" / cell_name(cell)),
+        output_dir=str(RUNS / cell_name(cell)),
     )
 
 
-def run_cell(cell: dict, defaults: dict, data) -> None:
-    """Train (or read back, or resume) one cell and copy its record to benchmarks/results/paper/."""
+def run_cell(cell: dict, defaults: dict, data, retrain: bool = False) -> None:
+    """Train (or read back, or resume) one cell and copy its record to RESULTS/paper/; `retrain`: even where the
+    record matches (a finished run in its run folder is still read back)."""
     from elcrec.data import eval_set
     from elcrec.evaluation import evaluate
-    from elcrec.runs import atomic_write, load_run, write_json
+    from elcrec.runs import atomic_write, load_run, saved_fingerprint, training_lock, write_json
     from elcrec.training.experiments import finished_or_train
 
     config = cell_config(cell, defaults)
     print(f"== {cell_name(cell)} ({cell['variant']}): {config.run_dir}", flush=True)
-    if records_settings_of(cell, config):  # a clone without the run folder (a new machine) trains nothing again
+    if not retrain and records_settings_of(cell, config, data):  # a clone without the run folder trains nothing
         print("   recorded before with these settings: read back", flush=True)
         return
     started = time.perf_counter()
+    if (config.run_dir / "config.json").is_file():
+        with training_lock(config.run_dir):  # never moves a folder another worker is training in
+            set_aside(config, data)
     result = finished_or_train(config, data)
     out = RESULTS / "paper" / cell_name(cell)
-    if (out / "run.json").is_file() and json.loads((out / "metrics.json").read_text()) == result:
+    if not retrain and (out / "run.json").is_file() and json.loads((out / "metrics.json").read_text()) == result:
         return  # recorded already
     best = load_run(config.run_dir).model
     exclude = evaluate(
@@ -176,6 +286,7 @@ def run_cell(cell: dict, defaults: dict, data) -> None:
         mask_history="exclude",
         batch_size=config.eval_batch_size,
     )
+    (out / "run.json").unlink(missing_ok=True)  # first: a crash below must not leave the old one beside new files
     write_portable_config(config.run_dir / "config.json", out / "config.json")
     atomic_write(out / "metrics.json", (config.run_dir / "metrics.json").read_bytes())
     record = {
@@ -184,23 +295,83 @@ def run_cell(cell: dict, defaults: dict, data) -> None:
         "epochs_on": dict(Counter(epoch.get("device", "unrecorded") for epoch in result["history"])),
         "test_seen_excluded": exclude,
         "session_seconds": round(time.perf_counter() - started),
+        "commit": commit_of(ROOT),
+        "code": list(dict.fromkeys(session["code"] for session in result.get("sessions", []) if "code" in session)),
+        "data_sha256": (saved_fingerprint(config.run_dir) or {}).get("sha256"),
     }
     write_json(out / "run.json", record)  # last: a record counts once its run.json is there
 
 
-def records_settings_of(cell: dict, config) -> bool:
-    """Whether the cell's committed record was trained with exactly `config`'s settings (common.recorded_with)."""
-    return recorded_with(RESULTS / "paper" / cell_name(cell), config, "run.json")
+def set_aside(config, data) -> None:
+    """Move a run folder whose run this cell cannot continue (run_replaced) to <folder>.replaced-<n>, the first n
+    free: the cell trains anew, and nothing is deleted."""
+    reason = run_replaced(config, data)
+    if reason is None:
+        return
+    n = 1
+    while (aside := config.run_dir.with_name(f"{config.run_dir.name}.replaced-{n}")).exists():
+        n += 1
+    config.run_dir.rename(aside)
+    print(f"   {reason}\n   moved aside to {aside}: the cell trains anew", flush=True)
 
 
-def recorded(cell: dict) -> tuple[dict, dict] | None:
+def run_replaced(config, data=None) -> str | None:
+    """Why the run in config.run_dir cannot go on as this cell's run, or None (no run there, or one that resumes
+    or reads back as it): settings a resumed run may not change (the trainer's check_saved_settings), other data
+    than `data` (when given), or a larger budget (epochs, patience) than the cell's, with which it may have trained
+    past where the cell's run stops."""
+    from elcrec.runs import RunError, fingerprint, read_settings
+    from elcrec.training.trainer import EXTENSIBLE, check_saved_data, check_saved_settings
+
+    if not (config.run_dir / "config.json").is_file():
+        return None
+    try:
+        check_saved_settings(config)
+        if data is not None:
+            check_saved_data(config.run_dir, fingerprint(data))
+        saved = read_settings(config.run_dir)
+    except RunError as error:
+        return str(error)
+    larger = [f"{name} {getattr(saved, name)}" for name in EXTENSIBLE if getattr(saved, name) > getattr(config, name)]
+    return f"{config.run_dir} was trained with a larger budget ({', '.join(larger)})" if larger else None
+
+
+def commit_of(root: Path) -> str | None:
+    """The git commit checked out in `root`, with "-dirty" when its src/ differs from it; None outside a git
+    checkout. A record names it: it is the result of the code that trained it."""
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
+        changes = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "src"], capture_output=True)
+    except OSError:  # no git
+        return None
+    if head.returncode or changes.returncode:
+        return None
+    return head.stdout.strip() + ("-dirty" if changes.stdout.strip() else "")
+
+
+def records_settings_of(cell: dict, config, data=None) -> bool:
+    """Whether the cell's record was trained with exactly `config`'s settings (common.recorded_with) and, where
+    its run.json names the data's sha256 and `data` is given, on `data` (--status and the tables judge by the
+    settings alone: they load no data)."""
+    from elcrec.runs import fingerprint
+
     folder = RESULTS / "paper" / cell_name(cell)
-    if not (folder / "run.json").is_file():
+    if not recorded_with(folder, config, "run.json"):
+        return False
+    trained_on = json.loads((folder / "run.json").read_text()).get("data_sha256")
+    return trained_on is None or data is None or trained_on == fingerprint(data)["sha256"]
+
+
+def recorded(cell: dict, defaults: dict) -> tuple[dict, dict] | None:
+    """The cell's record (metrics.json, run.json), or None: not recorded, or stale (other settings than the
+    manifest's), which the tables leave out as not yet recorded."""
+    folder = RESULTS / "paper" / cell_name(cell)
+    if not records_settings_of(cell, cell_config(cell, defaults)):
         return None
     return json.loads((folder / "metrics.json").read_text()), json.loads((folder / "run.json").read_text())
 
 
-def write_table(cells: list[dict], command: str) -> None:
+def write_table(cells: list[dict], defaults: dict, command: str) -> None:
     from elcrec.training.experiments import mean_std_of, paired_t_tests
 
     paper = paper_numbers()
@@ -208,12 +379,12 @@ def write_table(cells: list[dict], command: str) -> None:
     for cell in cells:
         if not cell["ablation"]:  # the main cells (ELCRec's ablation variants: write_ablation)
             groups.setdefault((cell["dataset"], cell["model"], cell["label"]), []).append(cell)
-    records = {cell_name(cell): record for cell in cells if (record := recorded(cell))}  # each read once
+    records = {cell_name(cell): record for cell in cells if (record := recorded(cell, defaults))}  # each read once
     machines = sorted({name for _, run in records.values() for name in machines_of(run)})
     lines = [
         "# Reproduction of the ELCRec paper's Table 1",
         "",
-        f"Command: `{command}` (cells: benchmarks/paper.toml; runs read back or resumed). Protocol: "
+        f"Command: `{command}` (cells: {shown(MANIFEST)}; runs read back or resumed). Protocol: "
         "leave-one-out, full ranking over all items, seen items scored 0 as the reference scores them "
         "(`mask_history=reference`), test split of the best validation NDCG@20 epoch (patience 40, at most "
         "300 epochs); the test NDCG@20 with seen items excluded (`exclude`, our default) beside it. Each run "
@@ -292,7 +463,7 @@ def epochs_on(metrics: dict, run: dict) -> str:
     return next(iter(counts)) if len(counts) == 1 else " + ".join(f"{device} {n}" for device, n in counts.items())
 
 
-def write_ablation(cells: list[dict]) -> None:
+def write_ablation(cells: list[dict], defaults: dict) -> None:
     """paper-ablation.md and .png: the paper's ablation figure (the sum of HR@5, HR@20, NDCG@5 and NDCG@20 per
     variant) for each dataset with ablation cells."""
     from elcrec.training.experiments import ABLATION_METRICS, ABLATIONS, ablation_plot, mean_std_of
@@ -319,7 +490,7 @@ def write_ablation(cells: list[dict]) -> None:
         results = {}
         for name in ABLATIONS:
             found = [
-                recorded(cell)
+                recorded(cell, defaults)
                 for cell in cells
                 if cell["dataset"] == dataset and cell["figure"] == name and not cell["label"]
             ]
@@ -342,7 +513,7 @@ def write_ablation(cells: list[dict]) -> None:
             cell["seed"]: record[0]["test"]
             for cell in cells
             if cell["dataset"] == dataset and cell["model"] == "elcrec" and not cell["ablation"] and not cell["label"]
-            if (record := recorded(cell))
+            if (record := recorded(cell, defaults))
         }
         if len(seeds) > 1:
             sums = [sum(test[m] for m in ABLATION_METRICS) for test in seeds.values()]
@@ -357,48 +528,65 @@ def write_ablation(cells: list[dict]) -> None:
 
 
 def print_status(cells: list[dict], defaults: dict) -> None:
-    """One line per cell: recorded (its test NDCG@20), training now or interrupted (epochs done, best validation,
-    seconds per epoch on the device of its last epoch, the most time it can still take there), failed, or not
-    started. Reads the run folders, takes nothing."""
-    from elcrec.runs import LOG_FILE, STATE_FILE, read_pt, training_holder
-
-    def read_state(path: Path) -> dict | None:
-        return read_pt(path, "a training state") if path.is_file() else None
-
+    """One line per cell (cell_line); a main cell that is also a bar of the ablation figure says which. Reads the
+    records and run folders, takes nothing."""
     paper = paper_numbers()
     width = max(len(cell_name(cell)) for cell in cells)
     for cell in cells:
-        name, line, pid, record = cell_name(cell), "not started", None, recorded(cell)
-        config = cell_config(cell, defaults)
-        if record:
-            metrics = record[0]
-            target = paper.get((cell["dataset"], cell["model"]), {}).get("NDCG@20")
-            versus = f" (paper {target:.4f})" if target and not cell["ablation"] else ""
-            line = (
-                f"done: test NDCG@20 {metrics['test']['NDCG@20']:.4f}{versus}, best epoch {metrics['best_epoch']} "
-                f"of {len(metrics['history'])}"
-            )
-        elif (state := read_state(config.run_dir / STATE_FILE)) and state["history"]:
-            done, history = state["epoch"] + 1, state["history"]
-            pid = training_holder(config.run_dir)
-            saved_on = state.get("device", "cpu")  # epochs from before records named their device ran there
-            device = history[-1].get("device", saved_on)  # a run can move between devices: the last one's pace
-            recent = [r for r in history if r.get("device", saved_on) == device][-10:]
-            seconds = float(np.median([r["seconds"] + r.get("valid_seconds", 0.0) for r in recent]))
-            left = 0 if state["stopped"] else config.epochs - done
-            line = (
-                f"{f'training (pid {pid})' if pid else 'interrupted'}: {done}/{config.epochs} epochs, best valid "
-                f"{config.metric} {state['best_score']:.4f} at epoch {state['best_epoch']}, {seconds:.0f} s/epoch "
-                f"on {device}, at most {left * seconds / 3600:.1f} h left there"
-            )
-        elif pid := training_holder(config.run_dir):
-            line = f"starting (pid {pid})"
-        elif state:
-            line = "interrupted before its first epoch finished"
-        if not (record or pid) and (error := last_error(config.run_dir / LOG_FILE)):
-            line = f"failed: {error}"
+        line = cell_line(cell, cell_config(cell, defaults), paper)
         role = f" (the ablation's {cell['figure']})" if cell["figure"] and not cell["ablation"] else ""
-        print(f"{name:<{width}}  {cell['variant']:<9}  {line}{role}")
+        print(f"{cell_name(cell):<{width}}  {cell['variant']:<9}  {line}{role}")
+
+
+def cell_line(cell: dict, config, paper: dict) -> str:
+    """Where a cell stands: its data file missing; recorded (its test NDCG@20); stale (recorded, or its run folder
+    trained, with other settings than the manifest's: it trains again); failed; training now or interrupted;
+    or not started."""
+    from elcrec.runs import LOG_FILE, STATE_FILE, read_pt, training_holder
+
+    folder = RESULTS / "paper" / cell_name(cell)
+    if not Path(config.data).is_file():
+        return f"data missing: {config.data}"
+    if records_settings_of(cell, config):
+        metrics = json.loads((folder / "metrics.json").read_text())
+        target = paper.get((cell["dataset"], cell["model"]), {}).get("NDCG@20")
+        versus = f" (paper {target:.4f})" if target and not cell["ablation"] else ""
+        return (
+            f"done: test NDCG@20 {metrics['test']['NDCG@20']:.4f}{versus}, best epoch {metrics['best_epoch']} "
+            f"of {len(metrics['history'])}"
+        )
+    stale = "recorded with other settings: trains again" if (folder / "run.json").is_file() else None
+    if run_replaced(config):
+        return stale or "its run folder holds a run with other settings: trains again (the folder moved aside)"
+    pid = training_holder(config.run_dir)
+    if not pid and (error := last_error(config.run_dir / LOG_FILE)):
+        return f"failed: {error}"
+    saved = config.run_dir / STATE_FILE
+    state = read_pt(saved, "a training state") if saved.is_file() else None
+    if state and state["history"]:
+        return progress(config, state, pid)
+    if pid:
+        return f"starting (pid {pid})"
+    if state:
+        return "interrupted before its first epoch finished"
+    return stale or "not started"
+
+
+def progress(config, state: dict, pid: int | None) -> str:
+    """A started run's epochs done, best validation score, seconds per epoch on the device of its last epoch and
+    the most time it can still take there; a finished one waits for a worker to record it."""
+    done, history = state["epoch"] + 1, state["history"]
+    if state["stopped"] or done == config.epochs:
+        return f"trained ({done} epochs), not recorded yet: a worker records it when it reaches the cell"
+    saved_on = state.get("device", "cpu")  # epochs from before records named their device ran there
+    device = history[-1].get("device", saved_on)  # a run can move between devices: the last one's pace
+    recent = [r for r in history if r.get("device", saved_on) == device][-10:]
+    seconds = float(np.median([r["seconds"] + r.get("valid_seconds", 0.0) for r in recent]))
+    return (
+        f"{f'training (pid {pid})' if pid else 'interrupted'}: {done}/{config.epochs} epochs, best valid "
+        f"{config.metric} {state['best_score']:.4f} at epoch {state['best_epoch']}, {seconds:.0f} s/epoch "
+        f"on {device}, at most {(config.epochs - done) * seconds / 3600:.1f} h left there"
+    )
 
 
 def last_error(log: Path) -> str | None:
@@ -410,8 +598,13 @@ def last_error(log: Path) -> str | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--manifest", type=Path, default=ROOT / "benchmarks" / "paper.toml")
-    parser.add_argument("--only", default="", help="DATASET[:MODEL[:SEED]],... cells to train (default: all)")
+    parser.add_argument("--manifest", type=Path, default=PAPER_MANIFEST)
+    parser.add_argument(
+        "--only",
+        default="",
+        help="DATASET[:NAME[:SEED]],... cells to train (default: all); NAME as in the run folder without its seed: "
+        "elcrec (the main cells), elcrec-bicl, cl4srec-float32",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = the idle cores)")
     parser.add_argument(
         "--status",
@@ -423,18 +616,22 @@ def main() -> None:
         action="store_true",
         help="only regenerate the tables (paper-table.md, paper-ablation.md) from the records",
     )
+    parser.add_argument(
+        "--retrain",
+        action="store_true",
+        help="train the chosen cells even where their record matches; the new record replaces the old",
+    )
     args = parser.parse_args()
 
+    use_manifest(args.manifest)
     defaults, cells = read_manifest(args.manifest)
-    wanted = [part.split(":") for part in args.only.split(",") if part]
-    chosen = [
-        cell
-        for cell in cells
-        if not wanted or any([cell["dataset"], cell["model"], str(cell["seed"])][: len(w)] == w for w in wanted)
-    ]
-    if wanted and not chosen:
-        raise SystemExit(f"--only {args.only!r} names no cell of {args.manifest}")
+    chosen = chosen_cells(cells, args.only, args.manifest)
     command = "python benchmarks/reproduce.py"
+    if MANIFEST.resolve() != PAPER_MANIFEST.resolve():
+        command += f" --manifest {shown(MANIFEST)}"
+        print(f"{shown(MANIFEST)}: runs in {shown(RUNS)}/, records and tables in {shown(RESULTS)}/", flush=True)
+    if not (args.status or reference_file().is_file()):  # before hours of training, not at its first table
+        raise SystemExit(f"{reference_file()} not found: the table's paper columns come from it")
     if args.status:
         try:
             print_status(chosen, defaults)
@@ -451,20 +648,21 @@ def main() -> None:
         loaded: dict[str, object] = {}
         for cell in chosen:
             if cell["dataset"] not in loaded:
+                dataset_path(cell["dataset"])  # a missing file stops the worker, named
                 loaded = {cell["dataset"]: load_dataset(cell_config(cell, defaults))}  # one dataset in memory
             try:
-                run_cell(cell, defaults, loaded[cell["dataset"]])
+                run_cell(cell, defaults, loaded[cell["dataset"]], args.retrain)
             except RunBusy as busy:
                 print(f"   skipped: {busy}", flush=True)
                 continue
             except NonFinite as error:  # this cell diverged: the others can still train (--status shows it)
                 print(f"   failed: {error}", flush=True)
                 continue
-            write_table(cells, command)
-            write_ablation(cells)
+            write_table(cells, defaults, command)
+            write_ablation(cells, defaults)
     else:
-        write_table(cells, command)
-        write_ablation(cells)
+        write_table(cells, defaults, command)
+        write_ablation(cells, defaults)
 
 
 if __name__ == "__main__":

@@ -3,18 +3,63 @@ which it reads from others, and the records it writes."""
 
 import json
 import re
+import shutil
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
-import reproduce  # noqa: E402  (benchmarks/ is not a package)
+import common  # noqa: E402  (benchmarks/ is not a package)
+import reproduce  # noqa: E402
 
 from elcrec.training.experiments import ABLATIONS  # noqa: E402
+
+SASREC = {
+    "dataset": "beauty",
+    "model": "sasrec",
+    "seed": 1,
+    "variant": "fast",
+    "ablation": "",
+    "figure": "",
+    "label": "",
+}
+TINY = {"epochs": 1, "hidden_size": 16}  # a run of a second on the campaign fixture's data
+GROUP = '[[cells]]\ndatasets = ["beauty"]\nmodels = ["sasrec"]\nseeds = [1]\n'
+
+
+@pytest.fixture
+def campaign(tmp_path, monkeypatch):
+    """A campaign in tmp_path: its runs and records there, a tiny Beauty.txt (80 users of 5 to 8 of 40 items) as
+    its data, and the paper's numbers beside it."""
+    rng = np.random.default_rng(0)
+    users = [[user, *(rng.choice(40, size=rng.integers(5, 9), replace=False) + 1)] for user in range(1, 81)]
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "Beauty.txt").write_text("".join(" ".join(map(str, row)) + "\n" for row in users))
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "REFERENCE_NUMBERS.md").write_text("| dataset | metric | SASRec |\n|---|---|---|\n")
+    for module in (common, reproduce):
+        monkeypatch.setattr(module, "DATA_DIR", tmp_path / "data")
+    monkeypatch.setattr(reproduce, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(reproduce, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(reproduce, "MANIFEST", reproduce.MANIFEST)  # main's use_manifest is undone
+    return tmp_path
+
+
+def tiny_data(defaults: dict = TINY):
+    from elcrec.data import load_dataset
+
+    return load_dataset(reproduce.cell_config(SASREC, defaults))
+
+
+def status_of(cell: dict, defaults: dict, capsys) -> str:
+    reproduce.print_status([cell], defaults)
+    return capsys.readouterr().out
 
 
 def test_the_manifest_trains_each_run_once_and_the_ablation_has_every_bar():
@@ -84,6 +129,7 @@ def test_the_table_tests_elcrec_against_iclrec_over_the_seeds_both_have(tmp_path
     for cell in cells:
         folder = tmp_path / "paper" / reproduce.cell_name(cell)
         folder.mkdir(parents=True)
+        (folder / "config.json").write_text(reproduce.cell_config(cell, {}).to_json())  # the manifest's settings
         test = {metric: scores[cell["model"]][cell["seed"] - 1] for metric in reproduce.METRICS}
         (folder / "metrics.json").write_text(json.dumps({"test": test, "best_epoch": 1, "history": [{"seconds": 1}]}))
         run = {"machine": "old", "test_seen_excluded": {"NDCG@20": test["NDCG@20"]}}  # from before `machines`
@@ -92,7 +138,7 @@ def test_the_table_tests_elcrec_against_iclrec_over_the_seeds_both_have(tmp_path
             del run["machine"]
             run["machines"] = {"gpu box": 1, "cpu box": cell["seed"]}
         (folder / "run.json").write_text(json.dumps(run))
-    reproduce.write_table(cells, "command")
+    reproduce.write_table(cells, {}, "command")
     table = (tmp_path / "paper-table.md").read_text()
     assert "paired t-test over seeds 1,2,3, ELCRec against ICLRec" in table  # seed 4 has no ICLRec run
     expected = ttest_rel(scores["elcrec"][:3], scores["iclrec"])
@@ -102,7 +148,7 @@ def test_the_table_tests_elcrec_against_iclrec_over_the_seeds_both_have(tmp_path
     assert "Machines: cpu box; gpu box; old." in table
 
     cells[len(scores["iclrec"])]["figure"] = "ELCRec"  # ELCRec seed 1 stands in the ablation figure
-    reproduce.write_ablation(cells)
+    reproduce.write_ablation(cells, {})
     ablation = (tmp_path / "paper-ablation.md").read_text()
     assert "| Beauty | pending | pending | pending | 0.2040 |" in ablation  # one run: the sum of four metrics
     sums = [4 * value for value in scores["elcrec"]]  # the seed spread of that sum
@@ -166,7 +212,8 @@ def test_status_gives_the_pace_of_the_device_a_run_last_trained_on(tmp_path, mon
 
     from elcrec import Config
 
-    config = Config(model="sasrec", epochs=10, output_dir=str(tmp_path / "run"))
+    (tmp_path / "Beauty.txt").write_text("1 1 2 3\n")
+    config = Config(data=str(tmp_path / "Beauty.txt"), model="sasrec", epochs=10, output_dir=str(tmp_path / "run"))
     config.run_dir.mkdir()
     monkeypatch.setattr(reproduce, "cell_config", lambda cell, defaults: config)
     monkeypatch.setattr(reproduce, "RESULTS", tmp_path)
@@ -188,3 +235,218 @@ def test_status_gives_the_pace_of_the_device_a_run_last_trained_on(tmp_path, mon
         "5/10 epochs, best valid NDCG@20 0.0500 at epoch 3, 60 s/epoch on cpu, at most 0.1 h left"
         in capsys.readouterr().out
     )
+
+
+def test_a_record_whose_copy_was_interrupted_does_not_count(campaign, monkeypatch):
+    """The record's run.json goes before the other files are replaced: an interrupted copy leaves no run.json,
+    not the old one beside the new settings (which then read back as recorded)."""
+    from elcrec import runs
+
+    data = tiny_data()
+    reproduce.run_cell(SASREC, TINY, data)
+    out = campaign / "results" / "paper" / reproduce.cell_name(SASREC)
+    write = runs.atomic_write
+
+    def crash_on_metrics(path, content):
+        if Path(path) == out / "metrics.json":
+            raise OSError(28, "No space left on device", str(path))
+        write(path, content)
+
+    monkeypatch.setattr(runs, "atomic_write", crash_on_metrics)
+    changed = {**TINY, "lr": 5e-4}
+    with pytest.raises(OSError, match="No space left"):
+        reproduce.run_cell(SASREC, changed, data)
+    assert json.loads((out / "config.json").read_text())["lr"] == 5e-4  # the new settings were copied
+    assert not reproduce.records_settings_of(SASREC, reproduce.cell_config(SASREC, changed), data)
+    assert reproduce.recorded(SASREC, changed) is None
+
+
+def test_a_record_names_the_commit_code_and_data_that_made_it(campaign):
+    """run.json holds the commit and the code of the run's sessions, and the data's sha256: a record that names
+    one is read back only for the same data; one that names none, on its settings alone."""
+    from elcrec.runs import fingerprint
+
+    data = tiny_data()
+    reproduce.run_cell(SASREC, TINY, data)
+    folder = campaign / "results" / "paper" / reproduce.cell_name(SASREC)
+    run = json.loads((folder / "run.json").read_text())
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert run["commit"] == reproduce.commit_of(reproduce.ROOT)
+    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", run["commit"])
+    assert run["code"] == [metrics["sessions"][0]["code"]] and run["code"][0].startswith("elcrec ")
+    assert run["data_sha256"] == fingerprint(data)["sha256"]
+    config = reproduce.cell_config(SASREC, TINY)
+    assert reproduce.records_settings_of(SASREC, config, data)
+    (folder / "run.json").write_text(json.dumps({**run, "data_sha256": "0" * 64}))  # trained on other data
+    assert not reproduce.records_settings_of(SASREC, config, data)
+    assert reproduce.records_settings_of(SASREC, config)  # --status and the table load no data
+    del run["data_sha256"]  # a record from before data_sha256
+    (folder / "run.json").write_text(json.dumps(run))
+    assert reproduce.records_settings_of(SASREC, config, data)
+
+
+def test_a_record_names_the_commit_and_whether_src_differs_from_it(tmp_path):
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *args], check=True)
+
+    assert reproduce.commit_of(tmp_path) is None  # not a git checkout
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "code.py").write_text("x = 1\n")
+    (tmp_path / "notes.md").write_text("notes\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "first")
+    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True)
+    assert reproduce.commit_of(tmp_path) == head.stdout.strip()
+    (tmp_path / "notes.md").write_text("more notes\n")  # not the package's code
+    assert reproduce.commit_of(tmp_path) == head.stdout.strip()
+    (tmp_path / "src" / "code.py").write_text("x = 2\n")
+    assert reproduce.commit_of(tmp_path) == f"{head.stdout.strip()}-dirty"
+
+
+def test_a_cell_whose_settings_changed_is_stale_and_trains_again(campaign, capsys):
+    """A record of other settings than the manifest's is not done: --status says so, the table leaves it out, and
+    the cell trains again, its old run folder moved aside (not deleted)."""
+    data = tiny_data()
+    reproduce.run_cell(SASREC, TINY, data)
+    assert "done: test NDCG@20" in status_of(SASREC, TINY, capsys)
+    wider = {**TINY, "hidden_size": 32}
+    assert "recorded with other settings: trains again" in status_of(SASREC, wider, capsys)
+    reproduce.write_table([SASREC], wider, "command")
+    assert "| Beauty | sasrec | 1 | pending / - |" in (campaign / "results" / "paper-table.md").read_text()
+    capsys.readouterr()
+    reproduce.run_cell(SASREC, wider, data)
+    run_dir = campaign / "runs" / reproduce.cell_name(SASREC)
+    assert f"moved aside to {run_dir}.replaced-1" in capsys.readouterr().out
+    assert json.loads((run_dir.parent / f"{run_dir.name}.replaced-1" / "config.json").read_text())["hidden_size"] == 16
+    assert json.loads((run_dir / "config.json").read_text())["hidden_size"] == 32
+    record = campaign / "results" / "paper" / reproduce.cell_name(SASREC) / "config.json"
+    assert json.loads(record.read_text())["hidden_size"] == 32
+    assert "done: test NDCG@20" in status_of(SASREC, wider, capsys)
+
+
+def test_a_run_trained_past_the_manifests_epochs_is_stale(campaign, capsys):
+    """A run of 2 epochs when the manifest now says 1 is no run of the cell (it may have trained past where the
+    cell's stops): not 'interrupted: 2/1 epochs', and moved aside when the cell trains."""
+    data = tiny_data()
+    reproduce.run_cell(SASREC, {**TINY, "epochs": 2}, data)
+    shutil.rmtree(campaign / "results")  # trained, not recorded
+    line = status_of(SASREC, TINY, capsys)
+    assert "its run folder holds a run with other settings: trains again" in line and "2/1" not in line
+    reproduce.run_cell(SASREC, TINY, data)
+    assert "was trained with a larger budget (epochs 2)" in capsys.readouterr().out
+    metrics = campaign / "results" / "paper" / reproduce.cell_name(SASREC) / "metrics.json"
+    assert len(json.loads(metrics.read_text())["history"]) == 1
+
+
+def test_retrain_trains_a_recorded_cell_again_and_replaces_its_record(campaign):
+    data = tiny_data()
+    reproduce.run_cell(SASREC, TINY, data)
+    run_dir = campaign / "runs" / reproduce.cell_name(SASREC)
+    shutil.rmtree(run_dir)  # a fresh clone: the records, no runs
+    run_json = campaign / "results" / "paper" / reproduce.cell_name(SASREC) / "run.json"
+    run_json.write_text(json.dumps({**json.loads(run_json.read_text()), "old": True}))
+    reproduce.run_cell(SASREC, TINY, data)
+    assert not run_dir.exists()  # read back
+    reproduce.run_cell(SASREC, TINY, data, retrain=True)
+    assert (run_dir / "metrics.json").is_file()
+    assert "old" not in json.loads(run_json.read_text())
+
+
+def test_another_manifest_keeps_its_runs_records_and_tables_apart(campaign, monkeypatch, capsys):
+    """A trial manifest never writes into the committed records (RESULTS) or the campaign's runs/reproduce/."""
+    root = campaign / "repo"
+    monkeypatch.setattr(reproduce, "ROOT", root)
+    manifest = root / "trial.toml"
+    root.mkdir()
+    manifest.write_text(f"[defaults]\nepochs = 1\nhidden_size = 16\n{GROUP}")
+    monkeypatch.setattr(sys, "argv", ["reproduce.py", "--manifest", str(manifest), "--threads", "1"])
+    reproduce.main()
+    assert (
+        "trial.toml: runs in runs/reproduce-trial/, records and tables in runs/reproduce-trial/results/"
+        in capsys.readouterr().out
+    )
+    results = root / "runs" / "reproduce-trial" / "results"
+    assert (results / "paper" / "beauty" / "sasrec-seed1" / "run.json").is_file()
+    assert (root / "runs" / "reproduce-trial" / "beauty" / "sasrec-seed1" / "metrics.json").is_file()
+    assert "(cells: trial.toml;" in (results / "paper-table.md").read_text()
+    assert "Command: `python benchmarks/reproduce.py --manifest trial.toml`" in (results / "paper-table.md").read_text()
+    assert not (campaign / "results").exists() and not (campaign / "runs").exists()
+    monkeypatch.setattr(sys, "argv", ["reproduce.py", "--manifest", str(manifest), "--threads", "1", "--retrain"])
+    (results / "paper" / "beauty" / "sasrec-seed1" / "run.json").write_text("{}")
+    reproduce.main()  # the finished run read back, its record written again
+    assert "commit" in json.loads((results / "paper" / "beauty" / "sasrec-seed1" / "run.json").read_text())
+
+
+@pytest.mark.parametrize("options", [["--table"], ["--threads", "1"]])
+def test_a_table_without_the_papers_numbers_is_an_error(campaign, monkeypatch, options):
+    """Without REFERENCE_NUMBERS.md every paper column would read '-': refused before anything trains."""
+    (campaign / "docs" / "REFERENCE_NUMBERS.md").unlink()
+    monkeypatch.setattr(sys, "argv", ["reproduce.py", *options])
+    with pytest.raises(SystemExit, match=re.escape(str(campaign / "docs" / "REFERENCE_NUMBERS.md"))):
+        reproduce.main()
+    assert not (campaign / "results").exists()
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (None, "cannot be read as a manifest"),
+        ("[[cells]\n", "not valid TOML"),
+        ("", "no [[cells]] groups"),
+        (GROUP.replace("seeds = [1]\n", ""), "a [[cells]] group without seeds"),
+        (GROUP.replace('datasets = ["beauty"]\n', ""), "a [[cells]] group without datasets"),
+        (GROUP.replace("[1]", "[]"), "seeds = []: give a list of one or more integers of 0 or more"),
+        (GROUP.replace("[1]", "[-1]"), "seeds = [-1]: give a list of"),
+        (GROUP.replace("[1]", '["1"]'), "seeds = ['1']: give a list of"),
+        (GROUP.replace('["sasrec"]', '"sasrec"'), "models = 'sasrec': give a list of one or more names"),
+        (GROUP.replace("sasrec", "sasrek"), "model 'sasrek': choose among"),
+        (f"[defaults]\nseed = 2\n{GROUP}", "[defaults] sets ['seed'], which each cell sets itself"),
+        (f'[defaults]\nengine = "reference"\n{GROUP}', "[defaults] sets ['engine']"),
+        (f"[defaults]\nepoch = 2\n{GROUP}", "beauty/sasrec-seed1: unknown config key 'epoch'"),
+        (f'[defaults]\nepochs = "many"\n{GROUP}', "beauty/sasrec-seed1: epochs='many'"),
+        (
+            GROUP.replace("sasrec", "elcrec")
+            + 'variant = "fast"\n'
+            + GROUP.replace("sasrec", "elcrec")
+            + 'variant = "fast-bf16"\n',
+            "beauty/elcrec-seed1 is listed twice, as fast and fast-bf16",
+        ),
+    ],
+)
+def test_a_manifest_mistake_is_one_message_naming_the_file(tmp_path, text, message):
+    manifest = tmp_path / "cells.toml"
+    if text is not None:
+        manifest.write_text(text)
+    with pytest.raises(SystemExit, match=f"^{re.escape(str(manifest))}: .*{re.escape(message)}"):
+        reproduce.read_manifest(manifest)
+
+
+@pytest.mark.parametrize(
+    "only, names",
+    [
+        ("toys:elcrec", ["toys/elcrec-seed1"]),  # the main cell, not the ablation's
+        ("toys:elcrec-bicl", ["toys/elcrec-bicl-seed1"]),
+        ("beauty:iclrec:2,toys:elcrec", ["toys/elcrec-seed1", "beauty/iclrec-seed2"]),  # in the manifest's order
+        ("beauty,tyos", "'tyos' names no cell"),
+        (",", "'' names no cell"),
+        ("beauty:elcrec:1:2", "'beauty:elcrec:1:2' names no cell"),
+    ],
+)
+def test_only_names_cells_by_their_names_and_each_part_must_name_one(only, names):
+    manifest = BENCHMARKS / "paper.toml"
+    _, cells = reproduce.read_manifest(manifest)
+    if isinstance(names, str):
+        with pytest.raises(SystemExit, match=re.escape(names)):
+            reproduce.chosen_cells(cells, only, manifest)
+    else:
+        assert [reproduce.cell_name(cell) for cell in reproduce.chosen_cells(cells, only, manifest)] == names
+
+
+def test_status_names_a_missing_data_file_and_goes_on(campaign, capsys):
+    """The campaign fixture's data folder holds Beauty.txt alone."""
+    _, cells = reproduce.read_manifest(BENCHMARKS / "paper.toml")
+    reproduce.print_status(cells, {})
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(cells)
+    assert f"data missing: {campaign / 'data' / 'Toys_and_Games.txt'}" in lines[0]
