@@ -55,8 +55,8 @@ else:
 
 PAPER_MANIFEST = ROOT / "benchmarks" / "paper.toml"
 MANIFEST = PAPER_MANIFEST  # the manifest in use (use_manifest), which the table's header names
-RUNS = ROOT / "runs" / "reproduce"
-RESULTS = ROOT / "benchmarks" / "results"
+PAPER_RUNS, PAPER_RESULTS = ROOT / "runs" / "reproduce", ROOT / "benchmarks" / "results"
+RUNS, RESULTS = PAPER_RUNS, PAPER_RESULTS  # the manifest in use's (use_manifest)
 TABLE_NAMES = {"beauty": "Beauty", "sports": "Sports", "toys": "Toys", "yelp": "Yelp"}
 PAPER_COLUMNS = {
     "sasrec": "SASRec",
@@ -74,7 +74,9 @@ def use_manifest(path: Path) -> None:
     trial never writes over the campaign's records or trains in its run folders."""
     global MANIFEST, RUNS, RESULTS
     MANIFEST = path
-    if path.resolve() != PAPER_MANIFEST.resolve():
+    if path.resolve() == PAPER_MANIFEST.resolve():
+        RUNS, RESULTS = PAPER_RUNS, PAPER_RESULTS
+    else:
         RUNS = ROOT / "runs" / f"reproduce-{path.stem}"
         RESULTS = RUNS / "results"
 
@@ -286,6 +288,7 @@ def run_cell(cell: dict, defaults: dict, data, retrain: bool = False) -> None:
         mask_history="exclude",
         batch_size=config.eval_batch_size,
     )
+    codes = list(dict.fromkeys(session["code"] for session in result.get("sessions", []) if "code" in session))
     (out / "run.json").unlink(missing_ok=True)  # first: a crash below must not leave the old one beside new files
     write_portable_config(config.run_dir / "config.json", out / "config.json")
     atomic_write(out / "metrics.json", (config.run_dir / "metrics.json").read_bytes())
@@ -295,8 +298,8 @@ def run_cell(cell: dict, defaults: dict, data, retrain: bool = False) -> None:
         "epochs_on": dict(Counter(epoch.get("device", "unrecorded") for epoch in result["history"])),
         "test_seen_excluded": exclude,
         "session_seconds": round(time.perf_counter() - started),
-        "commit": commit_of(ROOT),
-        "code": list(dict.fromkeys(session["code"] for session in result.get("sessions", []) if "code" in session)),
+        "commit": code_commit(codes),
+        "code": codes,
         "data_sha256": (saved_fingerprint(config.run_dir) or {}).get("sha256"),
     }
     write_json(out / "run.json", record)  # last: a record counts once its run.json is there
@@ -334,6 +337,17 @@ def run_replaced(config, data=None) -> str | None:
         return str(error)
     larger = [f"{name} {getattr(saved, name)}" for name in EXTENSIBLE if getattr(saved, name) > getattr(config, name)]
     return f"{config.run_dir} was trained with a larger budget ({', '.join(larger)})" if larger else None
+
+
+def code_commit(codes: list[str]) -> str | None:
+    """The commit (commit_of) of the code that trained every session of a run (`codes`, the sessions' distinct
+    code), or None where no commit names it: sessions of older code, or an elcrec imported from elsewhere than
+    this checkout's src/ (a record read back or resumed across commits names its code alone)."""
+    import elcrec
+    from elcrec.runs import describe_code
+
+    here = Path(elcrec.__file__).resolve().parent == (ROOT / "src" / "elcrec").resolve()
+    return commit_of(ROOT) if here and codes == [describe_code()] else None
 
 
 def commit_of(root: Path) -> str | None:

@@ -127,6 +127,7 @@ def files(tmp_path_factory):
         change(folder)
 
     damaged("config-broken", lambda f: (f / "config.json").write_text("{"))
+    damaged("weightless", lambda f: (f / "model.pt").unlink())
     damaged("config-list", lambda f: (f / "config.json").write_text("[]"))
     damaged("config-key", lambda f: (f / "config.json").write_text(json.dumps({"hiden_size": 3})))
     damaged("items-broken", lambda f: (f / "items.json").write_text("[1, 2"))
@@ -320,7 +321,12 @@ CASES = [
         ["import-reference", "{root}/partial.pt", "--out", "{root}/imported"],
         "not a reference ELCRec/ICLRec state dict",
     ),
-    ("import over a run", ["import-reference", "{root}/partial.pt", "--out", "{root}/run"], "already holds a run"),
+    ("import over a run", ["import-reference", "{root}/partial.pt", "--out", "{root}/run"], "holds a run's files"),
+    (  # it wrote over them, keeping the old run's metrics.json, data.json, state and log beside the import
+        "import over a run's files",
+        ["import-reference", "{root}/partial.pt", "--out", "{root}/weightless"],
+        "weightless holds a run's files (config.json, items.json, data.json, metrics.json, training_state.pt",
+    ),
     # requests
     ("only unknown items", ["recommend", "{root}/run", "--history", "nope never"], "no item the model knows"),
     (

@@ -271,8 +271,9 @@ def test_a_record_names_the_commit_code_and_data_that_made_it(campaign):
     folder = campaign / "results" / "paper" / reproduce.cell_name(SASREC)
     run = json.loads((folder / "run.json").read_text())
     metrics = json.loads((folder / "metrics.json").read_text())
-    assert run["commit"] == reproduce.commit_of(reproduce.ROOT)
+    assert run["commit"] == reproduce.commit_of(reproduce.ROOT)  # trained here and now: this checkout's code
     assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", run["commit"])
+    assert reproduce.code_commit([*run["code"], "elcrec 0.0.1, source sha256 000000000000"]) is None  # resumed
     assert run["code"] == [metrics["sessions"][0]["code"]] and run["code"][0].startswith("elcrec ")
     assert run["data_sha256"] == fingerprint(data)["sha256"]
     config = reproduce.cell_config(SASREC, TINY)
@@ -450,3 +451,12 @@ def test_status_names_a_missing_data_file_and_goes_on(campaign, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == len(cells)
     assert f"data missing: {campaign / 'data' / 'Toys_and_Games.txt'}" in lines[0]
+
+
+def test_the_campaigns_manifest_takes_its_own_places_back_after_a_trial(monkeypatch, tmp_path):
+    for name in ("MANIFEST", "RUNS", "RESULTS"):
+        monkeypatch.setattr(reproduce, name, getattr(reproduce, name))
+    reproduce.use_manifest(tmp_path / "trial.toml")
+    assert reproduce.RESULTS == reproduce.ROOT / "runs" / "reproduce-trial" / "results"
+    reproduce.use_manifest(reproduce.PAPER_MANIFEST)
+    assert (reproduce.RUNS, reproduce.RESULTS) == (reproduce.PAPER_RUNS, reproduce.PAPER_RESULTS)

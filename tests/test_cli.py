@@ -344,3 +344,9 @@ def test_serve_listens_on_ipv6_addresses(tmp_path, monkeypatch):
     result = invoke("serve", tmp_path / "run", "--host", "::1", "--port", port)
     assert result.exit_code == 0 and f"on http://[::1]:{port}" in result.output, result.output
     assert served == {"host": "::1", "port": port, "log_level": "warning"}
+
+
+def test_an_import_that_fails_leaves_no_folder(tmp_path):
+    result = invoke("import-reference", tmp_path / "missing.pt", "--out", tmp_path / "imported")
+    assert result.exit_code == 2 and "cannot be read as a state dict" in result.output
+    assert not (tmp_path / "imported").exists()  # it held an empty folder's lock file

@@ -296,3 +296,9 @@ def test_a_path_setting_starting_with_a_tilde_is_in_the_home_folder(tmp_path, mo
     config = Config.load(path)
     assert (config.output_dir, config.data) == (str(tmp_path / "runs/x"), str(tmp_path / "log.csv"))
     assert Config(data="synthetic", output_dir="a~b").output_dir == "a~b"
+
+
+def test_a_saved_run_with_cut_offs_above_its_sampled_negatives_still_loads():
+    """Training refuses them now (every user would hit); runs saved before must still evaluate and serve."""
+    saved = {**Config().to_dict(), "sampled_negatives": 10}
+    assert Config.from_saved(saved).sampled_negatives == 10 and Config.from_saved(saved).eval_ks == (5, 10, 20)

@@ -255,3 +255,23 @@ def test_a_library_run_logs_once_at_the_level_its_caller_chose(tmp_path, monkeyp
     assert "epoch   0" not in held.getvalue() and "warning: the warm-up" in held.getvalue()
     assert "epoch   0" in (tmp_path / "warnings" / "train.log").read_text()
     assert logging.getLogger("elcrec").level == logging.WARNING and logging.getLogger("elcrec").propagate
+
+    own = io.StringIO()  # the caller's handler on the elcrec logger itself, which does not propagate
+    held.truncate(0)
+    held.seek(0)
+    monkeypatch.setattr(logging.getLogger("elcrec"), "propagate", False)
+    monkeypatch.setattr(logging.getLogger("elcrec"), "handlers", [logging.StreamHandler(own)])
+    assert "warning: the warm-up" not in run("own")  # shown once, by the caller's handler
+    assert own.getvalue().count("warning: the warm-up") == 1 and "epoch   0" not in own.getvalue()
+    assert held.getvalue() == "" and not logging.getLogger("elcrec").propagate
+
+
+def test_a_log_file_that_cannot_open_never_replaces_the_error_being_logged(tmp_path, monkeypatch):
+    """Another process than the first opens train.log only to log its error: where the run folder is not there
+    (on another machine), opening it raised in place of the error."""
+    from elcrec.progress import log, run_logging
+
+    monkeypatch.setattr(logging, "raiseExceptions", False)  # logging's own report of the failure, kept quiet here
+    with run_logging(tmp_path / "elsewhere" / "train.log", console=False, process=1):
+        log.error("error: the real cause")
+    assert not (tmp_path / "elsewhere").exists()

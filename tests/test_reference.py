@@ -101,7 +101,7 @@ def test_an_import_over_a_run_leaves_nothing_of_it(tmp_path):
     for name in ("report.html", "intents.csv"):
         (run / name).write_text("of the old run")
     result = CliRunner().invoke(app, ["import-reference", str(checkpoint), "--preset", "beauty", "--out", str(run)])
-    assert result.exit_code == 2 and "already holds a run" in result.output
+    assert result.exit_code == 2 and "holds a run's files" in result.output
     args = ["import-reference", str(checkpoint), "--preset", "beauty", "--out", str(run), "--overwrite"]
     assert CliRunner().invoke(app, args).exit_code == 0
     assert sorted(path.name for path in run.iterdir() if not path.name.startswith(".")) == [

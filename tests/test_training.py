@@ -166,14 +166,25 @@ def test_a_scheduled_run_resumes_exactly(tiny_data, tmp_path):
     assert resumed["test"] == whole["test"]
 
 
-def test_data_given_that_the_settings_do_not_load_is_warned_of(tmp_path):
+def test_data_given_that_the_settings_do_not_load_is_warned_of(tmp_path, monkeypatch):
     """config.json is how a run finds its data later: data given in memory that its settings do not load (other
-    synthetic sizes, another dedup of the same file) trained with no word, and nothing found its data again."""
+    synthetic sizes, another dedup of the same file) trained with no word, and nothing found its data again. The
+    settings' data is read once for all the runs given the same data (a group, a search)."""
     from elcrec.data import make_synthetic
+    from elcrec.training import trainer
 
+    reads, load = [], trainer.load_dataset
+    monkeypatch.setattr(trainer, "load_dataset", lambda config: reads.append(config) or load(config))
+    trainer.settings_fingerprint.cache_clear()
     config = Config(model="pop", synthetic_users=300, synthetic_items=100, synthetic_intents=4, synthetic_seed=5)
     warning = "warning: the data given is not the data the run's settings load (synthetic (2,000 users"
-    for settings, expected in (({}, False), ({"synthetic_users": 2000}, True)):
-        run_dir = tmp_path / str(len(settings))
+    for name, settings, expected in (
+        ("same", {}, False),
+        ("other", {"synthetic_users": 2000}, True),
+        ("again", {}, False),
+    ):
+        run_dir = tmp_path / name
         train(config.replace(**settings, output_dir=str(run_dir)), data=make_synthetic(300, 100, 4, seed=5))
         assert (warning in (run_dir / "train.log").read_text()) == expected
+    assert len(reads) == 2  # once for each setting of the data
+    trainer.settings_fingerprint.cache_clear()

@@ -559,11 +559,6 @@ class Config:
         for name, largest in (("eval_ks", max(self.eval_ks)), ("sampled_negatives", self.sampled_negatives)):
             if largest > INT32_MAX:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be at most {INT32_MAX}")
-        if self.sampled_negatives and max(self.eval_ks) > self.sampled_negatives:
-            raise ConfigError(
-                f"eval_ks={list(self.eval_ks)}: with sampled_negatives={self.sampled_negatives} a target ranks among "
-                f"{self.sampled_negatives + 1} items: a cut-off above {self.sampled_negatives} counts every user a hit"
-            )
         name, _, k = self.metric.partition("@")
         canonical = f"{name.upper()}@{int(k)}" if k.isascii() and k.isdigit() else ""
         if name.upper() not in METRIC_NAMES or not canonical or int(k) not in self.eval_ks:

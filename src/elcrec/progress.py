@@ -38,27 +38,46 @@ class _Parent(logging.Handler):
             log.parent.handle(record)
 
 
+class _RunFile(logging.FileHandler):
+    """The run's train.log: a file that cannot be opened (a process whose run folder is on another machine) is
+    reported as logging reports its errors, not raised in place of the error being logged."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            super().emit(record)
+        except OSError:
+            self.handleError(record)
+
+
 @contextlib.contextmanager
 def run_logging(path: Path, console: bool, process: int = 0) -> Iterator[logging.Logger]:
     """The `elcrec` logger, writing every message of a run to `path` (appended, with times) and to the terminal
     (warnings alone unless `console`; errors are the caller's to report) unless the caller's logging shows them
-    already (the root logger has handlers). A level the caller set on the `elcrec` logger holds for the terminal
-    and the caller's handlers; the file takes INFO and up whatever it is. Another process than the first of a
-    multi-process run adds only its errors to the file, named by its rank, and only if it has one (the first
-    process's log would otherwise say only that a peer closed the connection)."""
+    (handlers on the root logger, when `elcrec` propagates, or on `elcrec` itself). A level the caller set on the
+    `elcrec` logger holds for the terminal and the caller's handlers; the file takes INFO and up whatever it is.
+    Another process than the first of a multi-process run adds only its errors to the file, named by its rank,
+    and only if it has one (the first process's log would otherwise say only that a peer closed the connection)."""
     if process == 0:
         path.parent.mkdir(parents=True, exist_ok=True)
-    file = logging.FileHandler(path, encoding="utf-8", delay=process > 0)
+    file = _RunFile(path, encoding="utf-8", delay=process > 0)
     prefix = f"process {process}: " if process else ""
     file.setFormatter(logging.Formatter(f"%(asctime)s {prefix}%(message)s", "%Y-%m-%d %H:%M:%S"))
     file.setLevel(logging.ERROR if process else logging.INFO)
     level, propagate = log.level, log.propagate
     shown = max(level, logging.INFO)  # what the terminal and the caller's handlers get
-    handlers: list[logging.Handler] = [file, _Parent(shown)]
-    if process == 0 and not logging.getLogger().handlers and not any(isinstance(h, _Console) for h in log.handlers):
+    callers = [handler for handler in log.handlers if not isinstance(handler, _Console)]
+
+    def quiet(record: logging.LogRecord) -> bool:  # a handler filter: the caller's level, for their handlers
+        return record.levelno >= shown
+
+    handlers: list[logging.Handler] = [file, *([_Parent(shown)] if propagate else [])]
+    shows = callers or propagate and logging.getLogger().handlers or any(isinstance(h, _Console) for h in log.handlers)
+    if process == 0 and not shows:
         handlers.append(_Console(shown if console else max(shown, logging.WARNING)))
-    log.setLevel(logging.INFO)
+    log.setLevel(logging.INFO)  # for the file: the caller's handlers keep to `shown` through `quiet`
     log.propagate = False  # through _Parent, from `shown` up
+    for handler in callers:
+        handler.addFilter(quiet)
     for handler in handlers:
         log.addHandler(handler)
     try:
@@ -67,6 +86,8 @@ def run_logging(path: Path, console: bool, process: int = 0) -> Iterator[logging
         for handler in handlers:
             log.removeHandler(handler)
             handler.close()
+        for handler in callers:
+            handler.removeFilter(quiet)
         log.setLevel(level)
         log.propagate = propagate
 

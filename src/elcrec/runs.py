@@ -32,10 +32,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import __version__
 from .config import Config, ConfigError
 from .data import SequenceData, load_dataset
 from .models import SequentialRecommender, build_model
-from .runtime import resolve_device
+from .runtime import resolve_device, source_digest
 
 MODEL_FILE, CONFIG_FILE, ITEMS_FILE, DATA_FILE = "model.pt", "config.json", "items.json", "data.json"
 METRICS_FILE, STATE_FILE, LOG_FILE = "metrics.json", "training_state.pt", "train.log"
@@ -181,10 +182,11 @@ def save_tensors(path: str | Path, value: Any) -> None:
     atomic_write(path, buffer.getvalue())
 
 
-def read_pt(path: Path, what: str) -> Any:
-    """torch.load(weights_only=True) on CPU; a truncated, foreign or pickled-object file is a RunError naming it."""
+def read_pt(path: Path, what: str, mmap: bool = False) -> Any:
+    """torch.load(weights_only=True) on CPU; a truncated, foreign or pickled-object file is a RunError naming it.
+    `mmap`: the tensors are read only where used (for a small part of a large file)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as error:  # torch raises RuntimeError, UnpicklingError, EOFError, ... depending on the damage
         text = str(error)
         with open(path, "rb") as file:
@@ -236,6 +238,11 @@ def _fingerprint(found: Any, where: Path) -> dict[str, Any] | None:
     if found is not None and not (isinstance(found, dict) and all(key in found for key in keys)):
         raise RunError(f"{where}: not a data fingerprint (it needs {', '.join(keys)})")
     return found
+
+
+def describe_code() -> str:
+    """The code computing now, as a run's sessions record it: the elcrec version and its source digest."""
+    return f"elcrec {__version__}, source sha256 {source_digest()}"
 
 
 def describe(fingerprint: dict[str, Any]) -> str:
@@ -408,7 +415,7 @@ def finished_epochs(run_dir: Path) -> int | None:
     """How many epochs the run in `run_dir` has finished, by its training state (None without one: an imported
     run, or a model that trains nothing)."""
     path = Path(run_dir) / STATE_FILE
-    return int(read_pt(path, "a training state")["epoch"]) + 1 if path.is_file() else None
+    return int(read_pt(path, "a training state", mmap=True)["epoch"]) + 1 if path.is_file() else None
 
 
 def read_settings(run_dir: Path) -> Config:

@@ -933,26 +933,26 @@ def import_reference(
     threads: int = typer.Option(0, min=0, help=THREADS_HELP),
 ) -> None:
     """Convert a reference checkpoint into an elcrec run folder (and evaluate it on --data)."""
-    from ..runs import MODEL_FILE, training_lock
-
-    if (out / MODEL_FILE).is_file() and not overwrite:
-        fail(f"{out} already holds a run ({MODEL_FILE}): choose another --out, or --overwrite it")
-    start("cpu", threads)
-    with training_lock(out):  # not a folder another process is training in
-        _import_reference(checkpoint, out, data, num_heads, preset, mask_history, overwrite)
-
-
-def _import_reference(
-    checkpoint: Path, out: Path, data: str | None, num_heads: int, preset: str, mask_history: str, overwrite: bool
-) -> None:
     from ..data import eval_set, load_dataset
     from ..evaluation import evaluate as run_evaluation
     from ..evaluation import metrics_table
     from ..models.reference import import_reference as convert
-    from ..runs import METRICS_FILE, fingerprint, remove_run, result_record, save_run, write_json
+    from ..runs import (
+        METRICS_FILE,
+        RUN_FILES,
+        fingerprint,
+        remove_run,
+        result_record,
+        save_run,
+        training_lock,
+        write_json,
+    )
 
+    if not overwrite and (found := [name for name in RUN_FILES if (out / name).is_file()]):
+        fail(f"{out} holds a run's files ({', '.join(found)}): choose another --out, or --overwrite it")
+    start("cpu", threads)
     dataset = load_dataset(Config(data=data)) if data else None
-    model, config, left = convert(
+    model, config, left = convert(  # before anything is written: a checkpoint it cannot read leaves no folder
         checkpoint,
         None if dataset is None else dataset.item_ids,
         num_heads,
@@ -963,24 +963,25 @@ def _import_reference(
     )
     config = absolute_paths(config)
     item_ids = dataset.item_ids if dataset is not None else range(1, model.encoder.item_embeddings.num_embeddings)
-    if overwrite:  # nothing of the run it replaces stays: its data fingerprint, state, log, report, intents
-        remove_run(out)
-    save_run(out, model, config, item_ids, None if dataset is None else fingerprint(dataset))
-    typer.echo(
-        f"imported {config.model}: {config.num_layers} layer(s), hidden {config.hidden_size}, "
-        f"max_len {config.max_len}, {model.encoder.item_embeddings.num_embeddings - 1:,} items -> {out}"
-    )
-    if left:
-        typer.echo(f"not carried over (the {config.model} model has no place for them): {', '.join(left)}")
-    if dataset is None:
-        typer.echo(f"to evaluate it, give the benchmark file it was trained on: elcrec evaluate {out} --data FILE")
-    else:
+    with training_lock(out):  # not a folder another process is training in
+        if overwrite:  # nothing of the run it replaces stays: its data fingerprint, state, log, report, intents
+            remove_run(out)
+        save_run(out, model, config, item_ids, None if dataset is None else fingerprint(dataset))
+        typer.echo(
+            f"imported {config.model}: {config.num_layers} layer(s), hidden {config.hidden_size}, "
+            f"max_len {config.max_len}, {model.encoder.item_embeddings.num_embeddings - 1:,} items -> {out}"
+        )
+        if left:
+            typer.echo(f"not carried over (the {config.model} model has no place for them): {', '.join(left)}")
+        if dataset is None:
+            typer.echo(f"to evaluate it, give the benchmark file it was trained on: elcrec evaluate {out} --data FILE")
+            return
         result = run_evaluation(
             model, eval_set(dataset, config.max_len, "test"), ks=config.eval_ks, mask_history=mask_history
         )
         write_json(out / METRICS_FILE, result_record(config, result, source="imported"))
-        typer.echo(f"test on {dataset.summary()} (mask_history={mask_history}):")
-        typer.echo(metrics_table({"reference": result}, config.eval_ks))
+    typer.echo(f"test on {dataset.summary()} (mask_history={mask_history}):")
+    typer.echo(metrics_table({"reference": result}, config.eval_ks))
 
 
 def run() -> None:

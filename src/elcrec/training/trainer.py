@@ -8,7 +8,9 @@ and rank 0 alone logs and writes files."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import json
 import logging
 import math
 import random
@@ -22,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import __version__, distributed
+from .. import distributed
 from ..config import Config, preset_values
 from ..data import SequenceData, eval_set, load_dataset, train_set
 from ..evaluation import evaluate, format_metrics
@@ -38,6 +40,7 @@ from ..runs import (
     STATE_FILE,
     RunError,
     describe,
+    describe_code,
     fingerprint,
     load_run,
     read_pt,
@@ -59,7 +62,6 @@ from ..runtime import (
     has_native,
     resolve_device,
     seed_everything,
-    source_digest,
 )
 from .negatives import NegativeSampler
 from .step import AMP_DTYPES, Step, TrainTensors, make_batch
@@ -102,6 +104,12 @@ def train(
     `resume` or `overwrite` is given; `overwrite` first deletes the old run's files and what was derived from it
     (elcrec.runs.remove_run). A folder another process is training in is refused (elcrec.runs.training_lock;
     under torchrun, rank 0 holds it)."""
+    if config.sampled_negatives and max(config.eval_ks) > config.sampled_negatives:  # a run saved so still loads
+        raise ValueError(
+            f"eval_ks={list(config.eval_ks)}: with sampled_negatives={config.sampled_negatives} a target ranks "
+            f"among {config.sampled_negatives + 1} items: a cut-off above {config.sampled_negatives} counts every "
+            "user a hit, and selects no model"
+        )
     if resume and not config.run_dir.is_dir():
         raise FileNotFoundError(f"{config.run_dir}: no such run folder to resume")
     if not (resume or overwrite):
@@ -299,14 +307,9 @@ class Trainer:
         c = self.config
         if c.data != "synthetic" and not Path(c.data).exists():
             return  # nothing to compare: the data must be given again wherever the run is read
-        level = log.level
-        log.setLevel(logging.ERROR)  # reading it says again what reading the data given said
-        try:
-            loaded = fingerprint(load_dataset(c))
-        except ValueError:
-            loaded = None
-        finally:
-            log.setLevel(level)
+        settings = {name: getattr(c, name) for name in ("data", *UNREAD_BY_DATA[True], *UNREAD_BY_DATA[False])}
+        stamp = () if c.data == "synthetic" else (Path(c.data).stat().st_size, Path(c.data).stat().st_mtime_ns)
+        loaded = settings_fingerprint(json.dumps(settings), stamp)
         if loaded != self.fingerprint:
             log.warning(
                 "warning: the data given is not the data the run's settings load ("
@@ -385,7 +388,7 @@ class Trainer:
                     "first_epoch": self.first_epoch,
                     "machine": describe_machine(self.device.type),
                     "processes": self.world,
-                    "code": f"elcrec {__version__}, source sha256 {source_digest()}",
+                    "code": describe_code(),
                 }
             )
         for epoch in range(self.first_epoch, last):
@@ -568,6 +571,21 @@ def check_saved_data(run_dir: Path, found: dict[str, Any]) -> None:
             f"{run_dir} was trained on {describe(saved)}, but the data it is resumed with is {describe(found)}: "
             "a run continues on the data it started on"
         )
+
+
+@functools.lru_cache(maxsize=4)
+def settings_fingerprint(settings: str, stamp: tuple[int, ...]) -> dict[str, Any] | None:
+    """The fingerprint of the data that the data `settings` (JSON) load, None where they cannot; `stamp`, the
+    file's size and modification time, reads a changed file again. Cached: a group of runs, or a search, gives
+    every run the same data."""
+    level = log.level
+    log.setLevel(logging.ERROR)  # reading it says again what reading the data given said
+    try:
+        return fingerprint(load_dataset(Config(**json.loads(settings))))
+    except ValueError:
+        return None
+    finally:
+        log.setLevel(level)
 
 
 def load_state(path: Path) -> dict[str, Any]:
