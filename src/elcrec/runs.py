@@ -189,8 +189,11 @@ def read_pt(path: Path, what: str, mmap: bool = False) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as error:  # torch raises RuntimeError, UnpicklingError, EOFError, ... depending on the damage
         text = str(error)
-        with open(path, "rb") as file:
-            start = file.read(2)
+        try:
+            with open(path, "rb") as file:
+                start = file.read(2)
+        except OSError:  # not there, or not a file: torch's error says which
+            start = b"PK"
         if start[:2] != b"PK" and start[:1] != b"\x80":  # torch.save writes a zip file (a pickle before torch 1.6)
             detail = "not a file torch.save wrote" + ("" if start else ": it is empty")
         elif "WeightsUnpickler error:" in text:  # torch's advice to load it unsafely is not ours to give

@@ -56,13 +56,7 @@ from ..runs import (
     training_lock,
     write_json,
 )
-from ..runtime import (
-    denormals_flushed,
-    describe_machine,
-    has_native,
-    resolve_device,
-    seed_everything,
-)
+from ..runtime import denormals_flushed, describe_machine, has_native, resolve_device, seed_everything
 from .negatives import NegativeSampler
 from .step import AMP_DTYPES, Step, TrainTensors, make_batch
 from .tracking import open_tracker
