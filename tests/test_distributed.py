@@ -19,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from elcrec import Config
 from elcrec.data import make_synthetic, train_set
 from elcrec.distributed import LossModule, gather_objects, shard
-from elcrec.models import LLMESR, Batch, build_model
+from elcrec.models import LLMESR, Batch, bert4rec, build_model
 from elcrec.models.contrastive import CL4SRec
 from elcrec.training.step import Step
 
@@ -27,6 +27,7 @@ WORLD = 2
 MODELS = {  # dropout off: what remains random is drawn identically in both setups
     "sasrec": {},
     "gru4rec": {},
+    "bert4rec": {},
     "cl4srec": {},
     "iclrec": {},
     "elcrec": {"intent_fusion": "shift"},
@@ -36,6 +37,20 @@ MODELS = {  # dropout off: what remains random is drawn identically in both setu
     "llmesr-icc": {"icc": "kmeans", "icc_clusters": 4},  # the mean over the global batch's input items
     "llmesr-icc-targets": {"icc": "kmeans", "icc_clusters": 4, "icc_items": "targets", "icc_centres": "learned"},
 }
+
+
+def test_the_sharded_gradient_check_covers_every_trained_model():
+    from elcrec.config import READ_BY
+
+    assert {name.partition("-")[0] for name in MODELS} == set(READ_BY["lr"])  # a new model is added to MODELS
+
+
+def fixed_cloze(batch, prob, maskable=None):
+    """BERT4Rec's Cloze masks as a function of the global rows, not of each process's random draws."""
+    sequence = torch.cat([batch.inputs[:, 1:], batch.targets[:, -1:]], 1)
+    masked = ((batch.rows[:, None] + torch.arange(sequence.shape[1])) % 3 == 0) & (sequence > 0)
+    masked[:, -1] |= ~masked.any(1)
+    return sequence, masked
 
 
 def fixed_views(self, inputs):
@@ -92,6 +107,7 @@ def _worker(rank: int, init_file: str, out_file: str) -> None:
     torch.set_num_threads(1)
     torch.set_default_dtype(torch.float64)  # as the single process of the test (see the float64 fixture)
     CL4SRec.views = fixed_views
+    bert4rec.cloze = fixed_cloze
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     try:
         results = {name: gradients(name) for name in MODELS}
@@ -110,6 +126,7 @@ def test_sharded_losses_give_the_single_process_gradient(tmp_path, monkeypatch, 
     mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path / "out.pt")), nprocs=WORLD)
     distributed = torch.load(tmp_path / "out.pt", weights_only=True)
     monkeypatch.setattr(CL4SRec, "views", fixed_views)
+    monkeypatch.setattr(bert4rec, "cloze", fixed_cloze)
     for name in MODELS:
         single, sharded = gradients(name), distributed["results"][name]
         assert single["grads"].keys() == sharded["grads"].keys(), name

@@ -158,8 +158,10 @@ LLMESR_VARIANTS = (
 
 # settings only some models read: the models that read each (every other setting every model may read)
 _CONTRASTIVE, _INTENT = ("cl4srec", "iclrec", "elcrec"), ("iclrec", "elcrec")
-_TRAINED = tuple(model for model in CHOICES["model"] if model != "pop")  # pop counts items: no weights, no steps
-_ATTENTION = tuple(model for model in _TRAINED if model != "gru4rec")  # transformer encoders (and llmesr's)
+# named, not derived: a new model reads none of these until it is listed (a test checks that what a model does not
+# read changes nothing it computes, and that the architecture settings it reads do)
+_ATTENTION = ("sasrec", "cl4srec", "iclrec", "elcrec", "bert4rec", "llmesr")  # transformer encoders (and llmesr's)
+_TRAINED = (*_ATTENTION, "gru4rec")  # models with weights and training steps (pop counts items)
 READ_BY = {
     **dict.fromkeys(
         (
@@ -257,11 +259,9 @@ class Config:
         "scripts: beauty, yelp, fashion), or llmesr (LLM-ESR's scripts for any dataset); sasrec and pop keep their "
         "defaults; file, flags and the recipe still win",
     )
-    model: str = _opt(
-        "sasrec", "model: sasrec, cl4srec, iclrec, elcrec, gru4rec, bert4rec, llmesr, or pop (most-popular baseline)"
-    )
+    model: str = _opt("sasrec", f"model: {', '.join(CHOICES['model'])} (pop: the most-popular baseline)")
     hidden_size: int = _opt(64, "hidden size d")
-    num_layers: int = _opt(2, "transformer blocks")
+    num_layers: int = _opt(2, "transformer blocks (gru4rec: GRU layers)")
     num_heads: int = _opt(2, "attention heads (must divide hidden_size)")
     max_len: int = _opt(50, "most recent items the encoder reads")
     dropout: float = _opt(0.5, "dropout on hidden states")
@@ -547,7 +547,7 @@ class Config:
                     raise ConfigError(f"{name}={getattr(self, name)!r} is a setting of llmesr; {self.model} has none")
         elif self.cross_attention and self.hidden_size % 2:
             raise ConfigError(f"hidden_size={self.hidden_size}: llmesr's 2-head cross-attention needs an even size")
-        if self.padding_outputs != "encoded" and self.model not in ("cl4srec", "iclrec", "elcrec"):
+        if self.padding_outputs != "encoded" and self.model not in READ_BY["padding_outputs"]:
             raise ConfigError(
                 f"padding_outputs={self.padding_outputs!r} is a setting of cl4srec, iclrec and elcrec, "
                 f"whose contrastive losses read padding outputs; {self.model}'s loss never does"
