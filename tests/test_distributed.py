@@ -159,6 +159,7 @@ def _buffers_worker(rank: int, init_file: str, out_file: str) -> None:
         found = gather_objects((after_step, model.text.mean().item()))
         if rank == 0:
             torch.save(found, out_file)
+        dist.barrier()  # gloo aborts a process whose peer left the group first
     finally:
         dist.destroy_process_group()
 
