@@ -220,3 +220,19 @@ def test_the_architecture_settings_a_model_reads_change_what_it_computes(tiny_da
     for name in (name for name in ARCHITECTURE if model in READ_BY[name]):
         other = what_the_model_computes(tiny_data, model=model, **{name: other_value(name)})
         assert len(other) != len(base) or not all(torch.equal(a, b) for a, b in zip(base, other)), name
+
+
+@pytest.mark.parametrize("model", CHECKED_MODELS)
+def test_a_model_with_an_item_table_scores_by_it(tiny_data, model, float64):
+    """serve --index faiss searches item_table[1:] with encode(histories): a model that has an item table must
+    score by it, or faiss would serve another ranking than the evaluation's."""
+    from elcrec.data import train_set
+
+    config = Config(model=model, hidden_size=16, num_clusters=4, max_len=20, kmeans_restarts=1)
+    net = build_model(config, tiny_data.n_items)
+    net.prepare(train_set(tiny_data, config.max_len))
+    if not hasattr(net, "item_table"):
+        pytest.skip(f"{model} has no item table: serve refuses index=faiss for it")
+    histories = torch.tensor([[0, 0, 3, 7, 9], [4, 8, 15, 16, 23]])
+    with torch.no_grad():
+        torch.testing.assert_close(net.eval().score(histories), net.encode(histories) @ net.item_table[1:].T)
