@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -162,14 +163,30 @@ def other_value(name):
     return OTHER_VALUES[name]
 
 
+@pytest.fixture
+def item_text(tiny_data, tmp_path):
+    """LLM-ESR's item text embeddings for tiny_data: random vectors, one row per item."""
+    path = tmp_path / "text.npy"
+    np.save(path, np.random.default_rng(0).normal(size=(tiny_data.n_items, 8)).astype(np.float32))
+    return str(path)
+
+
+def model_settings(model, item_text):
+    """A tiny model's settings (llmesr reads its item texts)."""
+    return {"model": model, "hidden_size": 16, "num_clusters": 4, "max_len": 20, "kmeans_restarts": 1} | (
+        {"item_text": item_text} if model == "llmesr" else {}
+    )
+
+
 def what_the_model_computes(data, **settings):
     """The model's loss and gradients on one training batch (dropout and augmentations drawn from the same
     seed) and its scores for the batch's histories, after the model has prepared on the data."""
     from elcrec.data import train_set
+    from elcrec.models import create_model
 
     torch.manual_seed(0)
-    config = Config(**{"hidden_size": 16, "num_clusters": 4, "max_len": 20, "kmeans_restarts": 1, **settings})
-    model = build_model(config, data.n_items)
+    config = Config(**settings)
+    model = create_model(config, data)
     train = train_set(data, config.max_len)
     model.prepare(train)
     inputs, targets = torch.from_numpy(train.inputs[:32]), torch.from_numpy(train.targets[:32])
@@ -187,50 +204,51 @@ def what_the_model_computes(data, **settings):
     return computed
 
 
-# every model but llmesr, which needs item texts (tests/test_llmesr.py): a new model is checked once it is a choice
-CHECKED_MODELS = [model for model in CHOICES["model"] if model != "llmesr"]
+CHECKED_MODELS = list(CHOICES["model"])  # a new model is checked once it is a choice
 ARCHITECTURE = ("hidden_size", "num_layers", "num_heads", "dropout", "attn_dropout", "loss")
 
 
 @pytest.mark.parametrize("model", CHECKED_MODELS)
-def test_a_setting_the_model_does_not_read_changes_nothing_it_computes(tiny_data, model):
+def test_a_setting_the_model_does_not_read_changes_nothing_it_computes(tiny_data, item_text, model):
     """READ_BY's claims, checked: a setting it says this model does not read is logged as ignored, routed to the
     other models of a comparison and left out when runs are compared, so it must change nothing the model
     computes. (The training settings pop does not read act through the training step, which pop never takes.)"""
-    base = what_the_model_computes(tiny_data, model=model)
+    settings = model_settings(model, item_text)
+    base = what_the_model_computes(tiny_data, **settings)
     checked = []
     for name in Config(model=model).unread():
         try:
-            Config(model=model, **{name: other_value(name)})
+            Config(**settings | {name: other_value(name)})
         except ConfigError:  # llmesr's files and variants, padding_outputs: refused for other models, not ignored
             continue
-        other = what_the_model_computes(tiny_data, model=model, **{name: other_value(name)})
+        other = what_the_model_computes(tiny_data, **settings | {name: other_value(name)})
         assert len(other) == len(base) and all(torch.equal(a, b) for a, b in zip(base, other)), name
         checked.append(name)
     assert checked
 
 
 @pytest.mark.parametrize("model", CHECKED_MODELS)
-def test_the_architecture_settings_a_model_reads_change_what_it_computes(tiny_data, model):
+def test_the_architecture_settings_a_model_reads_change_what_it_computes(tiny_data, item_text, model):
     """The other half of READ_BY's claims: a model listed as reading an architecture setting that it ignores would
     have it routed to it by compare, compared when it resumes, and checked (heads must divide hidden_size)."""
     from elcrec.config import READ_BY
 
-    base = what_the_model_computes(tiny_data, model=model)
+    settings = model_settings(model, item_text)
+    base = what_the_model_computes(tiny_data, **settings)
     for name in (name for name in ARCHITECTURE if model in READ_BY[name]):
-        other = what_the_model_computes(tiny_data, model=model, **{name: other_value(name)})
+        other = what_the_model_computes(tiny_data, **settings | {name: other_value(name)})
         assert len(other) != len(base) or not all(torch.equal(a, b) for a, b in zip(base, other)), name
 
 
 @pytest.mark.parametrize("model", CHECKED_MODELS)
-def test_a_model_with_an_item_table_scores_by_it(tiny_data, model, float64):
+def test_a_model_with_an_item_table_scores_by_it(tiny_data, item_text, model, float64):
     """serve --index faiss searches item_table[1:] with encode(histories): a model that has an item table must
     score by it, or faiss would serve another ranking than the evaluation's."""
     from elcrec.data import train_set
+    from elcrec.models import create_model
 
-    config = Config(model=model, hidden_size=16, num_clusters=4, max_len=20, kmeans_restarts=1)
-    net = build_model(config, tiny_data.n_items)
-    net.prepare(train_set(tiny_data, config.max_len))
+    net = create_model(Config(**model_settings(model, item_text)), tiny_data)
+    net.prepare(train_set(tiny_data, 20))
     if not hasattr(net, "item_table"):
         pytest.skip(f"{model} has no item table: serve refuses index=faiss for it")
     histories = torch.tensor([[0, 0, 3, 7, 9], [4, 8, 15, 16, 23]])
