@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .base import NextItemRecommender
-from .transformer import _init_weights
+from .transformer import reference_init
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -45,7 +45,7 @@ class GRU4Rec(NextItemRecommender):
         super().__init__(config)
         self.item_embeddings = nn.Embedding(n_items + 1, config.hidden_size, padding_idx=0)
         self.encoder = GRUEncoder(config.hidden_size, config.num_layers, config.dropout)
-        _init_weights(self.item_embeddings)
+        reference_init(self.item_embeddings)
 
     @property
     def item_table(self) -> torch.Tensor:

@@ -140,7 +140,7 @@ class TransformerEncoder(nn.Module):
         self.blocks = nn.ModuleList(
             Block(hidden_size, num_heads, dropout, attn_dropout, fast_dropout) for _ in range(num_layers)
         )
-        self.apply(_init_weights)
+        self.apply(reference_init)
 
     def forward(
         self, inputs: torch.Tensor, last_only: bool = False, vectors: torch.Tensor | None = None
@@ -210,8 +210,9 @@ def attention_mask(inputs: torch.Tensor, causal: bool, dtype: torch.dtype) -> to
     return torch.zeros(allowed.shape, dtype=dtype, device=inputs.device).masked_fill_(~allowed, BLOCKED)
 
 
-def _init_weights(module: nn.Module) -> None:
-    """Reference init: normal(0, 0.02) weights (embeddings too, padding row included), zero biases."""
+def reference_init(module: nn.Module) -> None:
+    """The reference code's init, for `module.apply`: normal(0, 0.02) weights (embeddings too, padding row
+    included), zero biases, LayerNorm at identity."""
     if isinstance(module, (nn.Linear, nn.Embedding)):
         nn.init.normal_(module.weight, mean=0.0, std=0.02)
     if isinstance(module, nn.Linear) and module.bias is not None:
