@@ -188,3 +188,20 @@ def test_data_given_that_the_settings_do_not_load_is_warned_of(tmp_path, monkeyp
         assert (warning in (run_dir / "train.log").read_text()) == expected
     assert len(reads) == 2  # once for each setting of the data
     trainer.settings_fingerprint.cache_clear()
+
+
+def test_a_file_given_with_other_preprocessing_is_warned_of(tmp_path, monkeypatch):
+    """The same file read with dedup=all in memory, under settings that say none: later reads would differ."""
+    from elcrec.data import load_dataset
+    from elcrec.training import trainer
+
+    monkeypatch.chdir(tmp_path)
+    trainer.settings_fingerprint.cache_clear()
+    lines = [f"{u} " + " ".join(str(1 + (u + j) % 20) for j in (0, 1, 1, 2, 3, 4)) for u in range(1, 60)]
+    (tmp_path / "log.txt").write_text("\n".join(lines) + "\n")
+    config = Config(model="pop", data="log.txt")
+    warning = "warning: the data given is not the data the run's settings load"
+    for name, dedup, expected in (("same", "none", False), ("deduplicated", "all", True)):
+        train(config.replace(output_dir=name), data=load_dataset(config.replace(dedup=dedup)), progress=False)
+        assert (warning in (tmp_path / name / "train.log").read_text()) == expected, name
+    trainer.settings_fingerprint.cache_clear()

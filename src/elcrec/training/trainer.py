@@ -302,7 +302,10 @@ class Trainer:
         if c.data != "synthetic" and not Path(c.data).exists():
             return  # nothing to compare: the data must be given again wherever the run is read
         settings = {name: getattr(c, name) for name in ("data", *UNREAD_BY_DATA[True], *UNREAD_BY_DATA[False])}
-        stamp = () if c.data == "synthetic" else (Path(c.data).stat().st_size, Path(c.data).stat().st_mtime_ns)
+        stamp: tuple[int, ...] = ()
+        if c.data != "synthetic":  # the file itself: a relative path names another one elsewhere
+            settings["data"], found = str(Path(c.data).resolve()), Path(c.data).stat()
+            stamp = (found.st_size, found.st_mtime_ns)
         loaded = settings_fingerprint(json.dumps(settings), stamp)
         if loaded != self.fingerprint:
             log.warning(
