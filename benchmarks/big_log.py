@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from common import ROOT, peak_rss_mb, reset_peak_rss, rss_mb, write_markdown
+from common import ROOT, peak_rss_mb, reset_peak_rss, rss_mb, worker_result, write_markdown
 
 from elcrec.runtime import describe_machine
 
@@ -98,10 +97,7 @@ def main() -> None:
         paths = generate(args.rows, Path(folder))
         print(f"generated in {time.perf_counter() - started:.0f} s", flush=True)
         for name, path in paths.items():
-            done = subprocess.run(
-                [sys.executable, __file__, "--worker", str(path)], check=True, capture_output=True, text=True
-            )
-            row = json.loads(done.stdout.strip().splitlines()[-1])
+            row = worker_result([sys.executable, __file__, "--worker", str(path)])
             print(name, json.dumps(row), flush=True)
             lines.append(
                 f"| {name} | {path.stat().st_size / 2**20:,.0f} | {row['users']:,} | {row['items']:,} "

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from common import ROOT, benchmark_config, time_steps, training_steps, write_markdown
+from common import ROOT, benchmark_config, time_steps, training_steps, worker_result, write_markdown
 
 from elcrec.runtime import describe_machine
 
@@ -41,14 +41,7 @@ def measure(threads: int, steps: int, busy: bool) -> dict:
         if hog is not None:
             time.sleep(1.0)  # the hog holds its core before the worker looks for idle ones
         env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-        done = subprocess.run(
-            [sys.executable, __file__, "--steps", str(steps), "--worker", str(threads)],
-            check=True,
-            capture_output=True,
-            text=True,
-            env=env,
-        )
-        return json.loads(done.stdout.strip().splitlines()[-1])
+        return worker_result([sys.executable, __file__, "--steps", str(steps), "--worker", str(threads)], env=env)
     finally:
         if hog is not None:
             hog.kill()

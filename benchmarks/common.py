@@ -4,8 +4,10 @@ variants they compare, timed training steps, and the process's resident memory
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -93,15 +95,35 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, repeats: int = 10) -> 
     return 2 * MATMUL_SIZE**3 / best / 1e9
 
 
+def command_line(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    """The command that writes these results again: the script with every option's value, defaults and --out
+    included (a later default or a forgotten --out would give other results, or another file)."""
+    parts = [f"python benchmarks/{Path(sys.argv[0]).name}"]
+    for action in parser._actions:
+        value = getattr(args, action.dest, None)
+        if not action.option_strings or action.dest in ("help", "worker") or value in (None, False):
+            continue
+        parts += [action.option_strings[-1]] + ([] if value is True else [shlex.quote(str(value))])
+    return " ".join(parts)
+
+
+def worker_result(command: list[str], **run) -> dict:
+    """The JSON line a worker process prints last; a worker that fails stops the benchmark with its own error
+    (its stderr's last lines), not a CalledProcessError."""
+    done = subprocess.run(command, capture_output=True, text=True, **run)
+    if done.returncode:
+        tail = "\n".join(done.stderr.strip().splitlines()[-15:])
+        raise SystemExit(f"{Path(command[1]).name} {' '.join(command[2:])} failed (exit {done.returncode}):\n{tail}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def run_variants(script: str, variants, options: list[str]) -> list[dict]:
     """`script --worker VARIANT` with `options`, one process per variant in turn: the JSON line each prints last.
     This process then takes the workers' torch thread count, which the machine line names."""
     rows = []
     for variant in variants:
         print(f"{variant} ...", flush=True)
-        command = [sys.executable, script, *options, "--worker", variant]
-        done = subprocess.run(command, check=True, capture_output=True, text=True)
-        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        rows.append(worker_result([sys.executable, script, *options, "--worker", variant]))
         print(json.dumps(rows[-1]), flush=True)
     torch.set_num_threads(rows[0]["threads"])
     return rows

@@ -11,12 +11,10 @@ Writes benchmarks/results/paper-efficiency.md and paper-efficiency.png.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 from pathlib import Path
 
-from common import FILES, ROOT, VARIANTS, write_markdown
+from common import FILES, ROOT, VARIANTS, command_line, worker_result, write_markdown
 
 from elcrec.runtime import describe_machine
 
@@ -49,14 +47,13 @@ def main() -> None:
                 args.engine,
             ]
             print(f"{dataset} {model} ...", flush=True)
-            done = subprocess.run(command, check=True, capture_output=True, text=True)
-            rows.append({"dataset": dataset, **json.loads(done.stdout.strip().splitlines()[-1])})
+            rows.append({"dataset": dataset, **worker_result(command)})
 
     lines = [
         "# Efficiency: ELCRec against ICLRec",
         "",
-        f"Machine: {describe_machine()}. Command: `python benchmarks/efficiency.py --epochs {args.epochs} --engine "
-        f"{args.engine}`. Each dataset's preset for each model, the faithful recipe; train s/epoch: the median "
+        f"Machine: {describe_machine()}. Command: `{command_line(parser, args)}`. Each dataset's preset for each "
+        "model, the faithful recipe; train s/epoch: the median "
         f"of {args.epochs} epochs (ICLRec's k-means E-step over every training sequence included; ELCRec's "
         "one-time k-means is before the first epoch), validation excluded; peak memory: the process's peak "
         "resident set.",

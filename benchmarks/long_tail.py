@@ -18,7 +18,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from common import ROOT, write_markdown
+from common import ROOT, command_line, write_markdown
 
 from elcrec.runtime import describe_machine
 
@@ -93,10 +93,7 @@ def main() -> None:
     lines = [
         f"# Long-tail: SASRec, LLM-ESR, LLM-ESR + item-cluster constraint (synthetic data, text carries {carries})",
         "",
-        f"Machine: {describe_machine()}. Command: `python benchmarks/long_tail.py --seeds {args.seeds} "
-        f"--users {args.users} "
-        f"--items {args.items} --epochs {args.epochs} --patience {args.patience} --texts {args.texts} "
-        f"--icc-clusters {args.icc_clusters} --icc-weight {args.icc_weight}`.",
+        f"Machine: {describe_machine()}. Command: `{command_line(parser, args)}`.",
         f"{data.summary()}. The faithful recipe with these epochs and patience. "
         f"Test NDCG@10, full ranking, seen items excluded, mean ± std over seeds {args.seeds}; "
         "best validation epoch of each run. Groups (users): "

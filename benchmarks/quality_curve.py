@@ -15,7 +15,7 @@ import argparse
 import statistics
 from pathlib import Path
 
-from common import FILES, ROOT, VARIANTS, benchmark_config, write_markdown
+from common import FILES, ROOT, VARIANTS, benchmark_config, command_line, write_markdown
 
 from elcrec.data import load_dataset
 from elcrec.runtime import describe_machine, prepare_process
@@ -63,10 +63,8 @@ def main() -> None:
     lines = [
         f"# Validation {base.metric} per epoch, {args.model} on {FILES[args.dataset]}, by engine variant",
         "",
-        f"Machine: {describe_machine(base.device)}. Command: `python "
-        f"benchmarks/quality_curve.py --dataset {args.dataset} "
-        f"--model {args.model} --epochs {args.epochs} --runs {args.runs}` (preset {args.dataset}, the faithful "
-        "recipe without early stopping). Variants: "
+        f"Machine: {describe_machine(base.device)}. Command: `{command_line(parser, args)}` (preset {args.dataset}, "
+        "the faithful recipe without early stopping). Variants: "
         + "; ".join(
             f"{name}: {settings}" for name, settings in VARIANTS.items() if any(variant == name for variant, _ in runs)
         )

@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from common import FILES, ROOT, dataset_path, write_markdown
+from common import FILES, ROOT, command_line, dataset_path, write_markdown
 
 from elcrec.runtime import describe_machine
 
@@ -41,7 +41,7 @@ def main() -> None:
     lines = [
         "# The public ELCRec checkpoints: their scores and intents",
         "",
-        f"Machine: {describe_machine()}. Command: `python benchmarks/reference_intents.py` with the checkpoints of the "
+        f"Machine: {describe_machine()}. Command: `{command_line(parser, args)}`, the checkpoints of the "
         "public ELCRec repository, imported with their dataset's preset. Each user's intent is the nearest "
         "centre to the representation of their last 50 items (the reference's: the mean over all 50 "
         "positions, padding included). Valid and test: full ranking, mask_history=reference.",
@@ -53,8 +53,10 @@ def main() -> None:
     details = []
     for spec in args.checkpoint:
         dataset, _, path = spec.partition(":")
-        if dataset not in FILES or not Path(path).is_file():
+        if dataset not in FILES:
             raise SystemExit(f"--checkpoint {spec!r}: give DATASET:PATH with DATASET one of {', '.join(FILES)}")
+        if not Path(path).is_file():
+            raise SystemExit(f"--checkpoint {spec!r}: {path} not found")
         data = load_dataset(Config(data=str(dataset_path(dataset))))
         model, config, _ = import_reference(path, data.item_ids, preset=dataset)
         scores = {

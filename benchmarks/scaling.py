@@ -21,13 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
-from common import ROOT, peak_rss_mb, reset_peak_rss, write_markdown
+from common import ROOT, peak_rss_mb, reset_peak_rss, worker_result, write_markdown
 
 from elcrec.runtime import describe_machine
 
@@ -151,29 +150,14 @@ def main() -> None:
         print(json.dumps(worker(args.worker[0], int(args.worker[1]), args.steps, args.device, args.threads)))
         return
 
+    if not all(users.isdigit() and int(users) > 0 for users in args.users.split(",")):
+        raise SystemExit(f"--users {args.users!r}: give user counts like 2000,10000")
     rows = []
     for users in args.users.split(","):
         for model in args.models.split(","):
             print(f"{model} {int(users):,} users ...", flush=True)
-            done = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--steps",
-                    str(args.steps),
-                    "--device",
-                    args.device,
-                    "--threads",
-                    str(args.threads),
-                    "--worker",
-                    model,
-                    users,
-                ],
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            options = ["--steps", str(args.steps), "--device", args.device, "--threads", str(args.threads)]
+            rows.append(worker_result([sys.executable, __file__, *options, "--worker", model, users]))
             print(json.dumps(rows[-1]), flush=True)
 
     sasrec = {row["users"]: row["epoch_s"] for row in rows if row["model"] == "sasrec"}

@@ -122,12 +122,16 @@ def main() -> None:
     parser.add_argument(
         "--checkpoint", type=Path, default=None, help="run folder or artefact [default: imported reference]"
     )
-    parser.add_argument("--requests", type=int, default=2000, help="single requests (batches: a tenth of it)")
+    parser.add_argument(
+        "--requests", type=int, default=2000, help="single requests, 32 or more (then their histories in batches of 32)"
+    )
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the server")
     parser.add_argument("--catalogue", type=int, default=200_000, help="items of the faiss recall test (0 = skip)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "serve-load.md")
     args = parser.parse_args()
+    if args.requests < 32:
+        raise SystemExit(f"--requests {args.requests}: give 32 or more (the batch requests take 32 histories each)")
 
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = args.checkpoint or reference_run(Path(tmp) / "run")
@@ -166,11 +170,7 @@ def main() -> None:
             load(url, [{"history": h} for h in histories[:100]], "/recommend", 1)  # warm-up
             alone = load(url, [{"history": h, "k": 10} for h in histories], "/recommend", 1)
             single = load(url, [{"history": h, "k": 10} for h in histories], "/recommend", args.concurrency)
-            batches = [
-                {"histories": histories[i : i + 32], "k": 10}
-                for i in range(0, args.requests // 10 * 32, 32)
-                if i + 32 <= len(histories)
-            ]
+            batches = [{"histories": histories[i : i + 32], "k": 10} for i in range(0, len(histories) - 31, 32)]
             batch = load(url, batches, "/recommend/batch", args.concurrency)
         finally:
             server.terminate()

@@ -21,7 +21,6 @@ import argparse
 import json
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,9 @@ from common import (
     VARIANTS,
     ZERO_MODELS,
     benchmark_config,
+    command_line,
     matmul_peak,
+    worker_result,
     write_markdown,
 )
 
@@ -127,6 +128,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--worker", nargs=2, metavar=("MODEL", "ENGINE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.epochs < 1:
+        raise SystemExit(f"--epochs {args.epochs}: give 1 or more")
     if args.worker:
         print(json.dumps(worker(args.dataset, *args.worker, args.epochs, args.device, args.threads)))
         return
@@ -154,17 +157,14 @@ def main() -> None:
                 engine,
             ]
             print(f"{model} engine={engine} ...", flush=True)
-            done = subprocess.run(command, check=True, capture_output=True, text=True)
-            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            rows.append(worker_result(command))
             print(json.dumps(rows[-1]), flush=True)
 
     reference = {row["model"]: row["epoch_s"] for row in rows if row["engine"] == "reference"}
     lines = [
         f"# Training and evaluation speed on {FILES[args.dataset]} (preset {args.dataset})",
         "",
-        f"Machine: {describe_machine(args.device)}. Command: `python benchmarks/speed.py --dataset {args.dataset} "
-        f"--models {args.models} --engines {args.engines} --epochs {args.epochs} --device {args.device} "
-        f"--threads {args.threads}`.",
+        f"Machine: {describe_machine(args.device)}. Command: `{command_line(parser, args)}`.",
         "The faithful recipe (benchmarks/time_to_quality.py times the fast one). "
         "Train s/epoch: median over the epochs run (ICLRec's E-step included). Eval s: full ranking of every "
         "item for every user of the validation split, best of 3. GFLOP: matmul work of the engine's own "
@@ -180,14 +180,16 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        reference_s = reference.get(row["model"], float("nan"))
+        reference_s = reference.get(row["model"])
         floor = row["gflop_per_epoch"] / row["peak_gflops"]
+        versus = "-" if reference_s is None else f"{reference_s / row['epoch_s']:.2f}x"  # no reference variant run
+        bound = "-" if reference_s is None else f"{reference_s / floor:.1f}x"
         lines.append(
-            f"| {row['model']} | {row['engine']} | {row['epoch_s']:.1f} | {reference_s / row['epoch_s']:.2f}x "
+            f"| {row['model']} | {row['engine']} | {row['epoch_s']:.1f} | {versus} "
             f"| {row['seq_per_s']:,.0f} "
             f"| {row['eval_s']:.2f} ({row['users']:,}) | {row['gflop_per_epoch']:,.0f} | {row['gflops']:.0f} "
             f"| {row['peak_gflops']:.0f} | {row['gflops'] / row['peak_gflops']:.0%} | {floor:.1f} "
-            f"| {reference_s / floor:.1f}x | {row['peak_rss_mb']:,.0f} |"
+            f"| {bound} | {row['peak_rss_mb']:,.0f} |"
         )
     out = args.out or ROOT / "benchmarks" / "results" / f"speed-{args.dataset}.md"
     write_markdown(out, lines)

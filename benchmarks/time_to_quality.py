@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = the idle cores)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    threads = prepare_process(args.threads)
+    prepare_process(args.threads)
 
     base = benchmark_config(
         args.dataset,
@@ -89,6 +89,8 @@ def main() -> None:
         device=args.device,
     )
     data = load_dataset(base)
+    if not all(seed.isdigit() for seed in args.seeds.split(",")):
+        raise SystemExit(f"--seeds {args.seeds!r}: give seeds like 1,2,3")
     seeds = [int(s) for s in args.seeds.split(",")]
     fast = {}
     for seed in seeds:
@@ -104,10 +106,14 @@ def main() -> None:
     faithful = faithful_records(args.dataset, args.model)
 
     settings = " ".join(f"{k}={v}" for k, v in RECIPES[args.recipe].items())
+    # a record read back trained where its sessions say, not necessarily here or with these threads
+    trained_on = {session["machine"] for metrics in fast.values() for session in metrics.get("sessions", [])}
+    trained_on = trained_on or {"machines their records do not name"}
     lines = [
         f"# Time to quality: {args.model} on {FILES[args.dataset]}, recipe {args.recipe} against faithful",
         "",
-        f"Machine: {describe_machine(args.device)}, otherwise idle (the protocol: minutes are wall-clock). "
+        f"Machine: {describe_machine(args.device)}, otherwise idle (the protocol: minutes are wall-clock); recipe "
+        f"{args.recipe}'s runs trained on " + "; ".join(sorted(trained_on)) + ". "
         "Command: `python "
         f"benchmarks/time_to_quality.py --dataset {args.dataset} --model {args.model} --recipe {args.recipe} "
         f"--seeds {args.seeds} --threads {args.threads}`. Recipe {args.recipe}: {settings}, on the {args.dataset} "
@@ -122,7 +128,7 @@ def main() -> None:
         f"| recipe | seeds | {' | '.join(f'test {m}' for m in METRICS)} | best epochs | epochs run | minutes to "
         f"the best epoch | minutes run | runs within {args.minutes:g} min | note |",
         "|---" * (len(METRICS) + 8) + "|",
-        row(args.recipe, list(fast.values()), args.minutes, f"{threads} threads"),
+        row(args.recipe, list(fast.values()), args.minutes, "machines above"),
     ]
     if faithful:
         lines.append(
