@@ -162,7 +162,7 @@ def parse_manifest(path: Path) -> dict:
 
 def group_cells(path: Path, group: dict) -> list[dict]:
     """The cells of one [[cells]] group, in its order: datasets, then its models or ablations, then seeds."""
-    from elcrec.models import MODELS
+    from elcrec.config import CHOICES
     from elcrec.training.experiments import ABLATION_MODELS, ABLATIONS
 
     kinds = [key for key in ("models", "ablations") if key in group]
@@ -177,7 +177,7 @@ def group_cells(path: Path, group: dict) -> list[dict]:
         raise SystemExit(f"{path}: label {label!r}: lower-case letters, digits and - only")
     if not isinstance(variant, str) or variant not in VARIANTS:
         raise SystemExit(f"{path}: variant {variant!r}: choose among {', '.join(VARIANTS)}")
-    choices = {"datasets": FILES, "models": MODELS, "ablations": ABLATIONS}
+    choices = {"datasets": FILES, "models": CHOICES["model"], "ablations": ABLATIONS}
     for key in ("datasets", names):
         for name in listed(path, group, key, lambda name: isinstance(name, str), "names"):
             if name not in choices[key]:
@@ -641,7 +641,7 @@ def main() -> None:
     defaults, cells = read_manifest(args.manifest)
     chosen = chosen_cells(cells, args.only, args.manifest)
     command = "python benchmarks/reproduce.py"
-    if MANIFEST.resolve() != PAPER_MANIFEST.resolve():
+    if RESULTS != PAPER_RESULTS:  # another manifest than the campaign's (use_manifest)
         command += f" --manifest {shown(MANIFEST)}"
         print(f"{shown(MANIFEST)}: runs in {shown(RUNS)}/, records and tables in {shown(RESULTS)}/", flush=True)
     if not (args.status or reference_file().is_file()):  # before hours of training, not at its first table

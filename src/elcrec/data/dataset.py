@@ -30,11 +30,12 @@ class SequenceData:
         self.user_ids, self.item_ids = np.asarray(self.user_ids), np.asarray(self.item_ids)
         if len(self.offsets) != len(self.user_ids) + 1 or self.offsets[0] != 0 or self.offsets[-1] != len(self.items):
             raise ValueError("offsets must have one entry per user plus one, from 0 to len(items)")
-        if (short := np.flatnonzero(np.diff(self.offsets) < MIN_SEQUENCE_LENGTH)).size:
+        lengths = np.diff(self.offsets)
+        if (short := np.flatnonzero(lengths < MIN_SEQUENCE_LENGTH)).size:
             raise ValueError(
                 f"{short.size} user(s) have fewer than {MIN_SEQUENCE_LENGTH} items (user {self.user_ids[short[0]]}: "
-                f"{np.diff(self.offsets)[short[0]]}; offsets must not decrease): leave-one-out needs an input, a "
-                "validation and a test item"
+                f"{lengths[short[0]]}; offsets must not decrease): leave-one-out needs an input, a validation and a "
+                "test item"
             )
         if len(self.items) and (self.items.min() < 1 or self.items.max() > len(self.item_ids)):
             raise ValueError("internal item ids must lie in 1..n_items")
