@@ -80,8 +80,13 @@ def time_steps(step, batches) -> list[float]:
     return seconds
 
 
-def matmul_peak(device: torch.device, dtype: torch.dtype, repeats: int = 10) -> float:
-    """Best GFLOP/s of a MATMUL_SIZE² matmul in `dtype`."""
+def matmul_peak(device: torch.device, dtype: torch.dtype, repeats: int = 10) -> float | None:
+    """Best GFLOP/s of a MATMUL_SIZE² matmul in `dtype`; None where `device` emulates `dtype` (half precision
+    without its instructions), whose speed is no hardware peak (and such a matmul takes minutes)."""
+    from elcrec.runtime import has_native
+
+    if dtype != torch.float32 and not has_native(dtype, device):
+        return None
     a = torch.randn(MATMUL_SIZE, MATMUL_SIZE, device=device, dtype=dtype)
     best = float("inf")
     for _ in range(repeats):
@@ -158,12 +163,20 @@ def epochs_by_machine(metrics: dict) -> dict[str, int]:
     sessions = sorted(metrics.get("sessions", []), key=lambda session: session["first_epoch"])
     for epoch in metrics["history"]:
         where = [session for session in sessions if session["first_epoch"] <= epoch["epoch"]]
-        name = "unrecorded (epochs from before the run recorded its machines)"
-        if where:
-            processes = where[-1]["processes"]
-            name = where[-1]["machine"] + (f", {processes} processes" if processes > 1 else "")
+        name = trained_on(where[-1]) if where else "unrecorded (epochs from before the run recorded its machines)"
         counts[name] = counts.get(name, 0) + 1
     return counts
+
+
+def trained_on(session: dict) -> str:
+    """Where a session of a run trained, as the tables name it: its machine, with its autocast precision (amp:
+    bf16 or fp16, where the session records it) and processes where there were several."""
+    amp, processes = session.get("amp", "none"), session["processes"]
+    return (
+        session["machine"]
+        + (f", amp {amp}" if amp != "none" else "")
+        + (f", {processes} processes" if processes > 1 else "")
+    )
 
 
 def machines_of(run: dict) -> list[str]:

@@ -67,7 +67,7 @@ def worker(dataset: str, model_name: str, engine: str, epochs: int, device: str,
     from elcrec.runs import load_run
     from elcrec.runtime import prepare_process, resolve_device
     from elcrec.training import NegativeSampler, train
-    from elcrec.training.step import AMP_DTYPES
+    from elcrec.training.step import autocast_dtype
 
     prepare_process(threads, resolve_device(device))
 
@@ -82,7 +82,7 @@ def worker(dataset: str, model_name: str, engine: str, epochs: int, device: str,
     )
     data = load_dataset(config)
     # this VM's speed drifts: measure the peak beside each run, in the run's matmul precision
-    peak = matmul_peak(resolve_device(device), AMP_DTYPES.get(config.amp, torch.float32))
+    peak = matmul_peak(resolve_device(device), autocast_dtype(config.amp, resolve_device(device)) or torch.float32)
     result = train(config, data=data, progress=False, overwrite=True)
     seconds = [h["seconds"] for h in result["history"]]
 
@@ -171,7 +171,8 @@ def main() -> None:
         "step, mean of 8 random batches (the reference engine encodes more rows; fast-zero, padding_outputs=zero, "
         "skips the positions before each sequence's first item and is a deviation from the reference). Matmul "
         f"peak: best {MATMUL_SIZE}² matmul in the run's matmul precision (bfloat16 for fast-bf16, amp=bf16, "
-        "float32 otherwise), measured in each run's process just before training. Floor: GFLOP/epoch at the "
+        "float32 otherwise), measured in each run's process just before training; '-' where the CPU emulates "
+        "bf16 (no AVX512-BF16 or AMX). Floor: GFLOP/epoch at the "
         "matmul peak, the epoch if every matmul ran at peak and nothing else took time; bound: the speed-up over "
         "the reference that floor would give.",
         "",
@@ -180,16 +181,18 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        reference_s = reference.get(row["model"])
-        floor = row["gflop_per_epoch"] / row["peak_gflops"]
+        reference_s, peak = reference.get(row["model"]), row["peak_gflops"]
         versus = "-" if reference_s is None else f"{reference_s / row['epoch_s']:.2f}x"  # no reference variant run
-        bound = "-" if reference_s is None else f"{reference_s / floor:.1f}x"
+        peak_columns = "| - | - | - | -"  # an emulated precision has no hardware peak
+        if peak is not None:
+            floor = row["gflop_per_epoch"] / peak
+            bound = "-" if reference_s is None else f"{reference_s / floor:.1f}x"
+            peak_columns = f"| {peak:.0f} | {row['gflops'] / peak:.0%} | {floor:.1f} | {bound}"
         lines.append(
             f"| {row['model']} | {row['engine']} | {row['epoch_s']:.1f} | {versus} "
             f"| {row['seq_per_s']:,.0f} "
             f"| {row['eval_s']:.2f} ({row['users']:,}) | {row['gflop_per_epoch']:,.0f} | {row['gflops']:.0f} "
-            f"| {row['peak_gflops']:.0f} | {row['gflops'] / row['peak_gflops']:.0%} | {floor:.1f} "
-            f"| {bound} | {row['peak_rss_mb']:,.0f} |"
+            f"{peak_columns} | {row['peak_rss_mb']:,.0f} |"
         )
     out = args.out or ROOT / "benchmarks" / "results" / f"speed-{args.dataset}.md"
     write_markdown(out, lines)

@@ -49,7 +49,6 @@ def worker(dataset: str, variant: str, steps: int, threads: int) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     from elcrec.runtime import prepare_process
-    from elcrec.training.step import AMP_DTYPES
 
     prepare_process(threads)
     config = benchmark_config(dataset, "elcrec", device="cpu", seed=1, **VARIANTS[variant])
@@ -85,7 +84,7 @@ def worker(dataset: str, variant: str, steps: int, threads: int) -> dict:
         for batch in counted:
             step(batch)
     gflop = counter.get_total_flops() / len(counted) / 1e9
-    dtype = AMP_DTYPES.get(config.amp, torch.float32)
+    dtype = step.amp_dtype or torch.float32
     return {
         "variant": variant,
         "threads": torch.get_num_threads(),
@@ -123,12 +122,16 @@ def table(rows: list[dict]) -> list[str]:
         share, ms = row["share"], row["step_ms"]
         matmul_ms = share["matmul"] * ms
         speed = row["gflop"] / matmul_ms * 1000
-        floor_ms = row["gflop"] / row["peak"] * 1000
+        peak_columns = f"| - ({row['precision']}, emulated) | - | {matmul_ms:.0f} ({reference / matmul_ms:.1f}x) | -"
+        if row["peak"] is not None:
+            floor_ms = row["gflop"] / row["peak"] * 1000
+            peak_columns = (
+                f"| {row['peak']:.0f} ({row['precision']}) | {speed / row['peak']:.0%} "
+                f"| {matmul_ms:.0f} ({reference / matmul_ms:.1f}x) | {floor_ms:.0f} ({reference / floor_ms:.1f}x)"
+            )
         lines.append(
             f"| {row['variant']} | {ms:.0f} | {reference / ms:.2f}x | {share['matmul']:.0%} | {share['copies']:.0%} "
-            f"| {share['other']:.0%} | {row['gflop']:.1f} | {speed:.0f} | {row['peak']:.0f} ({row['precision']}) "
-            f"| {speed / row['peak']:.0%} | {matmul_ms:.0f} ({reference / matmul_ms:.1f}x) "
-            f"| {floor_ms:.0f} ({reference / floor_ms:.1f}x) | {row['faults']:,.0f} |"
+            f"| {share['other']:.0%} | {row['gflop']:.1f} | {speed:.0f} {peak_columns} | {row['faults']:,.0f} |"
         )
     return lines
 

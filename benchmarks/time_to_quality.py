@@ -26,6 +26,7 @@ from common import (
     benchmark_config,
     machines_of,
     recorded_with,
+    trained_on,
     write_markdown,
     write_portable_config,
 )
@@ -107,13 +108,13 @@ def main() -> None:
 
     settings = " ".join(f"{k}={v}" for k, v in RECIPES[args.recipe].items())
     # a record read back trained where its sessions say, not necessarily here or with these threads
-    trained_on = {session["machine"] for metrics in fast.values() for session in metrics.get("sessions", [])}
-    trained_on = trained_on or {"machines their records do not name"}
+    machines = {trained_on(session) for metrics in fast.values() for session in metrics.get("sessions", [])}
+    machines = machines or {"machines their records do not name"}
     lines = [
         f"# Time to quality: {args.model} on {FILES[args.dataset]}, recipe {args.recipe} against faithful",
         "",
         f"Machine: {describe_machine(args.device)}, otherwise idle (the protocol: minutes are wall-clock); recipe "
-        f"{args.recipe}'s runs trained on " + "; ".join(sorted(trained_on)) + ". "
+        f"{args.recipe}'s runs trained on " + "; ".join(sorted(machines)) + ". "
         "Command: `python "
         f"benchmarks/time_to_quality.py --dataset {args.dataset} --model {args.model} --recipe {args.recipe} "
         f"--seeds {args.seeds} --threads {args.threads}`. Recipe {args.recipe}: {settings}, on the {args.dataset} "

@@ -185,6 +185,28 @@ def test_mixed_precision_on_a_cpu_without_bf16_warns(tiny_data, tmp_path, monkey
     assert ("warning: amp=bf16 on a CPU without bf16 instructions" in (tmp_path / "train.log").read_text()) != native
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_amp_auto_takes_bf16_only_where_the_cpu_computes_it(tiny_data, tmp_path, monkeypatch, native):
+    """amp=auto, the fast recipe's, trains as amp=bf16 on a CPU with bf16 instructions and as amp=none on one
+    that would emulate them (many times slower than float32), without a warning; its session records which."""
+    from elcrec.training import train
+
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, name, lambda: native)
+    settings = dict(model="elcrec", hidden_size=16, num_clusters=4, kmeans_restarts=1, max_len=20, epochs=2, seed=3)
+    losses, sessions = {}, {}
+    for amp in ("auto", "bf16", "none"):
+        config = Config(amp=amp, device="cpu", output_dir=str(tmp_path / amp), **settings)
+        result = train(config, data=tiny_data, progress=False)
+        losses[amp], sessions[amp] = [h["loss"] for h in result["history"]], result["sessions"]
+    taken, other = ("bf16", "none") if native else ("none", "bf16")
+    assert losses["auto"] == losses[taken] != losses[other]
+    assert [session["amp"] for session in sessions["auto"]] == [taken]
+    log = (tmp_path / "auto" / "train.log").read_text()
+    assert f"amp=auto: {taken}" in log and "without bf16 instructions" not in log
+    assert Config(recipe="fast").amp == "auto"
+
+
 def test_similarities_and_centre_distances_stay_float32_under_autocast():
     """Under amp the encoder's matmuls run in bf16, but the contrastive similarities (flattened outputs reach
     hundreds, bf16 rounds them by about 0.5) and the nearest-centre search are computed in float32."""

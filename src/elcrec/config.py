@@ -41,7 +41,7 @@ CHOICES = {
     "long_tail": ("share", "thresholds"),
     "device": ("auto", "cpu", "cuda"),
     "engine": ("fast", "reference"),
-    "amp": ("none", "bf16", "fp16"),
+    "amp": ("none", "bf16", "fp16", "auto"),
     "lr_schedule": ("constant", "cosine"),
     "recipe": ("faithful", "fast"),
     "tracking": ("none", "tensorboard", "mlflow"),
@@ -125,7 +125,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "warmup_epochs": 2.0,
         "epochs": 60,
         "patience": 0,
-        "amp": "bf16",
+        "amp": "auto",
     },
 }
 
@@ -387,7 +387,8 @@ class Config:
     recipe: str = _opt(
         "faithful",
         "training recipe: faithful (the reference code's: the defaults below) or fast (softmax loss, lr 4e-3 with "
-        "warm-up and cosine decay, 60 epochs, bf16; see docs/training.md); given settings still win",
+        "warm-up and cosine decay, 60 epochs, bf16 where the hardware computes it; see docs/training.md); given "
+        "settings still win",
     )
     epochs: int = _opt(300, "most training epochs")
     batch_size: int = _opt(256, "training sequences per step")
@@ -411,8 +412,9 @@ class Config:
     )
     amp: str = _opt(
         "none",
-        "mixed precision: none, bf16 or fp16 (autocast, on CUDA or CPU; fp16 adds loss scaling; on a CPU it pays "
-        "only with native bf16/fp16 instructions, e.g. AVX512-BF16 or AMX)",
+        "mixed precision: none, bf16, fp16 (autocast, on CUDA or CPU; fp16 adds loss scaling; on a CPU it pays "
+        "only with native bf16/fp16 instructions, e.g. AVX512-BF16 or AMX) or auto (bf16 where the device computes "
+        "it in hardware, none elsewhere)",
     )
     output_dir: str = _opt("", "run folder for checkpoint, config and metrics ('' = runs/<model>-<data>-seed<seed>)")
     tracking: str = _opt(

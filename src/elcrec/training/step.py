@@ -14,9 +14,23 @@ from .. import distributed
 from ..config import Config
 from ..data import TrainSet
 from ..models import Batch, SequentialRecommender
+from ..runtime import has_native
 from .negatives import NegativeSampler
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # amp setting -> autocast dtype
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The dtype the amp setting runs autocast in on `device`, None for none. auto is bf16 where the device
+    computes it in hardware and none elsewhere, where emulated bf16 is many times slower than float32."""
+    if amp == "auto":
+        return torch.bfloat16 if has_native(torch.bfloat16, device) else None
+    return AMP_DTYPES.get(amp)
+
+
+def amp_name(dtype: torch.dtype | None) -> str:
+    """The amp setting that runs autocast in `dtype` (none for None)."""
+    return next((name for name, found in AMP_DTYPES.items() if found == dtype), "none")
 
 
 @dataclass
@@ -70,19 +84,21 @@ def lr_factor(config: Config, steps_per_epoch: int) -> Callable[[int], float]:
 
 
 class Step:
-    """loss -> backward -> Adam (its learning rate on the config's schedule), under autocast when config.amp is
-    set (fp16 with loss scaling). Under torch.distributed the loss runs inside DistributedDataParallel, which
-    averages the gradients; `sync_buffers` gives every process rank 0's buffers."""
+    """loss -> backward -> Adam (its learning rate on the config's schedule), under autocast when config.amp
+    asks for it on `device` (fp16 with loss scaling). Under torch.distributed the loss runs inside
+    DistributedDataParallel, which averages the gradients; `sync_buffers` gives every process rank 0's
+    buffers."""
 
     def __init__(
         self, model: SequentialRecommender, config: Config, device: torch.device, steps_per_epoch: int = 1
     ) -> None:
         self.model = model
         self.device_type = device.type
-        self.amp_dtype = AMP_DTYPES.get(config.amp)
+        self.amp_dtype = autocast_dtype(config.amp, device)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor(config, steps_per_epoch))
-        self.scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")  # fp16 gradients underflow
+        # fp16 gradients underflow: the loss is scaled
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         self.loss_terms = model.loss_terms
         if distributed.world_size() > 1:
             from torch.nn.parallel import DistributedDataParallel

@@ -58,7 +58,7 @@ from ..runs import (
 )
 from ..runtime import denormals_flushed, describe_machine, has_native, resolve_device, seed_everything
 from .negatives import NegativeSampler
-from .step import AMP_DTYPES, Step, TrainTensors, make_batch
+from .step import Step, TrainTensors, amp_name, make_batch
 from .tracking import open_tracker
 
 LOG_EVERY = 20  # steps between reads of the loss (each waits for the device)
@@ -210,12 +210,8 @@ class Trainer:
         steps_per_epoch = math.ceil(math.ceil(len(self.train_rows) / self.world) * self.world / config.batch_size)
         self.step = Step(self.model, config, device, steps_per_epoch) if self.model.trainable else None
         self.sampler = NegativeSampler(self.data, device, seed=config.seed) if self.model.needs_negatives else None
-        amp = AMP_DTYPES.get(config.amp)
-        if amp is not None and not has_native(amp, device):
-            log.warning(
-                f"warning: amp={config.amp} on a {'GPU' if device.type == 'cuda' else 'CPU'} without {config.amp} "
-                "instructions: autocast emulates them, which is usually slower than amp=none"
-            )
+        if self.step is not None:
+            self._log_precision(self.step.amp_dtype)
         self.order = torch.Generator().manual_seed(config.seed)
         self.tracker = open_tracker(config) if self.main else None
         self.best_score, self.best_epoch, self.best_valid = -math.inf, -1, {}
@@ -250,6 +246,21 @@ class Trainer:
                 self.save_state(-1)
             if self.main:
                 self.save_best()  # a usable checkpoint exists from the start
+
+    def _log_precision(self, amp: torch.dtype | None) -> None:
+        """Which precision (`amp`, the autocast dtype) amp=auto took, or a warning where the amp given is emulated
+        on this device."""
+        processor = "GPU" if self.device.type == "cuda" else "CPU"
+        if self.config.amp == "auto":
+            log.info(
+                f"amp=auto: {amp_name(amp)} (this {processor} computes bf16 "
+                f"{'in hardware' if amp is not None else 'only by emulation, slower than float32'})"
+            )
+        elif amp is not None and not has_native(amp, self.device):
+            log.warning(
+                f"warning: amp={self.config.amp} on a {processor} without {self.config.amp} instructions: autocast "
+                "emulates them, which is usually slower than amp=none (amp=auto takes bf16 only where it is native)"
+            )
 
     def _log_settings(self, resume: bool) -> None:
         c = self.config
@@ -384,6 +395,7 @@ class Trainer:
                 {
                     "first_epoch": self.first_epoch,
                     "machine": describe_machine(self.device.type),
+                    "amp": amp_name(self.step.amp_dtype),
                     "processes": self.world,
                     "code": describe_code(),
                 }
