@@ -31,11 +31,12 @@ from common import (
     write_portable_config,
 )
 
-from elcrec.config import RECIPES
+from elcrec.config import RECIPES, Config
 from elcrec.data import load_dataset
 from elcrec.runs import atomic_write
-from elcrec.runtime import describe_machine, prepare_process
+from elcrec.runtime import describe_machine, prepare_process, resolve_device
 from elcrec.training.experiments import finished_or_train, mean_std
+from elcrec.training.step import amp_name, autocast_dtype
 
 METRICS = ("HR@5", "HR@20", "NDCG@5", "NDCG@20")
 
@@ -82,10 +83,13 @@ def main() -> None:
     args = parser.parse_args()
     prepare_process(args.threads)
 
+    # the precision amp=auto takes here, named: a record trained in another one is not read back
+    amp = amp_name(autocast_dtype(Config(recipe=args.recipe).amp, resolve_device(args.device)))
     base = benchmark_config(
         args.dataset,
         args.model,
         recipe=args.recipe,
+        amp=amp,
         mask_history="reference",  # the paper's protocol, as the campaign's faithful runs
         device=args.device,
     )
@@ -106,7 +110,7 @@ def main() -> None:
         atomic_write(record / "metrics.json", (config.run_dir / "metrics.json").read_bytes())  # last: complete
     faithful = faithful_records(args.dataset, args.model)
 
-    settings = " ".join(f"{k}={v}" for k, v in RECIPES[args.recipe].items())
+    settings = " ".join(f"{k}={v}" for k, v in RECIPES[args.recipe].items()) + f" (amp={amp} on this machine)"
     # a record read back trained where its sessions say, not necessarily here or with these threads
     machines = {trained_on(session) for metrics in fast.values() for session in metrics.get("sessions", [])}
     machines = machines or {"machines their records do not name"}
