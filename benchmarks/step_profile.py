@@ -4,7 +4,7 @@ own process times steps (the median, no profiler), then torch.profiler splits a 
 reductions, indexing, the optimiser), and lists the operators (by input shapes) with the most self time;
 torch.utils.flop_counter counts the step's matmul FLOPs.
 
-    python benchmarks/step_profile.py [--dataset beauty] [--steps 20] [--threads 2]
+    python benchmarks/step_profile.py [--dataset beauty] [--steps 20] [--threads 2] [--variants fast,reference]
 
 Variants: fast, fast-bf16 (amp=bf16) and reference (the reference's computation order), the Beauty preset and
 the faithful recipe. From the split: the matmuls' own speed (FLOPs over their time) as a share of the matmul
@@ -12,7 +12,7 @@ peak in the run's precision (a 4096² matmul, benchmarks/speed.py), and two boun
 matmuls alone at their measured speed (every other operator free), and the matmuls at the peak. Against the
 reference's step, these bound what any work on the elementwise code could gain.
 
-Writes benchmarks/results/step-profile-<dataset>-elcrec.md.
+Writes benchmarks/results/step-profile-<dataset>-elcrec.md (or --out).
 """
 
 from __future__ import annotations
@@ -21,11 +21,13 @@ import argparse
 import json
 import resource
 import statistics
+from pathlib import Path
 
 from common import (
     ROOT,
     VARIANTS,
     benchmark_config,
+    command_line,
     matmul_peak,
     run_variants,
     time_steps,
@@ -39,6 +41,7 @@ WARMUP = 5
 PROFILED = 10
 TOUCHED_MB = 4096
 TOP = 12
+PROFILED_VARIANTS = ("fast", "fast-bf16", "reference")
 MATMULS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addbmm"}
 COPIES = {"aten::copy_"}
 
@@ -151,19 +154,32 @@ def main() -> None:
     parser.add_argument("--dataset", default="beauty", choices=("beauty", "sports", "toys", "yelp"))
     parser.add_argument("--steps", type=int, default=20, help="timed steps per variant (the median is reported)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = the idle cores)")
-    parser.add_argument("--worker", choices=("fast", "fast-bf16", "reference"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--variants",
+        default=",".join(PROFILED_VARIANTS),
+        help="which of fast, fast-bf16, reference (the bounds are against reference, which always runs)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="default: benchmarks/results/step-profile-<dataset>-elcrec.md"
+    )
+    parser.add_argument("--worker", choices=PROFILED_VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args.dataset, args.worker, args.steps, args.threads)))
         return
+    variants = args.variants.split(",")
+    if unknown := set(variants) - set(PROFILED_VARIANTS):
+        raise SystemExit(
+            f"--variants {args.variants!r}: {', '.join(sorted(unknown))}: choose among {', '.join(PROFILED_VARIANTS)}"
+        )
 
     options = ["--dataset", args.dataset, "--steps", str(args.steps), "--threads", str(args.threads)]
-    rows = run_variants(__file__, ("fast", "fast-bf16", "reference"), options)
+    rows = run_variants(__file__, tuple(dict.fromkeys([*variants, "reference"])), options)
     lines = [
         f"# Where the faithful ELCRec step's time goes ({args.dataset.capitalize()})",
         "",
-        f"Machine: {describe_machine()}. Command: `python benchmarks/step_profile.py --dataset {args.dataset} "
-        f"--steps {args.steps} --threads {args.threads}`. The {args.dataset} preset and the faithful recipe; "
+        f"Machine: {describe_machine()}. Command: `{command_line(parser, args)}`. The {args.dataset} preset and "
+        "the faithful recipe; "
         f"ms/step: the median of {args.steps} steps after {WARMUP} warm-up steps, without the profiler. The split "
         f"(self time per operator under torch.profiler, {PROFILED} further steps): matmul (mm, addmm, bmm), "
         "copies and casts (copy_), other (elementwise, reductions, indexing, the optimiser). Step GFLOP: matmul "
@@ -182,7 +198,7 @@ def main() -> None:
     ]
     for row in rows:
         lines += ["", f"### {row['variant']}", "", *top_operators(row)]
-    write_markdown(ROOT / "benchmarks" / "results" / f"step-profile-{args.dataset}-elcrec.md", lines)
+    write_markdown(args.out or ROOT / "benchmarks" / "results" / f"step-profile-{args.dataset}-elcrec.md", lines)
 
 
 if __name__ == "__main__":
