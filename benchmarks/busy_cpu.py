@@ -5,7 +5,7 @@ training steps through the trainer's step, after warm-up steps.
 
     python benchmarks/busy_cpu.py [--steps 40]
 
-Writes benchmarks/results/busy-cpu.md.
+Writes benchmarks/results/busy-cpu.md (or --out).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-from common import ROOT, benchmark_config, time_steps, training_steps, worker_result, write_markdown
+from common import ROOT, benchmark_config, command_line, time_steps, training_steps, worker_result, write_markdown
 
 from elcrec.runtime import describe_machine
 
@@ -51,6 +52,7 @@ def measure(threads: int, steps: int, busy: bool) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=40, help="training steps timed per setting")
+    parser.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/busy-cpu.md")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker is not None:
@@ -67,7 +69,7 @@ def main() -> None:
     lines = [
         "# Training on a shared CPU",
         "",
-        f"Machine: {describe_machine()}. Command: `python benchmarks/busy_cpu.py --steps {args.steps}`. "
+        f"Machine: {describe_machine()}. Command: `{command_line(parser, args)}`. "
         "SASRec on Beauty "
         "(Beauty preset, faithful recipe: float32, fast engine), the median of "
         f"{args.steps} training steps after {WARMUP} warm-up steps, each setting in its own process; busy: "
@@ -82,7 +84,7 @@ def main() -> None:
             f"| {'one core busy' if busy else 'idle'} | {name} | {result['threads']} "
             f"| {result['seq_per_s']:,.0f} | {ratio:.2f}x |"
         )
-    write_markdown(ROOT / "benchmarks" / "results" / "busy-cpu.md", lines)
+    write_markdown(args.out or ROOT / "benchmarks" / "results" / "busy-cpu.md", lines)
 
 
 if __name__ == "__main__":
