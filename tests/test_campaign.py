@@ -340,6 +340,17 @@ def test_a_run_trained_past_the_manifests_epochs_is_stale(campaign, capsys):
     assert len(json.loads(metrics.read_text())["history"]) == 1
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_a_bf16_cell_on_a_cpu_that_emulates_bf16_warns_before_training(campaign, monkeypatch, capsys, native):
+    """Emulated bf16 is many times slower than float32: a campaign of days, unless the worker says so first."""
+    import torch
+
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, name, lambda: native)
+    reproduce.run_cell({**SASREC, "variant": "fast-bf16"}, TINY, tiny_data())
+    assert ("warning: this CPU emulates amp=bf16" in capsys.readouterr().out) != native
+
+
 def test_retrain_trains_a_recorded_cell_again_and_replaces_its_record(campaign):
     data = tiny_data()
     reproduce.run_cell(SASREC, TINY, data)
