@@ -3,20 +3,22 @@ faithful recipe's runs of the paper campaign (benchmarks/reproduce.py).
 
     python benchmarks/time_to_quality.py --dataset beauty --model elcrec --recipe fast --seeds 1,2,3 --threads 2
 
-Each seed trains in runs/time-to-quality/<dataset>/<model>-<recipe>-seed<n> (an interrupted run resumes); its
-config.json and metrics.json are committed to benchmarks/results/time-to-quality/<dataset>/<model>-<recipe>-seed<n>
-and read back while the settings are the same, also in a clone without the run folder. Run it on an otherwise
+Each seed trains in runs/time-to-quality/<dataset>/<model>-<recipe>[-<tag>]-seed<n> (an interrupted run resumes);
+its config.json and metrics.json are committed to benchmarks/results/time-to-quality/<dataset>/ under the same
+name and read back while the settings are the same, also in a clone without the run folder. Run it on an otherwise
 idle machine, since the minutes are the point. Minutes: training plus validation of every epoch (validation picks
 the checkpoint). Model selection is on validation NDCG@20; the test split is read once, at the chosen epoch. The
 faithful rows are the campaign's committed records (benchmarks/results/paper/<dataset>/<model>-seed<n>), trained
 with one thread beside other work: their minutes are what they took there. Writes
-benchmarks/results/time-to-quality-<dataset>-<model>.md and .png.
+benchmarks/results/time-to-quality-<dataset>-<model>[-<tag>].md and .png. --tag keeps another machine's runs,
+records and table apart from the committed ones.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,7 @@ from common import (
     FILES,
     ROOT,
     benchmark_config,
+    command_line,
     machines_of,
     recorded_with,
     trained_on,
@@ -80,7 +83,16 @@ def main() -> None:
     parser.add_argument("--paper", type=float, default=0.0509, help="the target: the paper's test NDCG@20")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = the idle cores)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--tag",
+        default="",
+        help="a name for another machine's runs (e.g. zen3): their run folders, records and table take it, so "
+        "they do not replace the committed ones",
+    )
     args = parser.parse_args()
+    if not re.fullmatch(r"[A-Za-z0-9_]*", args.tag):
+        raise SystemExit(f"--tag {args.tag!r}: letters, digits and _ only")
+    tag = f"-{args.tag}" if args.tag else ""
     prepare_process(args.threads)
 
     # the precision amp=auto takes here, named: a record trained in another one is not read back
@@ -97,9 +109,17 @@ def main() -> None:
     if not all(seed.isdigit() for seed in args.seeds.split(",")):
         raise SystemExit(f"--seeds {args.seeds!r}: give seeds like 1,2,3")
     seeds = [int(s) for s in args.seeds.split(",")]
+    names = {seed: Path(args.dataset) / f"{args.model}-{args.recipe}{tag}-seed{seed}" for seed in seeds}
+    for name in names.values():  # before any training: this machine's runs must not replace another's
+        saved = ROOT / "benchmarks" / "results" / "time-to-quality" / name / "config.json"
+        if saved.is_file() and json.loads(saved.read_text()).get("amp") != amp:
+            raise SystemExit(
+                f"{saved.parent.relative_to(ROOT)} trained in amp {json.loads(saved.read_text()).get('amp')}, "
+                f"and amp=auto trains in {amp} on this machine: give --tag NAME (the CPU's, say) to keep this "
+                "machine's runs apart, or remove that record to replace it"
+            )
     fast = {}
-    for seed in seeds:
-        name = Path(args.dataset) / f"{args.model}-{args.recipe}-seed{seed}"
+    for seed, name in names.items():
         config = base.replace(seed=seed, output_dir=str(ROOT / "runs" / "time-to-quality" / name))
         record = ROOT / "benchmarks" / "results" / "time-to-quality" / name
         if recorded_with(record, config, "metrics.json"):
@@ -119,9 +139,7 @@ def main() -> None:
         "",
         f"Machine: {describe_machine(args.device)}, otherwise idle (the protocol: minutes are wall-clock); recipe "
         f"{args.recipe}'s runs trained on " + "; ".join(sorted(machines)) + ". "
-        "Command: `python "
-        f"benchmarks/time_to_quality.py --dataset {args.dataset} --model {args.model} --recipe {args.recipe} "
-        f"--seeds {args.seeds} --threads {args.threads}`. Recipe {args.recipe}: {settings}, on the {args.dataset} "
+        f"Command: `{command_line(parser, args)}`. Recipe {args.recipe}: {settings}, on the {args.dataset} "
         "preset; faithful: the defaults (BCE with one sampled negative, Adam 1e-3 constant, up to 300 epochs, "
         "patience 40). Protocol: full ranking, seen items scored 0 as the reference does (mask_history=reference), "
         "test split at the best validation NDCG@20 epoch (epochs count from 0, as the run logs do); mean ± sample "
@@ -154,9 +172,9 @@ def main() -> None:
         f"Target: test NDCG@20 >= {args.paper} (the paper's) within {args.minutes:g} minutes. Recipe {args.recipe}: "
         f"{mean_test:.4f} on average, {'reached' if mean_test >= args.paper else 'not reached'}.",
         "",
-        f"![validation NDCG@20 against minutes](time-to-quality-{args.dataset}-{args.model}.png)",
+        f"![validation NDCG@20 against minutes](time-to-quality-{args.dataset}-{args.model}{tag}.png)",
     ]
-    out = ROOT / "benchmarks" / "results" / f"time-to-quality-{args.dataset}-{args.model}.md"
+    out = ROOT / "benchmarks" / "results" / f"time-to-quality-{args.dataset}-{args.model}{tag}.md"
     write_markdown(out, lines)
     plot(out.with_suffix(".png"), fast, faithful, args)
 

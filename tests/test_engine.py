@@ -207,6 +207,26 @@ def test_amp_auto_takes_bf16_only_where_the_cpu_computes_it(tiny_data, tmp_path,
     assert Config(recipe="fast").amp == "auto"
 
 
+def test_a_resumed_amp_auto_run_says_when_it_changes_precision(tiny_data, tmp_path, monkeypatch):
+    """amp=auto resolves on each resume: on a CPU of the other kind the run continues in another precision, which
+    it says, as it does for other threads or another device."""
+    from elcrec.training import train
+
+    def bf16_instructions(native: bool) -> None:
+        for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+            monkeypatch.setattr(torch.cpu, name, lambda: native)
+
+    settings = dict(model="sasrec", hidden_size=16, max_len=20, amp="auto", device="cpu", seed=3)
+    bf16_instructions(True)
+    train(Config(epochs=1, output_dir=str(tmp_path), **settings), data=tiny_data, progress=False)
+    train(Config(epochs=2, output_dir=str(tmp_path), **settings), data=tiny_data, progress=False, resume=True)
+    assert "warning: the state was saved training in amp" not in (tmp_path / "train.log").read_text()
+    bf16_instructions(False)
+    result = train(Config(epochs=3, output_dir=str(tmp_path), **settings), data=tiny_data, progress=False, resume=True)
+    assert "saved training in amp bf16, amp=auto trains in none here" in (tmp_path / "train.log").read_text()
+    assert [session["amp"] for session in result["sessions"]] == ["bf16", "bf16", "none"]
+
+
 def test_similarities_and_centre_distances_stay_float32_under_autocast():
     """Under amp the encoder's matmuls run in bf16, but the contrastive similarities (flattened outputs reach
     hundreds, bf16 rounds them by about 0.5) and the nearest-centre search are computed in float32."""

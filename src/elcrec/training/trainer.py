@@ -351,6 +351,12 @@ class Trainer:
                 f"warning: the state was saved on {state['device']}, this run is on {self.device.type}: it "
                 "continues, but not identically to an uninterrupted run"
             )
+        amp = amp_name(self.step.amp_dtype) if self.step is not None else "none"
+        if state.get("amp", amp) != amp:  # amp=auto takes what this device computes in hardware
+            log.warning(
+                f"warning: the state was saved training in amp {state['amp']}, amp={self.config.amp} trains in "
+                f"{amp} here: it continues, but not identically to an uninterrupted run"
+            )
         saved_world = len(state.get("rng_by_rank", [None]))
         if saved_world != self.world:
             log.warning(
@@ -509,6 +515,7 @@ class Trainer:
                     **({"rng_by_rank": rng} if self.world > 1 else {}),
                     "threads": torch.get_num_threads(),
                     "device": self.device.type,
+                    "amp": amp_name(self.step.amp_dtype),
                     "best_score": self.best_score,
                     "best_epoch": self.best_epoch,
                     "best_valid": self.best_valid,
