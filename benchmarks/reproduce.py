@@ -278,8 +278,9 @@ def run_cell(cell: dict, defaults: dict, data, retrain: bool = False) -> None:
     dtype = autocast_dtype(config.amp, device)
     if dtype is not None and not has_native(dtype, device):  # hours become days: say so before training
         print(
-            f"   warning: this {device.type.upper()} emulates amp={config.amp}, many times slower than float32 "
-            "(benchmarks/results/speed-beauty-zen3.md): train this cell on a CPU with AVX512-BF16 or AMX, or a GPU",
+            f"   warning: this {'GPU' if device.type == 'cuda' else 'CPU'} emulates amp={config.amp}, many times "
+            "slower than float32 (benchmarks/results/speed-beauty-zen3.md): train this cell on a CPU with "
+            "AVX512-BF16 or AMX, or a GPU from Ampere on",
             flush=True,
         )
     started = time.perf_counter()

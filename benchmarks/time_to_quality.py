@@ -167,10 +167,13 @@ def main() -> None:
             f"reproduce-{args.dataset}-{args.model}-fast-bf16.md (bf16).",
         ]
     mean_test = np.mean([result["test"]["NDCG@20"] for result in fast.values()])
+    slowest = max(minutes(result["history"])[-1] for result in fast.values())
+    reached = mean_test >= args.paper and slowest <= args.minutes  # quality and time, both
     lines += [
         "",
         f"Target: test NDCG@20 >= {args.paper} (the paper's) within {args.minutes:g} minutes. Recipe {args.recipe}: "
-        f"{mean_test:.4f} on average, {'reached' if mean_test >= args.paper else 'not reached'}.",
+        f"{mean_test:.4f} on average, the slowest run in {slowest:.1f} minutes: "
+        f"{'reached' if reached else 'not reached'}.",
         "",
         f"![validation NDCG@20 against minutes](time-to-quality-{args.dataset}-{args.model}{tag}.png)",
     ]

@@ -16,6 +16,18 @@ def benchmark_file(name: str) -> Path:
     return path
 
 
+@pytest.fixture
+def bf16_instructions(monkeypatch):
+    """`bf16_instructions(native)` makes torch (and so elcrec.runtime.has_native) report that this CPU has bf16
+    instructions (AVX512-BF16 or AMX), or has none, for the test."""
+
+    def report(native: bool) -> None:
+        for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+            monkeypatch.setattr(torch.cpu, name, lambda: native)
+
+    return report
+
+
 @pytest.fixture(autouse=True)
 def keep_denormals():
     """The CLI flushes denormals for its process (elcrec.runtime.prepare_process); CLI tests run in this process,

@@ -341,12 +341,9 @@ def test_a_run_trained_past_the_manifests_epochs_is_stale(campaign, capsys):
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_a_bf16_cell_on_a_cpu_that_emulates_bf16_warns_before_training(campaign, monkeypatch, capsys, native):
+def test_a_bf16_cell_on_a_cpu_that_emulates_bf16_warns_before_training(campaign, bf16_instructions, capsys, native):
     """Emulated bf16 is many times slower than float32: a campaign of days, unless the worker says so first."""
-    import torch
-
-    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
-        monkeypatch.setattr(torch.cpu, name, lambda: native)
+    bf16_instructions(native)
     reproduce.run_cell({**SASREC, "variant": "fast-bf16"}, TINY, tiny_data())
     assert ("warning: this CPU emulates amp=bf16" in capsys.readouterr().out) != native
 

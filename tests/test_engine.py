@@ -172,12 +172,11 @@ def test_mixed_precision_step(tiny_data, engine, padding_outputs, tmp_path):
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_mixed_precision_on_a_cpu_without_bf16_warns(tiny_data, tmp_path, monkeypatch, native):
+def test_mixed_precision_on_a_cpu_without_bf16_warns(tiny_data, tmp_path, bf16_instructions, native):
     """Autocast on a CPU that emulates bf16 is usually slower than float32: the run says so."""
     from elcrec.training import train
 
-    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
-        monkeypatch.setattr(torch.cpu, name, lambda: native)
+    bf16_instructions(native)
     config = Config(
         model="sasrec", hidden_size=16, max_len=20, epochs=1, amp="bf16", device="cpu", output_dir=str(tmp_path), seed=3
     )
@@ -186,13 +185,12 @@ def test_mixed_precision_on_a_cpu_without_bf16_warns(tiny_data, tmp_path, monkey
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_amp_auto_takes_bf16_only_where_the_cpu_computes_it(tiny_data, tmp_path, monkeypatch, native):
+def test_amp_auto_takes_bf16_only_where_the_cpu_computes_it(tiny_data, tmp_path, bf16_instructions, native):
     """amp=auto, the fast recipe's, trains as amp=bf16 on a CPU with bf16 instructions and as amp=none on one
     that would emulate them (many times slower than float32), without a warning; its session records which."""
     from elcrec.training import train
 
-    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
-        monkeypatch.setattr(torch.cpu, name, lambda: native)
+    bf16_instructions(native)
     settings = dict(model="elcrec", hidden_size=16, num_clusters=4, kmeans_restarts=1, max_len=20, epochs=2, seed=3)
     losses, sessions = {}, {}
     for amp in ("auto", "bf16", "none"):
@@ -207,14 +205,10 @@ def test_amp_auto_takes_bf16_only_where_the_cpu_computes_it(tiny_data, tmp_path,
     assert Config(recipe="fast").amp == "auto"
 
 
-def test_a_resumed_amp_auto_run_says_when_it_changes_precision(tiny_data, tmp_path, monkeypatch):
+def test_a_resumed_amp_auto_run_says_when_it_changes_precision(tiny_data, tmp_path, bf16_instructions):
     """amp=auto resolves on each resume: on a CPU of the other kind the run continues in another precision, which
     it says, as it does for other threads or another device."""
     from elcrec.training import train
-
-    def bf16_instructions(native: bool) -> None:
-        for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
-            monkeypatch.setattr(torch.cpu, name, lambda: native)
 
     settings = dict(model="sasrec", hidden_size=16, max_len=20, amp="auto", device="cpu", seed=3)
     bf16_instructions(True)

@@ -126,7 +126,7 @@ def test_training_says_when_the_pool_threads_are_out_of_reach(tiny_data, tmp_pat
     assert "denormal floats are not flushed on every thread" in (config.run_dir / LOG_FILE).read_text()
 
 
-def test_native_half_precision_is_known_per_device(monkeypatch):
+def test_native_half_precision_is_known_per_device(monkeypatch, bf16_instructions):
     """amp=bf16 on a GPU before Ampere is emulated: training warns there as it does on such a CPU."""
     import elcrec.runtime as runtime
 
@@ -135,9 +135,10 @@ def test_native_half_precision_is_known_per_device(monkeypatch):
     assert runtime.has_native(torch.float16, torch.device("cuda"))
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     assert runtime.has_native(torch.bfloat16, torch.device("cuda", 1))
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    bf16_instructions(False)
     assert not runtime.has_native(torch.bfloat16, torch.device("cpu"))
+    bf16_instructions(True)
+    assert runtime.has_native(torch.bfloat16, torch.device("cpu"))
 
 
 def test_training_under_a_float64_default_evaluates_and_keeps_the_flush_setting(tiny_data, tmp_path, float64):
