@@ -85,7 +85,7 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, repeats: int = 10) -> 
     without its instructions), whose speed is no hardware peak (and such a matmul takes minutes)."""
     from elcrec.runtime import has_native
 
-    if dtype != torch.float32 and not has_native(dtype, device):
+    if not has_native(dtype, device):
         return None
     a = torch.randn(MATMUL_SIZE, MATMUL_SIZE, device=device, dtype=dtype)
     best = float("inf")

@@ -265,24 +265,13 @@ def run_cell(cell: dict, defaults: dict, data, retrain: bool = False) -> None:
     from elcrec.data import eval_set
     from elcrec.evaluation import evaluate
     from elcrec.runs import atomic_write, load_run, saved_fingerprint, training_lock, write_json
-    from elcrec.runtime import has_native, resolve_device
     from elcrec.training.experiments import finished_or_train
-    from elcrec.training.step import autocast_dtype
 
     config = cell_config(cell, defaults)
     print(f"== {cell_name(cell)} ({cell['variant']}): {config.run_dir}", flush=True)
     if not retrain and records_settings_of(cell, config, data):  # a clone without the run folder trains nothing
         print("   recorded before with these settings: read back", flush=True)
         return
-    device = resolve_device(config.device)
-    dtype = autocast_dtype(config.amp, device)
-    if dtype is not None and not has_native(dtype, device):  # hours become days: say so before training
-        print(
-            f"   warning: this {'GPU' if device.type == 'cuda' else 'CPU'} emulates amp={config.amp}, many times "
-            "slower than float32 (benchmarks/results/speed-beauty-zen3.md): train this cell on a CPU with "
-            "AVX512-BF16 or AMX, or a GPU from Ampere on",
-            flush=True,
-        )
     started = time.perf_counter()
     if (config.run_dir / "config.json").is_file():
         with training_lock(config.run_dir):  # never moves a folder another worker is training in

@@ -69,7 +69,8 @@ def worker(dataset: str, model_name: str, engine: str, epochs: int, device: str,
     from elcrec.training import NegativeSampler, train
     from elcrec.training.step import autocast_dtype
 
-    prepare_process(threads, resolve_device(device))
+    dev = resolve_device(device)
+    prepare_process(threads, dev)
 
     config = benchmark_config(
         dataset,
@@ -82,12 +83,11 @@ def worker(dataset: str, model_name: str, engine: str, epochs: int, device: str,
     )
     data = load_dataset(config)
     # this VM's speed drifts: measure the peak beside each run, in the run's matmul precision
-    peak = matmul_peak(resolve_device(device), autocast_dtype(config.amp, resolve_device(device)) or torch.float32)
+    peak = matmul_peak(dev, autocast_dtype(config.amp, dev) or torch.float32)
     result = train(config, data=data, progress=False, overwrite=True)
     seconds = [h["seconds"] for h in result["history"]]
 
     # the trained model, for the evaluation timing and the FLOP count
-    dev = resolve_device(device)
     model = load_run(config.run_dir, dev).model
     trained = train_set(data, config.max_len)
     valid = eval_set(data, config.max_len, "valid")

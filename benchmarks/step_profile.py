@@ -157,7 +157,7 @@ def main() -> None:
     parser.add_argument(
         "--variants",
         default=",".join(PROFILED_VARIANTS),
-        help="which of fast, fast-bf16, reference (the bounds are against reference, which always runs)",
+        help=f"which of {', '.join(PROFILED_VARIANTS)} (the bounds are against reference, which always runs)",
     )
     parser.add_argument(
         "--out", type=Path, default=None, help="default: benchmarks/results/step-profile-<dataset>-elcrec.md"

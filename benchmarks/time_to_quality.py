@@ -112,9 +112,10 @@ def main() -> None:
     names = {seed: Path(args.dataset) / f"{args.model}-{args.recipe}{tag}-seed{seed}" for seed in seeds}
     for name in names.values():  # before any training: this machine's runs must not replace another's
         saved = ROOT / "benchmarks" / "results" / "time-to-quality" / name / "config.json"
-        if saved.is_file() and json.loads(saved.read_text()).get("amp") != amp:
+        saved_amp = json.loads(saved.read_text()).get("amp") if saved.is_file() else amp
+        if saved_amp != amp:
             raise SystemExit(
-                f"{saved.parent.relative_to(ROOT)} trained in amp {json.loads(saved.read_text()).get('amp')}, "
+                f"{saved.parent.relative_to(ROOT)} trained in amp {saved_amp}, "
                 f"and amp=auto trains in {amp} on this machine: give --tag NAME (the CPU's, say) to keep this "
                 "machine's runs apart, or remove that record to replace it"
             )

@@ -169,7 +169,10 @@ def keep_freed_memory() -> None:
 
 def has_native(dtype: torch.dtype, device: torch.device) -> bool:
     """Whether `device` computes `dtype` matmuls in hardware: a CPU with AVX512-BF16 or AMX, a GPU from Ampere on
-    for bf16; without, they are emulated and slower than float32. True when this torch cannot tell."""
+    for bf16; without, they are emulated and slower than float32. True for full precision, and when this torch
+    cannot tell."""
+    if dtype not in (torch.bfloat16, torch.float16):
+        return True
     if device.type == "cuda":
         return dtype != torch.bfloat16 or torch.cuda.is_bf16_supported(including_emulation=False)
     names = {

@@ -259,7 +259,7 @@ class Trainer:
         elif amp is not None and not has_native(amp, self.device):
             log.warning(
                 f"warning: amp={self.config.amp} on a {processor} without {self.config.amp} instructions: autocast "
-                "emulates them, which is usually slower than amp=none (amp=auto takes bf16 only where it is native)"
+                "emulates them, often many times slower than amp=none (amp=auto takes bf16 only where it is native)"
             )
 
     def _log_settings(self, resume: bool) -> None:
