@@ -156,22 +156,23 @@ def recorded_with(folder: Path, config, complete: str) -> bool:
     return done and saved_with(folder / "config.json", config, aside=("output_dir",), by_name=("data",))
 
 
-def epochs_by_machine(metrics: dict) -> dict[str, int]:
+def epochs_by_machine(metrics: dict, amp: str) -> dict[str, int]:
     """How many of a run's epochs each machine trained, from its metrics.json `sessions` (epochs from before the
-    run recorded them: "unrecorded")."""
+    run recorded them: "unrecorded"); `amp`: the run's setting (trained_on)."""
     counts: dict[str, int] = {}
     sessions = sorted(metrics.get("sessions", []), key=lambda session: session["first_epoch"])
     for epoch in metrics["history"]:
         where = [session for session in sessions if session["first_epoch"] <= epoch["epoch"]]
-        name = trained_on(where[-1]) if where else "unrecorded (epochs from before the run recorded its machines)"
+        name = trained_on(where[-1], amp) if where else "unrecorded (epochs from before the run recorded its machines)"
         counts[name] = counts.get(name, 0) + 1
     return counts
 
 
-def trained_on(session: dict) -> str:
-    """Where a session of a run trained, as the tables name it: its machine, with its autocast precision (amp:
-    bf16 or fp16, where the session records it) and processes where there were several."""
-    amp, processes = session.get("amp", "none"), session["processes"]
+def trained_on(session: dict, amp: str) -> str:
+    """Where a session of a run trained, as the tables name it: its machine, with its autocast precision (bf16
+    or fp16) and processes where there were several. `amp`, the run's setting, names the precision of sessions
+    from before they recorded it, when the setting was the precision (amp=auto came with the record)."""
+    amp, processes = session.get("amp", amp), session["processes"]
     return (
         session["machine"]
         + (f", amp {amp}" if amp != "none" else "")

@@ -294,7 +294,7 @@ def run_cell(cell: dict, defaults: dict, data, retrain: bool = False) -> None:
     atomic_write(out / "metrics.json", (config.run_dir / "metrics.json").read_bytes())
     record = {
         "variant": cell["variant"],
-        "machines": epochs_by_machine(result),
+        "machines": epochs_by_machine(result, config.amp),
         "epochs_on": dict(Counter(epoch.get("device", "unrecorded") for epoch in result["history"])),
         "test_seen_excluded": exclude,
         "session_seconds": round(time.perf_counter() - started),

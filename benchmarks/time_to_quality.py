@@ -133,7 +133,7 @@ def main() -> None:
 
     settings = " ".join(f"{k}={v}" for k, v in RECIPES[args.recipe].items()) + f" (amp={amp} on this machine)"
     # a record read back trained where its sessions say, not necessarily here or with these threads
-    machines = {trained_on(session) for metrics in fast.values() for session in metrics.get("sessions", [])}
+    machines = {trained_on(session, amp) for metrics in fast.values() for session in metrics.get("sessions", [])}
     machines = machines or {"machines their records do not name"}
     lines = [
         f"# Time to quality: {args.model} on {FILES[args.dataset]}, recipe {args.recipe} against faithful",

@@ -160,16 +160,22 @@ def test_a_record_counts_the_epochs_each_machine_trained():
     from common import epochs_by_machine
 
     sessions = [  # a state from before sessions were recorded was resumed at epoch 2, then at 4 under torchrun
-        {"first_epoch": 4, "machine": "box B", "processes": 2},
+        {"first_epoch": 4, "machine": "box B", "processes": 2, "amp": "none"},
         {"first_epoch": 2, "machine": "box A", "processes": 1},
     ]
     metrics = {"history": [{"epoch": epoch} for epoch in range(6)], "sessions": sessions}
-    assert epochs_by_machine(metrics) == {
+    assert epochs_by_machine(metrics, "none") == {
         "unrecorded (epochs from before the run recorded its machines)": 2,
         "box A": 2,
         "box B, 2 processes": 2,
     }
-    assert epochs_by_machine({"history": [{"epoch": 0}]}) == {
+    # a session from before sessions recorded their precision trained in the run's amp (auto came with the record)
+    assert epochs_by_machine(metrics, "bf16") == {
+        "unrecorded (epochs from before the run recorded its machines)": 2,
+        "box A, amp bf16": 2,
+        "box B, 2 processes": 2,
+    }
+    assert epochs_by_machine({"history": [{"epoch": 0}]}, "none") == {
         "unrecorded (epochs from before the run recorded its machines)": 1
     }
 

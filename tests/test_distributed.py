@@ -172,6 +172,29 @@ def test_a_step_leaves_buffers_to_each_process_until_they_are_synced(tmp_path):
     assert found == [(0.0, 0.0), (1.0, 0.0)]  # (after a step, after sync_buffers) by rank
 
 
+def _amp_worker(rank: int, init_file: str, out_file: str, native_by_rank: list[bool]) -> None:
+    from elcrec.training.step import amp_name, autocast_dtype
+
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):  # as the bf16_instructions fixture
+        setattr(torch.cpu, name, lambda: native_by_rank[rank])
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    try:
+        taken = gather_objects(amp_name(autocast_dtype("auto", torch.device("cpu"))))
+        if rank == 0:
+            torch.save(taken, out_file)
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize(("native_by_rank", "taken"), [([True, False], "none"), ([True, True], "bf16")])
+def test_amp_auto_takes_one_precision_for_every_process(tmp_path, native_by_rank, taken):
+    """amp=auto is resolved by each process on its own device: processes on CPUs of different kinds would train
+    in different precisions (and the run would record rank 0's). bf16 only where every process computes it."""
+    mp.spawn(_amp_worker, args=(str(tmp_path / "init"), str(tmp_path / "out.pt"), native_by_rank), nprocs=WORLD)
+    assert torch.load(tmp_path / "out.pt", weights_only=True) == [taken] * WORLD
+
+
 TINY = [
     "--data",
     "synthetic",

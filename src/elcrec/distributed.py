@@ -92,6 +92,12 @@ def all_max(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def all_min(x: torch.Tensor) -> torch.Tensor:
+    if world_size() > 1:
+        dist.all_reduce(x, op=dist.ReduceOp.MIN)
+    return x
+
+
 def broadcast(x: torch.Tensor) -> torch.Tensor:
     """Rank 0's x on every process (in place)."""
     if world_size() > 1:

@@ -22,9 +22,11 @@ AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # amp setting -> a
 
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     """The dtype the amp setting runs autocast in on `device`, None for none. auto is bf16 where the device
-    computes it in hardware and none elsewhere, where emulated bf16 is many times slower than float32."""
+    computes it in hardware and none elsewhere, where emulated bf16 is many times slower than float32; under
+    torch.distributed, bf16 only where every process's device does, so that all train in one precision."""
     if amp == "auto":
-        return torch.bfloat16 if has_native(torch.bfloat16, device) else None
+        native = torch.tensor(int(has_native(torch.bfloat16, device)), device=device)
+        return torch.bfloat16 if distributed.all_min(native).item() else None
     return AMP_DTYPES.get(amp)
 
 

@@ -252,10 +252,12 @@ class Trainer:
         on this device."""
         processor = "GPU" if self.device.type == "cuda" else "CPU"
         if self.config.amp == "auto":
-            log.info(
-                f"amp=auto: {amp_name(amp)} (this {processor} computes bf16 "
-                f"{'in hardware' if amp is not None else 'only by emulation, slower than float32'})"
-            )
+            native = amp is not None
+            if distributed.world_size() == 1:
+                why = f"this {processor} computes bf16 " + ("in hardware" if native else "only by emulation")
+            else:
+                why = f"{'every' if native else 'not every'} process's {processor} computes bf16 in hardware"
+            log.info(f"amp=auto: {amp_name(amp)} ({why}{'' if native else '; emulated, bf16 is slower than float32'})")
         elif amp is not None and not has_native(amp, self.device):
             log.warning(
                 f"warning: amp={self.config.amp} on a {processor} without {self.config.amp} instructions: autocast "
