@@ -7,8 +7,8 @@ split, see elcrec.evaluation.long_tail), full ranking.
 
     python benchmarks/icc_gamma.py --seeds 1,2,3 --users 1500 --items 400 --epochs 25 --patience 5
 
-Writes benchmarks/results/long-tail-icc-gamma.md and, with matplotlib (`pip install elcrec[plot]`),
-long-tail-icc-gamma.png. Runs go to runs/long-tail-icc-gamma/; finished ones with the same settings are read back.
+Writes benchmarks/results/long-tail-icc-gamma.md and long-tail-icc-gamma.png. Runs go to runs/long-tail-icc-gamma/;
+finished ones with the same settings are read back.
 """
 
 from __future__ import annotations
@@ -119,14 +119,11 @@ def _best_epoch(folder: Path) -> int:
 
 
 def plot(results: dict[str, list[dict[str, float]]], gammas: list[float], path: Path) -> None:
-    try:
-        import matplotlib
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib not installed (pip install elcrec[plot]): no plot written")
-        return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for axis, metric in zip(axes, ("NDCG@10", "HR@10")):
         for (label, key), colour in zip(GROUPS, ("black", "tab:blue", "tab:orange", "tab:green", "tab:red")):

@@ -17,7 +17,8 @@ copied to benchmarks/results/paper/<dataset>/<model>-seed<seed>/ (config.json wi
 repository root) with run.json: the test metrics with seen items excluded, the engine variant, the machines, the
 commit and code that made it and the data's sha256. Another manifest than benchmarks/paper.toml keeps its runs,
 records and tables in runs/reproduce-<its name>/.
-Data comes from ELCREC_DATA_DIR (default ../shared/data); the paper's numbers from REFERENCE_NUMBERS.md beside it.
+Data comes from ELCREC_DATA_DIR (default ../shared/data); the paper's numbers from
+$ELCREC_DATA_DIR/../docs/REFERENCE_NUMBERS.md.
 """
 
 from __future__ import annotations

@@ -3,15 +3,17 @@ faithful recipe's runs of the paper campaign (benchmarks/reproduce.py).
 
     python benchmarks/time_to_quality.py --dataset beauty --model elcrec --recipe fast --seeds 1,2,3 --threads 2
 
-Each seed trains in runs/time-to-quality/<dataset>/<model>-<recipe>[-<tag>]-seed<n> (an interrupted run resumes);
+Each seed trains in runs/time-to-quality/<dataset>/<model>-<recipe>[-e<epochs>][-<tag>]-seed<n> (an interrupted
+run resumes);
 its config.json and metrics.json are committed to benchmarks/results/time-to-quality/<dataset>/ under the same
 name and read back while the settings are the same, also in a clone without the run folder. Run it on an otherwise
 idle machine, since the minutes are the point. Minutes: training plus validation of every epoch (validation picks
 the checkpoint). Model selection is on validation NDCG@20; the test split is read once, at the chosen epoch. The
 faithful rows are the campaign's committed records (benchmarks/results/paper/<dataset>/<model>-seed<n>), trained
 with one thread beside other work: their minutes are what they took there. Writes
-benchmarks/results/time-to-quality-<dataset>-<model>[-<tag>].md and .png. --tag keeps another machine's runs,
-records and table apart from the committed ones.
+benchmarks/results/time-to-quality-<dataset>-<model>[-e<epochs>][-<tag>].md and .png. --tag keeps another
+machine's runs, records and table apart from the committed ones; --epochs trains fewer (or more) epochs than the
+recipe's, its schedule decaying over them, to fit the minutes on a slower machine.
 """
 
 from __future__ import annotations
@@ -84,6 +86,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = the idle cores)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
+        "--epochs",
+        type=int,
+        help="epochs instead of the recipe's (its learning-rate schedule decays over them); names take -e<N>",
+    )
+    parser.add_argument(
         "--tag",
         default="",
         help="a name for another machine's runs (e.g. zen3): their run folders, records and table take it, so "
@@ -92,7 +99,10 @@ def main() -> None:
     args = parser.parse_args()
     if not re.fullmatch(r"[A-Za-z0-9_]*", args.tag):
         raise SystemExit(f"--tag {args.tag!r}: letters, digits and _ only")
-    tag = f"-{args.tag}" if args.tag else ""
+    if args.epochs is not None and args.epochs < 1:
+        raise SystemExit(f"--epochs {args.epochs}: give at least 1")
+    recipe = {**RECIPES[args.recipe], **({"epochs": args.epochs} if args.epochs else {})}
+    tag = (f"-e{args.epochs}" if args.epochs else "") + (f"-{args.tag}" if args.tag else "")
     prepare_process(args.threads)
 
     # the precision amp=auto takes here, named: a record trained in another one is not read back
@@ -102,6 +112,7 @@ def main() -> None:
         args.model,
         recipe=args.recipe,
         amp=amp,
+        **({"epochs": args.epochs} if args.epochs else {}),
         mask_history="reference",  # the paper's protocol, as the campaign's faithful runs
         device=args.device,
     )
@@ -131,7 +142,7 @@ def main() -> None:
         atomic_write(record / "metrics.json", (config.run_dir / "metrics.json").read_bytes())  # last: complete
     faithful = faithful_records(args.dataset, args.model)
 
-    settings = " ".join(f"{k}={v}" for k, v in RECIPES[args.recipe].items()) + f" (amp={amp} on this machine)"
+    settings = " ".join(f"{k}={v}" for k, v in recipe.items()) + f" (amp={amp} on this machine)"
     # a record read back trained where its sessions say, not necessarily here or with these threads
     machines = {trained_on(session, amp) for metrics in fast.values() for session in metrics.get("sessions", [])}
     machines = machines or {"machines their records do not name"}

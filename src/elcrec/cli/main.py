@@ -486,7 +486,7 @@ app.command("compare", help="Train several models over several seeds; mean ± st
 @app.command()
 @user_errors
 def evaluate(
-    checkpoint: Path = typer.Argument(..., help="run folder (or its model.pt)"),
+    checkpoint: Path = typer.Argument(..., help="run folder, its model.pt, or an exported artefact"),
     data: str | None = typer.Option(None, help="dataset to evaluate on [default: the run's own]"),
     split: str = typer.Option("test", help="valid or test"),
     mask_history: str | None = typer.Option(None, help="exclude, reference or none [default: the run's]"),
@@ -756,7 +756,9 @@ def serve(
 @app.command()
 @user_errors
 def intents(
-    checkpoint: Path = typer.Argument(..., help="run folder of an iclrec or elcrec model"),
+    checkpoint: Path = typer.Argument(
+        ..., help="run folder of an iclrec or elcrec model, or its exported artefact (with --out)"
+    ),
     out: Path | None = typer.Option(None, help="folder for the files [default: the run folder]"),
     data: str | None = typer.Option(None, help="dataset [default: the run's own]"),
     top: int = typer.Option(10, min=1, help="items and representative users listed per intent"),
