@@ -250,6 +250,23 @@ def test_an_overwritten_run_leaves_nothing_of_the_old_one(tmp_path):
     assert (folder / "train.log").read_text().count("run folder: ") == 1
 
 
+def test_an_overwrite_that_fails_before_the_new_run_starts_leaves_the_old_run(tmp_path):
+    """--overwrite deleted the old run before the new one read its data: a typo in --data, or a setting the data
+    cannot take, left a folder with nothing but a log. The old run now stays until the new one has started."""
+    folder = tmp_path / "run"
+    assert train_tiny("--output-dir", folder).exit_code == 0
+    (folder / "report.html").write_text("old")
+    before = {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()}
+    for failing in (["--data", tmp_path / "missing.txt"], ["--model", "elcrec", "--num-clusters", 500]):
+        result = train_tiny("--output-dir", folder, "--overwrite", *failing)
+        assert result.exit_code == 2, result.output
+        assert {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()} == before
+        assert sorted(path.name for path in folder.iterdir() if path.is_dir()) == []
+    assert train_tiny("--output-dir", folder, "--overwrite", "--seed", 2).exit_code == 0
+    assert not (folder / "report.html").exists() and not (folder / ".replaced").exists()
+    assert json.loads((folder / "config.json").read_text())["seed"] == 2
+
+
 def test_a_resumed_run_may_move_to_another_device_and_find_its_data_at_a_new_place(tmp_path, monkeypatch):
     """A run trained on a GPU resumes on a CPU (--device, --threads; config.json records the run folder
     absolutely, as train does); a run whose data file moved resumes with --data at its new place, which must be

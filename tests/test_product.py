@@ -63,6 +63,23 @@ def test_the_demo_shows_learned_intents(tmp_path):
     assert f"{recorded:.4f}" in [line.split()[6] for line in out.splitlines() if line.startswith("elcrec")]
 
 
+def test_the_demo_replaces_its_own_runs_and_no_other(tmp_path):
+    """demo --output-dir trained over whatever runs the folder held (train(overwrite=True)): a user's run in
+    DIR/sasrec was replaced by the demo's. It replaces the runs it trained, and refuses before training others."""
+    assert invoke("demo", "--epochs", 1, "--output-dir", tmp_path).exit_code == 0
+    again = invoke("demo", "--epochs", 1, "--output-dir", tmp_path)
+    assert again.exit_code == 0, again.output
+    lines = [f"{user} " + " ".join(str(1 + (user + j) % 30) for j in range(6)) for user in range(1, 41)]
+    (tmp_path / "mine.txt").write_text("\n".join(lines) + "\n")
+    mine = tmp_path / "sasrec"
+    trained = invoke("train", "--data", tmp_path / "mine.txt", "--epochs", 1, "--output-dir", mine, "--overwrite")
+    assert trained.exit_code == 0, trained.output
+    before = {path.name: path.read_bytes() for path in mine.iterdir() if path.is_file()}
+    refused = invoke("demo", "--epochs", 1, "--output-dir", tmp_path)
+    assert refused.exit_code == 2 and f"{mine} holds a run the demo did not train" in refused.output
+    assert {path.name: path.read_bytes() for path in mine.iterdir() if path.is_file()} == before
+
+
 def test_the_intent_explorer(elcrec_run):
     result = invoke("intents", elcrec_run, "--top", 3, "--json")
     assert result.exit_code == 0, result.output

@@ -23,6 +23,7 @@ import json
 import math
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ INTENT_FILES = ("intents.csv", "intent-profiles.csv", "intents.json", "centres.n
 DERIVED_FILES = (REPORT_FILE, REPORT_FIGURE.format("*"), *INTENT_FILES)
 TEMP_SUFFIX = ".tmp"  # atomic_write's files before they are renamed into place
 LOCK_FILE = ".training.lock"
+REPLACED_DIR = ".replaced"  # an overwritten run's files, until the run replacing it has started
 ARTEFACT_FORMAT = "elcrec-model/1"
 
 
@@ -145,6 +147,34 @@ def remove_run(folder: Path) -> None:
     """Delete a run's files and what report and intents derived from it, before another run replaces it
     (--overwrite); files of other names stay."""
     _remove(folder, (*RUN_FILES, *DERIVED_FILES))
+
+
+@contextlib.contextmanager
+def replacing_run(folder: Path) -> Iterator[None]:
+    """Replace the run in `folder` (--overwrite) without losing it to a run that fails to start (bad data, a
+    setting the data cannot take, Ctrl-C): while the block runs, the old run's files and what report and intents
+    derived from it wait in folder/.replaced; the new run deletes them once it has saved its first checkpoint
+    (discard_replaced), and a block that ends before puts them back. Call it under the folder's training lock."""
+    aside = folder / REPLACED_DIR
+    shutil.rmtree(aside, ignore_errors=True)  # left by a process killed while replacing: a run asked to be replaced
+    aside.mkdir(parents=True)
+    for pattern in (*RUN_FILES, *DERIVED_FILES):
+        for path in folder.glob(pattern):
+            if not path.is_dir():
+                path.rename(aside / path.name)
+    try:
+        yield
+    finally:
+        if aside.is_dir():  # the new run did not start: what it wrote goes, the old run comes back
+            remove_run(folder)
+            for path in aside.iterdir():
+                path.rename(folder / path.name)
+            aside.rmdir()
+
+
+def discard_replaced(folder: Path) -> None:
+    """Delete the run a new run in `folder` replaces (replacing_run), once the new one has started."""
+    shutil.rmtree(folder / REPLACED_DIR, ignore_errors=True)
 
 
 def remove_results(folder: Path) -> None:

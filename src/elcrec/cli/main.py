@@ -137,11 +137,22 @@ def demo(
     from ..evaluation import metrics_table
     from ..evaluation.intents import intent_agreement, intent_profiles, planted_intents, user_intents
     from ..report import write_report
-    from ..runs import load_run
+    from ..runs import CONFIG_FILE, MODEL_FILE, STATE_FILE, load_run, read_settings
     from ..serving import Recommender
     from ..training import train
     from ..training.experiments import model_settings
 
+    settings = {"pop": {"model": "pop"}, "sasrec": {"model": "sasrec"}, "elcrec": DEMO_ELCREC}
+    demo_runs = {}  # the demo replaces its own runs (on the built-in data) and no other
+    for name in settings:
+        folder = output_dir / name
+        if any((folder / file).is_file() for file in (CONFIG_FILE, MODEL_FILE, STATE_FILE)):
+            try:
+                demo_runs[name] = read_settings(folder).data == "synthetic"
+            except (OSError, ValueError):
+                demo_runs[name] = False
+            if not demo_runs[name]:
+                fail(f"{folder} holds a run the demo did not train: choose another --output-dir")
     on = start(device, threads)
     started = time.perf_counter()
     # short histories (the last 20 items cover most) and a short budget: a larger learning rate than the paper's
@@ -149,12 +160,11 @@ def demo(
         epochs=epochs, patience=10, max_len=20, lr=3e-3, num_clusters=Config().synthetic_intents, device=device
     )
     data = load_dataset(base)
-    settings = {"pop": {"model": "pop"}, "sasrec": {"model": "sasrec"}, "elcrec": DEMO_ELCREC}
     shares = model_settings(base.given_settings(), list(settings))  # each model the settings it reads
     records = {}
     for name, values in settings.items():
         config = Config(**shares[name], **values, output_dir=str(output_dir / name))
-        records[name] = train(config, data=data, overwrite=True)
+        records[name] = train(config, data=data, overwrite=demo_runs.get(name, False))
     trained = time.perf_counter() - started
     results = {name: record["test"] for name, record in records.items()}
     typer.echo(

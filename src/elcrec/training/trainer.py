@@ -41,13 +41,14 @@ from ..runs import (
     RunError,
     describe,
     describe_code,
+    discard_replaced,
     fingerprint,
     load_run,
     read_pt,
     read_settings,
     remove_results,
-    remove_run,
     remove_stale_writes,
+    replacing_run,
     result_record,
     save_run,
     save_settings,
@@ -95,9 +96,10 @@ def train(
     `on_epoch(record)` is called with each epoch's history record (loss, terms, seconds, valid metrics),
     in every process; an exception it raises stops training (Optuna's pruning uses it).
     A folder that already holds a run, or files a run writes (RUN_FILES) without being one, is refused unless
-    `resume` or `overwrite` is given; `overwrite` first deletes the old run's files and what was derived from it
-    (elcrec.runs.remove_run). A folder another process is training in is refused (elcrec.runs.training_lock;
-    under torchrun, rank 0 holds it)."""
+    `resume` or `overwrite` is given; `overwrite` replaces the old run's files and what was derived from it once
+    the new run has started, and leaves them as they were when it fails before (elcrec.runs.replacing_run). A
+    folder another process is training in is refused (elcrec.runs.training_lock; under torchrun, rank 0 holds
+    it)."""
     if config.sampled_negatives and max(config.eval_ks) > config.sampled_negatives:  # a run saved so still loads
         raise ValueError(
             f"eval_ks={list(config.eval_ks)}: with sampled_negatives={config.sampled_negatives} a target ranks "
@@ -117,11 +119,11 @@ def train(
             )
         if resume and (config.run_dir / CONFIG_FILE).is_file():
             check_saved_settings(config)
-        if distributed.launched_rank() == 0:  # the lock's holder: no other process writes here
-            if overwrite:
-                remove_run(config.run_dir)
+        replacing = overwrite and distributed.launched_rank() == 0  # the lock's holder: no other process writes here
+        if distributed.launched_rank() == 0:
             remove_stale_writes(config.run_dir)
-        return _train(config, data, progress, resume, on_epoch)
+        with replacing_run(config.run_dir) if replacing else contextlib.nullcontext():
+            return _train(config, data, progress, resume, on_epoch)
 
 
 def check_foreign_files(run_dir: Path) -> None:
@@ -246,6 +248,7 @@ class Trainer:
                 self.save_state(-1)
             if self.main:
                 self.save_best()  # a usable checkpoint exists from the start
+                discard_replaced(config.run_dir)  # the run this one replaces (--overwrite): it has started
 
     def _log_precision(self, amp: torch.dtype | None) -> None:
         """Which precision (`amp`, the autocast dtype) amp=auto took, or a warning where the amp given is emulated
