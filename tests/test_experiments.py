@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from elcrec import Config
 from elcrec.cli.main import app
-from elcrec.data import load_dataset
+from elcrec.data import load_dataset, make_synthetic
 from elcrec.runs import MODEL_FILE, RunError
 from elcrec.training import experiments
 from elcrec.training.experiments import ABLATION_MODELS, ABLATIONS, paired_t_tests, run_group, summary_table
@@ -57,6 +57,9 @@ def test_group_runs_each_variant_and_seed_and_reads_finished_runs_back(tiny_data
     assert run_group(base, variants, [1, 2], tmp_path, data=tiny_data) == first
     with pytest.raises(AssertionError, match="trained again"):  # other settings: a new run
         run_group(base.replace(epochs=2), variants, [1], tmp_path, data=tiny_data)
+    other = make_synthetic(n_users=120, n_items=60, n_intents=4, seed=4)  # the same sizes, other sequences
+    with pytest.raises(RunError, match="was trained on .* but the data given is .* only with the data it was"):
+        run_group(base, variants, [1, 2], tmp_path, data=other)  # the results were read back as the new data's
 
     # a damaged result (cut short, or without test metrics): the run finishes again from its training state,
     # testing its best checkpoint anew, with no epoch trained again

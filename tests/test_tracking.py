@@ -5,6 +5,7 @@ import json
 import pytest
 
 from elcrec import Config
+from elcrec.data import make_synthetic
 from elcrec.training import train
 
 TINY = dict(hidden_size=16, max_len=20, epochs=3, patience=0, device="cpu")
@@ -69,6 +70,9 @@ def test_tune_searches_prunes_and_continues(tiny_data, tmp_path):
     assert continued.trials[-1].params not in [trial.params for trial in continued.trials[:-1]]  # a new point
     with pytest.raises(ValueError, match="other settings \\(epochs 6 -> 3, params lr,dropout -> lr\\)"):
         tune(base.replace(epochs=3), ["lr"], 1, tmp_path, data=tiny_data)  # would mix into one ranking
+    other = make_synthetic(n_users=120, n_items=60, n_intents=4, seed=4)  # the same sizes, other sequences
+    with pytest.raises(ValueError, match="other settings \\(data synthetic \\(120 users.* -> synthetic \\(120"):
+        tune(base, params, 1, tmp_path, data=other)
     preset = Config.from_dict({**json.loads((tmp_path / "best.json").read_text()), "recipe": "fast"})
     assert preset.loss == "ce"  # best.json holds the given settings: a recipe given with it still applies
     with pytest.raises(ValueError, match="cannot search bogus"):

@@ -20,9 +20,9 @@ from ..config import READ_BY, Config, ConfigError
 from ..data import SequenceData, load_dataset, train_set
 from ..models import create_model
 from ..progress import log
-from ..runs import CONFIG_FILE, METRICS_FILE, STATE_FILE, RunError, read_json, write_json
+from ..runs import CONFIG_FILE, METRICS_FILE, STATE_FILE, RunError, fingerprint, read_json, write_json
 from ..runtime import resolve_device
-from .trainer import check_saved_settings, train
+from .trainer import check_saved_data, check_saved_settings, train
 
 # the paper's ablation (Fig. 3): the backbone with instance CL, then each ELCRec component, then both
 ABLATIONS = {
@@ -70,13 +70,18 @@ def run_group(
     return results
 
 
+SAME_DATA = "a run is read back, or resumed, only with the data it was trained on: give another output folder"
+
+
 def check_group(configs: dict[str, list[Config]], data: SequenceData) -> None:
     """What would stop a run of the group before its first epoch, raised before the first run trains (not after
-    hours of the others): a run with a training state but other settings than it saved (train refuses to resume
-    it), and for a variant with a run to start, its model set up on the data as a run sets it up (llmesr's texts,
-    the clusters k-means needs)."""
+    hours of the others): a run trained on other data, one with a training state but other settings than it saved
+    (train refuses to resume it), and for a variant with a run to start, its model set up on the data as a run
+    sets it up (llmesr's texts, the clusters k-means needs)."""
+    found = fingerprint(data)
     for group in configs.values():
         for config in group:
+            check_saved_data(config.run_dir, found, SAME_DATA)
             if (config.run_dir / STATE_FILE).is_file() and (config.run_dir / CONFIG_FILE).is_file():
                 check_saved_settings(config)
         starting = [config for config in group if not (config.run_dir / STATE_FILE).is_file()]
@@ -120,15 +125,17 @@ def check_group_folder(root: Path, variants: dict[str, dict[str, Any]], seeds: l
 def finished_or_train(config: Config, data: SequenceData) -> dict[str, Any]:
     """The result (metrics.json) of the run in config.run_dir: read back when it finished with exactly
     these settings, otherwise trained, resuming from its training state when there is one."""
-    return _finished(config) or train(config, data=data, resume=(config.run_dir / STATE_FILE).is_file())
+    return _finished(config, data) or train(config, data=data, resume=(config.run_dir / STATE_FILE).is_file())
 
 
-def _finished(config: Config) -> dict[str, Any] | None:
+def _finished(config: Config, data: SequenceData) -> dict[str, Any] | None:
     """The run's result when it finished with these settings; None otherwise, and for a damaged metrics.json
-    (a run with a training state then finishes again: its best checkpoint is tested anew)."""
+    (a run with a training state then finishes again: its best checkpoint is tested anew). A RunError when it
+    finished on other data: its result would pass for this data's."""
     folder = config.run_dir
     if not (folder / METRICS_FILE).is_file() or not saved_with(folder / CONFIG_FILE, config):
         return None
+    check_saved_data(folder, fingerprint(data), SAME_DATA)
     try:
         result = read_json(folder / METRICS_FILE, "run metrics")
     except RunError as error:

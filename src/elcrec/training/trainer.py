@@ -584,14 +584,14 @@ def check_saved_settings(config: Config) -> None:
         )
 
 
-def check_saved_data(run_dir: Path, found: dict[str, Any]) -> None:
-    """A RunError unless the data a resumed run is given is the data it was trained on (its data.json)."""
+def check_saved_data(
+    run_dir: Path, found: dict[str, Any], rule: str = "a run continues on the data it started on"
+) -> None:
+    """A RunError, ending with `rule`, unless the data `found` (its fingerprint) is the data the run in `run_dir`
+    was trained on (its data.json)."""
     saved = saved_fingerprint(run_dir)
     if saved is not None and saved["sha256"] != found["sha256"]:
-        raise RunError(
-            f"{run_dir} was trained on {describe(saved)}, but the data it is resumed with is {describe(found)}: "
-            "a run continues on the data it started on"
-        )
+        raise RunError(f"{run_dir} was trained on {describe(saved)}, but the data given is {describe(found)}: {rule}")
 
 
 @functools.lru_cache(maxsize=4)

@@ -14,7 +14,7 @@ from typing import Any
 from ..config import Config, ConfigError
 from ..data import SequenceData, load_dataset
 from ..progress import log
-from ..runs import STATE_FILE, atomic_write, write_json
+from ..runs import STATE_FILE, atomic_write, describe, fingerprint, write_json
 from .trainer import train
 
 # name -> (kind, low, high) or ("choice", options)
@@ -77,7 +77,7 @@ def tune(
         direction="maximize",
         pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=5),
     )
-    check_same_search(study, base, params, root)
+    check_same_search(study, base, params, root, fingerprint(data))
     first = len(study.trials)
     interrupted = requeue_interrupted(study)  # queued as the first of this search's trials
     # seeded by how many trials the study holds: a continued study draws new points, not its first ones again
@@ -142,10 +142,10 @@ def requeue_interrupted(study: Any) -> list[int]:
     return numbers
 
 
-def check_same_search(study: Any, base: Config, params: list[str], root: Path) -> None:
-    """A study continues only with the settings and search space it started with (kept in the study): trials of
-    other settings would mix into one ranking and best.json."""
-    search = {"settings": base.replace(output_dir="").to_dict(), "params": params}
+def check_same_search(study: Any, base: Config, params: list[str], root: Path, data: dict[str, Any]) -> None:
+    """A study continues only with the settings, search space and data (its fingerprint) it started with (kept in
+    the study): trials of others would mix into one ranking and best.json."""
+    search = {"settings": base.replace(output_dir="").to_dict(), "params": params, "data": data}
     started = study.user_attrs.get("search")
     if started is None:
         study.set_user_attr("search", search)
@@ -154,6 +154,8 @@ def check_same_search(study: Any, base: Config, params: list[str], root: Path) -
     changed = [f"{name} {before!r} -> {now!r}" for name, (before, now) in differences.items()]
     if started["params"] != params:
         changed.append(f"params {','.join(started['params'])} -> {','.join(params)}")
+    if "data" in started and started["data"]["sha256"] != data["sha256"]:  # studies from before it was kept: unknown
+        changed.append(f"data {describe(started['data'])} -> {describe(data)}")
     if changed:
         raise ValueError(
             f"{root} holds a search with other settings ({', '.join(changed)}): continue it with its own, or "
