@@ -91,6 +91,15 @@ def main(
 
 
 THREADS_HELP = "torch CPU threads (0 = as many as there are idle cores now, or OMP_NUM_THREADS when set)"
+OVERWRITE_HELP = "replace the file --out names if it exists"
+
+
+def check_out_file(out: Path, overwrite: bool, example: str) -> None:
+    """--out names one file to write: not a folder, nor (without --overwrite) a file that exists."""
+    if out.is_dir():
+        fail(f"--out {out} is a folder: give the {Path(example).suffix} file to write, e.g. {out / example}")
+    if out.exists() and not overwrite:
+        fail(f"--out {out} exists: give another file, or replace it (--overwrite)")
 
 
 def start(device: str = "auto", threads: int = 0, processes: bool = False) -> Any:
@@ -621,6 +630,7 @@ def recommend(
     unknown_items: str = typer.Option("ignore", help=UNKNOWN_HELP),
     as_json: bool = typer.Option(False, "--json", help="print the recommendations as JSON"),
     batch_size: int = typer.Option(1024, min=1, help="users scored together with --all-users"),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
     threads: int = typer.Option(0, min=0, help=THREADS_HELP),
 ) -> None:
@@ -639,8 +649,8 @@ def recommend(
         fail("--all-users writes a file: give --out recs.parquet (or .csv)")
     if all_users and out.suffix.lower() not in (".parquet", ".csv"):
         fail(f"--out {out}: --all-users writes a .parquet or .csv file")
-    if all_users and out.is_dir():
-        fail(f"--out {out} is a folder: give the file to write, e.g. {out / 'recs.parquet'}")
+    if all_users:
+        check_out_file(out, overwrite, "recs.parquet")
     if data and history is not None:
         fail("--data gives the users of --user or --all-users; --history is a user of its own")
     tokens = None if history is None else history.replace(",", " ").split()
@@ -698,7 +708,7 @@ def _all_users(recommender: Any, data: Any, out: Path, k: int, exclude_seen: boo
 def export(
     checkpoint: Path = typer.Argument(..., help="run folder"),
     out: Path = typer.Option(..., help="file to write, e.g. model.elcrec.pt"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace the file --out names if it exists"),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """One self-contained file (weights, config, item ids) that `serve`, `recommend` and `evaluate` load."""
     from ..runs import export_run
@@ -903,6 +913,7 @@ def embed_items(
         Path("item_embeddings.npy"), help=".npy to write: row i = internal item i + 1 (with --users: the log's user i)"
     ),
     users: bool = typer.Option(False, "--users", help="the texts describe users (for llmesr's user_text)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
     threads: int = typer.Option(0, min=0, help=THREADS_HELP),
 ) -> None:
@@ -915,8 +926,7 @@ def embed_items(
 
     if out.suffix.lower() != ".npy":  # --item-text reads a matrix by this suffix, and a table by others
         fail(f"--out {out}: embeddings are written as a .npy file (e.g. {out.with_suffix('.npy')})")
-    if out.is_dir():
-        fail(f"--out {out} is a folder: give the .npy file to write, e.g. {out / 'embeddings.npy'}")
+    check_out_file(out, overwrite, "embeddings.npy")
     if data is None and config is None:
         fail("give the interaction log: --data, or --config with its data and preprocessing")
     on = start(device, threads)
