@@ -52,6 +52,8 @@ def test_file_values_then_overrides(tmp_path):
         ({"epochs": "1_0"}, "expected int"),
         ({"eval_ks": "\u0665,10"}, "expected int"),
         ({"lr": "\u0661e-3"}, "expected float"),
+        ({"user_col": "item_id"}, "user_col='item_id', item_col='item_id', .*: each role needs a column of its own"),
+        ({"time_col": "user_id"}, "time_col='user_id': each role needs a column of its own"),
     ],
 )
 def test_bad_values_are_errors(values, message):

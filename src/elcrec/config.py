@@ -554,6 +554,10 @@ class Config:
                 f"padding_outputs={self.padding_outputs!r} is a setting of cl4srec, iclrec and elcrec, "
                 f"whose contrastive losses read padding outputs; {self.model}'s loss never does"
             )
+        columns = {"user_col": self.user_col, "item_col": self.item_col, "time_col": self.time_col}
+        named = [f"{name}={column!r}" for name, column in columns.items() if column]
+        if len({column for column in columns.values() if column}) < len(named):
+            raise ConfigError(f"{', '.join(named)}: each role needs a column of its own")
         if not self.eval_ks or min(self.eval_ks) < 1:
             raise ConfigError(f"eval_ks={self.eval_ks}: give one or more cut-offs >= 1")
         if len(set(self.eval_ks)) < len(self.eval_ks):
