@@ -72,9 +72,12 @@ def test_freed_memory_stays_in_the_heap_however_large():
 
 
 def test_automatic_threads_follow_omp_num_threads_and_idle_cores(monkeypatch):
-    assert 0 <= runtime.idle_cores(0.05) <= len(os.sched_getaffinity(0))
+    assert 0 <= runtime.idle_cores(0.05) <= len(os.sched_getaffinity(0)) == runtime.usable_cores()
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 8)
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert runtime.auto_threads() == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "64")  # a job's environment naming the machine's cores, not the job's
+    assert runtime.auto_threads() == 8
     monkeypatch.delenv("OMP_NUM_THREADS")
     monkeypatch.setattr(runtime, "idle_cores", lambda: 0.3)  # every core busy: still one thread
     assert runtime.auto_threads() == 1
@@ -82,6 +85,14 @@ def test_automatic_threads_follow_omp_num_threads_and_idle_cores(monkeypatch):
     assert runtime.auto_threads() == 4
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # torchrun's processes share the idle cores
     assert runtime.auto_threads() == 2
+
+
+def test_threads_beyond_the_usable_cores_are_refused(monkeypatch):
+    """--threads 10000 started 20,000 threads on 2 cores, and the run crawled: threads beyond the cores only wait
+    for each other."""
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 2)
+    with pytest.raises(ValueError, match="threads=3: this process may run on 2 cores"):
+        runtime.set_threads(3)
 
 
 def test_devices():

@@ -237,6 +237,7 @@ def _train(
     **flags: Any,
 ) -> None:
     from ..runs import CONFIG_FILE, STATE_FILE, read_settings
+    from ..runtime import usable_cores
     from ..training import train
     from ..training.trainer import EXTENSIBLE, saved_threads
 
@@ -264,7 +265,9 @@ def _train(
             )
     else:
         resolved = absolute_paths(Config.load(config, **flags))
-    start(resolved.device, threads or (saved_threads(resume) if resume else 0), processes=True)
+    # a run resumed on a machine with fewer cores than it trained with takes them all (and says it continues
+    # not bit-identically)
+    start(resolved.device, threads or (min(saved_threads(resume), usable_cores()) if resume else 0), processes=True)
     try:
         train(resolved, resume=resume is not None, overwrite=overwrite)
     except KeyboardInterrupt:
