@@ -121,6 +121,9 @@ def files(tmp_path_factory):
     torch.save({"item_embeddings.weight": torch.zeros(5, 4)}, root / "partial.pt")
     torch.save({"weights": torch.zeros(3)}, root / "not-an-artefact.pt")
 
+    def read(path):
+        return json.loads(path.read_text())
+
     def damaged(name, change):
         folder = root / name
         shutil.copytree(run, folder)
@@ -135,6 +138,18 @@ def files(tmp_path_factory):
     damaged("items-null", lambda f: (f / "items.json").write_text(json.dumps([1, 2, None, 4])))
     damaged("items-other", lambda f: (f / "items.json").write_text(json.dumps(list(range(1, 41)))))
     damaged("data-broken", lambda f: (f / "data.json").write_text("{"))
+    damaged("data-number", lambda f: (f / "data.json").write_text(json.dumps({**read(f / "data.json"), "sha256": 5})))
+    damaged("state-list", lambda f: torch.save([1, 2], f / "training_state.pt"))
+    damaged(
+        "state-epochless", lambda f: (f / "metrics.json").unlink() or torch.save({"model": {}}, f / "training_state.pt")
+    )
+    damaged(
+        "history-lossless",
+        lambda f: (f / "metrics.json").write_text(json.dumps({**read(f / "metrics.json"), "history": [{"epoch": 0}]})),
+    )
+    damaged(
+        "test-number", lambda f: (f / "metrics.json").write_text(json.dumps({**read(f / "metrics.json"), "test": 1}))
+    )
     damaged("truncated", lambda f: (f / "model.pt").write_bytes((f / "model.pt").read_bytes()[:500]))
     damaged("pickled", lambda f: torch.save({"x": Evil(root / "pwned")}, f / "model.pt"))
     damaged("narrower", lambda f: torch.save(build_model(Config(hidden_size=8), 50).state_dict(), f / "model.pt"))
@@ -264,6 +279,11 @@ CASES = [
         "config.json cannot be read as a run folder or an elcrec model artefact (not a file torch.save wrote)",
     ),
     ("data.json broken", ["evaluate", "{root}/data-broken"], "data.json cannot be read as a data fingerprint"),
+    ("data.json of other types", ["evaluate", "{root}/data-number"], "data.json: not a data fingerprint"),
+    ("a state that is a list", ["train", "--resume", "{root}/state-list"], "training_state.pt is not a training state"),
+    ("a state without epochs", ["evaluate", "{root}/state-epochless"], "training_state.pt is not a training state"),
+    ("a result without losses", ["report", "{root}/history-lossless"], "a damaged result record (history not as"),
+    ("a result of other types", ["report", "{root}/test-number"], "a damaged result record (test not as"),
     ("truncated weights", ["evaluate", "{root}/truncated"], "model.pt cannot be read as model weights"),
     (
         "pickled weights",

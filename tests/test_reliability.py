@@ -562,7 +562,7 @@ def test_a_training_state_of_another_run_or_damaged_weights_are_named_before_tra
     saved = state.read_bytes()
     for foreign in ([1, 2], {"model": {"cluster_centers": torch.zeros(2, 2)}}):
         torch.save(foreign, state)
-        with pytest.raises(RunError, match="training_state.pt is not a training state of this run"):
+        with pytest.raises(RunError, match="training_state.pt is not a training state"):
             train(config, data=tiny_data, progress=False, resume=True)
     state.write_bytes(saved)
     weights = config.run_dir / "model.pt"

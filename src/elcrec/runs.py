@@ -266,10 +266,14 @@ def saved_fingerprint(run_dir: Path) -> dict[str, Any] | None:
     return _fingerprint(read_json(path, "a data fingerprint"), path) if path.is_file() else None
 
 
+FINGERPRINT_FIELDS = {"name": str, "users": int, "items": int, "interactions": int, "sha256": str}
+
+
 def _fingerprint(found: Any, where: Path) -> dict[str, Any] | None:
-    keys = ("name", "users", "items", "interactions", "sha256")
-    if found is not None and not (isinstance(found, dict) and all(key in found for key in keys)):
-        raise RunError(f"{where}: not a data fingerprint (it needs {', '.join(keys)})")
+    fields = FINGERPRINT_FIELDS.items()
+    if found is not None and not (isinstance(found, dict) and all(isinstance(found.get(k), t) for k, t in fields)):
+        needs = ", ".join(f"{key} ({kind.__name__})" for key, kind in fields)
+        raise RunError(f"{where}: not a data fingerprint (it needs {needs})")
     return found
 
 
@@ -335,7 +339,40 @@ class Run:
         if not isinstance(found, dict) or "test" not in found:
             raise RunError(f"{path}: not a result record (no test metrics)")
         source = "trained" if found.get("history") else "imported"
-        return {**result_record(self.config, found["test"], source=source), **found}
+        record = {**result_record(self.config, found["test"], source=source), **found}
+        if damaged := [name for name, valid in RECORD_FIELDS.items() if not valid(record[name])]:
+            raise RunError(f"{path}: a damaged result record ({', '.join(damaged)} not as training writes them)")
+        return record
+
+
+def _number(value: Any) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))  # null: non-finite
+
+
+def _metrics(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(name, str) and _number(v) for name, v in value.items())
+
+
+def _epoch(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("epoch"), int)
+        and "loss" in value
+        and _number(value["loss"])
+        and all(_metrics(value.get(part, {})) for part in ("terms", "valid"))
+    )
+
+
+# what readers of a result record (metrics.json) take from it: a damaged file is a RunError naming it
+RECORD_FIELDS = {
+    "test": _metrics,
+    "valid": _metrics,
+    "history": lambda value: isinstance(value, list) and all(_epoch(epoch) for epoch in value),
+    "best_epoch": lambda value: value is None or isinstance(value, int),
+    "metric": lambda value: isinstance(value, str),
+    "mask_history": lambda value: isinstance(value, str),
+    "sampled_negatives": lambda value: isinstance(value, int),
+}
 
 
 def result_record(
@@ -448,7 +485,18 @@ def finished_epochs(run_dir: Path) -> int | None:
     """How many epochs the run in `run_dir` has finished, by its training state (None without one: an imported
     run, or a model that trains nothing)."""
     path = Path(run_dir) / STATE_FILE
-    return int(read_pt(path, "a training state", mmap=True)["epoch"]) + 1 if path.is_file() else None
+    return read_state(path, mmap=True)["epoch"] + 1 if path.is_file() else None
+
+
+STATE_FIELDS = ("epoch", "model", "rng", "best_score", "best_epoch", "best_valid", "history")  # in every state
+
+
+def read_state(path: Path, mmap: bool = False) -> dict[str, Any]:
+    """A run's training state (training_state.pt); a damaged one is a RunError naming the file."""
+    state = read_pt(path, "a training state", mmap=mmap)
+    if not (isinstance(state, dict) and all(key in state for key in STATE_FIELDS) and isinstance(state["epoch"], int)):
+        raise RunError(f"{path} is not a training state (it needs {', '.join(STATE_FIELDS)})")
+    return state
 
 
 def read_settings(run_dir: Path) -> Config:

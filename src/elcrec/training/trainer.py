@@ -46,6 +46,7 @@ from ..runs import (
     load_run,
     read_pt,
     read_settings,
+    read_state,
     remove_results,
     remove_stale_writes,
     replacing_run,
@@ -612,7 +613,7 @@ def settings_fingerprint(settings: str, stamp: tuple[int, ...]) -> dict[str, Any
 def load_state(path: Path) -> dict[str, Any]:
     """The training state written after the last finished epoch (before the first, when none has)."""
     if path.is_file():
-        return read_pt(path, "a training state")
+        return read_state(path)
     run_dir = path.parent
     if (run_dir / MODEL_FILE).is_file():
         raise RunError(
