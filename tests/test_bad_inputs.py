@@ -3,6 +3,7 @@ and requests, each run through the CLI, must exit with code 2 and print exactly 
 what is wrong, and never a traceback."""
 
 import json
+import math
 import pickle
 import shutil
 
@@ -137,6 +138,14 @@ def files(tmp_path_factory):
     damaged("items-empty", lambda f: (f / "items.json").write_text("[]"))
     damaged("items-null", lambda f: (f / "items.json").write_text(json.dumps([1, 2, None, 4])))
     damaged("items-other", lambda f: (f / "items.json").write_text(json.dumps(list(range(1, 41)))))
+    damaged("items-twice", lambda f: (f / "items.json").write_text(json.dumps([7, 7, *read(f / "items.json")[2:]])))
+    damaged("items-nan", lambda f: (f / "items.json").write_text(json.dumps([math.nan, *read(f / "items.json")[1:]])))
+    damaged(
+        "weights-nan",
+        lambda f: torch.save(
+            {key: value.fill_(float("nan")) for key, value in torch.load(f / "model.pt").items()}, f / "model.pt"
+        ),
+    )
     damaged("data-broken", lambda f: (f / "data.json").write_text("{"))
     damaged("data-number", lambda f: (f / "data.json").write_text(json.dumps({**read(f / "data.json"), "sha256": 5})))
     damaged("state-list", lambda f: torch.save([1, 2], f / "training_state.pt"))
@@ -279,6 +288,13 @@ CASES = [
         "config.json cannot be read as a run folder or an elcrec model artefact (not a file torch.save wrote)",
     ),
     ("data.json broken", ["evaluate", "{root}/data-broken"], "data.json cannot be read as a data fingerprint"),
+    ("an item listed twice", ["evaluate", "{root}/items-twice"], "items.json: item 7 is listed twice"),
+    ("an item id NaN", ["evaluate", "{root}/items-nan"], "items.json: item ids are finite, not nan"),
+    (  # recommend answered nothing, evaluate scored 0, both without a word
+        "NaN weights",
+        ["recommend", "{root}/weights-nan", "--history", "3 4 5"],
+        "model.pt hold NaN or infinite values",
+    ),
     ("data.json of other types", ["evaluate", "{root}/data-number"], "data.json: not a data fingerprint"),
     ("a state that is a list", ["train", "--resume", "{root}/state-list"], "training_state.pt is not a training state"),
     ("a state without epochs", ["evaluate", "{root}/state-epochless"], "training_state.pt is not a training state"),
@@ -398,6 +414,9 @@ CASES = [
         "folder.npy is a folder: give the .npy file to write",
     ),
     ("a report into a file", ["report", "{root}/run", "--out", "{root}/letters.txt"], "letters.txt is a file"),
+    ("a run into a file", ["train", *TINY, "--output-dir", "{root}/letters.txt"], "letters.txt is a file"),
+    ("the demo into a file", ["demo", "--output-dir", "{root}/letters.txt"], "letters.txt is a file"),
+    ("an import into a file", ["import-reference", "{root}/partial.pt", "--out", "{root}/letters.txt"], "is a file"),
     (  # it replaced any file, the run's own data file among them
         "recommendations over a file",
         ["recommend", "{root}/run", "--all-users", "--out", "{root}/na.csv"],

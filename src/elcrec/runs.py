@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -532,6 +533,11 @@ def _item_ids(values: Any, source: Path) -> np.ndarray:
         raise RunError(f"{source}: expected a non-empty list of item ids")
     if odd := [value for value in values if isinstance(value, bool) or not isinstance(value, int | float | str)]:
         raise RunError(f"{source}: item ids are numbers or strings, not {json.dumps(odd[0])}")
+    if odd := [value for value in values if isinstance(value, float) and not math.isfinite(value)]:
+        raise RunError(f"{source}: item ids are finite, not {odd[0]}")
+    if len(set(values)) < len(values):
+        twice = next(value for value, count in Counter(values).items() if count > 1)
+        raise RunError(f"{source}: item {json.dumps(twice)} is listed twice (each internal id names its own item)")
     return np.array(values)
 
 
@@ -574,5 +580,8 @@ def _model(
             f"hidden_size={config.hidden_size}, num_layers={config.num_layers}, "
             f"{len(item_ids):,} items): {shown}"
         )
+    # training never saves them (elcrec.training.trainer.NonFinite): such weights score nothing, and said nothing
+    if broken := [key for key, value in weights.items() if value.is_floating_point() and not value.isfinite().all()]:
+        raise RunError(f"{weights_name} hold NaN or infinite values ({', '.join(_parts(broken))}): damaged weights")
     model.load_state_dict(weights)
     return model

@@ -151,6 +151,8 @@ def demo(
     from ..training import train
     from ..training.experiments import model_settings
 
+    if output_dir.exists() and not output_dir.is_dir():
+        fail(f"--output-dir {output_dir} is a file: give the folder for the demo's runs")
     settings = {"pop": {"model": "pop"}, "sasrec": {"model": "sasrec"}, "elcrec": DEMO_ELCREC}
     demo_runs = {}  # the demo replaces its own runs (on the built-in data) and no other
     for name in settings:
@@ -973,6 +975,8 @@ def import_reference(
         write_json,
     )
 
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out} is a file: give the run folder to write")
     if not overwrite and (found := [name for name in RUN_FILES if (out / name).is_file()]):
         fail(f"{out} holds a run's files ({', '.join(found)}): choose another --out, or --overwrite it")
     start("cpu", threads)

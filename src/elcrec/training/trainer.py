@@ -107,6 +107,8 @@ def train(
             f"among {config.sampled_negatives + 1} items: a cut-off above {config.sampled_negatives} counts every "
             "user a hit, and selects no model"
         )
+    if config.run_dir.exists() and not config.run_dir.is_dir():
+        raise FileExistsError(f"{config.run_dir} is a file: output_dir names the run's folder")
     if resume and not config.run_dir.is_dir():
         raise FileNotFoundError(f"{config.run_dir}: no such run folder to resume")
     if not (resume or overwrite):
