@@ -242,6 +242,28 @@ def test_group_flags_say_what_is_wrong(tmp_path, monkeypatch):
         search_params("pop")
 
 
+def test_a_group_given_a_runs_whole_settings_says_which_it_sets_itself(tmp_path):
+    """A run's config.json given to compare names its model and seed, which the group sets for each run: they
+    were overridden without a word."""
+    trained = invoke("train", *TINY, "--seed", 5, "--output-dir", tmp_path / "run")
+    assert trained.exit_code == 0, trained.output
+    result = invoke(
+        "compare",
+        "--config",
+        tmp_path / "run" / "config.json",
+        "--models",
+        "pop",
+        "--seeds",
+        1,
+        "--output-dir",
+        tmp_path / "group",
+    )
+    assert result.exit_code == 0, result.output
+    given = tmp_path / "run" / "config.json"
+    assert f"compare sets model, seed itself for each run: {given}'s model='sasrec' seed=5 not used" in result.output
+    assert json.loads((tmp_path / "group" / "pop" / "seed1" / "config.json").read_text())["seed"] == 1
+
+
 def test_tune_is_quiet_and_counts_the_epochs_of_a_resumed_trial(tiny_data, tmp_path, monkeypatch, caplog):
     """Optuna's own log lines stay out of tune's output; tuning.md counts every epoch of a resumed trial, not only
     those after it resumed."""

@@ -326,11 +326,15 @@ app.command("train", help="Train a model; validate every epoch, keep the best ch
 
 def _group_settings(config: Path | None, flags: dict[str, Any], owned: tuple[str, ...], command: str) -> dict[str, Any]:
     """The settings given to a group of runs, the file's and then the flags' (flags the group sets itself are
-    refused, not silently overridden)."""
+    refused; the file's, which may be a run's whole config.json, are set aside, and said so)."""
     clash = [f"--{name.replace('_', '-')}" for name in owned if flags.get(name) is not None]
     if clash:
         fail(f"{command} sets {' '.join(clash)} itself for each run; drop it")
-    return {**(read_config_file(config) if config else {}), **{k: v for k, v in flags.items() if v is not None}}
+    given = read_config_file(config) if config else {}
+    if unused := {name: given.pop(name) for name in owned if name in given}:
+        shown = " ".join(f"{name}={value!r}" for name, value in unused.items())
+        typer.echo(f"{command} sets {', '.join(unused)} itself for each run: {config}'s {shown} not used", err=True)
+    return {**given, **{k: v for k, v in flags.items() if v is not None}}
 
 
 def _group_root(flags: dict[str, Any], default: str) -> Path:
