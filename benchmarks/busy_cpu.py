@@ -21,7 +21,7 @@ from pathlib import Path
 
 from common import ROOT, benchmark_config, command_line, time_steps, training_steps, worker_result, write_markdown
 
-from elcrec.runtime import describe_machine
+from elcrec.runtime import describe_machine, usable_cores
 
 WARMUP = 3
 
@@ -58,7 +58,7 @@ def main() -> None:
     if args.worker is not None:
         print(json.dumps(worker(args.worker, args.steps)))
         return
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     rows = []
     for busy in (False, True):
         for threads, name in ((0, "default (idle cores)"), (cores, f"{cores} threads (one per core)")):

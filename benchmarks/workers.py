@@ -19,7 +19,7 @@ import sys
 
 from common import ROOT, VARIANTS, benchmark_config, time_steps, training_steps, write_markdown
 
-from elcrec.runtime import describe_machine
+from elcrec.runtime import describe_machine, usable_cores
 
 WARMUP = 5
 
@@ -72,7 +72,7 @@ def main() -> None:
         worker(args.dataset, args.model, args.variant, args.worker, args.steps)
         return
 
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     layouts = [(1, 1, "one process, one thread, alone"), (1, cores, f"one process, {cores} threads")]
     layouts += [(cores, 1, f"{cores} processes, one thread each")] if cores > 1 else []
     rows = []

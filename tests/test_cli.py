@@ -267,6 +267,33 @@ def test_an_overwrite_that_fails_before_the_new_run_starts_leaves_the_old_run(tm
     assert json.loads((folder / "config.json").read_text())["seed"] == 2
 
 
+@pytest.mark.parametrize("killed", ["while gathering the old run", "before the new run started"])
+def test_a_run_set_aside_by_a_killed_overwrite_comes_back(tmp_path, killed):
+    """An --overwrite killed (SIGKILL, a scheduler) before its new run started left the old run in .replaced/,
+    where the next training in the folder deleted it without a word. Errors now point to it, and the next
+    training puts it back first."""
+    folder = tmp_path / "run"
+    assert train_tiny("--output-dir", folder).exit_code == 0
+    before = {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()}
+    if killed == "while gathering the old run":  # some files moved, none written
+        aside, moved = folder / ".replacing", ["model.pt", "config.json"]
+    else:  # every file moved, and the new run's log written
+        aside, moved = folder / ".replaced", [name for name in before if not name.startswith(".")]
+    aside.mkdir()
+    for name in moved:
+        (folder / name).rename(aside / name)
+    if aside.name == ".replaced":
+        (folder / "train.log").write_text("the new run's log, cut short\n")
+    result = invoke("evaluate", folder)
+    assert result.exit_code == 2 and ".replaced in it holds the run that an --overwrite" in result.output
+    for retry in (["--overwrite", "--data", tmp_path / "missing.txt"], []):  # a typo again, then a plain train
+        result = train_tiny("--output-dir", folder, *retry)
+        assert result.exit_code == 2, result.output
+        assert {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()} == before
+    assert "already holds a run" in result.output
+    assert sorted(path.name for path in folder.iterdir() if path.is_dir()) == []
+
+
 def test_a_resumed_run_may_move_to_another_device_and_find_its_data_at_a_new_place(tmp_path, monkeypatch):
     """A run trained on a GPU resumes on a CPU (--device, --threads; config.json records the run folder
     absolutely, as train does); a run whose data file moved resumes with --data at its new place, which must be

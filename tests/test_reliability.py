@@ -560,9 +560,15 @@ def test_a_training_state_of_another_run_or_damaged_weights_are_named_before_tra
     config = interrupted_after_epoch_0(tmp_path / "run", tiny_data)
     state = config.run_dir / "training_state.pt"
     saved = state.read_bytes()
-    for foreign in ([1, 2], {"model": {"cluster_centers": torch.zeros(2, 2)}}):
+    whole = torch.load(state, weights_only=True)
+    another_model = {**whole, "model": {"cluster_centers": torch.zeros(2, 2)}}
+    for foreign, message in (
+        ([1, 2], "it needs epoch"),
+        ({"model": {}}, "it needs epoch"),
+        (another_model, "of this run"),
+    ):
         torch.save(foreign, state)
-        with pytest.raises(RunError, match="training_state.pt is not a training state"):
+        with pytest.raises(RunError, match=f"training_state.pt is not a training state .*{message}"):
             train(config, data=tiny_data, progress=False, resume=True)
     state.write_bytes(saved)
     weights = config.run_dir / "model.pt"

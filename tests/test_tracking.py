@@ -73,6 +73,11 @@ def test_tune_searches_prunes_and_continues(tiny_data, tmp_path):
     other = make_synthetic(n_users=120, n_items=60, n_intents=4, seed=4)  # the same sizes, other sequences
     with pytest.raises(ValueError, match="other settings \\(data synthetic \\(120 users.* -> synthetic \\(120"):
         tune(base, params, 1, tmp_path, data=other)
+    search = continued.user_attrs["search"]  # a study from before the data was kept takes its next data's
+    continued.set_user_attr("search", {key: value for key, value in search.items() if key != "data"})
+    assert len(tune(base, params, 1, tmp_path, data=other).trials) == 8
+    with pytest.raises(ValueError, match="other settings \\(data synthetic"):
+        tune(base, params, 1, tmp_path, data=tiny_data)
     preset = Config.from_dict({**json.loads((tmp_path / "best.json").read_text()), "recipe": "fast"})
     assert preset.loss == "ce"  # best.json holds the given settings: a recipe given with it still applies
     with pytest.raises(ValueError, match="cannot search bogus"):

@@ -49,7 +49,8 @@ INTENT_FILES = ("intents.csv", "intent-profiles.csv", "intents.json", "centres.n
 DERIVED_FILES = (REPORT_FILE, REPORT_FIGURE.format("*"), *INTENT_FILES)
 TEMP_SUFFIX = ".tmp"  # atomic_write's files before they are renamed into place
 LOCK_FILE = ".training.lock"
-REPLACED_DIR = ".replaced"  # an overwritten run's files, until the run replacing it has started
+# an overwritten run's files while they are gathered, until the run replacing them has started, while deleted
+REPLACING_DIR, REPLACED_DIR, DISCARDED_DIR = ".replacing", ".replaced", ".replaced.discarded"
 ARTEFACT_FORMAT = "elcrec-model/1"
 
 
@@ -152,30 +153,60 @@ def remove_run(folder: Path) -> None:
 
 @contextlib.contextmanager
 def replacing_run(folder: Path) -> Iterator[None]:
-    """Replace the run in `folder` (--overwrite) without losing it to a run that fails to start (bad data, a
+    """Replace the run in `folder` (--overwrite) without losing it to a run that does not start (bad data, a
     setting the data cannot take, Ctrl-C): while the block runs, the old run's files and what report and intents
-    derived from it wait in folder/.replaced; the new run deletes them once it has saved its first checkpoint
-    (discard_replaced), and a block that ends before puts them back. Call it under the folder's training lock."""
-    aside = folder / REPLACED_DIR
-    shutil.rmtree(aside, ignore_errors=True)  # left by a process killed while replacing: a run asked to be replaced
-    aside.mkdir(parents=True)
-    for pattern in (*RUN_FILES, *DERIVED_FILES):
-        for path in folder.glob(pattern):
-            if not path.is_dir():
-                path.rename(aside / path.name)
+    derived from it wait in folder/.replaced (gathered in .replacing, then renamed whole); the new run deletes
+    them once it has saved its first checkpoint (discard_replaced), and a block that ends before puts them back.
+    A process killed meanwhile leaves them there for the next training in the folder to put back
+    (restore_replaced). Call it under the folder's training lock."""
+    gathering = folder / REPLACING_DIR
     try:
+        gathering.mkdir(parents=True)
+        for pattern in (*RUN_FILES, *DERIVED_FILES):
+            for path in folder.glob(pattern):
+                if not path.is_dir():
+                    path.rename(gathering / path.name)
+        gathering.rename(folder / REPLACED_DIR)
         yield
     finally:
-        if aside.is_dir():  # the new run did not start: what it wrote goes, the old run comes back
-            remove_run(folder)
+        restore_replaced(folder)  # nothing to put back once the new run has started
+
+
+def restore_replaced(folder: Path) -> bool:
+    """Put back the run an --overwrite set aside in `folder` (replacing_run) whose new run did not start, and
+    delete what that one wrote; True when there was one. Call it under the folder's training lock."""
+    found = False
+    for name, new_files in ((REPLACING_DIR, False), (REPLACED_DIR, True)):  # gathering: the new run wrote nothing
+        aside = folder / name
+        if aside.is_dir():
+            if new_files:
+                remove_run(folder)
             for path in aside.iterdir():
-                path.rename(folder / path.name)
+                path.replace(folder / path.name)
             aside.rmdir()
+            found = True
+    shutil.rmtree(folder / DISCARDED_DIR, ignore_errors=True)  # a replaced run whose deletion was stopped
+    return found
+
+
+def set_aside(folder: Path) -> str:
+    """What an error about `folder` adds when it holds a run that an --overwrite, stopped before its new run
+    started, set aside: how to get it back."""
+    if not any((folder / name).is_dir() for name in (REPLACING_DIR, REPLACED_DIR)):
+        return ""
+    return (
+        f"; {REPLACED_DIR} in it holds the run that an --overwrite stopped before its new run started had set aside: "
+        "any `elcrec train` into the folder puts it back (and, without --overwrite, stops there)"
+    )
 
 
 def discard_replaced(folder: Path) -> None:
-    """Delete the run a new run in `folder` replaces (replacing_run), once the new one has started."""
-    shutil.rmtree(folder / REPLACED_DIR, ignore_errors=True)
+    """Delete the run that the run starting in `folder` replaces (replacing_run). Renamed first, which is atomic:
+    the replacement is decided at once, and a deletion stopped half-way leaves no half run to put back."""
+    replaced = folder / REPLACED_DIR
+    if replaced.is_dir():
+        replaced.rename(folder / DISCARDED_DIR)
+        shutil.rmtree(folder / DISCARDED_DIR)
 
 
 def remove_results(folder: Path) -> None:
@@ -470,7 +501,7 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
         raise FileNotFoundError(f"{run_dir}: no such run folder or artefact")
     missing = [name for name in (MODEL_FILE, CONFIG_FILE, ITEMS_FILE) if not (run_dir / name).is_file()]
     if missing:
-        raise FileNotFoundError(f"{run_dir} is not a run folder: missing {', '.join(missing)}")
+        raise FileNotFoundError(f"{run_dir} is not a run folder: missing {', '.join(missing)}{set_aside(run_dir)}")
     config = read_settings(run_dir)
     item_ids = _item_ids(read_json(run_dir / ITEMS_FILE, "item ids"), run_dir / ITEMS_FILE)
     data = saved_fingerprint(run_dir)

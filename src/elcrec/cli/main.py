@@ -146,7 +146,7 @@ def demo(
     from ..evaluation import metrics_table
     from ..evaluation.intents import intent_agreement, intent_profiles, planted_intents, user_intents
     from ..report import write_report
-    from ..runs import CONFIG_FILE, MODEL_FILE, STATE_FILE, load_run, read_settings
+    from ..runs import LOG_FILE, RUN_FILES, load_run, read_settings
     from ..serving import Recommender
     from ..training import train
     from ..training.experiments import model_settings
@@ -157,7 +157,7 @@ def demo(
     demo_runs = {}  # the demo replaces its own runs (on the built-in data) and no other
     for name in settings:
         folder = output_dir / name
-        if any((folder / file).is_file() for file in (CONFIG_FILE, MODEL_FILE, STATE_FILE)):
+        if any((folder / file).is_file() for file in RUN_FILES if file != LOG_FILE):  # a stopped demo's log alone
             try:
                 demo_runs[name] = read_settings(folder).data == "synthetic"
             except (OSError, ValueError):
@@ -238,7 +238,7 @@ def _train(
     threads: int = typer.Option(0, "--threads", min=0, help=THREADS_HELP + "; a resumed run takes its saved count"),
     **flags: Any,
 ) -> None:
-    from ..runs import CONFIG_FILE, STATE_FILE, read_settings
+    from ..runs import CONFIG_FILE, STATE_FILE, read_settings, set_aside
     from ..runtime import usable_cores
     from ..training import train
     from ..training.trainer import EXTENSIBLE, saved_threads
@@ -256,7 +256,7 @@ def _train(
         stopped = (
             "; a run stopped before it saved anything starts again with its own command" if resume.is_dir() else ""
         )
-        fail(f"{resume} is not a run folder (no {CONFIG_FILE}){stopped}")
+        fail(f"{resume} is not a run folder (no {CONFIG_FILE}){set_aside(resume) or stopped}")
     if resume is not None:  # the run's own settings, with the behaviour it had for settings added since
         changed = {name: flags[name] for name in kept if flags.get(name) is not None}
         resolved = absolute_paths(read_settings(resume).replace(output_dir=str(resume), **changed))

@@ -154,7 +154,9 @@ def check_same_search(study: Any, base: Config, params: list[str], root: Path, d
     changed = [f"{name} {before!r} -> {now!r}" for name, (before, now) in differences.items()]
     if started["params"] != params:
         changed.append(f"params {','.join(started['params'])} -> {','.join(params)}")
-    if "data" in started and started["data"]["sha256"] != data["sha256"]:  # studies from before it was kept: unknown
+    if "data" not in started:  # a study from before the data was kept: from now on, it is this data's
+        study.set_user_attr("search", {**started, "data": data})
+    elif started["data"]["sha256"] != data["sha256"]:
         changed.append(f"data {describe(started['data'])} -> {describe(data)}")
     if changed:
         raise ValueError(
