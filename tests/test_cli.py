@@ -285,7 +285,7 @@ def test_a_run_set_aside_by_a_killed_overwrite_comes_back(tmp_path, killed):
     if aside.name == ".replaced":
         (folder / "train.log").write_text("the new run's log, cut short\n")
     result = invoke("evaluate", folder)
-    assert result.exit_code == 2 and ".replaced in it holds the run that an --overwrite" in result.output
+    assert result.exit_code == 2 and ".replaced in it holds a run set aside by an --overwrite" in result.output
     for retry in (["--overwrite", "--data", tmp_path / "missing.txt"], []):  # a typo again, then a plain train
         result = train_tiny("--output-dir", folder, *retry)
         assert result.exit_code == 2, result.output

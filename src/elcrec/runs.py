@@ -195,8 +195,8 @@ def set_aside(folder: Path) -> str:
     if not any((folder / name).is_dir() for name in (REPLACING_DIR, REPLACED_DIR)):
         return ""
     return (
-        f"; {REPLACED_DIR} in it holds the run that an --overwrite stopped before its new run started had set aside: "
-        "any `elcrec train` into the folder puts it back (and, without --overwrite, stops there)"
+        f"; {REPLACED_DIR} in it holds a run set aside by an --overwrite whose new run never started: any "
+        "`elcrec train` into the folder puts it back (and, without --overwrite, stops there)"
     )
 
 

@@ -116,7 +116,7 @@ def train(
         check_foreign_files(config.run_dir)  # before training_lock makes its file
     with training_lock(config.run_dir) if distributed.launched_rank() == 0 else contextlib.nullcontext():
         if distributed.launched_rank() == 0 and restore_replaced(config.run_dir):
-            log.warning(f"{config.run_dir}: put back the run an --overwrite stopped before its new run started")
+            log.warning(f"{config.run_dir}: put back a run set aside by an --overwrite whose new run never started")
         existing = [name for name in (MODEL_FILE, STATE_FILE) if (config.run_dir / name).is_file()]
         if existing and not (resume or overwrite):
             raise FileExistsError(
