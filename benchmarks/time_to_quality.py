@@ -3,17 +3,16 @@ faithful recipe's runs of the paper campaign (benchmarks/reproduce.py).
 
     python benchmarks/time_to_quality.py --dataset beauty --model elcrec --recipe fast --seeds 1,2,3 --threads 2
 
-Each seed trains in runs/time-to-quality/<dataset>/<model>-<recipe>[-e<epochs>][-<tag>]-seed<n> (an interrupted
-run resumes);
-its config.json and metrics.json are committed to benchmarks/results/time-to-quality/<dataset>/ under the same
-name and read back while the settings are the same, also in a clone without the run folder. Run it on an otherwise
-idle machine, since the minutes are the point. Minutes: training plus validation of every epoch (validation picks
-the checkpoint). Model selection is on validation NDCG@20; the test split is read once, at the chosen epoch. The
-faithful rows are the campaign's committed records (benchmarks/results/paper/<dataset>/<model>-seed<n>), trained
-with one thread beside other work: their minutes are what they took there. Writes
-benchmarks/results/time-to-quality-<dataset>-<model>[-e<epochs>][-<tag>].md and .png. --tag keeps another
-machine's runs, records and table apart from the committed ones; --epochs trains fewer (or more) epochs than the
-recipe's, its schedule decaying over them, to fit the minutes on a slower machine.
+Each seed trains in runs/time-to-quality/<dataset>/<model>-<recipe>[-e<epochs>][-<tag>]-seed<n> (an interrupted run
+resumes); its config.json and metrics.json are committed to benchmarks/results/time-to-quality/<dataset>/ under the
+same name and read back while the settings are the same, also in a clone without the run folder. Run it on an
+otherwise idle machine, since the minutes are the point. Minutes: training plus validation of every epoch
+(validation picks the checkpoint). Model selection is on validation NDCG@20; the test split is read once, at the
+chosen epoch. The faithful rows are the campaign's committed records
+(benchmarks/results/paper/<dataset>/<model>-seed<n>), trained with one thread beside other work: their minutes are
+what they took there. Writes benchmarks/results/time-to-quality-<dataset>-<model>[-e<epochs>][-<tag>].md and .png.
+--tag keeps another machine's runs, records and table apart from the committed ones; --epochs trains fewer (or
+more) epochs than the recipe's, its schedule decaying over them, to fit the minutes on a slower machine.
 """
 
 from __future__ import annotations
@@ -101,7 +100,8 @@ def main() -> None:
         raise SystemExit(f"--tag {args.tag!r}: letters, digits and _ only")
     if args.epochs is not None and args.epochs < 1:
         raise SystemExit(f"--epochs {args.epochs}: give at least 1")
-    recipe = {**RECIPES[args.recipe], **({"epochs": args.epochs} if args.epochs else {})}
+    epochs = {"epochs": args.epochs} if args.epochs else {}  # given: it wins over the recipe's
+    recipe = {**RECIPES[args.recipe], **epochs}
     tag = (f"-e{args.epochs}" if args.epochs else "") + (f"-{args.tag}" if args.tag else "")
     prepare_process(args.threads)
 
@@ -112,7 +112,7 @@ def main() -> None:
         args.model,
         recipe=args.recipe,
         amp=amp,
-        **({"epochs": args.epochs} if args.epochs else {}),
+        **epochs,
         mask_history="reference",  # the paper's protocol, as the campaign's faithful runs
         device=args.device,
     )
