@@ -12,6 +12,14 @@ def test_file_values_then_overrides(tmp_path):
     config = Config.load(path, hidden_size=48, num_layers=None)
     assert (config.hidden_size, config.num_heads, config.lr, config.eval_ks) == (48, 4, 1e-4, (1, 10))
     assert config.num_layers == 2  # None means "flag not given"
+
+
+def test_a_whole_number_written_as_a_float_is_an_integer_setting(tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text('{"epochs": 3.0, "batch_size": 1e2, "eval_ks": [5.0, 20]}')
+    config = Config.load(path)
+    assert (config.epochs, config.batch_size, config.eval_ks) == (3, 100, (5, 20))
+    assert all(type(v) is int for v in (config.epochs, config.batch_size, *config.eval_ks))
     toml = tmp_path / "run.toml"
     toml.write_text('model = "pop"\neval_ks = "5,20"\n')
     assert Config.load(toml).eval_ks == (5, 20)
@@ -50,6 +58,8 @@ def test_file_values_then_overrides(tmp_path):
         ({"elcm": 2}, r"elcm=2: expected true or false \(yes/no, 1/0\)"),
         ({"epochs": "\u0663"}, "epochs='\u0663': expected int"),  # Arabic-Indic 3: int() reads it as 3
         ({"epochs": "1_0"}, "expected int"),
+        ({"epochs": 1.5}, "epochs=1.5: expected int"),
+        ({"epochs": float("inf")}, "expected int"),
         ({"eval_ks": "\u0665,10"}, "expected int"),
         ({"lr": "\u0661e-3"}, "expected float"),
         ({"user_col": "item_id"}, "user_col='item_id', item_col='item_id', .*: each role needs a column of its own"),

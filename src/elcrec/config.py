@@ -753,6 +753,8 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
         elif kind is int:
             if isinstance(value, numbers.Integral) and not isinstance(value, bool):  # numpy's integers too
                 return int(value)
+            if isinstance(value, float) and value.is_integer():  # 1.0 and 1e3 as JSON and YAML writers give them
+                return int(value)
             if isinstance(value, str) and _plain(value) and value.strip().lstrip("-").isdigit():
                 return int(value)
         elif kind is float:
