@@ -35,7 +35,7 @@ from common import (
     write_portable_config,
 )
 
-from elcrec.config import RECIPES, Config
+from elcrec.config import RECIPES, Config, recipe_values
 from elcrec.data import load_dataset
 from elcrec.runs import atomic_write
 from elcrec.runtime import describe_machine, prepare_process, resolve_device
@@ -101,7 +101,7 @@ def main() -> None:
     if args.epochs is not None and args.epochs < 1:
         raise SystemExit(f"--epochs {args.epochs}: give at least 1")
     epochs = {"epochs": args.epochs} if args.epochs else {}  # given: it wins over the recipe's
-    recipe = {**RECIPES[args.recipe], **epochs}
+    recipe = {**recipe_values(args.recipe, args.model), **epochs}
     tag = (f"-e{args.epochs}" if args.epochs else "") + (f"-{args.tag}" if args.tag else "")
     prepare_process(args.threads)
 

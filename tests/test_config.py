@@ -123,6 +123,17 @@ def test_a_recipe_fills_what_is_not_given_and_wins_over_a_preset():
         Config(recipe="quick")
 
 
+def test_a_recipe_may_give_a_model_its_own_values():
+    from elcrec.config import RECIPE_MODELS, RECIPES
+
+    bert4rec = Config(preset="beauty", model="bert4rec", recipe="fast")
+    assert bert4rec.lr == RECIPE_MODELS["fast"]["bert4rec"]["lr"] != RECIPES["fast"]["lr"]
+    assert bert4rec.recipe_settings() == {**RECIPES["fast"], **RECIPE_MODELS["fast"]["bert4rec"]}
+    assert bert4rec.replace(model="sasrec").lr == RECIPES["fast"]["lr"]  # the recipe follows the model
+    assert Config(model="bert4rec", recipe="fast", lr=1e-3).lr == 1e-3  # given settings still win
+    assert Config.from_dict({"model": "bert4rec", "recipe": "fast"}) == Config(model="bert4rec", recipe="fast")
+
+
 @pytest.mark.parametrize(
     "suffix, text", [(".yaml", "lr: [1, 2\n"), (".toml", "lr = = 1"), (".json", "{lr: 1}"), (".yaml", "- a list\n")]
 )

@@ -115,7 +115,8 @@ def preset_values(preset: str, model: str, backbone: str = "sasrec") -> dict[str
 # Training recipes. faithful: the reference code's (Adam at a constant 1e-3, up to 300 epochs, BCE with one
 # sampled negative, float32); these are the field defaults. fast: a deliberate deviation for time to quality
 # (docs/training.md, Recipes; benchmarks/time_to_quality.py measures it beside the faithful one). A recipe
-# fills the keys it names unless they are given, and wins over a preset's.
+# fills the keys it names unless they are given, and wins over a preset's; RECIPE_MODELS changes a recipe for
+# the models it does not suit (BERT4Rec stops learning at the fast recipe's lr).
 RECIPES: dict[str, dict[str, Any]] = {
     "faithful": {},
     "fast": {
@@ -128,6 +129,12 @@ RECIPES: dict[str, dict[str, Any]] = {
         "amp": "auto",
     },
 }
+RECIPE_MODELS: dict[str, dict[str, dict[str, Any]]] = {"fast": {"bert4rec": {"lr": 4e-3}}}
+
+
+def recipe_values(recipe: str, model: str) -> dict[str, Any]:
+    """The settings `recipe` gives `model` ({} for the faithful recipe, or one that does not exist)."""
+    return {**RECIPES.get(recipe, {}), **RECIPE_MODELS.get(recipe, {}).get(model, {})}
 
 
 # settings that existed once: saved runs still hold them (text_dim: the text width now comes from the data and
@@ -386,9 +393,9 @@ class Config:
     # --- training
     recipe: str = _opt(
         "faithful",
-        "training recipe: faithful (the reference code's: the defaults below) or fast (softmax loss, lr 1.6e-2 with "
-        "warm-up and cosine decay, 30 epochs, bf16 where the hardware computes it; see docs/training.md); given "
-        "settings still win",
+        "training recipe: faithful (the reference code's: the defaults below) or fast (softmax loss, lr 1.6e-2 "
+        "(bert4rec 4e-3) with warm-up and cosine decay, 30 epochs, bf16 where the hardware computes it; see "
+        "docs/training.md); given settings still win",
     )
     epochs: int = _opt(300, "most training epochs")
     batch_size: int = _opt(256, "training sequences per step")
@@ -457,7 +464,9 @@ class Config:
             str(values.get("model", known["model"].default)),
             str(values.get("backbone", known["backbone"].default)),
         )
-        recipe = RECIPES.get(str(values.get("recipe", known["recipe"].default)), {})
+        recipe = recipe_values(
+            str(values.get("recipe", known["recipe"].default)), str(values.get("model", known["model"].default))
+        )
         for name, f in known.items():
             if name in values:
                 value = values[name]
@@ -608,11 +617,12 @@ class Config:
     def preset_settings(self) -> dict[str, Any]:
         """The preset's settings for this model that the run took from it (not given explicitly)."""
         preset = preset_values(self.preset, self.model, self.backbone)
-        return {k: getattr(self, k) for k in preset if k not in self._given and k not in RECIPES[self.recipe]}
+        recipe = recipe_values(self.recipe, self.model)
+        return {k: getattr(self, k) for k in preset if k not in self._given and k not in recipe}
 
     def recipe_settings(self) -> dict[str, Any]:
         """The recipe's settings that the run took from it (not given explicitly)."""
-        return {k: getattr(self, k) for k in RECIPES[self.recipe] if k not in self._given}
+        return {k: getattr(self, k) for k in recipe_values(self.recipe, self.model) if k not in self._given}
 
     def unread(self) -> list[str]:
         """The settings this model does not read (READ_BY): changing them changes nothing about a run."""
