@@ -12,6 +12,9 @@ def test_file_values_then_overrides(tmp_path):
     config = Config.load(path, hidden_size=48, num_layers=None)
     assert (config.hidden_size, config.num_heads, config.lr, config.eval_ks) == (48, 4, 1e-4, (1, 10))
     assert config.num_layers == 2  # None means "flag not given"
+    toml = tmp_path / "run.toml"
+    toml.write_text('model = "pop"\neval_ks = "5,20"\n')
+    assert Config.load(toml).eval_ks == (5, 20)
 
 
 def test_a_whole_number_written_as_a_float_is_an_integer_setting(tmp_path):
@@ -20,9 +23,6 @@ def test_a_whole_number_written_as_a_float_is_an_integer_setting(tmp_path):
     config = Config.load(path)
     assert (config.epochs, config.batch_size, config.eval_ks) == (3, 100, (5, 20))
     assert all(type(v) is int for v in (config.epochs, config.batch_size, *config.eval_ks))
-    toml = tmp_path / "run.toml"
-    toml.write_text('model = "pop"\neval_ks = "5,20"\n')
-    assert Config.load(toml).eval_ks == (5, 20)
 
 
 @pytest.mark.parametrize(
