@@ -41,11 +41,13 @@ def dataset_path(dataset: str) -> Path:
     return path
 
 
-def benchmark_config(dataset: str, model: str, **settings):
-    """The settings of a run of `model` on a benchmark file, with the dataset's preset for it (settings win)."""
+def benchmark_config(dataset: str, model: str, need_data: bool = True, **settings):
+    """The settings of a run of `model` on a benchmark file, with the dataset's preset for it (settings win);
+    without `need_data` the file need not be there (settings compared, not trained)."""
     from elcrec import Config
 
-    return Config(data=str(dataset_path(dataset)), preset=dataset, model=model, **settings)
+    path = dataset_path(dataset) if need_data else data_file(dataset)
+    return Config(data=str(path), preset=dataset, model=model, **settings)
 
 
 def training_steps(config, steps: int):

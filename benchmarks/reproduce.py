@@ -8,7 +8,8 @@ seed, benchmarks/paper.toml) in order, and regenerate benchmarks/results/paper-t
 
 Runs go to runs/reproduce/<dataset>/<model>-seed<seed> (never committed). A cell whose committed record was
 trained with the same settings (and, where the record names it, on the same data) is read back, also in a clone
-without its run folder, unless --retrain; a record with other settings is stale: the cell trains again. An
+without its run folder, unless --retrain (which moves a finished run in the run folder aside and trains the
+cell anew); a record with other settings is stale: the cell trains again. An
 interrupted run continues from its training_state.pt (started again, the campaign picks up where it stopped); a
 run folder holding a run the cell cannot continue is moved aside. Workers can share the manifest, one per core
 (each with --threads 1): a cell another worker is training is skipped (elcrec.runs.training_lock). For each
@@ -40,7 +41,7 @@ from common import (
     FILES,
     ROOT,
     VARIANTS,
-    data_file,
+    benchmark_config,
     dataset_path,
     epochs_by_machine,
     machines_of,
@@ -244,14 +245,13 @@ def chosen_cells(cells: list[dict], only: str, manifest: Path) -> list[dict]:
 def cell_config(cell: dict, defaults: dict):
     """The cell's run settings: its dataset's preset for its model, the manifest's defaults, its variant's and
     ablation's switches. The data file need not be there: --status and the tables compare settings only."""
-    from elcrec import Config
     from elcrec.training.experiments import ABLATIONS
 
     switches = ABLATIONS[cell["ablation"]] if cell["ablation"] else {}
-    return Config(
-        data=str(data_file(cell["dataset"])),
-        preset=cell["dataset"],
-        model=cell["model"],
+    return benchmark_config(
+        cell["dataset"],
+        cell["model"],
+        need_data=False,
         seed=cell["seed"],
         **defaults,
         **VARIANTS[cell["variant"]],
@@ -262,7 +262,7 @@ def cell_config(cell: dict, defaults: dict):
 
 def run_cell(cell: dict, defaults: dict, data, retrain: bool = False) -> None:
     """Train (or read back, or resume) one cell and copy its record to RESULTS/paper/; `retrain`: even where the
-    record matches (a finished run in its run folder is still read back)."""
+    record matches, and a finished run in its run folder is moved aside (an interrupted one resumes)."""
     from elcrec.data import eval_set
     from elcrec.evaluation import evaluate
     from elcrec.runs import atomic_write, load_run, saved_fingerprint, training_lock, write_json
@@ -276,7 +276,10 @@ def run_cell(cell: dict, defaults: dict, data, retrain: bool = False) -> None:
     started = time.perf_counter()
     if (config.run_dir / "config.json").is_file():
         with training_lock(config.run_dir):  # never moves a folder another worker is training in
-            set_aside(config, data)
+            finished = retrain and (config.run_dir / "metrics.json").is_file()
+            set_aside(
+                config, f"--retrain: {config.run_dir} holds a finished run" if finished else run_replaced(config, data)
+            )
     result = finished_or_train(config, data)
     out = RESULTS / "paper" / cell_name(cell)
     if not retrain and (out / "run.json").is_file() and json.loads((out / "metrics.json").read_text()) == result:
@@ -306,10 +309,9 @@ def run_cell(cell: dict, defaults: dict, data, retrain: bool = False) -> None:
     write_json(out / "run.json", record)  # last: a record counts once its run.json is there
 
 
-def set_aside(config, data) -> None:
-    """Move a run folder whose run this cell cannot continue (run_replaced) to <folder>.replaced-<n>, the first n
-    free: the cell trains anew, and nothing is deleted."""
-    reason = run_replaced(config, data)
+def set_aside(config, reason: str | None) -> None:
+    """Move a run folder the cell does not continue, for `reason` (None: it does continue), to
+    <folder>.replaced-<n>, the first n free: the cell trains anew, and nothing is deleted."""
     if reason is None:
         return
     n = 1
@@ -634,7 +636,8 @@ def main() -> None:
     parser.add_argument(
         "--retrain",
         action="store_true",
-        help="train the chosen cells even where their record matches; the new record replaces the old",
+        help="train the chosen cells anew even where their record matches (a finished run in the run folder is "
+        "moved aside, an interrupted one resumes); the new record replaces the old",
     )
     args = parser.parse_args()
 

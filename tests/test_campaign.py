@@ -370,6 +370,13 @@ def test_retrain_trains_a_recorded_cell_again_and_replaces_its_record(campaign):
     reproduce.run_cell(SASREC, TINY, data, retrain=True)
     assert (run_dir / "metrics.json").is_file()
     assert "old" not in json.loads(run_json.read_text())
+    trained = (run_dir / "metrics.json").read_bytes()
+    (run_dir / "metrics.json").write_text(trained.decode().replace("{", '{"mine": 1, ', 1))  # the finished run
+    reproduce.run_cell(SASREC, TINY, data, retrain=True)  # trains anew: the finished run is moved aside, kept
+    assert "mine" in (run_dir.with_name(f"{run_dir.name}.replaced-1") / "metrics.json").read_text()
+    assert "mine" not in (run_dir / "metrics.json").read_text()
+    retrained = json.loads((run_dir / "metrics.json").read_text())
+    assert retrained["test"] == json.loads(trained)["test"]  # float32 retrains to the last bit
 
 
 def test_another_manifest_keeps_its_runs_records_and_tables_apart(campaign, monkeypatch, capsys):
@@ -393,7 +400,7 @@ def test_another_manifest_keeps_its_runs_records_and_tables_apart(campaign, monk
     assert not (campaign / "results").exists() and not (campaign / "runs").exists()
     monkeypatch.setattr(sys, "argv", ["reproduce.py", "--manifest", str(manifest), "--threads", "1", "--retrain"])
     (results / "paper" / "beauty" / "sasrec-seed1" / "run.json").write_text("{}")
-    reproduce.main()  # the finished run read back, its record written again
+    reproduce.main()  # trained anew (the finished run moved aside), its record written again
     assert "commit" in json.loads((results / "paper" / "beauty" / "sasrec-seed1" / "run.json").read_text())
 
 

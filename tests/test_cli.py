@@ -203,10 +203,11 @@ def test_every_command_that_computes_takes_threads():
 
 
 def test_help_shows_every_default_and_no_command_shows_help():
-    """Help texts say their defaults in brackets, which rich markup would drop; `elcrec` alone prints its help
-    as help, not as an error."""
-    shown = invoke("train", "--help").output
-    assert "most training epochs [default: 300]" in " ".join(shown.split())
+    """Help texts say their ranges and defaults (in brackets, which rich markup would drop); `elcrec` alone prints
+    its help as help, not as an error."""
+    shown = " ".join(invoke("train", "--help").output.split())
+    assert "most training epochs; at least 1 [default: 300]" in shown
+    assert "dropout on hidden states; in [0, 1) [default: 0.5]" in shown
     assert "[default: the run's own]" in " ".join(invoke("evaluate", "--help").output.split())
     bare = subprocess.run([sys.executable, "-m", "elcrec"], capture_output=True, text=True)
     assert bare.stdout.startswith("Usage: ") and "error" not in bare.stderr + bare.stdout

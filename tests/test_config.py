@@ -1,9 +1,12 @@
 import copy
+import dataclasses
 import json
+import re
 
 import pytest
 
 from elcrec import Config, ConfigError
+from elcrec.config import _field_type
 
 
 def test_file_values_then_overrides(tmp_path):
@@ -69,6 +72,28 @@ def test_a_whole_number_written_as_a_float_is_an_integer_setting(tmp_path):
 def test_bad_values_are_errors(values, message):
     with pytest.raises(ConfigError, match=message):
         Config.from_dict(values)
+
+
+def test_every_number_setting_has_a_range_and_a_value_just_outside_it_is_refused():
+    """A setting's range lives in its field (config._opt): one a newcomer leaves out fails here, and each bound
+    holds for its own setting, named in the error."""
+    for f in dataclasses.fields(Config):
+        kind, valid = _field_type(f), f.metadata["valid"]
+        assert (valid is not None) == (kind in (int, float)), f.name
+        if valid is None:
+            continue
+        step = 1 if kind is int else 0.5 * (valid.at_least or 1)
+        outside = [valid.above, valid.below] + [
+            bound + sign * step for bound, sign in ((valid.at_least, -1), (valid.at_most, 1)) if bound is not None
+        ]
+        for value in (kind(v) for v in outside if v is not None):
+            with pytest.raises(ConfigError, match=f"^{f.name}={value}: must be {re.escape(str(valid))}"):
+                Config(**{f.name: value})
+        inside = kind(valid.above + step if valid.above is not None else valid.at_least)  # on the bound, if any
+        try:
+            Config(**{f.name: inside})
+        except ConfigError as error:  # another rule's (hidden_size=1 with 2 heads): not the range's
+            assert f"must be {valid}" not in str(error)
 
 
 def test_round_trip_through_json(tmp_path):

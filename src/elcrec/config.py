@@ -233,10 +233,52 @@ class ConfigError(ValueError):
     """A configuration value or key is not acceptable."""
 
 
-def _opt(default: Any, help: str) -> Any:
+@dataclass(frozen=True)
+class Range:
+    """The numbers a setting accepts: bounds `at_least` and `at_most` included, `above` and `below` excluded;
+    `why`, said with the error."""
+
+    at_least: float | None = None
+    at_most: float | None = None
+    above: float | None = None
+    below: float | None = None
+    why: str = ""
+
+    def __contains__(self, value: float) -> bool:
+        return (
+            (self.at_least is None or value >= self.at_least)
+            and (self.at_most is None or value <= self.at_most)
+            and (self.above is None or value > self.above)
+            and (self.below is None or value < self.below)
+        )
+
+    def __str__(self) -> str:
+        if self.above == 0:
+            return "positive"
+        if self.at_most is not None:
+            return f"in {self.at_least}..{self.at_most}"
+        if self.below is not None:
+            return f"in [{self.at_least}, {self.below})"
+        return "0 or more" if self.at_least == 0 else f"at least {self.at_least}"
+
+
+COUNT = Range(at_least=1)  # sizes, counts and cut-offs
+NONNEGATIVE = Range(at_least=0)  # loss weights, thresholds, patience
+SHARE = Range(at_least=0, below=1)  # probabilities and ratios
+SEEDS = Range(at_least=0, at_most=SEED_MAX, why="numpy's and faiss's range")
+TEMPERATURES = Range(
+    at_least=MIN_TEMPERATURE,
+    why="contrastive temperatures are 0.05 to 1; a smaller one overflows the loss and stalls training",
+)
+
+
+def _opt(default: Any, help: str, valid: Range | None = None) -> Any:
+    """A setting: its default, its help, and for a number the Range it must lie in (checked whatever the model,
+    so that one file of settings serves every model of a comparison)."""
+    metadata = {"help": help, "valid": valid}
     if isinstance(default, tuple):
-        return field(default_factory=lambda: default, metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+        return field(default_factory=lambda: default, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(init=False)
@@ -252,12 +294,14 @@ class Config:
     dedup: str = _opt(
         "none", "repeated user-item pairs: none (keep), all (keep the first), consecutive (drop immediate repeats)"
     )
-    kcore: int = _opt(0, "iterated k-core: keep users and items with at least k interactions (0 = off)")
-    synthetic_users: int = _opt(2000, "synthetic data: number of users")
-    synthetic_items: int = _opt(400, "synthetic data: number of items")
-    synthetic_intents: int = _opt(8, "synthetic data: number of planted intents")
+    kcore: int = _opt(0, "iterated k-core: keep users and items with at least k interactions (0 = off)", NONNEGATIVE)
+    synthetic_users: int = _opt(2000, "synthetic data: number of users", COUNT)
+    synthetic_items: int = _opt(400, "synthetic data: number of items", COUNT)
+    synthetic_intents: int = _opt(8, "synthetic data: number of planted intents", COUNT)
     synthetic_seed: int = _opt(
-        1, "synthetic data: seed of its generator (apart from seed, so that runs with several seeds share one dataset)"
+        1,
+        "synthetic data: seed of its generator (apart from seed, so that runs with several seeds share one dataset)",
+        SEEDS,
     )
     # --- model
     preset: str = _opt(
@@ -267,12 +311,12 @@ class Config:
         "defaults; file, flags and the recipe still win",
     )
     model: str = _opt("sasrec", f"model: {', '.join(CHOICES['model'])} (pop: the most-popular baseline)")
-    hidden_size: int = _opt(64, "hidden size d")
-    num_layers: int = _opt(2, "transformer blocks (gru4rec: GRU layers)")
-    num_heads: int = _opt(2, "attention heads (must divide hidden_size)")
-    max_len: int = _opt(50, "most recent items the encoder reads")
-    dropout: float = _opt(0.5, "dropout on hidden states")
-    attn_dropout: float = _opt(0.5, "dropout on attention probabilities")
+    hidden_size: int = _opt(64, "hidden size d", COUNT)
+    num_layers: int = _opt(2, "transformer blocks (gru4rec: GRU layers)", COUNT)
+    num_heads: int = _opt(2, "attention heads (must divide hidden_size)", COUNT)
+    max_len: int = _opt(50, "most recent items the encoder reads", COUNT)
+    dropout: float = _opt(0.5, "dropout on hidden states", SHARE)
+    attn_dropout: float = _opt(0.5, "dropout on attention probabilities", SHARE)
     loss: str = _opt(
         "bce", "recommendation loss: bce (one sampled negative per position) or ce (softmax over all items)"
     )
@@ -280,17 +324,18 @@ class Config:
         0.2,
         "bert4rec and llmesr's bert4rec backbone: share of training items selected for the Cloze task (llmesr: a "
         "selected item becomes [MASK] 80%, a random item 10%, or stays 10%)",
+        SHARE,
     )
     # --- contrastive learning and intents (cl4srec, iclrec, elcrec)
     augment: str = _opt("random", "view augmentation: random (one per row), crop, mask, reorder")
-    crop_ratio: float = _opt(0.2, "crop keeps this share of the items")
-    mask_ratio: float = _opt(0.7, "mask blanks this share of the items")
-    reorder_ratio: float = _opt(0.2, "reorder shuffles a slice of this share of the items")
-    cl_weight: float = _opt(0.1, "weight of the instance contrastive loss")
-    intent_cl_weight: float = _opt(0.1, "weight of the intent contrastive loss (PCL)")
-    temperature: float = _opt(1.0, "temperature of the contrastive losses")
-    num_clusters: int = _opt(256, "number of intents K")
-    trade_off: float = _opt(1.0, "elcrec: weight of the cluster loss")
+    crop_ratio: float = _opt(0.2, "crop keeps this share of the items", SHARE)
+    mask_ratio: float = _opt(0.7, "mask blanks this share of the items", SHARE)
+    reorder_ratio: float = _opt(0.2, "reorder shuffles a slice of this share of the items", SHARE)
+    cl_weight: float = _opt(0.1, "weight of the instance contrastive loss", NONNEGATIVE)
+    intent_cl_weight: float = _opt(0.1, "weight of the intent contrastive loss (PCL)", NONNEGATIVE)
+    temperature: float = _opt(1.0, "temperature of the contrastive losses", TEMPERATURES)
+    num_clusters: int = _opt(256, "number of intents K", COUNT)
+    trade_off: float = _opt(1.0, "elcrec: weight of the cluster loss", NONNEGATIVE)
     intent_fusion: str = _opt(
         "concat", "elcrec: nearest centre added to (shift) or concatenated with (concat) each position in instance CL"
     )
@@ -320,8 +365,8 @@ class Config:
         "instance CL and pooling=all (encoded, the reference), or are zero and never computed (zero: a deviation, "
         "faster per epoch but far below the reference's quality at convergence; see docs/models.md)",
     )
-    kmeans_iters: int = _opt(20, "k-means iterations (iclrec every epoch, elcrec initialisation)")
-    kmeans_restarts: int = _opt(5, "k-means restarts")
+    kmeans_iters: int = _opt(20, "k-means iterations (iclrec every epoch, elcrec initialisation)", COUNT)
+    kmeans_restarts: int = _opt(5, "k-means restarts", COUNT)
     # --- LLM-ESR and the item-cluster constraint (llmesr)
     item_text: str = _opt(
         "",
@@ -365,8 +410,12 @@ class Config:
         "llmesr with backbone gru4rec: the next-item loss at the last position only (last, the public code) or at "
         "every position (all)",
     )
-    distill_weight: float = _opt(0.1, "llmesr: weight alpha of the retrieval-augmented self-distillation (0 = off)")
-    distill_neighbours: int = _opt(10, "llmesr: similar users whose representations each user is distilled towards")
+    distill_weight: float = _opt(
+        0.1, "llmesr: weight alpha of the retrieval-augmented self-distillation (0 = off)", NONNEGATIVE
+    )
+    distill_neighbours: int = _opt(
+        10, "llmesr: similar users whose representations each user is distilled towards", COUNT
+    )
     distill_at: str = _opt(
         "last",
         "llmesr with backbone bert4rec: distil the outputs at the last position of the Cloze-masked training "
@@ -378,8 +427,8 @@ class Config:
         "llmesr: item-cluster constraint on the collaborative embeddings: none, kmeans or hdbscan (noise items "
         "excluded) over the reduced text embeddings",
     )
-    icc_weight: float = _opt(0.1, "llmesr: weight gamma of the item-cluster constraint")
-    icc_clusters: int = _opt(32, "llmesr: item clusters for icc=kmeans")
+    icc_weight: float = _opt(0.1, "llmesr: weight gamma of the item-cluster constraint", NONNEGATIVE)
+    icc_clusters: int = _opt(32, "llmesr: item clusters for icc=kmeans", COUNT)
     icc_centres: str = _opt(
         "mean",
         "llmesr: cluster centres in the collaborative space: mean (of the cluster's current embeddings, a fixed "
@@ -397,19 +446,23 @@ class Config:
         "(bert4rec 4e-3) with warm-up and cosine decay, 30 epochs, bf16 where the hardware computes it; see "
         "docs/training.md); given settings still win",
     )
-    epochs: int = _opt(300, "most training epochs")
-    batch_size: int = _opt(256, "training sequences per step")
-    lr: float = _opt(1e-3, "Adam learning rate (the peak, with a schedule)")
+    epochs: int = _opt(300, "most training epochs", COUNT)
+    batch_size: int = _opt(256, "training sequences per step", COUNT)
+    lr: float = _opt(1e-3, "Adam learning rate (the peak, with a schedule)", Range(above=0))
     lr_schedule: str = _opt(
         "constant", "learning rate over training: constant (the reference) or cosine (decays to 0 at the last epoch)"
     )
-    warmup_epochs: float = _opt(0.0, "epochs over which the learning rate rises linearly from 0 to lr (0 = none)")
-    weight_decay: float = _opt(0.0, "Adam weight decay")
-    patience: int = _opt(40, "epochs without improvement of `metric` on valid before stopping (0 = never stop early)")
+    warmup_epochs: float = _opt(
+        0.0, "epochs over which the learning rate rises linearly from 0 to lr (0 = none)", NONNEGATIVE
+    )
+    weight_decay: float = _opt(0.0, "Adam weight decay", NONNEGATIVE)
+    patience: int = _opt(
+        40, "epochs without improvement of `metric` on valid before stopping (0 = never stop early)", NONNEGATIVE
+    )
     metric: str = _opt(
         "NDCG@20", "validation metric for early stopping and the best checkpoint, e.g. NDCG@20, HR@10, MRR@5"
     )
-    seed: int = _opt(1, "seed for initialisation, data order, negatives, augmentations and dropout")
+    seed: int = _opt(1, "seed for initialisation, data order, negatives, augmentations and dropout", SEEDS)
     device: str = _opt("auto", "auto (cuda when present), cpu or cuda")
     engine: str = _opt(
         "fast",
@@ -434,9 +487,11 @@ class Config:
         "exclude", "seen items: exclude (never ranked), reference (scored 0, as the reference code), none"
     )
     sampled_negatives: int = _opt(
-        0, "rank the target among N uniform unseen negatives instead of all items (0 = full ranking)"
+        0,
+        "rank the target among N uniform unseen negatives instead of all items (0 = full ranking)",
+        Range(at_least=0, at_most=INT32_MAX),
     )
-    eval_batch_size: int = _opt(1024, "users per evaluation batch")
+    eval_batch_size: int = _opt(1024, "users per evaluation batch", COUNT)
     long_tail: str = _opt(
         "share",
         "long-tail groups (elcrec evaluate --long-tail): share (head: the 20% most popular items by training "
@@ -444,8 +499,12 @@ class Config:
         "tail_item_threshold distinct users over all the data, test included; a short user fewer than "
         "short_user_threshold input items)",
     )
-    tail_item_threshold: int = _opt(20, "long_tail=thresholds: items with fewer distinct users are tail items")
-    short_user_threshold: int = _opt(10, "long_tail=thresholds: users with fewer input items are tail (short) users")
+    tail_item_threshold: int = _opt(
+        20, "long_tail=thresholds: items with fewer distinct users are tail items", NONNEGATIVE
+    )
+    short_user_threshold: int = _opt(
+        10, "long_tail=thresholds: users with fewer input items are tail (short) users", NONNEGATIVE
+    )
 
     def __init__(self, **values: Any) -> None:
         """Keyword settings; every other field takes its recipe's value, else its preset's for the model, else
@@ -494,54 +553,12 @@ class Config:
                 raise ConfigError(
                     f"{name}={getattr(self, name)!r}: choose one of {', '.join(a or repr(a) for a in allowed)}"
                 )
-        positive = (
-            "hidden_size",
-            "num_layers",
-            "num_heads",
-            "max_len",
-            "epochs",
-            "batch_size",
-            "num_clusters",
-            "kmeans_iters",
-            "kmeans_restarts",
-            "distill_neighbours",
-            "icc_clusters",
-            "eval_batch_size",
-            "synthetic_users",
-            "synthetic_items",
-            "synthetic_intents",
-        )
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}={getattr(self, name)}: must be at least 1")
-        for name in (
-            "kcore",
-            "patience",
-            "sampled_negatives",
-            "warmup_epochs",
-            "tail_item_threshold",
-            "short_user_threshold",
-        ):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name}={getattr(self, name)}: must be 0 or more")
+        for f in dataclasses.fields(self):
+            if (valid := f.metadata["valid"]) is not None and getattr(self, f.name) not in valid:
+                why = f" ({valid.why})" if valid.why else ""
+                raise ConfigError(f"{f.name}={getattr(self, f.name)}: must be {valid}{why}")
         if self.model in READ_BY["num_heads"] and self.hidden_size % self.num_heads:
             raise ConfigError(f"hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}")
-        for name in ("dropout", "attn_dropout", "crop_ratio", "mask_ratio", "reorder_ratio", "cloze_prob"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ConfigError(f"{name}={getattr(self, name)}: must be in [0, 1)")
-        if self.lr <= 0:
-            raise ConfigError(f"lr={self.lr}: must be positive")
-        if self.temperature < MIN_TEMPERATURE:
-            raise ConfigError(
-                f"temperature={self.temperature}: must be at least {MIN_TEMPERATURE} (contrastive temperatures are "
-                "0.05 to 1; a smaller one overflows the loss and stalls training)"
-            )
-        for name in ("seed", "synthetic_seed"):
-            if not 0 <= getattr(self, name) <= SEED_MAX:
-                raise ConfigError(f"{name}={getattr(self, name)}: must be in 0..{SEED_MAX} (numpy's and faiss's range)")
-        for name in ("cl_weight", "intent_cl_weight", "trade_off", "distill_weight", "icc_weight", "weight_decay"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name}={getattr(self, name)}: must be 0 or more")
         for name in ("item_text", "user_text"):
             if getattr(self, name) and self.model != "llmesr":
                 raise ConfigError(
@@ -571,9 +588,8 @@ class Config:
             raise ConfigError(f"eval_ks={self.eval_ks}: give one or more cut-offs >= 1")
         if len(set(self.eval_ks)) < len(self.eval_ks):
             raise ConfigError(f"eval_ks={list(self.eval_ks)}: give each cut-off once")
-        for name, largest in (("eval_ks", max(self.eval_ks)), ("sampled_negatives", self.sampled_negatives)):
-            if largest > INT32_MAX:
-                raise ConfigError(f"{name}={getattr(self, name)}: must be at most {INT32_MAX}")
+        if max(self.eval_ks) > INT32_MAX:
+            raise ConfigError(f"eval_ks={self.eval_ks}: must be at most {INT32_MAX}")
         name, _, k = self.metric.partition("@")
         canonical = f"{name.upper()}@{int(k)}" if k.isascii() and k.isdigit() else ""
         if name.upper() not in METRIC_NAMES or not canonical or int(k) not in self.eval_ks:
@@ -730,9 +746,13 @@ def _yaml_loader() -> type:
 
 
 def config_fields() -> list[tuple[str, type, Any, str]]:
-    """(name, type, default, help) for every field, in declaration order."""
+    """(name, type, default, help) for every field, in declaration order; the help ends with a number's range."""
     defaults = Config()
-    return [(f.name, _field_type(f), getattr(defaults, f.name), f.metadata["help"]) for f in dataclasses.fields(Config)]
+    return [(f.name, _field_type(f), getattr(defaults, f.name), _help(f.metadata)) for f in dataclasses.fields(Config)]
+
+
+def _help(metadata: typing.Mapping[str, Any]) -> str:
+    return metadata["help"] + (f"; {metadata['valid']}" if metadata["valid"] is not None else "")
 
 
 def _default(name: str) -> Any:
