@@ -229,6 +229,29 @@ def test_a_run_resumed_with_other_settings_is_refused(tiny_data, tmp_path):
     assert len(train(moved, data=tiny_data, progress=False, resume=True)["history"]) == 3
 
 
+def test_a_training_state_of_another_run_is_refused(tiny_data, tmp_path):
+    """A state resumes only the run that saved it: under a config.json edited since, or copied in from a run on
+    other data, it would continue under settings or on data it was not trained with."""
+    from elcrec.data import make_synthetic
+    from elcrec.runs import RunError
+
+    config = interrupted_after_epoch_0(tmp_path / "run", tiny_data)
+    settings = tmp_path / "run" / "config.json"
+    saved = settings.read_text()
+    settings.write_text(json.dumps({**json.loads(saved), "lr": 0.002}))  # edited by hand
+    with pytest.raises(RunError, match=r"saved by a run with other settings \(lr 0.001\) than config.json gives"):
+        train(Config.from_dict(json.loads(settings.read_text())), data=tiny_data, progress=False, resume=True)
+    settings.write_text(saved)
+    other = make_synthetic(n_users=120, n_items=60, n_intents=4, seed=4)
+    interrupted_after_epoch_0(tmp_path / "other", other)
+    state = (tmp_path / "run" / "training_state.pt").read_bytes()
+    (tmp_path / "run" / "training_state.pt").write_bytes((tmp_path / "other" / "training_state.pt").read_bytes())
+    with pytest.raises(RunError, match="saved by a run on other data .*: it is another run's training state"):
+        train(config, data=tiny_data, progress=False, resume=True)
+    (tmp_path / "run" / "training_state.pt").write_bytes(state)
+    assert train(config, data=tiny_data, progress=False, resume=True)["history"][-1]["epoch"] == 2
+
+
 def test_resume_refuses_new_settings_and_missing_state(tmp_path):
     process = run_cli("--resume", str(tmp_path), "--lr", "0.1")
     assert process.wait() == 2 and "--resume continues" in process.stderr.read()

@@ -349,6 +349,7 @@ class Trainer:
             ) from None
 
     def _restore_state(self, state: dict[str, Any]) -> None:
+        self._check_state_is_this_runs(state)
         self.model.load_state_dict(state["model"])
         if self.step is not None:
             self.step.load_state_dict(state)
@@ -502,6 +503,26 @@ class Trainer:
             self.best_score, self.best_epoch, self.best_valid = valid[c.metric], record["epoch"], valid
         return improved
 
+    def _check_state_is_this_runs(self, state: dict[str, Any]) -> None:
+        """A RunError unless the state was saved by a run of these settings on this data: one of another run
+        (copied in, or a config.json edited since) would resume under settings it was not trained with. States
+        saved before they named their settings and data pass."""
+        path = self.config.run_dir / STATE_FILE
+        if "settings" in state:
+            saved = Config.from_saved(json.loads(state["settings"]))
+            aside = ("output_dir", "device", "data", *EXTENSIBLE)  # what a resume may change (check_saved_settings)
+            if changed := saved.differences(self.config, aside=aside):
+                listed = ", ".join(f"{name} {before!r}" for name, (before, _) in changed.items())
+                raise RunError(
+                    f"{path} was saved by a run with other settings ({listed}) than {CONFIG_FILE} gives: it is "
+                    "another run's training state; resume that run, or train this one anew (--overwrite)"
+                )
+        if state.get("data_sha256", self.fingerprint["sha256"]) != self.fingerprint["sha256"]:
+            raise RunError(
+                f"{path} was saved by a run on other data (sha256 {state['data_sha256'][:12]}) than "
+                f"{describe(self.fingerprint)}: it is another run's training state"
+            )
+
     def checkpoint(self, epoch: int, improved: bool) -> None:
         """The best weights when they improved, and the whole training state after every epoch."""
         self.stopped = bool(self.config.patience) and epoch - self.best_epoch >= self.config.patience
@@ -520,6 +541,8 @@ class Trainer:
                 {
                     "epoch": epoch,
                     "stopped": self.stopped,
+                    "settings": json.dumps(self.config.to_dict()),  # whose state it is (_check_state_is_this_runs)
+                    "data_sha256": self.fingerprint["sha256"],
                     "model": self.model.state_dict(),
                     **self.step.state_dict(),
                     "rng": rng[0],
