@@ -246,7 +246,8 @@ def test_torchrun_matches_one_process(tmp_path):
     one, two = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("one", "two"))
     for split in ("valid", "test"):
         for metric, value in one[split].items():
-            assert two[split][metric] == pytest.approx(value, abs=2e-3), (split, metric)
+            # weights equal to rounding still move a target across a cut-off here and there: up to 3 of 600 users
+            assert two[split][metric] == pytest.approx(value, abs=3 / 600), (split, metric)
     weights = [torch.load(tmp_path / name / "model.pt", weights_only=True) for name in ("one", "two")]
     for key, value in weights[0].items():
         torch.testing.assert_close(weights[1][key], value, rtol=1e-3, atol=1e-4, msg=key)
