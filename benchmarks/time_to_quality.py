@@ -34,6 +34,7 @@ from common import (
     write_markdown,
     write_portable_config,
 )
+from reproduce import paper_numbers, reference_file
 
 from elcrec.config import RECIPES, Config, recipe_values
 from elcrec.data import load_dataset
@@ -81,7 +82,11 @@ def main() -> None:
     parser.add_argument("--recipe", choices=[r for r in RECIPES if r != "faithful"], default="fast")
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--minutes", type=float, default=20.0, help="the time budget the table checks")
-    parser.add_argument("--paper", type=float, default=0.0509, help="the target: the paper's test NDCG@20")
+    parser.add_argument(
+        "--paper",
+        type=float,
+        help="the target test NDCG@20 (default: the paper's for --model on --dataset, from REFERENCE_NUMBERS.md)",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = the idle cores)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
@@ -98,6 +103,13 @@ def main() -> None:
     args = parser.parse_args()
     if not re.fullmatch(r"[A-Za-z0-9_]*", args.tag):
         raise SystemExit(f"--tag {args.tag!r}: letters, digits and _ only")
+    if args.paper is None:
+        args.paper = paper_numbers().get((args.dataset, args.model), {}).get("NDCG@20")
+        if args.paper is None:
+            raise SystemExit(
+                f"{reference_file()} gives no paper NDCG@20 for {args.model} on {args.dataset}: give the target "
+                "with --paper"
+            )
     if args.epochs is not None and args.epochs < 1:
         raise SystemExit(f"--epochs {args.epochs}: give at least 1")
     epochs = {"epochs": args.epochs} if args.epochs else {}  # given: it wins over the recipe's
