@@ -253,8 +253,8 @@ class Range:
         )
 
     def __str__(self) -> str:
-        if self.above == 0:
-            return "positive"
+        if self.above is not None:
+            return "positive" if self.above == 0 else f"above {self.above}"
         if self.at_most is not None:
             return f"in {self.at_least}..{self.at_most}"
         if self.below is not None:
