@@ -510,8 +510,7 @@ class Trainer:
         path = self.config.run_dir / STATE_FILE
         if "settings" in state:
             saved = Config.from_saved(json.loads(state["settings"]))
-            aside = ("output_dir", "device", "data", *EXTENSIBLE)  # what a resume may change (check_saved_settings)
-            if changed := saved.differences(self.config, aside=aside):
+            if changed := resume_differences(saved, self.config, data_checked=True)[0]:
                 listed = ", ".join(f"{name} {before!r}" for name, (before, _) in changed.items())
                 raise RunError(
                     f"{path} was saved by a run with other settings ({listed}) than {CONFIG_FILE} gives: it is "
@@ -592,21 +591,30 @@ class Trainer:
 EXTENSIBLE = ("epochs", "patience")  # a resumed run may train longer: a larger budget changes no epoch it trained
 
 
+def resume_differences(
+    saved: Config, given: Config, data_checked: bool
+) -> tuple[dict[str, tuple[Any, Any]], dict[str, tuple[Any, Any]]]:
+    """(the settings a run saved with `saved` may not change when resumed with `given`, the budget, EXTENSIBLE,
+    it may), each as Config.differences gives them. The run's folder and device may change, and so may the data's
+    path where the data itself is checked (`data_checked`: by its fingerprint)."""
+    differences = saved.differences(given, aside=("output_dir", "device", *(("data",) if data_checked else ())))
+    changed = {name: values for name, values in differences.items() if name not in EXTENSIBLE}
+    return changed, {name: values for name, values in differences.items() if name in EXTENSIBLE}
+
+
 def check_saved_settings(config: Config) -> None:
     """A RunError unless a resumed run is given the settings it was trained with (its config.json). The run folder
     and the device may change, and so may the data's path where data.json holds its fingerprint (check_saved_data
     then compares the data itself); the budget, EXTENSIBLE, may grow, epochs under a constant schedule only."""
     saved = read_settings(config.run_dir)
-    moved = ("data",) if saved_fingerprint(config.run_dir) is not None else ()
-    differences = saved.differences(config, aside=("output_dir", "device", *moved))
-    changed = {name: values for name, values in differences.items() if name not in EXTENSIBLE}
+    changed, budget = resume_differences(saved, config, data_checked=saved_fingerprint(config.run_dir) is not None)
     if changed:
         listed = ", ".join(f"{name} {before!r} -> {given!r}" for name, (before, given) in changed.items())
         raise RunError(
             f"{config.run_dir} was trained with other settings ({listed}): a run resumes with its own; train "
             "these into another output folder"
         )
-    if "epochs" in differences and config.lr_schedule != "constant":
+    if "epochs" in budget and config.lr_schedule != "constant":
         raise RunError(
             f"{config.run_dir} trains on a {config.lr_schedule} schedule fitted to its {saved.epochs} epochs: a "
             "longer budget would change the epochs it already trained; train a new run"
