@@ -420,12 +420,12 @@ CASES = [
     (  # it replaced any file, the run's own data file among them
         "recommendations over a file",
         ["recommend", "{root}/run", "--all-users", "--out", "{root}/na.csv"],
-        "na.csv exists: give another file, or replace it (--overwrite)",
+        "na.csv exists: give another file, or replace it (--overwrite",
     ),
     (
         "embeddings over a file",
         ["embed-items", "{root}/texts.csv", "--data", "{root}/other.txt", "--out", "{root}/wide.npy"],
-        "wide.npy exists: give another file, or replace it (--overwrite)",
+        "wide.npy exists: give another file, or replace it (--overwrite",
     ),
     ("cut-offs beyond counting", ["evaluate", "{root}/run", "--ks", "99999999999999999999"], "cut-offs must be 1 to"),
     ("no cut-offs", ["evaluate", "{root}/run", "--ks", ""], "--ks '': give cut-offs like 5,10,20"),

@@ -109,6 +109,16 @@ def training_holder(run_dir: str | Path) -> int | None:
     return pid
 
 
+def check_new_file(out: str | Path, overwrite: bool, example: str) -> None:
+    """`out` names one file to write: not a folder, nor (unless `overwrite`) a file that exists. `example` is a
+    file name the message suggests instead of a folder."""
+    out = Path(out)
+    if out.is_dir():
+        raise RunError(f"{out} is a folder: give the {Path(example).suffix} file to write, e.g. {out / example}")
+    if out.exists() and not overwrite:
+        raise RunError(f"{out} exists: give another file, or replace it (--overwrite; overwrite=True in Python)")
+
+
 def atomic_write(path: str | Path, data: bytes) -> None:
     """`data` into `path`, whole or not at all: written beside it as .<name>.<random>.tmp, then renamed over it. A
     failure names `path` (a full disk's error names no file)."""
@@ -470,14 +480,11 @@ def export_run(run_dir: str | Path, out: str | Path, overwrite: bool = False) ->
     (load_run reads a model.pt as a run folder's weights). Returns the exported run."""
     run = load_run(run_dir)
     target = Path(out)
-    if target.is_dir():
-        raise RunError(f"{out} is a folder: give the file to write, e.g. {target / 'model.elcrec.pt'}")
-    if target.exists() and run.path.is_dir() and target.resolve().parent == run.path.resolve():
+    if target.is_file() and run.path.is_dir() and target.resolve().parent == run.path.resolve():
         raise RunError(f"{out} is a file of the run being exported ({run.path}); give a new file")
     if target.name in RUN_FILES:
         raise RunError(f"{out}: {target.name} is the name of a run folder's file; give another, e.g. model.elcrec.pt")
-    if target.exists() and not overwrite:
-        raise RunError(f"{out} exists: give another file, or replace it (--overwrite; overwrite=True in Python)")
+    check_new_file(target, overwrite, "model.elcrec.pt")
     artefact = {
         "format": ARTEFACT_FORMAT,
         "config": json.dumps(run.config.to_dict()),

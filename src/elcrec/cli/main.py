@@ -94,14 +94,6 @@ THREADS_HELP = "torch CPU threads (0 = as many as there are idle cores now, or O
 OVERWRITE_HELP = "replace the file --out names if it exists"
 
 
-def check_out_file(out: Path, overwrite: bool, example: str) -> None:
-    """--out names one file to write: not a folder, nor (without --overwrite) a file that exists."""
-    if out.is_dir():
-        fail(f"--out {out} is a folder: give the {Path(example).suffix} file to write, e.g. {out / example}")
-    if out.exists() and not overwrite:
-        fail(f"--out {out} exists: give another file, or replace it (--overwrite)")
-
-
 def start(device: str = "auto", threads: int = 0, processes: bool = False) -> Any:
     """What every computing command does first (elcrec.runtime.prepare_process, and the elcrec logger to the
     terminal, from the first process alone under torchrun); returns the torch device. Under torchrun only a
@@ -659,7 +651,9 @@ def recommend(
     if all_users and out.suffix.lower() not in (".parquet", ".csv"):
         fail(f"--out {out}: --all-users writes a .parquet or .csv file")
     if all_users:
-        check_out_file(out, overwrite, "recs.parquet")
+        from ..runs import check_new_file
+
+        check_new_file(out, overwrite, "recs.parquet")
     if data and history is not None:
         fail("--data gives the users of --user or --all-users; --history is a user of its own")
     tokens = None if history is None else history.replace(",", " ").split()
@@ -931,11 +925,11 @@ def embed_items(
 
     from ..data import load_dataset
     from ..data.item_text import embed_texts, read_texts, synthetic_item_texts
-    from ..runs import atomic_write
+    from ..runs import atomic_write, check_new_file
 
     if out.suffix.lower() != ".npy":  # --item-text reads a matrix by this suffix, and a table by others
         fail(f"--out {out}: embeddings are written as a .npy file (e.g. {out.with_suffix('.npy')})")
-    check_out_file(out, overwrite, "embeddings.npy")
+    check_new_file(out, overwrite, "embeddings.npy")
     if data is None and config is None:
         fail("give the interaction log: --data, or --config with its data and preprocessing")
     on = start(device, threads)
