@@ -34,7 +34,7 @@ from common import (
     write_markdown,
     write_portable_config,
 )
-from reproduce import paper_numbers, reference_file
+from reproduce import epochs_on, paper_numbers, reference_file
 
 from elcrec.config import RECIPES, Config, recipe_values
 from elcrec.data import load_dataset
@@ -184,6 +184,9 @@ def main() -> None:
         "std over seeds. Minutes: training and validation of every epoch. Faithful rows: the paper campaign's "
         "records (benchmarks/reproduce.py), with the machine and threads of their own run.json"
         + (": " + "; ".join(sorted({name for _, _, run in faithful for name in machines_of(run)})) if faithful else "")
+        + "".join(
+            f"; seed {seed}'s epochs ran on {epochs_on(metrics, run)}" for seed, metrics, run in faithful
+        )  # a campaign run may have moved between a GPU and a CPU: its minutes mix the two
         + ".",
         "",
         f"| recipe | seeds | {' | '.join(f'test {m}' for m in METRICS)} | best epochs | epochs run | minutes to "
@@ -232,10 +235,11 @@ def plot(path: Path, fast: dict[int, dict], faithful: list[tuple[int, dict, dict
         curve = [h["NDCG@20"] for h in result["history"]]
         style = styles[i % len(styles)]
         axis.plot(minutes(result["history"]), curve, style, color="tab:blue", label=f"{args.recipe} seed {seed}")
-    for i, (seed, metrics, _) in enumerate(faithful):
+    for i, (seed, metrics, run) in enumerate(faithful):
         curve = [h["NDCG@20"] for h in metrics["history"]]
         style = styles[i % len(styles)]
-        axis.plot(minutes(metrics["history"]), curve, style, color="tab:gray", label=f"faithful seed {seed}")
+        label = f"faithful seed {seed} (epochs on {epochs_on(metrics, run)})"
+        axis.plot(minutes(metrics["history"]), curve, style, color="tab:gray", label=label)
     axis.axvline(args.minutes, color="black", linewidth=0.8, label=f"{args.minutes:g} minutes")
     axis.set_xlabel("wall minutes (training + validation)")
     axis.set_ylabel("validation NDCG@20")
