@@ -637,6 +637,7 @@ def recommend(
 ) -> None:
     """Top-k items, with scores: for a new user's history, for users of the run's data (from their whole
     history), or for all of them into a file."""
+    from ..runs import check_new_file
     from ..serving import Recommender
     from ..serving.recommender import UNKNOWN_POLICIES
 
@@ -651,8 +652,6 @@ def recommend(
     if all_users and out.suffix.lower() not in (".parquet", ".csv"):
         fail(f"--out {out}: --all-users writes a .parquet or .csv file")
     if all_users:
-        from ..runs import check_new_file
-
         check_new_file(out, overwrite, "recs.parquet")
     if data and history is not None:
         fail("--data gives the users of --user or --all-users; --history is a user of its own")
