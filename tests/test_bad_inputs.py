@@ -333,7 +333,7 @@ CASES = [
     (  # it replaced any file, another run's weights among them
         "export over a file",
         ["export", "{root}/run", "--out", "{root}/letters.txt"],
-        "exists: give another file, or replace it (--overwrite",
+        "exists: give another file, or replace it (--overwrite; overwrite=True in Python)",
     ),
     (  # an artefact named model.pt was read as a run folder's weights
         "export as model.pt",
@@ -420,12 +420,12 @@ CASES = [
     (  # it replaced any file, the run's own data file among them
         "recommendations over a file",
         ["recommend", "{root}/run", "--all-users", "--out", "{root}/na.csv"],
-        "na.csv exists: give another file, or replace it (--overwrite",
+        "na.csv exists: give another file, or replace it (--overwrite; overwrite=True in Python)",
     ),
     (
         "embeddings over a file",
         ["embed-items", "{root}/texts.csv", "--data", "{root}/other.txt", "--out", "{root}/wide.npy"],
-        "wide.npy exists: give another file, or replace it (--overwrite",
+        "wide.npy exists: give another file, or replace it (--overwrite; overwrite=True in Python)",
     ),
     ("cut-offs beyond counting", ["evaluate", "{root}/run", "--ks", "99999999999999999999"], "cut-offs must be 1 to"),
     ("no cut-offs", ["evaluate", "{root}/run", "--ks", ""], "--ks '': give cut-offs like 5,10,20"),
