@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,9 +14,9 @@ import torch
 from elcrec import Config, __version__
 from elcrec.config import CHOICES
 from elcrec.models import SASRec
-from elcrec.runs import RunBusy, training_holder
+from elcrec.runs import RunBusy, restore_replaced, training_holder
 from elcrec.runtime import describe_machine, source_digest
-from elcrec.training import NonFinite, train
+from elcrec.training import NonFinite, train, trainer
 
 SETTINGS = [
     "--data",
@@ -379,6 +380,61 @@ def test_an_overwritten_run_stopped_early_leaves_no_stale_result(tiny_data, tmp_
     with pytest.raises(KeyboardInterrupt):
         train(config, data=tiny_data, progress=False, overwrite=True, on_epoch=stop)
     assert not (tmp_path / "metrics.json").exists()  # a group would otherwise read the old result back
+
+
+def set_aside_by_a_killed_overwrite(config, data, folder):
+    """A finished run in `folder` that an --overwrite killed after its new run wrote a log set aside in .replaced
+    (as a SIGKILL leaves it), with {file name: bytes} of the old run."""
+    train(config.replace(output_dir=str(folder)), data=data, progress=False)
+    before = {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file() and path.name[0] != "."}
+    (folder / ".replaced").mkdir()
+    for name in before:
+        (folder / name).rename(folder / ".replaced" / name)
+    (folder / "train.log").write_text("the new run's log, cut short\n")
+    return before
+
+
+def test_a_restore_of_a_set_aside_run_that_is_stopped_loses_nothing(tiny_data, tmp_path, monkeypatch):
+    """Putting back a run that a killed --overwrite set aside deletes the new run's files first: a restore stopped
+    after some old files were back had the next one delete those as the new run's."""
+    config = Config(hidden_size=16, max_len=20, epochs=1, device="cpu")
+    before = set_aside_by_a_killed_overwrite(config, tiny_data, tmp_path)
+    replace, moved = Path.replace, []
+
+    def stopped_after_two(self, target):
+        if len(moved) == 2:
+            raise KeyboardInterrupt
+        moved.append(self.name)
+        return replace(self, target)
+
+    monkeypatch.setattr(Path, "replace", stopped_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        restore_replaced(tmp_path)
+    monkeypatch.setattr(Path, "replace", replace)
+    assert len(moved) == 2 and all((tmp_path / name).read_bytes() == before[name] for name in moved)
+    assert restore_replaced(tmp_path)
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.name[0] != "."} == before
+    assert sorted(path.name for path in tmp_path.iterdir() if path.is_dir()) == []
+
+
+def test_under_torchrun_only_rank_0_reads_and_prepares_the_run_folder(tiny_data, tmp_path, monkeypatch):
+    """The other processes read a folder that rank 0 may still be putting back a set-aside run in: their checks
+    found the new run's cut-short files, or half the old run's. They now leave the folder to rank 0 and wait for
+    it in the process group (trainer._train)."""
+    config = Config(hidden_size=16, max_len=20, epochs=1, device="cpu", output_dir=str(tmp_path))
+    before = set_aside_by_a_killed_overwrite(config, tiny_data, tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({**json.loads(before["config.json"]), "hidden_size": 32}))
+    joined = []
+    monkeypatch.setattr(trainer, "_train", lambda *args: joined.append(args[0].run_dir))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    train(config, data=tiny_data, progress=False, resume=True)  # rank 0 would find the new run's settings first
+    assert joined == [tmp_path]
+    assert (tmp_path / ".replaced").is_dir() and not (tmp_path / "model.pt").exists()  # untouched: rank 0's work
+    monkeypatch.setenv("RANK", "0")
+    train(config, data=tiny_data, progress=False, resume=True)
+    assert joined == [tmp_path, tmp_path]
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.name[0] != "."} == before
 
 
 def test_weights_that_became_non_finite_stop_training(tmp_path, monkeypatch):

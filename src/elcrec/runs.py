@@ -49,7 +49,8 @@ INTENT_FILES = ("intents.csv", "intent-profiles.csv", "intents.json", "centres.n
 DERIVED_FILES = (REPORT_FILE, REPORT_FIGURE.format("*"), *INTENT_FILES)
 TEMP_SUFFIX = ".tmp"  # atomic_write's files before they are renamed into place
 LOCK_FILE = ".training.lock"
-# an overwritten run's files while they are gathered, until the run replacing them has started, while deleted
+# an overwritten run's files while they move (gathered, or put back: beside them only the old run's files), until
+# the run replacing them has started, while deleted
 REPLACING_DIR, REPLACED_DIR, DISCARDED_DIR = ".replacing", ".replaced", ".replaced.discarded"
 ARTEFACT_FORMAT = "elcrec-model/1"
 
@@ -185,16 +186,15 @@ def replacing_run(folder: Path) -> Iterator[None]:
 def restore_replaced(folder: Path) -> bool:
     """Put back the run an --overwrite set aside in `folder` (replacing_run) whose new run did not start, and
     delete what that one wrote; True when there was one. Call it under the folder's training lock."""
-    found = False
-    for name, new_files in ((REPLACING_DIR, False), (REPLACED_DIR, True)):  # gathering: the new run wrote nothing
-        aside = folder / name
-        if aside.is_dir():
-            if new_files:
-                remove_run(folder)
-            for path in aside.iterdir():
-                path.replace(folder / path.name)
-            aside.rmdir()
-            found = True
+    replaced, moving = folder / REPLACED_DIR, folder / REPLACING_DIR
+    found = replaced.is_dir() or moving.is_dir()
+    if replaced.is_dir():
+        remove_run(folder)
+        replaced.rename(moving)  # the new run's files are gone: a restore stopped from here on moves the rest back
+    if moving.is_dir():
+        for path in moving.iterdir():
+            path.replace(folder / path.name)
+        moving.rmdir()
     shutil.rmtree(folder / DISCARDED_DIR, ignore_errors=True)  # a replaced run whose deletion was stopped
     return found
 

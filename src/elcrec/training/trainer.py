@@ -101,7 +101,7 @@ def train(
     `resume` or `overwrite` is given; `overwrite` replaces the old run's files and what was derived from it once
     the new run has started, and leaves them as they were when it fails before (elcrec.runs.replacing_run). A
     folder another process is training in is refused (elcrec.runs.training_lock; under torchrun, rank 0 holds
-    it)."""
+    it, and checks and prepares the folder while the other processes wait)."""
     if config.sampled_negatives and max(config.eval_ks) > config.sampled_negatives:  # a run saved so still loads
         raise ValueError(
             f"eval_ks={list(config.eval_ks)}: with sampled_negatives={config.sampled_negatives} a target ranks "
@@ -112,10 +112,12 @@ def train(
         raise FileExistsError(f"{config.run_dir} is a file: output_dir names the run's folder")
     if resume and not config.run_dir.is_dir():
         raise FileNotFoundError(f"{config.run_dir}: no such run folder to resume")
+    if distributed.launched_rank() != 0:  # rank 0 checks and prepares the folder; _train waits for it
+        return _train(config, data, progress, resume, on_epoch)
     if not (resume or overwrite):
         check_foreign_files(config.run_dir)  # before training_lock makes its file
-    with training_lock(config.run_dir) if distributed.launched_rank() == 0 else contextlib.nullcontext():
-        if distributed.launched_rank() == 0 and restore_replaced(config.run_dir):
+    with training_lock(config.run_dir):
+        if restore_replaced(config.run_dir):
             log.warning(f"{config.run_dir}: put back a run set aside by an --overwrite whose new run never started")
         existing = [name for name in (MODEL_FILE, STATE_FILE) if (config.run_dir / name).is_file()]
         if existing and not (resume or overwrite):
@@ -125,10 +127,8 @@ def train(
             )
         if resume and (config.run_dir / CONFIG_FILE).is_file():
             check_saved_settings(config)
-        replacing = overwrite and distributed.launched_rank() == 0  # the lock's holder: no other process writes here
-        if distributed.launched_rank() == 0:
-            remove_stale_writes(config.run_dir)
-        with replacing_run(config.run_dir) if replacing else contextlib.nullcontext():
+        remove_stale_writes(config.run_dir)
+        with replacing_run(config.run_dir) if overwrite else contextlib.nullcontext():
             return _train(config, data, progress, resume, on_epoch)
 
 
@@ -155,6 +155,7 @@ def _train(
     device = resolve_device(config.device)
     if distributed.launched():
         device = distributed.setup(device)
+        distributed.barrier()  # rank 0 has checked and prepared the run folder (train): the others may read it
     main = distributed.is_main()
     try:
         logs = run_logging(config.run_dir / LOG_FILE, console=main and progress, process=distributed.rank())
