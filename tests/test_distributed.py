@@ -292,12 +292,17 @@ def test_no_two_processes_of_runs_of_different_seeds_share_a_random_stream():
 
 def test_the_first_process_alone_speaks_and_only_train_runs_in_several(tmp_path):
     """Every process printed each warning (the others through Python's last-resort handler); every other command
-    ran whole in each process (evaluate printed its table twice, tune trained two trials as one)."""
+    ran whole in each process (evaluate printed its table twice, tune trained two trials as one, export wrote its
+    file from each)."""
     args = [*TINY, "--model", "sasrec", "--epochs", "1", "--warmup-epochs", "2", "--output-dir", str(tmp_path / "run")]
     assert run(args, WORLD).count("warning: the warm-up") == 1
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(WORLD), "-m", "elcrec"]
-    done = subprocess.run([*command, "evaluate", str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
-    assert done.returncode != 0 and "only elcrec train runs in several processes" in done.stderr, done.stderr[-2000:]
+    artefact = tmp_path / "model.elcrec.pt"
+    for other in (["evaluate", str(tmp_path / "run")], ["export", str(tmp_path / "run"), "--out", str(artefact)]):
+        done = subprocess.run([*command, *other], capture_output=True, text=True, timeout=300)
+        refused = "only elcrec train runs in several processes" in done.stderr
+        assert done.returncode != 0 and refused, done.stderr[-2000:]
+    assert not artefact.exists()
 
 
 def test_an_error_in_one_process_ends_the_run(tmp_path):

@@ -94,18 +94,26 @@ THREADS_HELP = "torch CPU threads (0 = as many as there are idle cores now, or O
 OVERWRITE_HELP = "replace the file --out names if it exists"
 
 
+def one_process() -> None:
+    """Stop a command started by torchrun that does not train in several processes: each would run it whole."""
+    from ..distributed import launched
+
+    if launched():
+        fail("only elcrec train runs in several processes: start this command without torchrun")
+
+
 def start(device: str = "auto", threads: int = 0, processes: bool = False) -> Any:
     """What every computing command does first (elcrec.runtime.prepare_process, and the elcrec logger to the
     terminal, from the first process alone under torchrun); returns the torch device. Under torchrun only a
-    command that trains in several `processes` (train) goes on: the others would each run whole in every process."""
+    command that trains in several `processes` (train) goes on (one_process)."""
     import logging
 
-    from ..distributed import launched, launched_rank
+    from ..distributed import launched_rank
     from ..progress import console_logging
     from ..runtime import prepare_process, resolve_device
 
-    if launched() and not processes:
-        fail("only elcrec train runs in several processes: start this command without torchrun")
+    if not processes:
+        one_process()
     on = resolve_device(device)
     prepare_process(threads, on)
     if launched_rank() == 0:
@@ -715,6 +723,7 @@ def export(
     """One self-contained file (weights, config, item ids) that `serve`, `recommend` and `evaluate` load."""
     from ..runs import export_run
 
+    one_process()
     _note_untrained(export_run(checkpoint, out, overwrite))
     typer.echo(f"wrote {out}")
 
