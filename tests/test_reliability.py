@@ -428,7 +428,7 @@ def test_under_torchrun_only_rank_0_reads_and_prepares_the_run_folder(tiny_data,
     monkeypatch.setattr(trainer, "_train", lambda *args: joined.append(args[0].run_dir))
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
-    train(config, data=tiny_data, progress=False, resume=True)  # rank 0 would find the new run's settings first
+    train(config, data=tiny_data, progress=False, resume=True)  # rank 1 used to check the new run's settings
     assert joined == [tmp_path]
     assert (tmp_path / ".replaced").is_dir() and not (tmp_path / "model.pt").exists()  # untouched: rank 0's work
     monkeypatch.setenv("RANK", "0")
